@@ -1,0 +1,43 @@
+import type { AddressInfo } from 'node:net';
+import type { Config } from './config/load.js';
+import { OperatorError } from './errors.js';
+import type { Logger } from './logger.js';
+import { openStore } from './store/database.js';
+import { Spool } from './store/spool.js';
+import { createSubmissionServer } from './submission/server.js';
+
+export interface RunningRelay {
+  submission: AddressInfo;
+  spool: Spool;
+  /** Stops every stage in flow order, then closes the database. */
+  stop(): Promise<void>;
+}
+
+/** Starts every stage that exists: the spool and the submission server. */
+export async function startRelay(config: Config, logger: Logger): Promise<RunningRelay> {
+  const db = openStore(config.store.path, { synchronous: config.store.synchronous });
+  const spool = new Spool(db, config.store.groupCommitMaxMessages);
+  const submission = createSubmissionServer(config, spool, logger);
+  let address: AddressInfo;
+  try {
+    address = await submission.listen();
+  } catch (error) {
+    db.close();
+    const { code } = error as NodeJS.ErrnoException;
+    throw new OperatorError(
+      `submission cannot listen on ${config.submission.host}:${config.submission.port} (${code ?? (error as Error).message}); ` +
+        'pick another submission.port or stop what holds it',
+    );
+  }
+  logger.info({ store: config.store.path, hostname: config.hostname }, 'rebound started');
+  return {
+    submission: address,
+    spool,
+    stop: async () => {
+      await submission.close();
+      spool.close();
+      db.close();
+      logger.info({ messages: spool.stats.messages, commits: spool.stats.commits }, 'rebound stopped; store closed');
+    },
+  };
+}

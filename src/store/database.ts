@@ -1,0 +1,37 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import BetterSqlite3, { type Database } from 'better-sqlite3';
+import { OperatorError } from '../errors.js';
+import { migrate } from './migrations.js';
+
+export type { Database };
+
+export interface OpenStoreOptions {
+  /** FULL (the default) fsyncs the WAL on every commit: a 250 survives a power cut. */
+  synchronous?: 'FULL' | 'EXTRA' | 'NORMAL';
+  readonly?: boolean;
+}
+
+export class StoreError extends OperatorError {
+  override name = 'StoreError';
+}
+
+/** Opens (creating if needed) the SQLite store and brings its schema up to date. */
+export function openStore(path: string, options: OpenStoreOptions = {}): Database {
+  let db: Database;
+  try {
+    if (!options.readonly) mkdirSync(dirname(path), { recursive: true });
+    db = new BetterSqlite3(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
+  } catch (error) {
+    throw new StoreError(`cannot open the store at ${path}: ${(error as Error).message}; check store.path`);
+  }
+  // Readers (the CLI, sqlite3) wait for a writer instead of failing at once.
+  db.pragma('busy_timeout = 5000');
+  if (!options.readonly) {
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
+    db.pragma('foreign_keys = ON');
+    migrate(db);
+  }
+  return db;
+}

@@ -1,0 +1,87 @@
+import type { Database } from 'better-sqlite3';
+import { OperatorError } from '../errors.js';
+
+/**
+ * Schema versions, applied in order inside one transaction each; `PRAGMA user_version` records the
+ * last one applied. Never edit a released migration: add the next one.
+ *
+ * Times are ISO-8601 UTC text with milliseconds (2026-11-22T20:33:31.123Z): they sort and compare
+ * as text, and an operator reading the database with sqlite3 sees them as they are.
+ */
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE messages (
+    id                INTEGER PRIMARY KEY,
+    queue_id          TEXT NOT NULL UNIQUE,   -- the id in "250 2.0.0 Ok: queued as <queue_id>"
+    received_at       TEXT NOT NULL,
+    mail_from         TEXT NOT NULL,          -- envelope sender; '' for the null sender <>
+    client_ip         TEXT NOT NULL,
+    client_helo       TEXT,
+    auth_user         TEXT,                   -- NULL when relayed for an allowNetworks client
+    protocol          TEXT NOT NULL,          -- ESMTP, ESMTPS, ESMTPA or ESMTPSA (RFC 3848)
+    size              INTEGER NOT NULL,       -- bytes of raw
+    message_id_header TEXT,                   -- the Message-ID header, without <>
+    from_domain       TEXT,                   -- domain of the From header, lower case
+    subject           TEXT,
+    campaign_id       TEXT,                   -- from the configured campaign header
+    received_header   TEXT NOT NULL,          -- the Received header Rebound adds in front of raw
+    raw               BLOB NOT NULL           -- the message exactly as the client sent it
+  );
+  CREATE INDEX messages_by_received_at ON messages (received_at);
+
+  CREATE TABLE recipients (
+    id              INTEGER PRIMARY KEY,
+    message_id      INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    address         TEXT NOT NULL,            -- normalised: domain lower case, IDN as punycode
+    domain          TEXT NOT NULL,
+    status          TEXT NOT NULL,            -- queued, sending, deferred, delivered, bounced, expired, suppressed
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,                     -- when the scheduler may pick it; NULL once final
+    last_reply      TEXT,                     -- the last SMTP reply or error about this recipient
+    updated_at      TEXT NOT NULL
+  );
+  CREATE INDEX recipients_by_message ON recipients (message_id);
+  CREATE INDEX recipients_by_address ON recipients (address);
+  CREATE INDEX recipients_due ON recipients (next_attempt_at) WHERE status IN ('queued', 'deferred');
+
+  CREATE TABLE events (
+    id           INTEGER PRIMARY KEY,
+    at           TEXT NOT NULL,
+    event        TEXT NOT NULL,               -- accepted, delivered, temporary_fail, permanent_fail, complained
+    message_id   INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    recipient_id INTEGER REFERENCES recipients (id) ON DELETE CASCADE,
+    detail       TEXT                         -- what the event is about, in words (a reply, a reason)
+  );
+  CREATE INDEX events_by_recipient ON events (recipient_id);
+  CREATE INDEX events_by_message ON events (message_id);
+
+  -- "What happened to mail for x@y?": SELECT * FROM v_recipient_history WHERE address = 'x@y';
+  CREATE VIEW v_recipient_history AS
+  SELECT r.address, e.at, e.event, e.detail, r.status AS current_status, r.attempts,
+         m.queue_id, m.mail_from, m.message_id_header, m.subject, m.received_at
+    FROM events e
+    JOIN recipients r ON r.id = e.recipient_id
+    JOIN messages m ON m.id = r.message_id;
+  `,
+];
+
+export class SchemaTooNewError extends OperatorError {
+  override name = 'SchemaTooNewError';
+}
+
+export function migrate(db: Database): { from: number; to: number } {
+  const from = db.pragma('user_version', { simple: true }) as number;
+  if (from > MIGRATIONS.length) {
+    throw new SchemaTooNewError(
+      `the database is at schema version ${from}, newer than this Rebound knows (${MIGRATIONS.length}); upgrade Rebound or use another store.path`,
+    );
+  }
+  for (let version = from + 1; version <= MIGRATIONS.length; version++) {
+    const sql = MIGRATIONS[version - 1] as string;
+    db.transaction(() => {
+      db.exec(sql);
+      db.pragma(`user_version = ${version}`);
+    })();
+  }
+  return { from, to: MIGRATIONS.length };
+}

@@ -1,0 +1,234 @@
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import type { Readable } from 'node:stream';
+import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
+import { normalizeAddress } from '../address.js';
+import type { Config } from '../config/load.js';
+import type { Logger } from '../logger.js';
+import { newQueueId } from '../store/queue-id.js';
+import type { Spool } from '../store/spool.js';
+import { findAmbiguousDotLine } from './framing.js';
+import { summarizeMessage } from './message-headers.js';
+import { verifyPassword } from './passwords.js';
+import { receivedHeader } from './received-header.js';
+import { isLoopback, NetworkList } from './relay-policy.js';
+import { useQueuedReplyCode } from './reply-codes.js';
+
+/** An error whose responseCode smtp-server sends as the reply; it adds the enhanced code. */
+function reply(code: number, text: string): Error & { responseCode: number } {
+  return Object.assign(new Error(text), { responseCode: code });
+}
+
+export interface SubmissionServer {
+  listen(): Promise<AddressInfo>;
+  /** Stops accepting, lets DATA in progress finish (up to shutdownTimeoutSeconds), closes the rest. */
+  close(): Promise<void>;
+}
+
+interface AuthenticatedUser {
+  username: string;
+}
+
+function authUserOf(session: SMTPServerSession): string | null {
+  const user = session.user as AuthenticatedUser | undefined;
+  return user?.username ?? null;
+}
+
+export function createSubmissionServer(config: Config, spool: Spool, logger: Logger): SubmissionServer {
+  useQueuedReplyCode();
+  const settings = config.submission;
+  const log = logger.child({ stage: 'submission' });
+  const relayNetworks = new NetworkList(settings.allowNetworks);
+  const passwordHashes = new Map(settings.auth.users.map((user) => [user.username, user.passwordHash]));
+  const tls = settings.tls.key !== null && settings.tls.cert !== null;
+
+  let closing = false;
+  let dataInProgress = 0;
+  let dataFinished: (() => void) | null = null;
+
+  const server = new SMTPServer({
+    name: config.hostname,
+    banner: 'Rebound',
+    logger: false,
+    disableReverseLookup: true,
+    size: settings.maxMessageSize,
+    rejectOversized: true,
+    maxRecipients: settings.maxRecipients,
+    maxClients: settings.maxClients,
+    socketTimeout: settings.socketTimeoutSeconds * 1000,
+    closeTimeout: settings.shutdownTimeoutSeconds * 1000,
+    authMethods: ['PLAIN', 'LOGIN'],
+    authOptional: true,
+    // smtp-server can only allow or refuse plaintext AUTH for everyone; onAuth allows it for
+    // loopback clients only.
+    allowInsecureAuth: true,
+    // Rebound does not yet honour NOTIFY/RET/ENVID, so it does not offer DSN.
+    hideDSN: true,
+    disabledCommands: tls ? [] : ['STARTTLS'],
+    ...(tls ? { key: readFileSync(settings.tls.key as string), cert: readFileSync(settings.tls.cert as string) } : {}),
+
+    onConnect(_session, callback) {
+      if (closing) return callback(reply(421, `${config.hostname} Service shutting down, try again later`));
+      callback();
+    },
+
+    onAuth(auth: SMTPServerAuthentication, session, callback) {
+      if (!session.secure && !isLoopback(session.remoteAddress)) {
+        log.warn({ client: session.remoteAddress, username: auth.username }, 'AUTH refused on a plaintext connection');
+        return callback(reply(538, 'Encryption required for requested authentication mechanism; use STARTTLS first'));
+      }
+      const hash = auth.username ? passwordHashes.get(auth.username) : undefined;
+      const username = auth.username ?? '';
+      const password = auth.password ?? '';
+      // An unknown user still costs a hash check, so timing does not tell which usernames exist.
+      const check = hash ? verifyPassword(password, hash) : verifyPassword(password, UNKNOWN_USER_HASH).then(() => false);
+      check.then(
+        (ok) => {
+          if (!ok) {
+            log.warn({ client: session.remoteAddress, username: auth.username }, 'AUTH failed');
+            return callback(reply(535, 'Authentication credentials invalid'));
+          }
+          callback(null, { user: { username } satisfies AuthenticatedUser });
+        },
+        (error: Error) => callback(reply(454, `Temporary authentication failure: ${error.message}`)),
+      );
+    },
+
+    onMailFrom(from: SMTPServerAddress, session, callback) {
+      if (closing) return callback(reply(421, `${config.hostname} Service shutting down, try again later`));
+      if (!session.user && !relayNetworks.contains(session.remoteAddress)) {
+        log.info({ client: session.remoteAddress }, 'relay refused: not authenticated and not in allowNetworks');
+        return callback(reply(530, 'Authentication required'));
+      }
+      if (from.address !== '' && normalizeAddress(from.address) === null) {
+        return callback(reply(553, `Sender address rejected: <${from.address}> is not a valid address`));
+      }
+      callback();
+    },
+
+    onRcptTo(to: SMTPServerAddress, _session, callback) {
+      if (normalizeAddress(to.address) === null) {
+        return callback(
+          reply(553, `Recipient address rejected: <${to.address}> is not a valid address (Rebound has no local mailboxes)`),
+        );
+      }
+      callback();
+    },
+
+    onData(stream: Readable & { sizeExceeded?: boolean }, session, callback) {
+      dataInProgress++;
+      const finish = (error: Error | null, message?: string): void => {
+        dataInProgress--;
+        if (dataInProgress === 0 && dataFinished) dataFinished();
+        callback(error, message);
+      };
+      const chunks: Buffer[] = [];
+      let length = 0;
+      stream.on('data', (chunk: Buffer) => {
+        // Past the limit the rest is read and dropped; smtp-server answers 552 5.3.4 at the end.
+        if (stream.sizeExceeded) return;
+        chunks.push(chunk);
+        length += chunk.length;
+      });
+      stream.once('error', (error: Error) => {
+        log.info({ client: session.remoteAddress, err: error.message }, 'client went away during DATA; nothing stored');
+        finish(error);
+      });
+      stream.once('end', () => {
+        if (stream.sizeExceeded) {
+          log.info({ client: session.remoteAddress, bytes: length }, 'message over submission.maxMessageSize refused');
+          return finish(reply(552, 'Message size exceeds fixed maximum message size'));
+        }
+        const raw = Buffer.concat(chunks, length);
+        accept(raw, session).then(
+          (queueId) => finish(null, `Ok: queued as ${queueId}`),
+          (error: Error & { responseCode?: number }) => {
+            if (error.responseCode === undefined) {
+              log.error({ err: error, client: session.remoteAddress }, 'could not store a message; the client was told to retry');
+              return finish(reply(451, 'Local error in processing: the message could not be stored, try again later'));
+            }
+            finish(error);
+          },
+        );
+      });
+    },
+  });
+
+  server.on('error', (error) => log.error({ err: error }, 'submission server error'));
+
+  async function accept(raw: Buffer, session: SMTPServerSession): Promise<string> {
+    const dotOffset = findAmbiguousDotLine(raw);
+    if (dotOffset !== -1) {
+      log.warn({ client: session.remoteAddress, offset: dotOffset }, 'message refused: lone "." line with bare CR or LF (SMTP smuggling)');
+      throw reply(550, 'Message contains a lone "." line with a bare CR or LF; send CRLF line endings');
+    }
+    const envelope = session.envelope;
+    const mailFrom = envelope.mailFrom ? envelope.mailFrom.address : '';
+    const recipients = envelope.rcptTo.map((rcpt) => normalizeAddress(rcpt.address)).filter((r) => r !== null);
+    const receivedAt = new Date();
+    const queueId = newQueueId(receivedAt.getTime());
+    const helo = session.hostNameAppearsAs || null;
+    const protocol = session.transmissionType;
+    await spool.enqueue({
+      queueId,
+      receivedAt,
+      mailFrom: mailFrom === '' ? '' : (normalizeAddress(mailFrom)?.address ?? mailFrom),
+      recipients,
+      clientIp: session.remoteAddress,
+      clientHelo: helo,
+      authUser: authUserOf(session),
+      protocol,
+      ...summarizeMessage(raw, settings.campaignHeader),
+      receivedHeader: receivedHeader({
+        helo,
+        clientIp: session.remoteAddress,
+        hostname: config.hostname,
+        protocol,
+        queueId,
+        recipients: recipients.map((r) => r.address),
+        date: receivedAt,
+      }),
+      raw,
+    });
+    log.info(
+      { queueId, client: session.remoteAddress, user: authUserOf(session), from: mailFrom, recipients: recipients.length, bytes: raw.length },
+      'message queued',
+    );
+    return queueId;
+  }
+
+  return {
+    listen: () =>
+      new Promise((resolve, reject) => {
+        server.server.once('error', reject);
+        server.listen(settings.port, settings.host, () => {
+          server.server.off('error', reject);
+          const address = server.server.address() as AddressInfo;
+          log.info({ host: address.address, port: address.port, starttls: tls }, 'submission listening');
+          resolve(address);
+        });
+      }),
+
+    close: async () => {
+      closing = true;
+      const stopped = new Promise<void>((resolve) => server.close(resolve));
+      if (dataInProgress > 0) {
+        log.info({ transactions: dataInProgress }, 'waiting for messages in DATA to finish');
+        await Promise.race([
+          new Promise<void>((resolve) => (dataFinished = resolve)),
+          new Promise<void>((resolve) => setTimeout(resolve, settings.shutdownTimeoutSeconds * 1000).unref()),
+        ]);
+      }
+      // Idle connections (pooled clients) would otherwise hold shutdown for the full timeout.
+      for (const connection of server.connections) {
+        connection.send(421, `${config.hostname} Service shutting down, try again later`);
+      }
+      await stopped;
+      log.info('submission stopped');
+    },
+  };
+}
+
+// A real scrypt hash of a random password, so failed lookups take as long as failed passwords.
+const UNKNOWN_USER_HASH =
+  'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
