@@ -43,6 +43,7 @@ export const configSchema = z.strictObject({
       port,
       auth: z.strictObject({ users: z.array(submissionUser) }),
       allowNetworks: z.array(cidr),
+      plaintextAuthNetworks: z.array(cidr),
       tls: z.strictObject({ key: filePath, cert: filePath }),
       maxMessageSize: positiveInt,
       maxRecipients: positiveInt,

@@ -11,7 +11,7 @@ function parseAddress(address: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
   }
 }
 
-/** The networks whose clients may relay without AUTH (`submission.allowNetworks`). */
+/** A list of CIDR networks, e.g. `submission.allowNetworks` (may relay without AUTH). */
 export class NetworkList {
   private readonly networks: Network[];
 
@@ -24,8 +24,4 @@ export class NetworkList {
     if (!ip) return false;
     return this.networks.some(([network, bits]) => network.kind() === ip.kind() && ip.match(network, bits));
   }
-}
-
-export function isLoopback(address: string): boolean {
-  return parseAddress(address)?.range() === 'loopback';
 }

@@ -13,7 +13,7 @@ export function useQueuedReplyCode(): void {
   patched = true;
   const original = SMTPConnection.prototype._getEnhancedStatusCode;
   SMTPConnection.prototype._getEnhancedStatusCode = function (code: number, context?: string | false): string {
-    if (context === 'DATA_OK') return '2.0.0';
-    return original.call(this, code, context);
+    const enhanced = original.call(this, code, context);
+    return context === 'DATA_OK' && enhanced !== '' ? '2.0.0' : enhanced;
   };
 }

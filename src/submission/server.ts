@@ -11,7 +11,7 @@ import { findAmbiguousDotLine } from './framing.js';
 import { summarizeMessage } from './message-headers.js';
 import { verifyPassword } from './passwords.js';
 import { receivedHeader } from './received-header.js';
-import { isLoopback, NetworkList } from './relay-policy.js';
+import { NetworkList } from './relay-policy.js';
 import { useQueuedReplyCode } from './reply-codes.js';
 
 /** An error whose responseCode smtp-server sends as the reply; it adds the enhanced code. */
@@ -39,6 +39,7 @@ export function createSubmissionServer(config: Config, spool: Spool, logger: Log
   const settings = config.submission;
   const log = logger.child({ stage: 'submission' });
   const relayNetworks = new NetworkList(settings.allowNetworks);
+  const plaintextAuthNetworks = new NetworkList(settings.plaintextAuthNetworks);
   const passwordHashes = new Map(settings.auth.users.map((user) => [user.username, user.passwordHash]));
   const tls = settings.tls.key !== null && settings.tls.cert !== null;
 
@@ -59,11 +60,13 @@ export function createSubmissionServer(config: Config, spool: Spool, logger: Log
     closeTimeout: settings.shutdownTimeoutSeconds * 1000,
     authMethods: ['PLAIN', 'LOGIN'],
     authOptional: true,
-    // smtp-server can only allow or refuse plaintext AUTH for everyone; onAuth allows it for
-    // loopback clients only.
+    // smtp-server can only allow or refuse plaintext AUTH for everyone; onAuth allows it only for
+    // plaintextAuthNetworks (loopback by default), where no one can listen in.
     allowInsecureAuth: true,
     // Rebound does not yet honour NOTIFY/RET/ENVID, so it does not offer DSN.
     hideDSN: true,
+    // RFC 3463 codes on every reply: our own bounce classifier is not the only one reading them.
+    hideENHANCEDSTATUSCODES: false,
     disabledCommands: tls ? [] : ['STARTTLS'],
     ...(tls ? { key: readFileSync(settings.tls.key as string), cert: readFileSync(settings.tls.cert as string) } : {}),
 
@@ -73,7 +76,7 @@ export function createSubmissionServer(config: Config, spool: Spool, logger: Log
     },
 
     onAuth(auth: SMTPServerAuthentication, session, callback) {
-      if (!session.secure && !isLoopback(session.remoteAddress)) {
+      if (!session.secure && !plaintextAuthNetworks.contains(session.remoteAddress)) {
         log.warn({ client: session.remoteAddress, username: auth.username }, 'AUTH refused on a plaintext connection');
         return callback(reply(538, 'Encryption required for requested authentication mechanism; use STARTTLS first'));
       }

@@ -1,0 +1,60 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import BetterSqlite3, { type Database } from 'better-sqlite3';
+import { loadConfig, type Config } from '../../src/config/load.js';
+import { createLogger } from '../../src/logger.js';
+import { startRelay, type RunningRelay } from '../../src/relay.js';
+import { makeTempDir } from './temp-dir.js';
+
+export interface TestRelay {
+  dir: string;
+  config: Config;
+  port: number;
+  relay: RunningRelay;
+  /** A separate read connection to the relay's SQLite file, as an operator would open it. */
+  db: Database;
+  stop(): Promise<void>;
+}
+
+export type ConfigOverride = Record<string, unknown>;
+
+/** The relay's own config, as a JSON file in a temp dir: a real SQLite file, port 0, no logs. */
+export function writeTestConfig(dir: string, override: ConfigOverride = {}): string {
+  const submission = (override.submission ?? {}) as Record<string, unknown>;
+  const config = {
+    hostname: 'relay.test',
+    log: { level: 'silent' },
+    ...override,
+    store: { path: join(dir, 'rebound.sqlite'), ...((override.store ?? {}) as object) },
+    submission: { port: 0, ...submission },
+  };
+  const file = join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify(config, null, 2));
+  return file;
+}
+
+export async function startTestRelay(override: ConfigOverride = {}): Promise<TestRelay> {
+  const temp = makeTempDir();
+  const config = loadConfig({ file: writeTestConfig(temp.dir, override), env: {} });
+  const relay = await startRelay(config, createLogger(config.log.level));
+  const db = new BetterSqlite3(config.store.path, { readonly: true });
+  let stopped = false;
+  return {
+    dir: temp.dir,
+    config,
+    port: relay.submission.port,
+    relay,
+    db,
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      db.close();
+      await relay.stop();
+      temp.remove();
+    },
+  };
+}
+
+export function countRows(db: Database, table: 'messages' | 'recipients' | 'events'): number {
+  return (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+}
