@@ -18,7 +18,7 @@ describe('submission over STARTTLS and from a second real client (Python smtplib
 
   beforeAll(async () => {
     certDir = makeTempDir('rebound-cert-');
-    const pems = await generate([{ name: 'commonName', value: 'relay.test' }], { days: 1, keySize: 2048, algorithm: 'sha256' });
+    const pems = await generate([{ name: 'commonName', value: 'relay.test' }], { notAfterDate: new Date(Date.now() + 86_400_000), keySize: 2048, algorithm: 'sha256' });
     const key = join(certDir.dir, 'key.pem');
     const cert = join(certDir.dir, 'cert.pem');
     writeFileSync(key, pems.private);

@@ -87,15 +87,24 @@ export class Spool {
     this.scheduled = false;
     while (this.pending.length > 0) {
       const batch = this.pending.splice(0, this.maxBatch);
-      try {
-        this.commitBatch(batch);
-        this.stats.commits++;
-        this.stats.messages += batch.length;
-        for (const item of batch) item.resolve();
-      } catch (error) {
-        for (const item of batch) item.reject(error as Error);
-      }
+      if (this.tryCommit(batch)) continue;
+      // One message that cannot be written (a constraint, a broken row) must not cost the rest of
+      // its batch their 250: commit each alone, and refuse only the ones that fail.
+      if (batch.length > 1) for (const item of batch) this.tryCommit([item]);
     }
+  }
+
+  private tryCommit(batch: Pending[]): boolean {
+    try {
+      this.commitBatch(batch);
+    } catch (error) {
+      if (batch.length === 1) batch[0]?.reject(error as Error);
+      return false;
+    }
+    this.stats.commits++;
+    this.stats.messages += batch.length;
+    for (const item of batch) item.resolve();
+    return true;
   }
 
   /** Commits what is waiting and refuses anything after. */

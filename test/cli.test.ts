@@ -1,0 +1,123 @@
+import { execFile } from 'node:child_process';
+import { createServer } from 'node:net';
+import { promisify } from 'node:util';
+import nodemailer from 'nodemailer';
+import { afterEach, describe, expect, it } from 'vitest';
+import { verifyPassword } from '../src/submission/passwords.js';
+import { CLI, PROJECT_ROOT } from './support/child-relay.js';
+import { startTestRelay, writeTestConfig, type TestRelay } from './support/relay.js';
+import { makeTempDir } from './support/temp-dir.js';
+
+const execFileAsync = promisify(execFile);
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function rebound(args: string[], input?: string): Promise<Result> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [CLI, ...args], { cwd: PROJECT_ROOT, env: { ...process.env, REBOUND_CONFIG: '' } }, (error, stdout, stderr) =>
+      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+    child.stdin?.end(input ?? '');
+  });
+}
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+describe('rebound CLI', () => {
+  it.each([[[]], [['start']], [['queue']], [['passwd']], [['config']]])('prints help for %j --help', async (args) => {
+    const result = await rebound([...args, '--help']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^Usage: rebound/);
+  });
+
+  it('says which command is unknown', async () => {
+    const result = await rebound(['strat']);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain("unknown command 'strat'");
+  });
+
+  it('`passwd` hashes a password read from stdin, and the hash verifies', async () => {
+    const result = await rebound(['passwd'], 'correct horse\n');
+    expect(result.code).toBe(0);
+    const hash = result.stdout.trim();
+    expect(hash).toMatch(/^scrypt\$32768\$8\$1\$/);
+    expect(await verifyPassword('correct horse', hash)).toBe(true);
+    expect(await verifyPassword('wrong horse', hash)).toBe(false);
+  });
+
+  it('`passwd` refuses empty input with a message', async () => {
+    const result = await rebound(['passwd'], '');
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^rebound: no password on stdin/);
+  });
+
+  it('`queue` prints counts by status and the oldest waiting entries, as text and JSON', async () => {
+    const relay: TestRelay = await startTestRelay();
+    cleanups.push(() => relay.stop());
+    const configFile = writeTestConfig(relay.dir, { store: { path: relay.config.store.path } });
+    const transport = nodemailer.createTransport({ host: '127.0.0.1', port: relay.port, ignoreTLS: true });
+    const first = await transport.sendMail({ from: 'a@shop.example', to: ['q1@example.net', 'q2@example.net'], text: 'x' });
+    await transport.sendMail({ from: 'b@shop.example', to: 'q3@example.org', text: 'y' });
+
+    const text = await rebound(['queue', '--config', configFile, '--limit', '2']);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain('messages: 2');
+    expect(text.stdout).toMatch(/queued\s+3\n/);
+    expect(text.stdout).toContain('oldest waiting (2):');
+    expect(text.stdout).toContain(`${first.response.split(' ').pop()}`);
+    expect(text.stdout).toContain('<a@shop.example> -> <q1@example.net>');
+    expect(text.stdout).not.toContain('q3@example.org');
+
+    const json = JSON.parse((await rebound(['queue', '--config', configFile, '--json'])).stdout) as {
+      messages: number;
+      recipientsByStatus: Record<string, number>;
+      oldest: Array<{ address: string }>;
+    };
+    expect(json.messages).toBe(2);
+    expect(json.recipientsByStatus).toMatchObject({ queued: 3, delivered: 0 });
+    expect(json.oldest.map((entry) => entry.address)).toEqual(['q1@example.net', 'q2@example.net', 'q3@example.org']);
+  });
+
+  it('`queue` explains a missing store instead of creating one', async () => {
+    const temp = makeTempDir();
+    cleanups.push(temp.remove);
+    const result = await rebound(['queue', '--config', writeTestConfig(temp.dir)]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^rebound: no store at .*rebound\.sqlite yet \(store\.path\); start the relay once/);
+  });
+
+  it('`queue --limit` rejects a value that is not a positive number', async () => {
+    const result = await rebound(['queue', '--limit', 'many']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--limit must be a whole number above 0, got "many"');
+  });
+
+  it('`start` on a port that is taken exits 2 and names the key to change', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => blocker.close(() => resolve())));
+    const temp = makeTempDir();
+    cleanups.push(temp.remove);
+    const port = (blocker.address() as { port: number }).port;
+    const result = await rebound(['start', '--config', writeTestConfig(temp.dir, { submission: { port } })]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(new RegExp(`submission cannot listen on 127\\.0\\.0\\.1:${port} \\(EADDRINUSE\\); pick another submission\\.port`));
+  });
+
+  it('`config --env` lists the environment variables, and `config` hides password hashes', async () => {
+    const env = await rebound(['config', '--env']);
+    expect(env.stdout).toMatch(/REBOUND_SUBMISSION_PORT\s+submission\.port/);
+    const { stdout } = await execFileAsync(process.execPath, [CLI, 'config'], {
+      cwd: PROJECT_ROOT,
+      env: { ...process.env, REBOUND_CONFIG: '', REBOUND_SUBMISSION_AUTH_USERS: '[{"username":"u","passwordHash":"scrypt$1$1$1$AA==$AA=="}]' },
+    });
+    expect(JSON.parse(stdout).submission.auth.users).toEqual([{ username: 'u', passwordHash: '(set)' }]);
+  });
+});
