@@ -163,7 +163,7 @@ export function createSubmissionServer(config: Config, spool: Spool, logger: Log
     const dotOffset = findAmbiguousDotLine(raw);
     if (dotOffset !== -1) {
       log.warn({ client: session.remoteAddress, offset: dotOffset }, 'message refused: lone "." line with bare CR or LF (SMTP smuggling)');
-      throw reply(550, 'Message contains a lone "." line with a bare CR or LF; send CRLF line endings');
+      throw reply(554, 'Message contains a lone "." line with a bare CR or LF; send CRLF line endings');
     }
     const envelope = session.envelope;
     const mailFrom = envelope.mailFrom ? envelope.mailFrom.address : '';
