@@ -1,18 +1,9 @@
 import BetterSqlite3 from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
-import { countRows, startTestRelay, type ConfigOverride, type TestRelay } from './support/relay.js';
+import { describe, expect, it } from 'vitest';
+import { countRows, relaysStoppedAfterEachTest, type TestRelay } from './support/relay.js';
 import { SmtpDialog } from './support/smtp-dialog.js';
 
-const relays: TestRelay[] = [];
-afterEach(async () => {
-  await Promise.all(relays.splice(0).map((relay) => relay.stop()));
-});
-
-async function relayWith(override: ConfigOverride = {}): Promise<TestRelay> {
-  const relay = await startTestRelay(override);
-  relays.push(relay);
-  return relay;
-}
+const relayWith = relaysStoppedAfterEachTest();
 
 async function openTransaction(relay: TestRelay, recipients = ['x@example.net']): Promise<SmtpDialog> {
   const dialog = await SmtpDialog.start(relay.port);

@@ -1,19 +1,10 @@
 import nodemailer from 'nodemailer';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { hashPassword } from '../src/submission/passwords.js';
-import { countRows, startTestRelay, type ConfigOverride, type TestRelay } from './support/relay.js';
+import { countRows, relaysStoppedAfterEachTest, type ConfigOverride } from './support/relay.js';
 import { SmtpDialog } from './support/smtp-dialog.js';
 
-const relays: TestRelay[] = [];
-afterEach(async () => {
-  await Promise.all(relays.splice(0).map((relay) => relay.stop()));
-});
-
-async function relayWith(override: ConfigOverride = {}): Promise<TestRelay> {
-  const relay = await startTestRelay(override);
-  relays.push(relay);
-  return relay;
-}
+const relayWith = relaysStoppedAfterEachTest();
 
 function transport(port: number, options: Record<string, unknown> = {}) {
   return nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true, ...options });

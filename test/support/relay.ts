@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3, { type Database } from 'better-sqlite3';
+import { afterEach } from 'vitest';
 import { loadConfig, type Config } from '../../src/config/load.js';
 import { createLogger } from '../../src/logger.js';
 import { startRelay, type RunningRelay } from '../../src/relay.js';
@@ -57,4 +58,17 @@ export async function startTestRelay(override: ConfigOverride = {}): Promise<Tes
 
 export function countRows(db: Database, table: 'messages' | 'recipients' | 'events'): number {
   return (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+}
+
+/** Returns a starter of relays that are all stopped (and their temp dirs removed) after each test. */
+export function relaysStoppedAfterEachTest(): (override?: ConfigOverride) => Promise<TestRelay> {
+  const relays: TestRelay[] = [];
+  afterEach(async () => {
+    await Promise.all(relays.splice(0).map((relay) => relay.stop()));
+  });
+  return async (override = {}) => {
+    const relay = await startTestRelay(override);
+    relays.push(relay);
+    return relay;
+  };
 }
