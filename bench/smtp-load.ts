@@ -11,6 +11,8 @@ const HOST = '127.0.0.1';
 const SENDER = 'bench@example.com';
 const EHLO_NAME = 'bench.example.com';
 const END_OF_DATA = '\r\n.\r\n';
+/** The CRLF of END_OF_DATA that belongs to the message's last line. */
+const END_OF_DATA_LINE_BREAK = 2;
 /** How many failure texts to keep for the report; the counts are kept for all of them. */
 const FAILURE_EXAMPLES = 5;
 
@@ -152,8 +154,9 @@ function expectCode(reply: SmtpReply, code: number, what: string): SmtpReply {
 }
 
 /**
- * Builds messages of exactly `size` bytes (headers + body, before the end-of-data mark): CRLF
- * lines of printable text, no line starting with "." so no dot-stuffing is needed.
+ * Builds messages of exactly `size` bytes as the server stores them: CRLF lines of printable text,
+ * no line starting with "." so no dot-stuffing is needed. The CRLF that ends the last line is the
+ * first two bytes of the end-of-data mark, so the text built here is `size - 2` bytes.
  */
 export class MessageFactory {
   /** Bodies by length: header lengths vary by a few bytes only, so this stays tiny. */
@@ -169,7 +172,7 @@ export class MessageFactory {
       `Message-ID: <bench-${sequence}-${process.pid}@${EHLO_NAME}>\r\n` +
       `Date: ${new Date().toUTCString().replace('GMT', '+0000')}\r\n` +
       '\r\n';
-    return headers + this.body(Math.max(0, this.size - headers.length));
+    return headers + this.body(Math.max(0, this.size - END_OF_DATA_LINE_BREAK - headers.length));
   }
 
   private body(length: number): string {

@@ -157,7 +157,14 @@ export function createSubmissionServer(config: Config, spool: Spool, logger: Log
     },
   });
 
-  server.on('error', (error) => log.error({ err: error }, 'submission server error'));
+  server.on('error', (error: NodeJS.ErrnoException) => {
+    // smtp-server reports a client's socket errors here too; a client that goes away is routine.
+    if (error.code !== undefined && CLIENT_SOCKET_ERRORS.has(error.code)) {
+      log.info({ err: error.message }, 'client connection ended abruptly');
+      return;
+    }
+    log.error({ err: error }, 'submission server error');
+  });
 
   async function accept(raw: Buffer, session: SMTPServerSession): Promise<string> {
     const dotOffset = findAmbiguousDotLine(raw);
@@ -231,6 +238,8 @@ export function createSubmissionServer(config: Config, spool: Spool, logger: Log
     },
   };
 }
+
+const CLIENT_SOCKET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE']);
 
 // A real scrypt hash of a random password, so failed lookups take as long as failed passwords.
 const UNKNOWN_USER_HASH =

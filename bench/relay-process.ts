@@ -1,0 +1,376 @@
+/**
+ * Runs the built relay (`node dist/cli.js start`) as a child process for the benchmark, and reads
+ * what it reports about itself: the listening port, its memory and CPU from /proc, and at shutdown
+ * its commit counts (and, under strace, the real fsync calls).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, readSync, realpathSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export type Synchronous = 'FULL' | 'NORMAL';
+
+/** A problem that ends the benchmark with a one-line message rather than a stack trace. */
+export class BenchError extends Error {
+  override name = 'BenchError';
+}
+
+export interface RelaySettings {
+  projectRoot: string;
+  /** Scratch directory for the config, store, log and strace output. */
+  workDir: string;
+  synchronous: Synchronous;
+  maxRecipients: number;
+  maxClients: number;
+  strace: boolean;
+}
+
+/** Counts the relay logs at shutdown; each commit is one WAL fsync under synchronous=FULL. */
+export interface StoreCounts {
+  messages: number;
+  commits: number;
+}
+
+export interface SyncCalls {
+  fsync: number;
+  fdatasync: number;
+  /** Wall-clock time spent inside both calls (strace -w), in seconds. */
+  seconds: number;
+}
+
+/** Log lines at warn level or above, grouped by message. */
+export interface LogProblem {
+  level: string;
+  msg: string;
+  count: number;
+  /** The first such line, whole, so its fields (err, client, ...) can be read. */
+  example: string;
+}
+
+export interface LogSummary {
+  /** "message queued" lines: one per message the relay says it stored. */
+  queued: number;
+  problems: LogProblem[];
+}
+
+export interface StopReport {
+  exitCode: number | null;
+  exitSignal: NodeJS.Signals | null;
+  /** False when the relay did not stop within STOP_TIMEOUT_MS and was killed. */
+  stoppedCleanly: boolean;
+  store: StoreCounts | null;
+  syncCalls: SyncCalls | null;
+  log: LogSummary;
+  stderr: string;
+}
+
+export interface CpuTime {
+  /** All threads: JavaScript, libuv pool, GC. */
+  totalSeconds: number;
+  /** The main thread alone, where JavaScript and better-sqlite3's synchronous commits run. */
+  mainThreadSeconds: number;
+}
+
+const LISTEN_TIMEOUT_MS = 20_000;
+/** Above submission.shutdownTimeoutSeconds (30 s by default) so a clean stop is never cut short. */
+const STOP_TIMEOUT_MS = 40_000;
+const POLL_MS = 20;
+const STDERR_LIMIT = 64 * 1024;
+const PINO_LEVELS: Record<number, string> = { 40: 'warn', 50: 'error', 60: 'fatal' };
+
+/** Compiles src/ to dist/ so the benchmark never measures a stale build. */
+export function buildRelay(projectRoot: string): void {
+  const tsc = join(projectRoot, 'node_modules', '.bin', 'tsc');
+  try {
+    execFileSync(tsc, ['-p', '.'], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (error) {
+    const { stdout, stderr } = error as { stdout?: Buffer; stderr?: Buffer };
+    const output = `${stdout?.toString() ?? ''}${stderr?.toString() ?? ''}`.trim();
+    throw new BenchError(`the build failed (tsc -p .); fix it or run \`npm run build\` to see why:\n${output}`);
+  }
+  if (!existsSync(join(projectRoot, 'dist', 'cli.js'))) {
+    throw new BenchError('dist/cli.js is missing after the build; run `npm run build`');
+  }
+}
+
+function writeConfig(settings: RelaySettings): string {
+  const file = join(settings.workDir, 'bench-config.json');
+  const config = {
+    store: { path: join(settings.workDir, 'bench.sqlite'), synchronous: settings.synchronous },
+    submission: { port: 0, maxRecipients: settings.maxRecipients, maxClients: settings.maxClients },
+    log: { level: 'info' },
+  };
+  writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
+  return file;
+}
+
+/** REBOUND_* variables override the config file; dropping them keeps the run what the flags say. */
+function environmentWithoutOverrides(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('REBOUND_')));
+}
+
+export async function startRelay(settings: RelaySettings): Promise<RelayProcess> {
+  const configFile = writeConfig(settings);
+  const logFile = join(settings.workDir, 'relay.log');
+  const straceFile = join(settings.workDir, 'strace.txt');
+  const relayCommand = [process.execPath, join('dist', 'cli.js'), 'start', '--config', configFile];
+  const command = settings.strace
+    ? // --seccomp-bpf stops only on the traced calls, so strace costs little on the rest;
+      // -w times the calls by wall clock, which is what a commit waits, not kernel CPU time.
+      ['strace', '-f', '-c', '-w', '--seccomp-bpf', '-e', 'trace=fsync,fdatasync', '-o', straceFile, ...relayCommand]
+    : relayCommand;
+
+  // The log goes to a file, not a pipe: pino writes synchronously, and a pipe that the busy
+  // load generator drains late would stall the relay and distort the measurement.
+  const logFd = openSync(logFile, 'w');
+  const [executable, ...args] = command as [string, ...string[]];
+  const child = spawn(executable, args, {
+    cwd: settings.projectRoot,
+    env: environmentWithoutOverrides(),
+    stdio: ['ignore', logFd, 'pipe'],
+  });
+  closeSync(logFd);
+  const relay = new RelayProcess(child, logFile, settings.strace ? straceFile : null);
+  try {
+    await relay.waitUntilListening();
+  } catch (error) {
+    relay.kill();
+    throw error;
+  }
+  return relay;
+}
+
+export class RelayProcess {
+  port = 0;
+  /** The node process itself; under strace it is strace's child, not `child`. */
+  relayPid = 0;
+  private stderr = '';
+  private exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  private readonly exited: Promise<void>;
+
+  constructor(
+    private readonly child: ChildProcess,
+    private readonly logFile: string,
+    private readonly straceFile: string | null,
+  ) {
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (text: string) => {
+      if (this.stderr.length < STDERR_LIMIT) this.stderr += text;
+    });
+    this.exited = new Promise((resolve) => {
+      child.once('exit', (code, signal) => {
+        this.exit = { code, signal };
+        resolve();
+      });
+      child.once('error', (error) => {
+        this.stderr += `cannot run ${String(child.spawnfile)}: ${error.message}\n`;
+        this.exit = { code: null, signal: null };
+        resolve();
+      });
+    });
+  }
+
+  /** Follows the log until "submission listening" gives the port. */
+  async waitUntilListening(): Promise<void> {
+    const deadline = Date.now() + LISTEN_TIMEOUT_MS;
+    const follower = new LogFollower(this.logFile);
+    while (Date.now() < deadline) {
+      for (const entry of follower.newEntries()) {
+        if (entry.msg === 'submission listening' && typeof entry.port === 'number') {
+          this.port = entry.port;
+          this.relayPid = this.straceFile ? findChildPid(this.child.pid ?? 0) : (this.child.pid ?? 0);
+          return;
+        }
+      }
+      if (this.exit) {
+        throw new BenchError(
+          `the relay exited before listening (code ${String(this.exit.code)}):\n${this.stderr}${follower.tail()}`.trim(),
+        );
+      }
+      await sleep(POLL_MS);
+    }
+    throw new BenchError(`the relay did not log "submission listening" within ${LISTEN_TIMEOUT_MS / 1000} s:\n${this.stderr}${follower.tail()}`.trim());
+  }
+
+  /** VmHWM: the most resident memory the relay has had, in bytes. */
+  peakRssBytes(): number | null {
+    const match = /^VmHWM:\s+(\d+)\s+kB$/m.exec(readProc(`/proc/${this.relayPid}/status`) ?? '');
+    return match ? Number(match[1]) * 1024 : null;
+  }
+
+  cpuTime(): CpuTime | null {
+    const total = cpuSecondsOf(`/proc/${this.relayPid}/stat`);
+    const main = cpuSecondsOf(`/proc/${this.relayPid}/task/${this.relayPid}/stat`);
+    return total === null || main === null ? null : { totalSeconds: total, mainThreadSeconds: main };
+  }
+
+  /** SIGTERM, as an operator would; waits for the relay to flush and log its store counts. */
+  async stop(): Promise<StopReport> {
+    let stoppedCleanly = true;
+    if (!this.exit) {
+      signal(this.relayPid, 'SIGTERM');
+      const timedOut = await Promise.race([this.exited.then(() => false), sleep(STOP_TIMEOUT_MS, false).then(() => true)]);
+      if (timedOut) {
+        stoppedCleanly = false;
+        this.kill();
+        await this.exited;
+      }
+    }
+    const log = readLog(this.logFile);
+    return {
+      exitCode: this.exit?.code ?? null,
+      exitSignal: this.exit?.signal ?? null,
+      stoppedCleanly,
+      store: log.store,
+      syncCalls: this.straceFile ? parseStraceSummary(readProc(this.straceFile) ?? '') : null,
+      log: log.summary,
+      stderr: this.stderr,
+    };
+  }
+
+  /** Last resort on errors and Ctrl-C: no clean shutdown, just make sure nothing is left running. */
+  kill(): void {
+    if (this.exit) return;
+    if (this.relayPid) signal(this.relayPid, 'SIGKILL');
+    if (this.child.pid) signal(this.child.pid, 'SIGKILL');
+  }
+}
+
+type LogEntry = Record<string, unknown>;
+
+function parseLogLine(line: string): LogEntry | null {
+  try {
+    const value: unknown = JSON.parse(line);
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as LogEntry) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Reads a growing log file from where it last stopped, returning only complete lines. */
+class LogFollower {
+  private offset = 0;
+  private partial = '';
+  private lastLines: string[] = [];
+
+  constructor(private readonly file: string) {}
+
+  newEntries(): LogEntry[] {
+    const fd = openSync(this.file, 'r');
+    const chunk = Buffer.alloc(64 * 1024);
+    let text = '';
+    try {
+      let read: number;
+      while ((read = readSync(fd, chunk, 0, chunk.length, this.offset)) > 0) {
+        this.offset += read;
+        text += chunk.toString('utf8', 0, read);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    const lines = (this.partial + text).split('\n');
+    this.partial = lines.pop() ?? '';
+    this.lastLines = [...this.lastLines, ...lines].slice(-10);
+    return lines.map(parseLogLine).filter((entry): entry is LogEntry => entry !== null);
+  }
+
+  tail(): string {
+    return this.lastLines.length ? `\nlast log lines:\n${this.lastLines.join('\n')}` : '';
+  }
+}
+
+function readLog(file: string): { store: StoreCounts | null; summary: LogSummary } {
+  let store: StoreCounts | null = null;
+  let queued = 0;
+  const problems = new Map<string, LogProblem>();
+  for (const line of (readProc(file) ?? '').split('\n')) {
+    const entry = parseLogLine(line);
+    if (!entry) continue;
+    const msg = typeof entry.msg === 'string' ? entry.msg : '(no msg)';
+    if (msg === 'message queued') queued++;
+    if (msg === 'rebound stopped; store closed' && typeof entry.messages === 'number' && typeof entry.commits === 'number') {
+      store = { messages: entry.messages, commits: entry.commits };
+    }
+    const level = typeof entry.level === 'number' ? PINO_LEVELS[entry.level] : undefined;
+    if (level === undefined) continue;
+    const key = `${level} ${msg}`;
+    const problem = problems.get(key);
+    if (problem) problem.count++;
+    else problems.set(key, { level, msg, count: 1, example: line });
+  }
+  return { store, summary: { queued, problems: [...problems.values()] } };
+}
+
+/** Sums the calls and seconds columns of `strace -c` for fsync and fdatasync. */
+export function parseStraceSummary(text: string): SyncCalls | null {
+  const calls: SyncCalls = { fsync: 0, fdatasync: 0, seconds: 0 };
+  let found = false;
+  // "% time  seconds  usecs/call  calls  errors  syscall"; the errors column is blank when zero.
+  const row = /^\s*[\d.]+\s+([\d.]+)\s+\d+\s+(\d+)\s+(?:\d+\s+)?(fsync|fdatasync)\s*$/;
+  for (const line of text.split('\n')) {
+    const match = row.exec(line);
+    if (!match) continue;
+    calls[match[3] as 'fsync' | 'fdatasync'] += Number(match[2]);
+    calls.seconds += Number(match[1]);
+    found = true;
+  }
+  // strace omits calls that never happened, so a summary table without rows still means zero.
+  return found || /\btotal\s*$/m.test(text) ? calls : null;
+}
+
+/** Under strace the relay is strace's only child. */
+function findChildPid(parentPid: number): number {
+  const children = readProc(`/proc/${parentPid}/task/${parentPid}/children`)?.trim().split(/\s+/).filter(Boolean) ?? [];
+  const pid = Number(children[0]);
+  if (!Number.isInteger(pid) || pid <= 0) throw new BenchError(`cannot find the relay process under strace (pid ${parentPid})`);
+  return pid;
+}
+
+let clockTicksPerSecond: number | null = null;
+
+function cpuSecondsOf(statFile: string): number | null {
+  const stat = readProc(statFile);
+  if (stat === null) return null;
+  // Fields after "(comm)", which may itself hold spaces; utime and stime are fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  clockTicksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  return Number.isFinite(ticks) ? ticks / clockTicksPerSecond : null;
+}
+
+/** The type of the filesystem holding `path` (fsync on tmpfs is free, which would flatter us). */
+export function filesystemType(path: string): string {
+  const real = realpathSync(path);
+  let best = { mountPoint: '', type: 'unknown' };
+  for (const line of (readProc('/proc/self/mounts') ?? '').split('\n')) {
+    const [, rawMountPoint, type] = line.split(' ');
+    if (rawMountPoint === undefined || type === undefined) continue;
+    const mountPoint = rawMountPoint.replace(/\\(\d{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)));
+    const contains = mountPoint === '/' || real === mountPoint || real.startsWith(`${mountPoint}/`);
+    if (contains && mountPoint.length >= best.mountPoint.length) best = { mountPoint, type };
+  }
+  return best.type;
+}
+
+function readProc(file: string): string | null {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch {
+    // Already gone.
+  }
+}
+
+/** `keepAlive: false` for timeouts that lose a race: they must not hold the process open after. */
+function sleep(ms: number, keepAlive = true): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    if (!keepAlive) timer.unref();
+  });
+}
