@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
 import { hashPassword } from '../src/submission/passwords.js';
@@ -10,17 +11,12 @@ function transport(port: number, options: Record<string, unknown> = {}) {
   return nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true, ...options });
 }
 
-const RAW_MESSAGE = Buffer.from(
-  'From: "Shop" <news@Shop.Example>\r\n' +
-    'To: alice@example.net\r\n' +
-    'Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\n' +
-    'Message-ID: <m1@shop.example>\r\n' +
-    'X-Campaign-ID: spring-sale\r\n' +
-    'Content-Type: text/plain; charset=utf-8\r\n' +
-    'Content-Transfer-Encoding: 8bit\r\n' +
-    '\r\n' +
-    'Grüße aus dem Laden.\r\n',
-);
+/** A fixture message, as bytes. */
+function fixture(name: string): Buffer {
+  return readFileSync(new URL(`../fixtures/messages/${name}`, import.meta.url));
+}
+
+const RAW_MESSAGE = fixture('newsletter-8bit.eml');
 
 describe('submission: accepting mail', () => {
   it('queues mail from a loopback client, commits it before the 250, and keeps the bytes unchanged', async () => {
@@ -96,11 +92,7 @@ describe('submission: accepting mail', () => {
 
   it('stores the bytes exactly as sent: 8-bit text, a bare LF away from any dot, trailing spaces', async () => {
     const relay = await relayWith();
-    const body = Buffer.concat([
-      Buffer.from('Subject: exact\r\nX-Odd:  two  spaces \r\n\r\n'),
-      Buffer.from('Grüße\r\nbare LF here\nand a tab\there\r\n'),
-      Buffer.from([0xff, 0xfe, 0x0d, 0x0a]), // not UTF-8, kept as bytes
-    ]);
+    const body = fixture('odd-bytes.eml');
     const dialog = await SmtpDialog.start(relay.port);
     await dialog.command('MAIL FROM:<a@shop.example> BODY=8BITMIME', 250);
     await dialog.command('RCPT TO:<x@example.net>', 250);
