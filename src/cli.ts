@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { existsSync } from 'node:fs';
 import { Command, Option } from 'commander';
+import { classifyReply } from './bounces/classifier.js';
 import { ConfigError, environmentVariables, loadConfig, type Config } from './config/load.js';
 import { createLogger } from './logger.js';
 import { startRelay } from './relay.js';
@@ -81,6 +82,17 @@ program
     } finally {
       db.close();
     }
+  });
+
+program
+  .command('classify')
+  .description('classify an SMTP reply or DSN diagnostic as Rebound does: severity, type (hard/soft), category, codes')
+  .argument('<reply...>', 'the reply, e.g. "550 5.1.1 <x@y>: Recipient address rejected: User unknown" (quote it)')
+  .option('--status <code>', 'an enhanced status code given apart from the text (a DSN Status: field)')
+  .action((words: string[], options: { status?: string }) => {
+    const text = words.join(' ');
+    const classification = classifyReply(options.status ? { enhancedCode: options.status, text } : text);
+    console.log(JSON.stringify(classification, null, 2));
   });
 
 program

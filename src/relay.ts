@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config/load.js';
+import { startDelivery, type DeliveryStage } from './delivery/index.js';
 import { OperatorError } from './errors.js';
 import type { Logger } from './logger.js';
 import { openStore } from './store/database.js';
@@ -13,7 +14,7 @@ export interface RunningRelay {
   stop(): Promise<void>;
 }
 
-/** Starts every stage that exists: the spool and the submission server. */
+/** Starts every stage that exists: the spool, the submission server and the delivery worker. */
 export async function startRelay(config: Config, logger: Logger): Promise<RunningRelay> {
   const db = openStore(config.store.path, { synchronous: config.store.synchronous });
   const spool = new Spool(db, config.store.groupCommitMaxMessages);
@@ -29,6 +30,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
         'pick another submission.port or stop what holds it',
     );
   }
+  const delivery: DeliveryStage | null = config.delivery.enabled ? startDelivery(config, db, logger) : null;
+  if (delivery) spool.onCommitted(() => delivery.wake());
   logger.info({ store: config.store.path, hostname: config.hostname }, 'rebound started');
   return {
     submission: address,
@@ -36,6 +39,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
     stop: async () => {
       await submission.close();
       spool.close();
+      await delivery?.stop(config.submission.shutdownTimeoutSeconds * 1000);
       db.close();
       logger.info({ messages: spool.stats.messages, commits: spool.stats.commits }, 'rebound stopped; store closed');
     },

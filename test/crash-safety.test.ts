@@ -24,7 +24,7 @@ function track(child: ChildRelay): ChildRelay {
 }
 
 function queuedId(response: string): string {
-  const match = /^250 2\.0\.0 Ok: queued as ([0-9A-Z]{16})$/.exec(response);
+  const match = /^250 2\.0\.0 Ok: queued as ([0-9A-Z]{18})$/.exec(response);
   if (!match) throw new Error(`not a queued reply: ${response}`);
   return match[1] as string;
 }

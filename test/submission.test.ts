@@ -25,7 +25,7 @@ describe('submission: accepting mail', () => {
       envelope: { from: 'bounces@shop.example', to: ['alice@example.net', 'Bob@Example.NET'] },
       raw: RAW_MESSAGE,
     });
-    expect(info.response).toMatch(/^250 2\.0\.0 Ok: queued as [0-9A-Z]{16}$/);
+    expect(info.response).toMatch(/^250 2\.0\.0 Ok: queued as [0-9A-Z]{18}$/);
     const queueId = info.response.split(' ').pop();
 
     // Read straight after the reply, from another connection: the 250 came after the commit.

@@ -76,13 +76,13 @@ describe('normalizeAddress', () => {
 });
 
 describe('newQueueId', () => {
-  it('is 16 Crockford base32 characters that sort by time', () => {
+  it('is 18 Crockford base32 characters that sort by time', () => {
     const early = newQueueId(Date.UTC(2026, 0, 1));
     const late = newQueueId(Date.UTC(2026, 0, 1, 0, 0, 0, 1));
-    expect(early).toMatch(/^[0-9A-HJKMNP-TV-Z]{16}$/);
+    expect(early).toMatch(/^[0-9A-HJKMNP-TV-Z]{18}$/);
     expect(early < late).toBe(true);
-    const many = new Set(Array.from({ length: 10_000 }, () => newQueueId(0)));
-    expect(many.size).toBe(10_000);
+    const many = new Set(Array.from({ length: 1_000 }, () => newQueueId(0)));
+    expect(many.size).toBe(1_000);
   });
 });
 

@@ -149,7 +149,8 @@ export function environmentVariables(defaults: JsonObject = readJsonObject(DEFAU
   const walk = (object: JsonObject, prefix: string[]): EnvironmentVariable[] =>
     Object.entries(object).flatMap(([key, value]) => {
       const path = [...prefix, key];
-      if (isObject(value)) return walk(value, path);
+      // An empty object (delivery.routes) is one value, set whole as JSON.
+      if (isObject(value) && Object.keys(value).length > 0) return walk(value, path);
       const name = `REBOUND_${path.map((part) => part.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_')}`;
       return [{ name, path, defaultValue: value }];
     });
@@ -160,16 +161,15 @@ function parseEnvironmentValue(raw: string, defaultValue: JsonValue): JsonValue 
   const text = raw.trim();
   if (typeof defaultValue === 'number') return /^-?\d+(\.\d+)?$/.test(text) ? Number(text) : raw;
   if (typeof defaultValue === 'boolean') return text === 'true' ? true : text === 'false' ? false : raw;
-  if (Array.isArray(defaultValue)) {
-    if (text.startsWith('[')) {
-      try {
-        return JSON.parse(text) as JsonValue;
-      } catch {
-        return raw;
-      }
+  const json = isObject(defaultValue) || (Array.isArray(defaultValue) && text.startsWith('['));
+  if (json) {
+    try {
+      return JSON.parse(text) as JsonValue;
+    } catch {
+      return raw; // the schema then names the key and the variable
     }
-    return text === '' ? [] : text.split(',').map((item) => item.trim());
   }
+  if (Array.isArray(defaultValue)) return text === '' ? [] : text.split(',').map((item) => item.trim());
   if (defaultValue === null && text === '') return null;
   return raw;
 }

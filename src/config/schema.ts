@@ -1,5 +1,6 @@
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
+import { CATEGORIES } from '../bounces/categories.js';
 import { isPasswordHash } from '../submission/passwords.js';
 
 const port = z.number().int().min(0).max(65535);
@@ -25,6 +26,59 @@ const submissionUser = z.strictObject({
 });
 
 const filePath = z.string().min(1).nullable();
+
+const ipAddress = z.string().refine((value) => ipaddr.isValid(value), { message: 'not an IP address' });
+
+/** "host", "host:port" or "[ipv6]:port". */
+const hostAndPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s\[\]]+)(:\d{1,5})?$/, 'write host or host:port');
+
+const nextHop = z.union([
+  hostAndPort,
+  z.strictObject({
+    host: z.string().min(1),
+    port: port.optional(),
+    /** AUTH at a smarthost. */
+    auth: z.strictObject({ user: z.string().min(1), pass: z.string() }).optional(),
+    /** Implicit TLS from the first byte (port 465). */
+    secure: z.boolean().optional(),
+    /** Refuse to send unless STARTTLS succeeds. */
+    requireTLS: z.boolean().optional(),
+    /** Check the certificate (default: only when requireTLS or secure). */
+    verifyCertificate: z.boolean().optional(),
+  }),
+]);
+
+const seconds = z.number().min(0);
+
+const delivery = z.strictObject({
+  /** false: accept and queue only (no delivery worker). */
+  enabled: z.boolean(),
+  /** Name in our EHLO; null means `hostname`. */
+  heloName: z.string().min(1).nullable(),
+  port,
+  /** Next hop per recipient domain ("*" = every other domain: a smarthost), before DNS. */
+  routes: z.record(z.string().min(1), nextHop),
+  dns: z.strictObject({ servers: z.array(hostAndPort), timeoutMs: positiveInt, cacheSeconds: seconds }),
+  localAddresses: z.array(ipAddress),
+  concurrency: positiveInt,
+  perDomainConcurrency: positiveInt,
+  batchSize: positiveInt,
+  pollIntervalMs: positiveInt,
+  connectionTimeoutSeconds: seconds,
+  greetingTimeoutSeconds: seconds,
+  socketTimeoutSeconds: seconds,
+  maxConnectionsPerHost: positiveInt,
+  maxMessagesPerConnection: positiveInt,
+  retry: z.strictObject({
+    scheduleSeconds: z.array(seconds).min(1),
+    jitter: z.number().min(0).max(1),
+    maxAttempts: positiveInt,
+    maxAgeSeconds: seconds,
+  }),
+});
+
+export type DeliveryConfig = z.infer<typeof delivery>;
+export type NextHopConfig = z.infer<typeof nextHop>;
 
 export const configSchema = z.strictObject({
   /** Name in the greeting, EHLO reply and Received header; null means the machine's hostname. */
@@ -56,6 +110,11 @@ export const configSchema = z.strictObject({
       message: 'set both tls.key and tls.cert for STARTTLS, or neither',
       path: ['tls'],
     }),
+  delivery,
+  suppression: z.strictObject({
+    /** Hard categories whose permanent failures put the address on the bounces list. */
+    categories: z.array(z.enum(CATEGORIES)),
+  }),
 });
 
 export type ValidatedConfig = z.infer<typeof configSchema>;

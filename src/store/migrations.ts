@@ -63,6 +63,65 @@ export const MIGRATIONS: readonly string[] = [
     JOIN recipients r ON r.id = e.recipient_id
     JOIN messages m ON m.id = r.message_id;
   `,
+  `
+  -- One row per try at one host for one recipient: a dispatch that fails over from one MX to the
+  -- next leaves a row for each host. recipients.attempts counts dispatches.
+  CREATE TABLE attempts (
+    id            INTEGER PRIMARY KEY,
+    recipient_id  INTEGER NOT NULL REFERENCES recipients (id) ON DELETE CASCADE,
+    message_id    INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    started_at    TEXT NOT NULL,
+    duration_ms   INTEGER NOT NULL,
+    mx_host       TEXT,                     -- the MX (or route) host name tried
+    mx_ip         TEXT,                     -- the address connected to
+    local_ip      TEXT,                     -- our source address (delivery.localAddresses)
+    outcome       TEXT NOT NULL,            -- delivered, temporary_fail, permanent_fail
+    code          INTEGER,                  -- SMTP reply code; NULL for connection or DNS errors
+    enhanced_code TEXT,
+    text          TEXT,                     -- the reply or error, as the remote side said it
+    severity      TEXT,                     -- temporary | permanent (NULL when delivered)
+    bounce_type   TEXT,                     -- hard | soft
+    category      TEXT                      -- one of the 17 bounce categories
+  );
+  CREATE INDEX attempts_by_recipient ON attempts (recipient_id);
+  CREATE INDEX attempts_by_started_at ON attempts (started_at);
+
+  -- Classified events: what the remote side said, as the classifier read it.
+  ALTER TABLE events ADD COLUMN source TEXT;         -- immediate | delayed
+  ALTER TABLE events ADD COLUMN reason TEXT;         -- permanent_fail: bounced | expired | suppressed
+  ALTER TABLE events ADD COLUMN severity TEXT;
+  ALTER TABLE events ADD COLUMN bounce_type TEXT;
+  ALTER TABLE events ADD COLUMN category TEXT;
+  ALTER TABLE events ADD COLUMN code INTEGER;
+  ALTER TABLE events ADD COLUMN enhanced_code TEXT;
+  CREATE INDEX events_by_at ON events (at);
+
+  -- Addresses that are not sent to. type: bounces (hard bounces), complaints, unsubscribes.
+  CREATE TABLE suppressions (
+    id            INTEGER PRIMARY KEY,
+    address       TEXT NOT NULL,            -- normalised like recipients.address
+    type          TEXT NOT NULL,
+    source        TEXT NOT NULL,            -- immediate | delayed | manual | import
+    code          INTEGER,
+    enhanced_code TEXT,
+    text          TEXT,
+    category      TEXT,
+    queue_id      TEXT,                     -- the message the evidence came from
+    first_at      TEXT NOT NULL,
+    last_at       TEXT NOT NULL,
+    count         INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (address, type)
+  );
+
+  DROP VIEW v_recipient_history;
+  CREATE VIEW v_recipient_history AS
+  SELECT r.address, e.at, e.event, e.reason, e.category, e.code, e.enhanced_code, e.detail,
+         r.status AS current_status, r.attempts, m.queue_id, m.mail_from, m.message_id_header,
+         m.subject, m.received_at
+    FROM events e
+    JOIN recipients r ON r.id = e.recipient_id
+    JOIN messages m ON m.id = r.message_id;
+  `,
 ];
 
 export class SchemaTooNewError extends OperatorError {

@@ -4,8 +4,9 @@ import { randomBytes } from 'node:crypto';
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 
 /**
- * A queue id is 16 characters: 10 for the millisecond clock (ids sort by arrival) and 6 random
- * (30 bits, so ids made in the same millisecond collide about once in 10^9 pairs).
+ * A queue id is 18 characters: 10 for the millisecond clock (ids sort by arrival) and 8 random
+ * (40 bits). Only ids made in the same millisecond can collide: at 4,000 messages/s that is about
+ * once in 5,000 days, and a collision costs one 451 (the client retries), never a lost message.
  */
 export function newQueueId(now: number = Date.now()): string {
   let time = '';
@@ -14,7 +15,7 @@ export function newQueueId(now: number = Date.now()): string {
     time = ALPHABET[remaining % 32] + time;
     remaining = Math.floor(remaining / 32);
   }
-  const random = randomBytes(6);
+  const random = randomBytes(8);
   let suffix = '';
   for (const byte of random) suffix += ALPHABET[byte & 31];
   return time + suffix;

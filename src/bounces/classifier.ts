@@ -1,0 +1,107 @@
+/**
+ * The bounce classifier: what a remote MTA said, in; `{ severity, type, category, ... }` out.
+ * One classifier serves immediate replies (nodemailer's `responseCode` + `response`) and delayed
+ * bounces (a DSN's `Status:` + `Diagnostic-Code:`). Pure: the only I/O is reading the rules file,
+ * once, on first use (or when the caller loads rules itself at start-up).
+ * docs/bounce-classification.md gives the rule order and the disputed cases.
+ */
+import { typeOfCategory, type BounceType, type Category, type Severity } from './categories.js';
+import { normalizeEnhancedCode, normalizeReplyCode, parseReply, type ParsedReply } from './reply-text.js';
+import { findRule, loadBounceRules, type BounceRule, type BounceRules, type RuleSubject } from './rules.js';
+
+export { BounceRulesError, compileBounceRules, DEFAULT_BOUNCE_RULES_PATH, loadBounceRules } from './rules.js';
+export type { BounceRule, BounceRules } from './rules.js';
+
+export interface ReplyInput {
+  code?: number | null;
+  enhancedCode?: string | null;
+  text: string;
+}
+
+export interface Classification {
+  severity: Severity;
+  type: BounceType;
+  category: Category;
+  code: number | null;
+  enhancedCode: string | null;
+  /** The human text: codes and a DSN diagnostic type stripped, lines joined with a space. */
+  text: string;
+  /**
+   * The server refused this recipient only because the transaction already had as many as it
+   * takes (RFC 5321 §4.5.3.1.10, RFC 3463 X.5.3): send it again in a new transaction. Always
+   * comes with severity `temporary`, whatever the reply code said.
+   */
+  retryInNewTransaction?: boolean;
+  /** The id of the rule that decided the category, or `default` when none matched. */
+  rule?: string;
+}
+
+let defaultRules: BounceRules | undefined;
+
+/** The rules from config/bounce-rules.json, read and compiled on first use, then kept. */
+export function defaultBounceRules(): BounceRules {
+  defaultRules ??= loadBounceRules();
+  return defaultRules;
+}
+
+export function classifyReply(input: ReplyInput | string, rules: BounceRules = defaultBounceRules()): Classification {
+  const reply = normalizeInput(input);
+  const enhanced = splitEnhancedCode(reply.enhancedCode);
+  const subject: RuleSubject = { code: reply.code, enhanced, text: reply.text };
+  const rule = findRule(rules, subject);
+  const severity = decideSeverity(reply.code, enhanced, rule);
+  const category = rule?.category ?? rules.defaults[severity];
+  const classification: Classification = {
+    severity,
+    type: typeOfCategory(category),
+    category,
+    code: reply.code,
+    enhancedCode: reply.enhancedCode,
+    text: reply.text,
+    rule: rule?.id ?? 'default',
+  };
+  if (rule?.retryInNewTransaction === true) classification.retryInNewTransaction = true;
+  return classification;
+}
+
+/** Codes given by the caller win; codes found in the text fill in what the caller did not give. */
+function normalizeInput(input: ReplyInput | string): ParsedReply {
+  if (typeof input === 'string') return parseReply(input);
+  const parsed = parseReply(input.text);
+  return {
+    code: normalizeReplyCode(input.code) ?? parsed.code,
+    enhancedCode: normalizeEnhancedCode(input.enhancedCode) ?? parsed.enhancedCode,
+    text: parsed.text,
+  };
+}
+
+function splitEnhancedCode(enhancedCode: string | null): readonly [number, number, number] | null {
+  if (enhancedCode === null) return null;
+  const [cls = 0, subject = 0, detail = 0] = enhancedCode.split('.').map(Number);
+  return [cls, subject, detail];
+}
+
+/**
+ * The reply code's class first (RFC 5321 §4.2.1: 4yz transient, 5yz permanent), then the enhanced
+ * code's class (RFC 3463 §3.1), then what the rule says, else temporary: without a code nothing
+ * proves the failure permanent. A recipient-limit refusal is temporary whatever its code
+ * (RFC 5321 §4.5.3.1.10: a 552 there is to be treated as temporary).
+ */
+function decideSeverity(
+  code: number | null,
+  enhanced: readonly [number, number, number] | null,
+  rule: BounceRule | null,
+): Severity {
+  if (rule?.retryInNewTransaction === true) return 'temporary';
+  const fromCode = severityOfClass(code === null ? null : Math.floor(code / 100));
+  if (fromCode !== null) return fromCode;
+  const fromEnhanced = severityOfClass(enhanced === null ? null : enhanced[0]);
+  if (fromEnhanced !== null) return fromEnhanced;
+  return rule?.severity ?? 'temporary';
+}
+
+function severityOfClass(cls: number | null): Severity | null {
+  if (cls === 4) return 'temporary';
+  if (cls === 5) return 'permanent';
+  return null;
+}

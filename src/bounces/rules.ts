@@ -1,0 +1,206 @@
+/**
+ * The bounce rules: a data file (config/bounce-rules.json) that an operator reads and extends,
+ * checked and compiled once at load (KumoMTA's bounce_classifier, PowerMTA's
+ * bounce-category-patterns). The mechanism here is small on purpose: ordered rules, first match
+ * wins; each condition a rule states must hold. docs/bounce-classification.md explains the order.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { CATEGORIES, type Category, type Severity } from './categories.js';
+
+export const DEFAULT_BOUNCE_RULES_PATH = new URL('../../config/bounce-rules.json', import.meta.url);
+
+/** A rules file that cannot be used; the message names the file, the rule index and the problem. */
+export class BounceRulesError extends Error {
+  override name = 'BounceRulesError';
+}
+
+/** `5.1.1`, `*.1.1` / `X.1.1` (any class, RFC 3463's notation), `5.7.*`. */
+const ENHANCED_PATTERN = /^([245*xX])\.(\d{1,3}|\*)\.(\d{1,3}|\*)$/;
+
+const enhancedPatternSchema = z
+  .string()
+  .regex(ENHANCED_PATTERN, 'must look like "5.1.1", "*.1.1", "X.1.1" or "5.7.*" (class 2, 4 or 5)');
+const replyCodeSchema = z.number().int().min(200).max(599);
+const severitySchema = z.enum(['permanent', 'temporary'], {
+  error: (issue) => `unknown severity ${JSON.stringify(issue.input)}; expected "permanent" or "temporary"`,
+});
+const categorySchema = z.enum(CATEGORIES, {
+  error: (issue) => `unknown category ${JSON.stringify(issue.input)}; expected one of ${CATEGORIES.join(', ')}`,
+});
+
+const ruleSchema = z
+  .strictObject({
+    id: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'must be lower-case words joined by "-"'),
+    why: z.string().trim().min(1, 'must say why the rule exists'),
+    code: z.union([replyCodeSchema, z.array(replyCodeSchema).min(1)]).optional(),
+    enhancedCode: z.union([enhancedPatternSchema, z.array(enhancedPatternSchema).min(1)]).optional(),
+    pattern: z.string().min(1).optional(),
+    category: categorySchema,
+    severity: severitySchema.optional(),
+    retryInNewTransaction: z.literal(true).optional(),
+  })
+  .refine((rule) => rule.code !== undefined || rule.enhancedCode !== undefined || rule.pattern !== undefined, {
+    message: 'needs at least one of code, enhancedCode, pattern (a rule without conditions would match everything)',
+  });
+
+const fileSchema = z.strictObject({
+  about: z.union([z.string(), z.array(z.string())]).optional(),
+  defaults: z.strictObject({ permanent: categorySchema, temporary: categorySchema }),
+  rules: z.array(z.unknown()).min(1, 'must hold at least one rule'),
+});
+
+type RuleSource = z.infer<typeof ruleSchema>;
+
+/** One part of an enhanced-code pattern; null is a wildcard. */
+type EnhancedPart = number | null;
+type EnhancedPattern = readonly [EnhancedPart, EnhancedPart, EnhancedPart];
+
+export interface BounceRule {
+  readonly id: string;
+  readonly why: string;
+  readonly category: Category;
+  readonly severity: Severity | null;
+  readonly retryInNewTransaction: boolean;
+  readonly codes: ReadonlySet<number> | null;
+  readonly enhancedCodes: readonly EnhancedPattern[] | null;
+  readonly pattern: RegExp | null;
+}
+
+export interface BounceRules {
+  /** Where the rules came from, for messages and the benchmark. */
+  readonly source: string;
+  readonly rules: readonly BounceRule[];
+  readonly defaults: Readonly<Record<Severity, Category>>;
+}
+
+/** What a rule is matched against: the parsed reply, enhanced code split into numbers. */
+export interface RuleSubject {
+  readonly code: number | null;
+  readonly enhanced: readonly [number, number, number] | null;
+  readonly text: string;
+}
+
+export function loadBounceRules(path: string | URL = DEFAULT_BOUNCE_RULES_PATH): BounceRules {
+  const source = path instanceof URL ? fileURLToPath(path) : path;
+  let raw: string;
+  try {
+    raw = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new BounceRulesError(`cannot read bounce rules ${source}: ${(error as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(raw);
+  } catch (error) {
+    throw new BounceRulesError(`bounce rules ${source} are not valid JSON: ${(error as Error).message}`);
+  }
+  return compileBounceRules(data, source);
+}
+
+/** Checks and compiles rules already parsed from JSON (tests and tools build them in memory). */
+export function compileBounceRules(data: unknown, source = '(in memory)'): BounceRules {
+  const file = fileSchema.safeParse(data);
+  if (!file.success) throw new BounceRulesError(`bounce rules ${source}:\n  ${formatIssues(file.error.issues)}`);
+  const problems: string[] = [];
+  const rules: BounceRule[] = [];
+  const seenIds = new Map<string, number>();
+  file.data.rules.forEach((item, index) => {
+    const label = ruleLabel(index, item);
+    const parsed = ruleSchema.safeParse(item);
+    if (!parsed.success) {
+      problems.push(...parsed.error.issues.map((issue) => `${label}: ${describeIssue(issue)}`));
+      return;
+    }
+    const earlier = seenIds.get(parsed.data.id);
+    if (earlier !== undefined) problems.push(`${label}: id is already used by rules[${earlier}]`);
+    seenIds.set(parsed.data.id, index);
+    const compiled = compileRule(parsed.data, label, problems);
+    if (compiled !== null) rules.push(compiled);
+  });
+  if (problems.length > 0) throw new BounceRulesError(`bounce rules ${source}:\n  ${problems.join('\n  ')}`);
+  return { source, rules, defaults: file.data.defaults };
+}
+
+function compileRule(source: RuleSource, label: string, problems: string[]): BounceRule | null {
+  let pattern: RegExp | null = null;
+  if (source.pattern !== undefined) {
+    try {
+      // Case-insensitive: providers capitalise freely ("User Unknown", "USER UNKNOWN").
+      pattern = new RegExp(source.pattern, 'i');
+    } catch (error) {
+      problems.push(`${label}: pattern is not a valid regular expression: ${(error as Error).message}`);
+      return null;
+    }
+  }
+  return {
+    id: source.id,
+    why: source.why,
+    category: source.category,
+    severity: source.severity ?? null,
+    retryInNewTransaction: source.retryInNewTransaction === true,
+    codes: source.code === undefined ? null : new Set(asArray(source.code)),
+    enhancedCodes: source.enhancedCode === undefined ? null : asArray(source.enhancedCode).map(parseEnhancedPattern),
+    pattern,
+  };
+}
+
+function parseEnhancedPattern(text: string): EnhancedPattern {
+  const [, cls = '*', subject = '*', detail = '*'] = ENHANCED_PATTERN.exec(text) ?? [];
+  return [wildcardOrNumber(cls), wildcardOrNumber(subject), wildcardOrNumber(detail)];
+}
+
+function wildcardOrNumber(part: string): EnhancedPart {
+  return part === '*' || part === 'x' || part === 'X' ? null : Number(part);
+}
+
+function asArray<T>(value: T | T[]): T[] {
+  return Array.isArray(value) ? value : [value];
+}
+
+/** The first rule whose every stated condition holds, or null. */
+export function findRule(rules: BounceRules, subject: RuleSubject): BounceRule | null {
+  for (const rule of rules.rules) {
+    if (ruleMatches(rule, subject)) return rule;
+  }
+  return null;
+}
+
+function ruleMatches(rule: BounceRule, subject: RuleSubject): boolean {
+  if (rule.codes !== null && (subject.code === null || !rule.codes.has(subject.code))) return false;
+  if (rule.enhancedCodes !== null) {
+    const enhanced = subject.enhanced;
+    if (enhanced === null || !rule.enhancedCodes.some((pattern) => enhancedMatches(pattern, enhanced))) return false;
+  }
+  return rule.pattern === null || rule.pattern.test(subject.text);
+}
+
+function enhancedMatches(pattern: EnhancedPattern, code: readonly [number, number, number]): boolean {
+  return (
+    (pattern[0] === null || pattern[0] === code[0]) &&
+    (pattern[1] === null || pattern[1] === code[1]) &&
+    (pattern[2] === null || pattern[2] === code[2])
+  );
+}
+
+function ruleLabel(index: number, item: unknown): string {
+  const id = typeof item === 'object' && item !== null && 'id' in item ? item.id : undefined;
+  return typeof id === 'string' ? `rules[${index}] (${JSON.stringify(id)})` : `rules[${index}]`;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') return `unknown key(s) ${issue.keys.map((key) => JSON.stringify(key)).join(', ')}`;
+  const field = issue.path.map(String).join('.');
+  return field === '' ? issue.message : `${field}: ${issue.message}`;
+}
+
+function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
+  return issues
+    .map((issue) => {
+      const [first, second] = issue.path;
+      if (first === 'rules' && typeof second === 'number') return `rules[${second}]: ${issue.message}`;
+      return describeIssue(issue);
+    })
+    .join('\n  ');
+}

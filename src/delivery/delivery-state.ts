@@ -1,0 +1,239 @@
+import type { Database, Statement } from 'better-sqlite3';
+import type { Classification } from '../bounces/classifier.js';
+import type { Config } from '../config/load.js';
+import { GroupCommit } from '../store/group-commit.js';
+import { SuppressionList } from '../suppressions/bounce-list.js';
+import { isExpired, nextRetry } from './retry-policy.js';
+import type { BatchReport, DeliveryBatch, HostTry, RecipientOutcome } from './send-batch.js';
+import { localFailure } from './failure.js';
+
+interface DueRow {
+  id: number;
+  messageId: number;
+  address: string;
+  domain: string;
+  attempts: number;
+  queueId: string;
+  mailFrom: string;
+  receivedAt: string;
+}
+
+export type ClaimedBatch = Omit<DeliveryBatch, 'content'>;
+
+export interface EventFields {
+  event: 'delivered' | 'temporary_fail' | 'permanent_fail';
+  reason?: 'bounced' | 'expired' | 'suppressed' | null;
+  detail: string | null;
+  classification: Classification | null;
+}
+
+/** Counts of what a claim did with the due recipients it found. */
+export interface ClaimResult {
+  batches: ClaimedBatch[];
+  suppressed: number;
+  expired: number;
+}
+
+/**
+ * The delivery stage's reads and writes of recipient state. Every change of a recipient's status
+ * is written in one transaction with its event (and attempts, and suppression), so the status
+ * always agrees with the history.
+ */
+export class DeliveryState {
+  private readonly selectDue: Statement;
+  private readonly markSending: Statement;
+  private readonly updateRecipient: Statement;
+  private readonly insertEvent: Statement;
+  private readonly insertAttempt: Statement;
+  private readonly selectContent: Statement;
+  private readonly requeueInFlight: Statement;
+  private readonly suppressions: SuppressionList;
+  private readonly claimTransaction: (now: Date, perDomain: number, limit: number) => ClaimResult;
+  private readonly results: GroupCommit<{ batch: DeliveryBatch; report: BatchReport; now: Date }>;
+  private readonly suppressCategories: Set<string>;
+
+  constructor(
+    db: Database,
+    private readonly config: Config,
+  ) {
+    this.suppressions = new SuppressionList(db);
+    this.suppressCategories = new Set(config.suppression.categories);
+    // Due recipients, oldest due first, at most `perDomain` per domain so one busy domain
+    // cannot fill a whole claim.
+    this.selectDue = db.prepare(`
+      SELECT id, messageId, address, domain, attempts, queueId, mailFrom, receivedAt FROM (
+        SELECT r.id, r.message_id AS messageId, r.address, r.domain, r.attempts, m.queue_id AS queueId,
+               m.mail_from AS mailFrom, m.received_at AS receivedAt, r.next_attempt_at AS due,
+               row_number() OVER (PARTITION BY r.domain ORDER BY r.next_attempt_at, r.id) AS nth
+          FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.status IN ('queued', 'deferred') AND r.next_attempt_at <= ?)
+       WHERE nth <= ?
+       ORDER BY due, id
+       LIMIT ?`);
+    this.markSending = db.prepare(`UPDATE recipients SET status = 'sending', updated_at = ? WHERE id = ?`);
+    this.updateRecipient = db.prepare(`
+      UPDATE recipients SET status = ?, attempts = ?, next_attempt_at = ?, last_reply = ?, updated_at = ? WHERE id = ?`);
+    this.insertEvent = db.prepare(`
+      INSERT INTO events (at, event, message_id, recipient_id, detail, source, reason, severity, bounce_type, category, code, enhanced_code)
+      VALUES (?, ?, ?, ?, ?, 'immediate', ?, ?, ?, ?, ?, ?)`);
+    this.insertAttempt = db.prepare(`
+      INSERT INTO attempts (recipient_id, message_id, started_at, duration_ms, mx_host, mx_ip, local_ip, outcome,
+                            code, enhanced_code, text, severity, bounce_type, category)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    this.selectContent = db.prepare('SELECT received_header AS receivedHeader, raw FROM messages WHERE id = ?');
+    this.requeueInFlight = db.prepare(`UPDATE recipients SET status = 'queued', next_attempt_at = ?, updated_at = ? WHERE status = 'sending'`);
+    this.claimTransaction = db.transaction((now: Date, perDomain: number, limit: number) => this.claim(now, perDomain, limit));
+    this.results = new GroupCommit(db, ({ batch, report, now }) => this.writeReport(batch, report, now), 64);
+  }
+
+  /**
+   * After a crash, recipients left "sending" may or may not have reached their MX; they are sent
+   * again (at-least-once), so a crash can duplicate at most the batches that were in flight.
+   */
+  recoverInFlight(now = new Date()): number {
+    const at = now.toISOString();
+    return this.requeueInFlight.run(at, at).changes;
+  }
+
+  /** Takes due recipients for sending: suppressed ones are dropped, expired ones failed, the rest batched. */
+  claimDue(now: Date, perDomain: number, limit: number): ClaimResult {
+    return this.claimTransaction(now, perDomain, limit);
+  }
+
+  /** The bytes to send: our Received header, then the message exactly as received. */
+  contentOf(messageId: number): Buffer {
+    const row = this.selectContent.get(messageId) as { receivedHeader: string; raw: Buffer };
+    return Buffer.concat([Buffer.from(row.receivedHeader, 'latin1'), row.raw]);
+  }
+
+  /** Records a batch's outcome durably; resolves once committed. */
+  record(batch: DeliveryBatch, report: BatchReport, now = new Date()): Promise<void> {
+    return this.results.add({ batch, report, now });
+  }
+
+  close(): void {
+    this.results.close();
+  }
+
+  private claim(now: Date, perDomain: number, limit: number): ClaimResult {
+    const at = now.toISOString();
+    const rows = this.selectDue.all(at, perDomain, limit) as DueRow[];
+    const batches: ClaimedBatch[] = [];
+    const openBatch = new Map<string, ClaimedBatch>();
+    let suppressed = 0;
+    let expired = 0;
+    for (const row of rows) {
+      const receivedAt = new Date(row.receivedAt);
+      const list = this.suppressions.suppressionFor(row.address);
+      if (list !== null) {
+        this.finish(row.id, row.messageId, 'suppressed', row.attempts, null, at, {
+          event: 'permanent_fail',
+          reason: 'suppressed',
+          detail: `not sent: the address is on the ${list} suppression list`,
+          classification: null,
+        });
+        suppressed++;
+        continue;
+      }
+      if (isExpired(this.config.delivery.retry, receivedAt, now)) {
+        const failure = localFailure('permanent', 'message-expired', `not sent: older than delivery.retry.maxAgeSeconds (${this.config.delivery.retry.maxAgeSeconds} s)`, null, '4.4.7');
+        this.finish(row.id, row.messageId, 'expired', row.attempts, failure.text, at, { event: 'permanent_fail', reason: 'expired', detail: failure.text, classification: failure });
+        expired++;
+        continue;
+      }
+      this.markSending.run(at, row.id);
+      // One transaction per message and domain, up to delivery.batchSize recipients.
+      const key = `${row.messageId}|${row.domain}`;
+      let batch = openBatch.get(key);
+      if (!batch || batch.recipients.length >= this.config.delivery.batchSize) {
+        batch = { messageId: row.messageId, queueId: row.queueId, domain: row.domain, mailFrom: row.mailFrom, receivedAt, recipients: [] };
+        openBatch.set(key, batch);
+        batches.push(batch);
+      }
+      batch.recipients.push({ id: row.id, address: row.address, attempts: row.attempts });
+    }
+    return { batches, suppressed, expired };
+  }
+
+  private finish(recipientId: number, messageId: number, status: string, attempts: number, lastReply: string | null, at: string, fields: EventFields): void {
+    this.updateRecipient.run(status, attempts, null, lastReply, at, recipientId);
+    this.writeEvent(messageId, recipientId, at, fields);
+  }
+
+  private writeEvent(messageId: number, recipientId: number, at: string, fields: EventFields): void {
+    const c = fields.classification;
+    this.insertEvent.run(at, fields.event, messageId, recipientId, fields.detail, fields.reason ?? null, c?.severity ?? null, c?.type ?? null, c?.category ?? null, c?.code ?? null, c?.enhancedCode ?? null);
+  }
+
+  private writeAttempt(batch: DeliveryBatch, recipientId: number, at: HostTry, outcome: string, classification: Classification | null, reply: string | null): void {
+    this.insertAttempt.run(
+      recipientId,
+      batch.messageId,
+      at.startedAt.toISOString(),
+      at.durationMs,
+      at.mxHost,
+      at.mxIp,
+      at.localIp,
+      outcome,
+      classification?.code ?? (reply ? Number(reply.slice(0, 3)) || null : null),
+      classification?.enhancedCode ?? null,
+      classification?.text ?? reply,
+      classification?.severity ?? null,
+      classification?.type ?? null,
+      classification?.category ?? null,
+    );
+  }
+
+  private writeReport(batch: DeliveryBatch, report: BatchReport, now: Date): void {
+    const at = now.toISOString();
+    for (const { at: hostTry, failure } of report.failedHosts) {
+      for (const recipient of batch.recipients) this.writeAttempt(batch, recipient.id, hostTry, 'temporary_fail', failure, null);
+    }
+    const attemptsBefore = new Map(batch.recipients.map((r) => [r.id, r.attempts]));
+    const addressOf = new Map(batch.recipients.map((r) => [r.id, r.address]));
+    for (const outcome of report.outcomes) {
+      const attempts = (attemptsBefore.get(outcome.recipientId) ?? 0) + 1;
+      this.writeOutcome(batch, outcome, attempts, addressOf.get(outcome.recipientId) ?? '', now, at);
+    }
+  }
+
+  private writeOutcome(batch: DeliveryBatch, outcome: RecipientOutcome, attempts: number, address: string, now: Date, at: string): void {
+    const { recipientId } = outcome;
+    if (outcome.delivered) {
+      this.writeAttempt(batch, recipientId, outcome.at, 'delivered', null, outcome.reply);
+      this.finish(recipientId, batch.messageId, 'delivered', attempts, outcome.reply, at, { event: 'delivered', detail: outcome.reply, classification: null });
+      return;
+    }
+    const { failure } = outcome;
+    const reply = describe(failure);
+    if (failure.severity === 'permanent') {
+      this.writeAttempt(batch, recipientId, outcome.at, 'permanent_fail', failure, null);
+      this.finish(recipientId, batch.messageId, 'bounced', attempts, reply, at, { event: 'permanent_fail', reason: 'bounced', detail: reply, classification: failure });
+      if (this.suppressCategories.has(failure.category)) {
+        this.suppressions.add({ address, type: 'bounces', source: 'immediate', evidence: failure, queueId: batch.queueId, at });
+      }
+      return;
+    }
+    this.writeAttempt(batch, recipientId, outcome.at, 'temporary_fail', failure, null);
+    if (outcome.retryInNewTransaction) {
+      // Not the recipient's failure: the host wants fewer recipients per transaction. Due now,
+      // and the attempt does not count against the recipient.
+      this.updateRecipient.run('deferred', attempts - 1, at, reply, at, recipientId);
+      this.writeEvent(batch.messageId, recipientId, at, { event: 'temporary_fail', detail: reply, classification: failure });
+      return;
+    }
+    const decision = nextRetry(this.config.delivery.retry, attempts, batch.receivedAt, now);
+    if (decision.retry) {
+      this.updateRecipient.run('deferred', attempts, decision.at.toISOString(), reply, at, recipientId);
+      this.writeEvent(batch.messageId, recipientId, at, { event: 'temporary_fail', detail: reply, classification: failure });
+      return;
+    }
+    const expiry = localFailure('permanent', 'message-expired', `${decision.reason}; last: ${reply}`, failure.code, failure.enhancedCode);
+    this.finish(recipientId, batch.messageId, 'expired', attempts, reply, at, { event: 'permanent_fail', reason: 'expired', detail: expiry.text, classification: expiry });
+  }
+}
+
+/** A classification as one line for last_reply and event detail: "550 5.1.1 text". */
+function describe(failure: Classification): string {
+  return [failure.code, failure.enhancedCode, failure.text].filter((part) => part !== null && part !== '').join(' ');
+}

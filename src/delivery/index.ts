@@ -1,0 +1,37 @@
+import type { Database } from 'better-sqlite3';
+import type { Config } from '../config/load.js';
+import type { Logger } from '../logger.js';
+import { DeliveryState } from './delivery-state.js';
+import { createResolver } from './mail-hosts.js';
+import { NextHopResolver } from './next-hop.js';
+import { DeliveryScheduler } from './scheduler.js';
+import { TransportPool } from './transports.js';
+
+export interface DeliveryStage {
+  /** New mail was committed: look for due work now rather than at the next poll. */
+  wake(): void;
+  stop(timeoutMs: number): Promise<void>;
+}
+
+/** Starts the delivery worker: it picks up due recipients (and those a crash left in flight). */
+export function startDelivery(config: Config, db: Database, logger: Logger): DeliveryStage {
+  const log = logger.child({ stage: 'delivery' });
+  const settings = config.delivery;
+  const resolver = createResolver(settings.dns.servers, settings.dns.timeoutMs);
+  const nextHops = new NextHopResolver(settings.routes, resolver, settings.port, settings.dns.cacheSeconds * 1000);
+  const transports = new TransportPool(settings, settings.heloName ?? config.hostname, log);
+  const state = new DeliveryState(db, config);
+  const scheduler = new DeliveryScheduler(config, state, nextHops, transports, log);
+  scheduler.start();
+  log.info({ concurrency: settings.concurrency, perDomainConcurrency: settings.perDomainConcurrency, routes: Object.keys(settings.routes) }, 'delivery started');
+  return {
+    wake: () => scheduler.wake(),
+    stop: async (timeoutMs) => {
+      await scheduler.stop(timeoutMs);
+      state.close();
+      // Claimed but never sent: back in the queue now rather than at the next start.
+      const requeued = state.recoverInFlight();
+      log.info({ requeued }, 'delivery stopped');
+    },
+  };
+}

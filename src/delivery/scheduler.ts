@@ -1,0 +1,136 @@
+import PQueue from 'p-queue';
+import type { Config } from '../config/load.js';
+import type { Logger } from '../logger.js';
+import type { ClaimedBatch, DeliveryState } from './delivery-state.js';
+import { localFailure } from './failure.js';
+import type { NextHopResolver } from './next-hop.js';
+import { sendBatch, type BatchReport } from './send-batch.js';
+import type { TransportPool } from './transports.js';
+
+/**
+ * Picks due recipients from the store and sends them. Two limits apply (p-queue): at most
+ * delivery.concurrency transactions at once overall, and at most delivery.perDomainConcurrency
+ * per recipient domain. A batch waits for its domain's slot before it asks for a global one, so a
+ * slow domain holds only its own slots and the rest of the queue keeps moving.
+ */
+export class DeliveryScheduler {
+  private readonly global: PQueue;
+  private readonly domains = new Map<string, PQueue>();
+  private readonly maxInFlight: number;
+  private inFlight = 0;
+  private localAddressTurn = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private tickScheduled = false;
+  private stopped = false;
+
+  constructor(
+    private readonly config: Config,
+    private readonly state: DeliveryState,
+    private readonly nextHops: NextHopResolver,
+    private readonly transports: TransportPool,
+    private readonly log: Logger,
+  ) {
+    this.global = new PQueue({ concurrency: config.delivery.concurrency });
+    // Claimed work waiting in the queues keeps every slot busy without claiming the whole spool.
+    this.maxInFlight = config.delivery.concurrency * 2;
+  }
+
+  start(): void {
+    const recovered = this.state.recoverInFlight();
+    if (recovered > 0) this.log.warn({ recipients: recovered }, 'recipients left "sending" by the last run are queued again (at-least-once)');
+    this.timer = setInterval(() => this.wake(), this.config.delivery.pollIntervalMs);
+    this.timer.unref();
+    this.wake();
+  }
+
+  /** Looks for due work soon (new mail was committed, a batch finished, or the poll timer fired). */
+  wake(): void {
+    if (this.stopped || this.tickScheduled) return;
+    this.tickScheduled = true;
+    setImmediate(() => {
+      this.tickScheduled = false;
+      this.tick();
+    });
+  }
+
+  /**
+   * Stops claiming and drops the claimed batches that have not started (their recipients are
+   * queued again by the caller); lets the transactions under way finish, up to the timeout.
+   */
+  async stop(timeoutMs: number): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    for (const queue of this.domains.values()) queue.clear();
+    this.global.clear();
+    const idle = this.global.onIdle().then(() => false);
+    const timedOut = await Promise.race([idle, new Promise<boolean>((resolve) => setTimeout(() => resolve(true), timeoutMs).unref())]);
+    if (timedOut) this.log.warn({ transactions: this.global.pending }, 'transactions still under way at shutdown are sent again at the next start');
+    this.transports.close();
+  }
+
+  private tick(): void {
+    const capacity = this.maxInFlight - this.inFlight;
+    if (this.stopped || capacity <= 0) return;
+    const perDomain = this.config.delivery.perDomainConcurrency * this.config.delivery.batchSize * 2;
+    let claim;
+    try {
+      claim = this.state.claimDue(new Date(), perDomain, capacity);
+    } catch (error) {
+      this.log.error({ err: error }, 'could not read due recipients from the store; retrying at the next poll');
+      return;
+    }
+    if (claim.suppressed || claim.expired) this.log.info({ suppressed: claim.suppressed, expired: claim.expired }, 'recipients dropped before sending');
+    for (const batch of claim.batches) this.dispatch(batch);
+  }
+
+  private dispatch(batch: ClaimedBatch): void {
+    this.inFlight++;
+    const domainQueue = this.domainQueue(batch.domain);
+    domainQueue
+      .add(() => this.global.add(() => this.deliver(batch)))
+      .catch((error: unknown) => this.log.error({ err: error, queueId: batch.queueId }, 'delivery of a batch failed unexpectedly; it is retried after a restart'))
+      .finally(() => {
+        this.inFlight--;
+        // Claim again once half the slots are free: fewer, larger claims mean fewer commits.
+        if (this.inFlight <= this.maxInFlight / 2) this.wake();
+      });
+  }
+
+  private domainQueue(domain: string): PQueue {
+    let queue = this.domains.get(domain);
+    if (!queue) {
+      queue = new PQueue({ concurrency: this.config.delivery.perDomainConcurrency });
+      const created = queue;
+      created.on('idle', () => {
+        if (this.domains.get(domain) === created && created.size === 0 && created.pending === 0) this.domains.delete(domain);
+      });
+      this.domains.set(domain, queue);
+    }
+    return queue;
+  }
+
+  private nextLocalAddress(): string | null {
+    const addresses = this.config.delivery.localAddresses;
+    if (addresses.length === 0) return null;
+    return addresses[this.localAddressTurn++ % addresses.length] ?? null;
+  }
+
+  private async deliver(claimed: ClaimedBatch): Promise<void> {
+    const batch = { ...claimed, content: this.state.contentOf(claimed.messageId) };
+    const localIp = this.nextLocalAddress();
+    const lookup = await this.nextHops.lookup(batch.domain);
+    let report: BatchReport;
+    if ('failure' in lookup) {
+      const at = { startedAt: new Date(), durationMs: 0, mxHost: null, mxIp: null, localIp };
+      report = { failedHosts: [], outcomes: batch.recipients.map((r) => ({ recipientId: r.id, delivered: false as const, failure: lookup.failure, at, retryInNewTransaction: false })) };
+    } else {
+      report = await sendBatch(batch, lookup.nextHop, this.transports, localIp).catch((error: Error) => {
+        const at = { startedAt: new Date(), durationMs: 0, mxHost: null, mxIp: null, localIp };
+        const failure = localFailure('temporary', 'other', `internal error while sending: ${error.message}`);
+        return { failedHosts: [], outcomes: batch.recipients.map((r) => ({ recipientId: r.id, delivered: false as const, failure, at, retryInNewTransaction: false })) };
+      });
+    }
+    await this.state.record(batch, report);
+    this.log.debug({ queueId: batch.queueId, domain: batch.domain, recipients: batch.recipients.length }, 'batch done');
+  }
+}

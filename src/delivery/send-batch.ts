@@ -1,0 +1,166 @@
+import { classifyReply, type Classification } from '../bounces/classifier.js';
+import { localFailure } from './failure.js';
+import type { NextHop } from './next-hop.js';
+import type { TransportPool } from './transports.js';
+
+/** Recipients of one message at one domain, sent in one SMTP transaction. */
+export interface DeliveryBatch {
+  messageId: number;
+  queueId: string;
+  domain: string;
+  mailFrom: string;
+  receivedAt: Date;
+  /** attempts: dispatches made before this one. */
+  recipients: Array<{ id: number; address: string; attempts: number }>;
+  /** Received header + the message as received: the bytes to send. */
+  content: Buffer;
+}
+
+/** One try at one host, as the attempts table keeps it. */
+export interface HostTry {
+  startedAt: Date;
+  durationMs: number;
+  mxHost: string | null;
+  mxIp: string | null;
+  localIp: string | null;
+}
+
+export type RecipientOutcome =
+  | { recipientId: number; delivered: true; reply: string; at: HostTry }
+  | { recipientId: number; delivered: false; failure: Classification; at: HostTry; retryInNewTransaction: boolean };
+
+export interface BatchReport {
+  /** Hosts that failed before any recipient was answered (the batch moved on to the next host). */
+  failedHosts: Array<{ at: HostTry; failure: Classification }>;
+  outcomes: RecipientOutcome[];
+}
+
+/** What nodemailer attaches to the errors it hands back. */
+interface SendError extends Error {
+  code?: string;
+  command?: string;
+  response?: string;
+  responseCode?: number;
+  rejected?: string[];
+  rejectedErrors?: SendError[];
+  recipient?: string;
+  timeoutType?: string;
+}
+
+/** Commands after which the host answered the transaction itself; before them, try the next host. */
+const TRANSACTION_COMMANDS = new Set(['MAIL FROM', 'RCPT TO', 'DATA']);
+
+function isHostLevel(error: SendError): boolean {
+  return !TRANSACTION_COMMANDS.has(error.command ?? '');
+}
+
+/** Names what went wrong with a host that never got to the transaction. */
+function hostFailure(error: SendError): Classification {
+  if (error.response && error.responseCode) {
+    // The host answered (a 421 greeting, a refused EHLO or AUTH): its words, but a host-level
+    // refusal is never the recipient's fault, so it is retried rather than bounced.
+    const classified = classifyReply(error.response);
+    if (error.command?.startsWith('AUTH')) return { ...classified, severity: 'temporary', type: 'soft', category: 'bad-configuration' };
+    return classified.severity === 'temporary' ? classified : { ...classified, severity: 'temporary' };
+  }
+  const detail = `${error.code ?? 'error'}: ${error.message}`;
+  if (error.code === 'ETIMEDOUT') return localFailure('temporary', 'no-answer-from-host', detail, null, '4.4.1');
+  if (error.code === 'EAUTH') return localFailure('temporary', 'bad-configuration', detail, null, '4.7.0');
+  return localFailure('temporary', 'bad-connection', detail, null, '4.4.1');
+}
+
+function elapsedSince(startedAt: Date): number {
+  return Date.now() - startedAt.getTime();
+}
+
+/**
+ * Sends one batch to its next hop: each host in order (and each of its addresses) until one
+ * answers the transaction. A host that refuses the connection, times out, greets with an error
+ * or fails TLS is skipped (RFC 5321 5.1); once a host answers MAIL/RCPT/DATA, its replies are
+ * the outcome, recipient by recipient.
+ */
+export async function sendBatch(batch: DeliveryBatch, nextHop: NextHop, transports: TransportPool, localIp: string | null): Promise<BatchReport> {
+  const failedHosts: BatchReport['failedHosts'] = [];
+  for (const host of nextHop.hosts) {
+    for (const ip of host.addresses) {
+      let plaintext = false;
+      for (;;) {
+        const at: HostTry = { startedAt: new Date(), durationMs: 0, mxHost: host.name, mxIp: ip, localIp };
+        try {
+          const info = await transports.get({ hostName: host.name, ip, nextHop, localIp, plaintext }).sendMail({
+            envelope: { from: batch.mailFrom, to: batch.recipients.map((r) => r.address) },
+            raw: batch.content,
+          });
+          at.durationMs = elapsedSince(at.startedAt);
+          const rejected = (info as { rejectedErrors?: SendError[] }).rejectedErrors ?? [];
+          return { failedHosts, outcomes: transactionOutcomes(batch, at, info.response ?? '250 accepted', rejected, null) };
+        } catch (caught) {
+          const error = caught as SendError;
+          at.durationMs = elapsedSince(at.startedAt);
+          // Opportunistic STARTTLS that fails is retried in plaintext once, as Postfix does.
+          if (error.code === 'ETLS' && !plaintext && !nextHop.requireTLS && !nextHop.secure) {
+            failedHosts.push({ at, failure: hostFailure(error) });
+            plaintext = true;
+            continue;
+          }
+          if (isHostLevel(error)) {
+            failedHosts.push({ at, failure: hostFailure(error) });
+            break;
+          }
+          return { failedHosts, outcomes: transactionOutcomes(batch, at, null, error.rejectedErrors ?? [], error) };
+        }
+      }
+    }
+  }
+  // Every host failed before the transaction: the last failure speaks for the batch.
+  const last = failedHosts[failedHosts.length - 1];
+  const failure = last?.failure ?? localFailure('temporary', 'routing-errors', 'no host to try', null, '4.4.0');
+  const at = last?.at ?? { startedAt: new Date(), durationMs: 0, mxHost: null, mxIp: null, localIp };
+  return {
+    failedHosts: failedHosts.slice(0, -1),
+    outcomes: batch.recipients.map((r) => ({ recipientId: r.id, delivered: false, failure, at, retryInNewTransaction: false })),
+  };
+}
+
+/**
+ * Per-recipient outcomes of a transaction: a recipient refused at RCPT TO has its own reply; a
+ * failure at MAIL FROM or DATA applies to every recipient that RCPT TO accepted.
+ */
+function transactionOutcomes(
+  batch: DeliveryBatch,
+  at: HostTry,
+  deliveredReply: string | null,
+  rejectedErrors: SendError[],
+  transactionError: SendError | null,
+): RecipientOutcome[] {
+  const refusedAtRcpt = new Map<string, SendError>();
+  for (const rejection of rejectedErrors) {
+    if (rejection.recipient) refusedAtRcpt.set(rejection.recipient.toLowerCase(), rejection);
+  }
+  const someoneAccepted = refusedAtRcpt.size < batch.recipients.length;
+  const transactionFailure = transactionError && transactionError.command !== 'RCPT TO' ? classifyError(transactionError) : null;
+  return batch.recipients.map((recipient): RecipientOutcome => {
+    const refusal = refusedAtRcpt.get(recipient.address.toLowerCase());
+    if (refusal) {
+      const failure = classifyError(refusal);
+      return {
+        recipientId: recipient.id,
+        delivered: false,
+        failure,
+        at,
+        // RFC 5321 4.5.3.1.10: the rest go in a new transaction, unless the host took nobody.
+        retryInNewTransaction: (failure.retryInNewTransaction ?? false) && someoneAccepted,
+      };
+    }
+    if (transactionFailure) return { recipientId: recipient.id, delivered: false, failure: transactionFailure, at, retryInNewTransaction: false };
+    if (deliveredReply !== null) return { recipientId: recipient.id, delivered: true, reply: deliveredReply, at };
+    // All recipients refused, and this one missing from the list: take the transaction's reply.
+    const failure = transactionError ? classifyError(transactionError) : localFailure('temporary', 'other', 'no reply for this recipient');
+    return { recipientId: recipient.id, delivered: false, failure, at, retryInNewTransaction: false };
+  });
+}
+
+function classifyError(error: SendError): Classification {
+  if (error.response) return classifyReply(error.response);
+  return hostFailure(error);
+}

@@ -1,0 +1,88 @@
+import type { Database } from 'better-sqlite3';
+
+interface Pending<T> {
+  item: T;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+export interface GroupCommitStats {
+  items: number;
+  /** Each commit is one WAL fsync under synchronous=FULL. */
+  commits: number;
+}
+
+/**
+ * Writes items durably, many per transaction. A caller's promise resolves only after the
+ * transaction holding its item has committed. Items that arrive while a commit runs wait for the
+ * next one, so under load one fsync covers many items, and a lone item is committed alone one
+ * event-loop turn after it arrived.
+ */
+export class GroupCommit<T> {
+  readonly stats: GroupCommitStats = { items: 0, commits: 0 };
+  private pending: Array<Pending<T>> = [];
+  private scheduled = false;
+  private closed = false;
+  private readonly commitBatch: (batch: Array<Pending<T>>) => void;
+
+  constructor(
+    db: Database,
+    write: (item: T) => void,
+    private readonly maxBatch: number,
+    private readonly onCommit: () => void = () => undefined,
+  ) {
+    this.commitBatch = db.transaction((batch: Array<Pending<T>>) => {
+      for (const { item } of batch) write(item);
+    });
+  }
+
+  /** Resolves once the item is committed. */
+  add(item: T): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('the store is closed'));
+    return new Promise((resolve, reject) => {
+      this.pending.push({ item, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        // setImmediate, not nextTick: lets the sockets that are already readable add their
+        // items to this batch first.
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Commits whatever is waiting now. */
+  flush(): void {
+    this.scheduled = false;
+    let committed = false;
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0, this.maxBatch);
+      if (this.tryCommit(batch)) {
+        committed = true;
+        continue;
+      }
+      // One item that cannot be written (a constraint, a broken row) must not fail the rest of
+      // its batch: commit each alone, and reject only the ones that fail.
+      if (batch.length > 1) for (const item of batch) committed = this.tryCommit([item]) || committed;
+    }
+    if (committed) this.onCommit();
+  }
+
+  /** Commits what is waiting and refuses anything after. */
+  close(): void {
+    this.flush();
+    this.closed = true;
+  }
+
+  private tryCommit(batch: Array<Pending<T>>): boolean {
+    try {
+      this.commitBatch(batch);
+    } catch (error) {
+      if (batch.length === 1) batch[0]?.reject(error as Error);
+      return false;
+    }
+    this.stats.commits++;
+    this.stats.items += batch.length;
+    for (const item of batch) item.resolve();
+    return true;
+  }
+}

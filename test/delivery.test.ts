@@ -1,0 +1,281 @@
+import { rmSync } from 'node:fs';
+import nodemailer from 'nodemailer';
+import { afterEach, describe, expect, it } from 'vitest';
+import { closedPort, startFakeMx, startSilentServer, type FakeMx, type FakeMxScript } from './support/fake-mx.js';
+import { startDnsServer, type ZoneEntry } from './support/dns-server.js';
+import { startTestRelay, type ConfigOverride, type TestRelay } from './support/relay.js';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function fakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
+  const mx = await startFakeMx(script);
+  cleanups.push(() => mx.close());
+  return mx;
+}
+
+/** Delivery on, with a retry schedule of fractions of a second so tests do not sleep. */
+async function deliveringRelay(delivery: Record<string, unknown>, extra: ConfigOverride = {}): Promise<TestRelay> {
+  const relay = await startTestRelay({
+    ...extra,
+    delivery: {
+      enabled: true,
+      pollIntervalMs: 50,
+      connectionTimeoutSeconds: 2,
+      greetingTimeoutSeconds: 1,
+      socketTimeoutSeconds: 5,
+      retry: { scheduleSeconds: [0.2], jitter: 0, maxAttempts: 3, maxAgeSeconds: 60 },
+      ...delivery,
+    },
+  });
+  cleanups.push(() => relay.stop());
+  return relay;
+}
+
+async function submit(relay: TestRelay, to: string[], options: { from?: string; subject?: string } = {}): Promise<string> {
+  const info = await nodemailer
+    .createTransport({ host: '127.0.0.1', port: relay.port, ignoreTLS: true })
+    .sendMail({ from: options.from ?? 'app@shop.example', to, subject: options.subject ?? 'hello', text: 'Hello there.\r\n' });
+  return info.response.split(' ').pop() as string;
+}
+
+async function waitFor<T>(what: string, read: () => T, done: (value: T) => boolean, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = read();
+    if (done(value)) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(value)}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+interface RecipientRow {
+  address: string;
+  status: string;
+  attempts: number;
+  last_reply: string | null;
+}
+
+function recipients(relay: TestRelay): RecipientRow[] {
+  return relay.db.prepare('SELECT address, status, attempts, last_reply FROM recipients ORDER BY id').all() as RecipientRow[];
+}
+
+function waitForStatuses(relay: TestRelay, expected: Record<string, string>, timeoutMs?: number): Promise<RecipientRow[]> {
+  return waitFor(
+    'recipient statuses',
+    () => recipients(relay),
+    (rows) => Object.entries(expected).every(([address, status]) => rows.find((r) => r.address === address)?.status === status),
+    timeoutMs,
+  );
+}
+
+function eventsFor(relay: TestRelay, address: string): Array<Record<string, unknown>> {
+  return relay.db
+    .prepare(
+      `SELECT e.event, e.reason, e.source, e.severity, e.bounce_type, e.category, e.code, e.enhanced_code
+         FROM events e JOIN recipients r ON r.id = e.recipient_id WHERE r.address = ? ORDER BY e.id`,
+    )
+    .all(address) as Array<Record<string, unknown>>;
+}
+
+describe('delivery to a routed next hop', () => {
+  it('relays the exact stored bytes and envelope, and records the attempt and the delivered event', async () => {
+    const mx = await fakeMx();
+    const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${mx.port}` }, heloName: 'out.relay.test' });
+    const queueId = await submit(relay, ['alice@example.test', 'bob@example.test']);
+    await waitForStatuses(relay, { 'alice@example.test': 'delivered', 'bob@example.test': 'delivered' });
+
+    expect(mx.received).toHaveLength(1); // one transaction carries the message's recipients at one domain
+    const [message] = mx.received;
+    const stored = relay.db.prepare('SELECT received_header, raw FROM messages WHERE queue_id = ?').get(queueId) as { received_header: string; raw: Buffer };
+    expect(message?.raw.equals(Buffer.concat([Buffer.from(stored.received_header), stored.raw]))).toBe(true);
+    expect(message).toMatchObject({ from: 'app@shop.example', to: ['alice@example.test', 'bob@example.test'], helo: 'out.relay.test' });
+
+    const attempt = relay.db.prepare('SELECT * FROM attempts ORDER BY id LIMIT 1').get() as Record<string, unknown>;
+    expect(attempt).toMatchObject({ mx_host: '127.0.0.1', mx_ip: '127.0.0.1', outcome: 'delivered', code: 250 });
+    expect(typeof attempt.duration_ms).toBe('number');
+    expect(eventsFor(relay, 'alice@example.test').map((e) => e.event)).toEqual(['accepted', 'delivered']);
+    expect(recipients(relay)[0]).toMatchObject({ attempts: 1, last_reply: expect.stringMatching(/^250 /) });
+  });
+
+  it('classifies each recipient by its own RCPT reply: delivered, bounced (hard, suppressed), bounced (soft), retried', async () => {
+    const mx = await fakeMx({
+      rcpt: (address, attempt) => {
+        if (address.startsWith('unknown@')) return { code: 550, text: '5.1.1 <unknown@example.test>: Recipient address rejected: User unknown in virtual mailbox table' };
+        if (address.startsWith('full@')) return { code: 552, text: '5.2.2 <full@example.test>: Mailbox full' };
+        if (address.startsWith('later@') && attempt === 1) return { code: 450, text: '4.2.1 <later@example.test>: Recipient address rejected: try again later' };
+        return null;
+      },
+    });
+    const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${mx.port}` } });
+    await submit(relay, ['ok@example.test', 'unknown@example.test', 'full@example.test', 'later@example.test']);
+    const rows = await waitForStatuses(relay, {
+      'ok@example.test': 'delivered',
+      'unknown@example.test': 'bounced',
+      'full@example.test': 'bounced',
+      'later@example.test': 'delivered',
+    });
+    expect(rows.find((r) => r.address === 'later@example.test')?.attempts).toBe(2);
+    expect(rows.find((r) => r.address === 'unknown@example.test')?.last_reply).toMatch(/^550 5\.1\.1 /);
+
+    expect(eventsFor(relay, 'unknown@example.test').at(-1)).toMatchObject({
+      event: 'permanent_fail', reason: 'bounced', source: 'immediate', severity: 'permanent', bounce_type: 'hard', category: 'bad-mailbox', code: 550, enhanced_code: '5.1.1',
+    });
+    expect(eventsFor(relay, 'full@example.test').at(-1)).toMatchObject({ event: 'permanent_fail', severity: 'permanent', bounce_type: 'soft', category: 'quota-issues' });
+    expect(eventsFor(relay, 'later@example.test').map((e) => e.event)).toEqual(['accepted', 'temporary_fail', 'delivered']);
+
+    // Hard bounces land on the suppression list with their evidence; soft ones never do.
+    expect(relay.db.prepare('SELECT address, type, source, code, enhanced_code, category, count FROM suppressions').all()).toEqual([
+      { address: 'unknown@example.test', type: 'bounces', source: 'immediate', code: 550, enhanced_code: '5.1.1', category: 'bad-mailbox', count: 1 },
+    ]);
+    expect(mx.received.map((m) => m.to)).toEqual([['ok@example.test'], ['later@example.test']]);
+  });
+
+  it('applies a DATA-stage rejection to every recipient of the transaction', async () => {
+    const mx = await fakeMx({ data: () => ({ code: 554, text: '5.7.1 Message rejected: content looks like spam' }) });
+    const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${mx.port}` } });
+    await submit(relay, ['a@example.test', 'b@example.test']);
+    await waitForStatuses(relay, { 'a@example.test': 'bounced', 'b@example.test': 'bounced' });
+    for (const address of ['a@example.test', 'b@example.test']) {
+      expect(eventsFor(relay, address).at(-1)).toMatchObject({ event: 'permanent_fail', code: 554, enhanced_code: '5.7.1', severity: 'permanent' });
+    }
+  });
+
+  it('never sends to a suppressed address: drops it with permanent_fail (suppressed), and sends the rest', async () => {
+    const mx = await fakeMx();
+    const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${mx.port}` } });
+    const writer = new (await import('better-sqlite3')).default(relay.config.store.path);
+    writer
+      .prepare(`INSERT INTO suppressions (address, type, source, first_at, last_at) VALUES ('gone@example.test', 'bounces', 'manual', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')`)
+      .run();
+    writer.close();
+    await submit(relay, ['gone@example.test', 'here@example.test']);
+    await waitForStatuses(relay, { 'gone@example.test': 'suppressed', 'here@example.test': 'delivered' });
+    expect(eventsFor(relay, 'gone@example.test').at(-1)).toMatchObject({ event: 'permanent_fail', reason: 'suppressed' });
+    expect(mx.received.map((m) => m.to)).toEqual([['here@example.test']]);
+  });
+
+  it('sends recipients past a 452 "too many recipients" in a new transaction, without counting it as a failure', async () => {
+    let inTransaction = 0;
+    const mx = await fakeMx({
+      rcpt: () => (++inTransaction > 2 ? { code: 452, text: '4.5.3 Error: too many recipients' } : null),
+      data: () => {
+        inTransaction = 0;
+        return null;
+      },
+    });
+    const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${mx.port}` } });
+    const to = ['r1@example.test', 'r2@example.test', 'r3@example.test', 'r4@example.test', 'r5@example.test'];
+    await submit(relay, to);
+    const rows = await waitForStatuses(relay, Object.fromEntries(to.map((a) => [a, 'delivered'])));
+    expect(mx.received.map((m) => m.to.length)).toEqual([2, 2, 1]);
+    expect(rows.map((r) => r.attempts)).toEqual([1, 1, 1, 1, 1]);
+  });
+
+  it('round-robins delivery.localAddresses and records the one used', async () => {
+    const mx = await fakeMx();
+    const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${mx.port}` }, localAddresses: ['127.0.0.2', '127.0.0.3'] });
+    for (let i = 0; i < 4; i++) await submit(relay, [`rr${i}@example.test`]);
+    await waitFor('4 deliveries', () => mx.received.length, (n) => n === 4);
+    expect(new Set(mx.received.map((m) => m.remoteAddress))).toEqual(new Set(['127.0.0.2', '127.0.0.3']));
+    const used = relay.db.prepare('SELECT DISTINCT local_ip FROM attempts ORDER BY local_ip').all();
+    expect(used).toEqual([{ local_ip: '127.0.0.2' }, { local_ip: '127.0.0.3' }]);
+  });
+});
+
+describe('delivery through DNS (a real DNS server on 127.0.0.1)', () => {
+  async function dnsRelay(zone: Record<string, ZoneEntry>, port: number, extra: Record<string, unknown> = {}): Promise<TestRelay> {
+    const dns = await startDnsServer(zone);
+    cleanups.push(() => dns.close());
+    return deliveringRelay({ dns: { servers: [dns.address], timeoutMs: 300, cacheSeconds: 60 }, port, ...extra });
+  }
+
+  it('tries the next MX when the first greets with 421, and delivers there', async () => {
+    const primary = await fakeMx({ host: '127.0.0.11', greeting: { code: 421, text: 'mx1.dns.test Service not available, closing transmission channel' } });
+    const secondary = await fakeMx({ host: '127.0.0.12', port: primary.port }); // both on delivery.port
+    const relay = await dnsRelay(
+      {
+        'dns.test': { MX: [{ preference: 10, exchange: 'mx1.dns.test' }, { preference: 20, exchange: 'mx2.dns.test' }] },
+        'mx1.dns.test': { A: ['127.0.0.11'] },
+        'mx2.dns.test': { A: ['127.0.0.12'] },
+      },
+      primary.port,
+    );
+    await submit(relay, ['user@dns.test']);
+    await waitForStatuses(relay, { 'user@dns.test': 'delivered' });
+    expect(secondary.received).toHaveLength(1);
+    const tries = relay.db.prepare('SELECT mx_host, mx_ip, outcome, code FROM attempts ORDER BY id').all();
+    expect(tries).toEqual([
+      { mx_host: 'mx1.dns.test', mx_ip: '127.0.0.11', outcome: 'temporary_fail', code: 421 },
+      { mx_host: 'mx2.dns.test', mx_ip: '127.0.0.12', outcome: 'delivered', code: 250 },
+    ]);
+  });
+
+  it('bounces mail for a null-MX domain (556 5.1.10) and an NXDOMAIN one, and defers on SERVFAIL', async () => {
+    const relay = await dnsRelay(
+      { 'null.test': { MX: [{ preference: 0, exchange: '.' }], A: ['127.0.0.1'] }, 'broken.test': { rcode: 'SERVFAIL' } },
+      25,
+    );
+    await submit(relay, ['a@null.test', 'b@missing.test', 'c@broken.test']);
+    await waitForStatuses(relay, { 'a@null.test': 'bounced', 'b@missing.test': 'bounced', 'c@broken.test': 'deferred' });
+    expect(eventsFor(relay, 'a@null.test').at(-1)).toMatchObject({ category: 'bad-domain', code: 556, enhanced_code: '5.1.10', bounce_type: 'hard' });
+    expect(eventsFor(relay, 'b@missing.test').at(-1)).toMatchObject({ category: 'bad-domain', severity: 'permanent' });
+    expect(eventsFor(relay, 'c@broken.test').at(-1)).toMatchObject({ event: 'temporary_fail', severity: 'temporary' });
+  });
+});
+
+describe('temporary failures: retry, then expiry', () => {
+  it('retries a refused connection on schedule, then fails the recipient as message-expired', async () => {
+    const port = await closedPort();
+    const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${port}` } });
+    await submit(relay, ['nobody-home@example.test']);
+    const [row] = await waitForStatuses(relay, { 'nobody-home@example.test': 'expired' });
+    expect(row?.attempts).toBe(3);
+    const events = eventsFor(relay, 'nobody-home@example.test');
+    expect(events.map((e) => e.event)).toEqual(['accepted', 'temporary_fail', 'temporary_fail', 'permanent_fail']);
+    expect(events[1]).toMatchObject({ severity: 'temporary', category: 'bad-connection' });
+    expect(events[3]).toMatchObject({ reason: 'expired', category: 'message-expired', severity: 'permanent' });
+    expect(relay.db.prepare('SELECT count(*) AS n FROM suppressions').get()).toEqual({ n: 0 });
+  });
+
+  it('gives up on a host that never answers (no-answer-from-host) and retries it', async () => {
+    const silent = await startSilentServer();
+    cleanups.push(() => silent.close());
+    const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${silent.port}` }, retry: { scheduleSeconds: [30], jitter: 0, maxAttempts: 3, maxAgeSeconds: 600 } });
+    await submit(relay, ['slow@example.test']);
+    await waitForStatuses(relay, { 'slow@example.test': 'deferred' }, 8_000);
+    expect(eventsFor(relay, 'slow@example.test').at(-1)).toMatchObject({ event: 'temporary_fail', category: 'no-answer-from-host' });
+  });
+
+  it('expires mail older than maxAgeSeconds at dispatch time without sending it', async () => {
+    const mx = await fakeMx();
+    const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${mx.port}` }, retry: { scheduleSeconds: [1], jitter: 0, maxAttempts: 5, maxAgeSeconds: 0 } });
+    await submit(relay, ['late@example.test']);
+    await waitForStatuses(relay, { 'late@example.test': 'expired' });
+    expect(mx.received).toHaveLength(0);
+    expect(eventsFor(relay, 'late@example.test').at(-1)).toMatchObject({ event: 'permanent_fail', reason: 'expired', category: 'message-expired' });
+  });
+});
+
+describe('restart', () => {
+  it('sends again what a crash left "sending" (at-least-once)', async () => {
+    const mx = await fakeMx();
+    const queued = await startTestRelay(); // delivery off: mail waits in the queue
+    const queueId = await submit(queued, ['again@example.test']);
+    const { default: Database } = await import('better-sqlite3');
+    const writer = new Database(queued.config.store.path);
+    writer.prepare(`UPDATE recipients SET status = 'sending'`).run(); // as a crash mid-send leaves it
+    writer.close();
+    const path = queued.config.store.path;
+    queued.db.close();
+    await queued.relay.stop(); // the store file stays for the next start
+    cleanups.push(() => rmSync(queued.dir, { recursive: true, force: true }));
+
+    const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${mx.port}` } }, { store: { path } });
+    await waitForStatuses(relay, { 'again@example.test': 'delivered' });
+    expect(mx.received).toHaveLength(1);
+    expect(relay.db.prepare('SELECT queue_id FROM messages').get()).toEqual({ queue_id: queueId });
+  });
+});

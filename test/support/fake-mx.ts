@@ -1,0 +1,120 @@
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { SMTPServer } from 'smtp-server';
+
+/** A reply the fake MX gives instead of accepting: `{ code: 550, text: '5.1.1 User unknown' }`. */
+export interface ScriptedReply {
+  code: number;
+  text: string;
+}
+
+export interface ReceivedMessage {
+  from: string;
+  to: string[];
+  raw: Buffer;
+  remoteAddress: string;
+  helo: string;
+  secure: boolean;
+}
+
+export interface FakeMxScript {
+  host?: string;
+  /** 0 (any free port) by default; MX hosts on different addresses share delivery.port. */
+  port?: number;
+  /** Refuse the connection with this greeting (e.g. 421). */
+  greeting?: ScriptedReply;
+  /** A reply for RCPT TO, or null to accept. `attempt` counts RCPTs for this address, from 1. */
+  rcpt?: (address: string, attempt: number) => ScriptedReply | null;
+  /** A reply at the end of DATA, or null to accept. `attempt` counts DATA commands, from 1. */
+  data?: (recipients: string[], attempt: number) => ScriptedReply | null;
+  tls?: { key: string; cert: string };
+}
+
+export interface FakeMx {
+  host: string;
+  port: number;
+  received: ReceivedMessage[];
+  close(): Promise<void>;
+}
+
+function replyError(reply: ScriptedReply): Error & { responseCode: number } {
+  return Object.assign(new Error(reply.text), { responseCode: reply.code });
+}
+
+/** A real SMTP server on 127.0.0.1 that answers as scripted and keeps what it accepted. */
+export async function startFakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
+  const host = script.host ?? '127.0.0.1';
+  const received: ReceivedMessage[] = [];
+  const rcptAttempts = new Map<string, number>();
+  let dataAttempts = 0;
+  const server = new SMTPServer({
+    logger: false,
+    disableReverseLookup: true,
+    authOptional: true,
+    // Scripted replies carry their own enhanced codes, exactly as a real MX words them.
+    hideENHANCEDSTATUSCODES: true,
+    ...(script.tls ? { key: script.tls.key, cert: script.tls.cert } : { disabledCommands: ['STARTTLS'] }),
+    onConnect(_session, callback) {
+      callback(script.greeting ? replyError(script.greeting) : undefined);
+    },
+    onRcptTo(address, _session, callback) {
+      const attempt = (rcptAttempts.get(address.address) ?? 0) + 1;
+      rcptAttempts.set(address.address, attempt);
+      const reply = script.rcpt?.(address.address, attempt);
+      callback(reply ? replyError(reply) : undefined);
+    },
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('end', () => {
+        const to = session.envelope.rcptTo.map((r) => r.address);
+        const reply = script.data?.(to, ++dataAttempts);
+        if (reply) return callback(replyError(reply));
+        received.push({
+          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+          to,
+          raw: Buffer.concat(chunks),
+          remoteAddress: session.remoteAddress,
+          helo: session.hostNameAppearsAs,
+          secure: session.secure,
+        });
+        callback(null, 'Ok: queued on the fake MX');
+      });
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(script.port ?? 0, host, resolve));
+  const { port } = server.server.address() as AddressInfo;
+  return {
+    host,
+    port,
+    received,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** A TCP server that accepts connections and never says a word (the "no answer" MX). */
+export async function startSilentServer(host = '127.0.0.1'): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<import('node:net').Socket>();
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** A port on which nothing listens (connection refused). */
+export async function closedPort(host = '127.0.0.1'): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
