@@ -857,6 +857,11 @@ describe('loadBounceRules errors', () => {
     expect(() => loadBounceRules(path)).toThrow(/rules\[1\] \("broken"\): pattern is not a valid regular expression/);
   });
 
+  it('names the alternative of a pattern list that does not compile', () => {
+    const path = writeRules(file({ id: 'list', pattern: ['user unknown', 'no such [user'], category: 'bad-mailbox', why: 'test' }));
+    expect(() => loadBounceRules(path)).toThrow(/rules\[0\] \("list"\): pattern\[1\] is not a valid regular expression/);
+  });
+
   it('names the rule index of an unknown category', () => {
     const path = writeRules(file(good, { ...good, id: 'other-id' }, { id: 'typo', code: 550, category: 'bad-mailboxes', why: 'test' }));
     expect(() => loadBounceRules(path)).toThrow(/rules\[2\] \("typo"\): category: unknown category "bad-mailboxes"/);

@@ -111,6 +111,14 @@ describe('rebound CLI', () => {
     expect(result.stderr).toMatch(new RegExp(`submission cannot listen on 127\\.0\\.0\\.1:${port} \\(EADDRINUSE\\); pick another submission\\.port`));
   });
 
+  it('`classify` prints how a reply is classified, as JSON', async () => {
+    const result = await rebound(['classify', '550 5.1.1 <x@y.example>: Recipient address rejected: User unknown']);
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ severity: 'permanent', type: 'hard', category: 'bad-mailbox', code: 550, enhancedCode: '5.1.1' });
+    const dsn = await rebound(['classify', '--status', '4.2.2', 'smtp; mailbox is over quota']);
+    expect(JSON.parse(dsn.stdout)).toMatchObject({ severity: 'temporary', type: 'soft', category: 'quota-issues', code: null, enhancedCode: '4.2.2' });
+  });
+
   it('`config --env` lists the environment variables, and `config` hides password hashes', async () => {
     const env = await rebound(['config', '--env']);
     expect(env.stdout).toMatch(/REBOUND_SUBMISSION_PORT\s+submission\.port/);

@@ -66,6 +66,13 @@ describe('config: defaults, file, environment', () => {
     expect(loadConfig({ env: { REBOUND_CONFIG: file } }).submission.port).toBe(2700);
   });
 
+  it('takes delivery routes as JSON and local addresses as a list from the environment', () => {
+    const config = loadConfig({
+      env: { REBOUND_DELIVERY_ROUTES: '{"*":"127.0.0.1:2600"}', REBOUND_DELIVERY_LOCAL_ADDRESSES: '127.0.0.2,127.0.0.3', REBOUND_DELIVERY_ENABLED: 'false' },
+    });
+    expect(config.delivery).toMatchObject({ routes: { '*': '127.0.0.1:2600' }, localAddresses: ['127.0.0.2', '127.0.0.3'], enabled: false });
+  });
+
   it('takes auth users as JSON from the environment', async () => {
     const users = [{ username: 'app', passwordHash: await hashPassword('pw') }];
     const config = loadConfig({ env: { REBOUND_SUBMISSION_AUTH_USERS: JSON.stringify(users) } });
@@ -91,6 +98,10 @@ describe('config: errors name the key and what is wrong', () => {
     [{ submission: { tls: { key: '/x/key.pem' } } }, /submission\.tls: set both tls\.key and tls\.cert/],
     [{ store: { synchronous: 'OFF' } }, /store\.synchronous: .*"FULL"/],
     [{ log: { level: 'loud' } }, /log\.level: /],
+    [{ delivery: { routes: { 'example.com': 'host:port:extra' } } }, /delivery\.routes\.example\.com: /],
+    [{ delivery: { localAddresses: ['10.0.0.300'] } }, /delivery\.localAddresses\.0: not an IP address/],
+    [{ delivery: { retry: { scheduleSeconds: [] } } }, /delivery\.retry\.scheduleSeconds: /],
+    [{ suppression: { categories: ['bad-mailbox', 'bad-mood'] } }, /suppression\.categories\.1: /],
   ])('rejects %j', (content, expected) => {
     expect(errorOf(() => loadConfig({ file: configFile(content), env: {} }))).toMatch(expected);
   });

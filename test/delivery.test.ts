@@ -279,3 +279,59 @@ describe('restart', () => {
     expect(relay.db.prepare('SELECT queue_id FROM messages').get()).toEqual({ queue_id: queueId });
   });
 });
+
+describe('TLS, smarthost AUTH and fairness between domains', () => {
+  async function certificate(): Promise<{ key: string; cert: string }> {
+    const { generate } = await import('selfsigned');
+    const pems = await generate([{ name: 'commonName', value: 'mx.example.test' }], { notAfterDate: new Date(Date.now() + 86_400_000), keySize: 2048, algorithm: 'sha256' });
+    return { key: pems.private, cert: pems.cert };
+  }
+
+  it('uses STARTTLS opportunistically when the MX offers it, whatever its certificate', async () => {
+    const mx = await fakeMx({ tls: await certificate() });
+    const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${mx.port}` } });
+    await submit(relay, ['tls@example.test']);
+    await waitForStatuses(relay, { 'tls@example.test': 'delivered' });
+    expect(mx.received[0]?.secure).toBe(true);
+  });
+
+  it('relays everything through a "*" smarthost with AUTH over required TLS', async () => {
+    const smarthost = await fakeMx({ tls: await certificate(), auth: { user: 'relay-user', pass: 'relay-pass' } });
+    const relay = await deliveringRelay({
+      routes: { '*': { host: '127.0.0.1', port: smarthost.port, auth: { user: 'relay-user', pass: 'relay-pass' }, requireTLS: true, verifyCertificate: false } },
+    });
+    await submit(relay, ['one@anywhere.example', 'two@elsewhere.example']);
+    await waitForStatuses(relay, { 'one@anywhere.example': 'delivered', 'two@elsewhere.example': 'delivered' });
+    expect(smarthost.received.map((m) => ({ to: m.to, secure: m.secure, authUser: m.authUser }))).toEqual(
+      expect.arrayContaining([
+        { to: ['one@anywhere.example'], secure: true, authUser: 'relay-user' },
+        { to: ['two@elsewhere.example'], secure: true, authUser: 'relay-user' },
+      ]),
+    );
+  });
+
+  it('defers (never bounces) when the smarthost refuses our credentials', async () => {
+    const smarthost = await fakeMx({ auth: { user: 'relay-user', pass: 'right' } });
+    const relay = await deliveringRelay({ routes: { '*': { host: '127.0.0.1', port: smarthost.port, auth: { user: 'relay-user', pass: 'wrong' } } } });
+    await submit(relay, ['x@anywhere.example']);
+    await waitForStatuses(relay, { 'x@anywhere.example': 'deferred' });
+    expect(eventsFor(relay, 'x@anywhere.example').at(-1)).toMatchObject({ event: 'temporary_fail', severity: 'temporary', category: 'bad-configuration' });
+  });
+
+  it('keeps delivering to other domains while one slow domain uses all its slots', async () => {
+    const slow = await fakeMx({ dataDelayMs: 1500 });
+    const fast = await fakeMx();
+    const relay = await deliveringRelay({
+      routes: { 'slow.test': `127.0.0.1:${slow.port}`, 'fast.test': `127.0.0.1:${fast.port}` },
+      concurrency: 3,
+      perDomainConcurrency: 1,
+    });
+    for (let i = 0; i < 4; i++) await submit(relay, [`s${i}@slow.test`]);
+    const started = Date.now();
+    for (let i = 0; i < 3; i++) await submit(relay, [`f${i}@fast.test`]);
+    await waitFor('the fast domain', () => fast.received.length, (n) => n === 3, 5_000);
+    // The slow domain holds one slot for 1.5 s per message; the fast one did not wait for it.
+    expect(Date.now() - started).toBeLessThan(1_400);
+    expect(slow.received.length).toBeLessThan(2);
+  });
+});

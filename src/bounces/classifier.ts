@@ -77,8 +77,14 @@ function normalizeInput(input: ReplyInput | string): ParsedReply {
 
 function splitEnhancedCode(enhancedCode: string | null): readonly [number, number, number] | null {
   if (enhancedCode === null) return null;
-  const [cls = 0, subject = 0, detail = 0] = enhancedCode.split('.').map(Number);
-  return [cls, subject, detail];
+  // Already validated as class.subject.detail by the parser; split without allocating arrays.
+  const first = enhancedCode.indexOf('.');
+  const second = enhancedCode.indexOf('.', first + 1);
+  return [
+    Number(enhancedCode.slice(0, first)),
+    Number(enhancedCode.slice(first + 1, second)),
+    Number(enhancedCode.slice(second + 1)),
+  ];
 }
 
 /**

@@ -36,7 +36,7 @@ const ruleSchema = z
     why: z.string().trim().min(1, 'must say why the rule exists'),
     code: z.union([replyCodeSchema, z.array(replyCodeSchema).min(1)]).optional(),
     enhancedCode: z.union([enhancedPatternSchema, z.array(enhancedPatternSchema).min(1)]).optional(),
-    pattern: z.string().min(1).optional(),
+    pattern: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
     category: categorySchema,
     severity: severitySchema.optional(),
     retryInNewTransaction: z.literal(true).optional(),
@@ -124,16 +124,8 @@ export function compileBounceRules(data: unknown, source = '(in memory)'): Bounc
 }
 
 function compileRule(source: RuleSource, label: string, problems: string[]): BounceRule | null {
-  let pattern: RegExp | null = null;
-  if (source.pattern !== undefined) {
-    try {
-      // Case-insensitive: providers capitalise freely ("User Unknown", "USER UNKNOWN").
-      pattern = new RegExp(source.pattern, 'i');
-    } catch (error) {
-      problems.push(`${label}: pattern is not a valid regular expression: ${(error as Error).message}`);
-      return null;
-    }
-  }
+  const pattern = source.pattern === undefined ? null : compilePattern(source.pattern, label, problems);
+  if (pattern === undefined) return null;
   return {
     id: source.id,
     why: source.why,
@@ -144,6 +136,34 @@ function compileRule(source: RuleSource, label: string, problems: string[]): Bou
     enhancedCodes: source.enhancedCode === undefined ? null : asArray(source.enhancedCode).map(parseEnhancedPattern),
     pattern,
   };
+}
+
+/**
+ * A pattern is one regular expression or a list of alternatives (one phrase per line reads better
+ * in a long rule); a list compiles to one alternation. Undefined when it does not compile.
+ */
+function compilePattern(pattern: string | string[], label: string, problems: string[]): RegExp | undefined {
+  const alternatives = asArray(pattern);
+  let valid = true;
+  alternatives.forEach((alternative, index) => {
+    const where = Array.isArray(pattern) ? `pattern[${index}]` : 'pattern';
+    const problem = regexProblem(alternative);
+    if (problem === null) return;
+    problems.push(`${label}: ${where} is not a valid regular expression: ${problem}`);
+    valid = false;
+  });
+  if (!valid) return undefined;
+  // Case-insensitive: providers capitalise freely ("User Unknown", "USER UNKNOWN").
+  return new RegExp(alternatives.map((alternative) => `(?:${alternative})`).join('|'), 'i');
+}
+
+function regexProblem(source: string): string | null {
+  try {
+    new RegExp(source, 'i');
+    return null;
+  } catch (error) {
+    return (error as Error).message;
+  }
 }
 
 function parseEnhancedPattern(text: string): EnhancedPattern {

@@ -14,6 +14,7 @@ export interface ReceivedMessage {
   remoteAddress: string;
   helo: string;
   secure: boolean;
+  authUser: string | null;
 }
 
 export interface FakeMxScript {
@@ -27,6 +28,10 @@ export interface FakeMxScript {
   /** A reply at the end of DATA, or null to accept. `attempt` counts DATA commands, from 1. */
   data?: (recipients: string[], attempt: number) => ScriptedReply | null;
   tls?: { key: string; cert: string };
+  /** Require AUTH (PLAIN/LOGIN) with these credentials, as a smarthost does. */
+  auth?: { user: string; pass: string };
+  /** Wait this long before answering the end of DATA (a slow host). */
+  dataDelayMs?: number;
 }
 
 export interface FakeMx {
@@ -49,7 +54,13 @@ export async function startFakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
   const server = new SMTPServer({
     logger: false,
     disableReverseLookup: true,
-    authOptional: true,
+    authOptional: !script.auth,
+    authMethods: ['PLAIN', 'LOGIN'],
+    allowInsecureAuth: true,
+    onAuth(auth, _session, callback) {
+      if (script.auth && auth.username === script.auth.user && auth.password === script.auth.pass) return callback(null, { user: auth.username });
+      callback(Object.assign(new Error('5.7.8 Authentication credentials invalid'), { responseCode: 535 }));
+    },
     // Scripted replies carry their own enhanced codes, exactly as a real MX words them.
     hideENHANCEDSTATUSCODES: true,
     ...(script.tls ? { key: script.tls.key, cert: script.tls.cert } : { disabledCommands: ['STARTTLS'] }),
@@ -65,7 +76,8 @@ export async function startFakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
     onData(stream, session, callback) {
       const chunks: Buffer[] = [];
       stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-      stream.on('end', () => {
+      stream.on('end', async () => {
+        if (script.dataDelayMs) await new Promise((resolve) => setTimeout(resolve, script.dataDelayMs));
         const to = session.envelope.rcptTo.map((r) => r.address);
         const reply = script.data?.(to, ++dataAttempts);
         if (reply) return callback(replyError(reply));
@@ -76,6 +88,7 @@ export async function startFakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
           remoteAddress: session.remoteAddress,
           helo: session.hostNameAppearsAs,
           secure: session.secure,
+          authUser: (session.user as string | undefined) ?? null,
         });
         callback(null, 'Ok: queued on the fake MX');
       });
