@@ -22,6 +22,20 @@ export interface RelaySettings {
   maxRecipients: number;
   maxClients: number;
   strace: boolean;
+  /**
+   * The relay's `delivery` config. Absent: `{ enabled: false }` (the submission benchmark, whose
+   * mail goes to made-up domains). When delivery is on, routes must send everything to
+   * 127.0.0.1 (see checkLoopbackOnly): the benchmark never relays anywhere else.
+   */
+  delivery?: BenchDeliveryConfig;
+  /** More arguments for the relay's node, before the script (e.g. --cpu-prof). */
+  nodeArgs?: string[];
+}
+
+export interface BenchDeliveryConfig {
+  enabled: true;
+  routes: Record<string, string>;
+  [key: string]: unknown;
 }
 
 /** Counts the relay logs at shutdown; each commit is one WAL fsync under synchronous=FULL. */
@@ -50,6 +64,8 @@ export interface LogSummary {
   /** "message queued" lines: one per message the relay says it stored. */
   queued: number;
   problems: LogProblem[];
+  /** From "delivery stopped": recipients claimed but not sent at shutdown, queued again. */
+  deliveryRequeued: number | null;
 }
 
 export interface StopReport {
@@ -92,13 +108,31 @@ export function buildRelay(projectRoot: string): void {
   }
 }
 
+/** The store file startRelay's config points at, in the work dir. */
+export function storePath(workDir: string): string {
+  return join(workDir, 'bench.sqlite');
+}
+
+/**
+ * Benchmark mail goes to made-up domains: with delivery on, every domain must be routed by "*"
+ * (no DNS, no per-domain route) to a host on 127.0.0.1, or the relay is not started at all.
+ */
+function checkLoopbackOnly(delivery: BenchDeliveryConfig): void {
+  const entries = Object.entries(delivery.routes);
+  const [only] = entries;
+  if (entries.length !== 1 || only === undefined || only[0] !== '*' || !/^127\.0\.0\.1:\d{1,5}$/.test(only[1])) {
+    throw new BenchError(`refusing to start the relay: delivery.routes must be { "*": "127.0.0.1:<port>" }, got ${JSON.stringify(delivery.routes)}`);
+  }
+}
+
 function writeConfig(settings: RelaySettings): string {
   const file = join(settings.workDir, 'bench-config.json');
+  if (settings.delivery) checkLoopbackOnly(settings.delivery);
   const config = {
-    store: { path: join(settings.workDir, 'bench.sqlite'), synchronous: settings.synchronous },
+    store: { path: storePath(settings.workDir), synchronous: settings.synchronous },
     submission: { port: 0, maxRecipients: settings.maxRecipients, maxClients: settings.maxClients },
-    // This bench measures accepting mail only; the benched mail goes to made-up domains.
-    delivery: { enabled: false },
+    // The submission bench measures accepting mail only; the benched mail goes to made-up domains.
+    delivery: settings.delivery ?? { enabled: false },
     log: { level: 'info' },
   };
   writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
@@ -114,7 +148,7 @@ export async function startRelay(settings: RelaySettings): Promise<RelayProcess>
   const configFile = writeConfig(settings);
   const logFile = join(settings.workDir, 'relay.log');
   const straceFile = join(settings.workDir, 'strace.txt');
-  const relayCommand = [process.execPath, join('dist', 'cli.js'), 'start', '--config', configFile];
+  const relayCommand = [process.execPath, ...(settings.nodeArgs ?? []), join('dist', 'cli.js'), 'start', '--config', configFile];
   const command = settings.strace
     ? // --seccomp-bpf stops only on the traced calls, so strace costs little on the rest;
       // -w times the calls by wall clock, which is what a commit waits, not kernel CPU time.
@@ -200,9 +234,7 @@ export class RelayProcess {
   }
 
   cpuTime(): CpuTime | null {
-    const total = cpuSecondsOf(`/proc/${this.relayPid}/stat`);
-    const main = cpuSecondsOf(`/proc/${this.relayPid}/task/${this.relayPid}/stat`);
-    return total === null || main === null ? null : { totalSeconds: total, mainThreadSeconds: main };
+    return processCpuTime(this.relayPid);
   }
 
   /** SIGTERM, as an operator would; waits for the relay to flush and log its store counts. */
@@ -283,6 +315,7 @@ class LogFollower {
 function readLog(file: string): { store: StoreCounts | null; summary: LogSummary } {
   let store: StoreCounts | null = null;
   let queued = 0;
+  let deliveryRequeued: number | null = null;
   const problems = new Map<string, LogProblem>();
   for (const line of (readProc(file) ?? '').split('\n')) {
     const entry = parseLogLine(line);
@@ -292,6 +325,7 @@ function readLog(file: string): { store: StoreCounts | null; summary: LogSummary
     if (msg === 'rebound stopped; store closed' && typeof entry.messages === 'number' && typeof entry.commits === 'number') {
       store = { messages: entry.messages, commits: entry.commits };
     }
+    if (msg === 'delivery stopped' && typeof entry.requeued === 'number') deliveryRequeued = entry.requeued;
     const level = typeof entry.level === 'number' ? PINO_LEVELS[entry.level] : undefined;
     if (level === undefined) continue;
     const key = `${level} ${msg}`;
@@ -299,7 +333,7 @@ function readLog(file: string): { store: StoreCounts | null; summary: LogSummary
     if (problem) problem.count++;
     else problems.set(key, { level, msg, count: 1, example: line });
   }
-  return { store, summary: { queued, problems: [...problems.values()] } };
+  return { store, summary: { queued, problems: [...problems.values()], deliveryRequeued } };
 }
 
 /** Sums the calls and seconds columns of `strace -c` for fsync and fdatasync. */
@@ -328,6 +362,13 @@ function findChildPid(parentPid: number): number {
 }
 
 let clockTicksPerSecond: number | null = null;
+
+/** CPU a process has used so far, from /proc; null once it has exited. */
+export function processCpuTime(pid: number): CpuTime | null {
+  const total = cpuSecondsOf(`/proc/${pid}/stat`);
+  const main = cpuSecondsOf(`/proc/${pid}/task/${pid}/stat`);
+  return total === null || main === null ? null : { totalSeconds: total, mainThreadSeconds: main };
+}
 
 function cpuSecondsOf(statFile: string): number | null {
   const stat = readProc(statFile);

@@ -15,6 +15,16 @@ const END_OF_DATA = '\r\n.\r\n';
 const END_OF_DATA_LINE_BREAK = 2;
 /** How many failure texts to keep for the report; the counts are kept for all of them. */
 const FAILURE_EXAMPLES = 5;
+/** The header the end-to-end benchmark finds in what the sink receives, to match it to its 250. */
+export const BENCH_ID_HEADER = 'X-Bench-Id';
+
+/**
+ * Milliseconds on the monotonic clock (CLOCK_MONOTONIC through libuv), which every process on
+ * the machine shares: a time taken here and one taken in the sink process can be subtracted.
+ */
+export function monotonicMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
 
 export interface SmtpReply {
   code: number;
@@ -119,8 +129,11 @@ export class SmtpSession {
     return replies;
   }
 
-  /** Writes the message and the end-of-data mark; resolves with the final reply and its latency. */
-  async message(content: string): Promise<{ reply: SmtpReply; latencyNs: bigint }> {
+  /**
+   * Writes the message and the end-of-data mark; resolves with the final reply, its latency and
+   * when it arrived (process.hrtime.bigint(), the clock of monotonicMs).
+   */
+  async message(content: string): Promise<{ reply: SmtpReply; latencyNs: bigint; repliedAtNs: bigint }> {
     // One corked write so the terminator leaves in the same segment as the last bytes of the
     // message, as a real client's would; the clock starts as the terminator is handed to the socket.
     this.socket.cork();
@@ -129,7 +142,8 @@ export class SmtpSession {
     this.socket.write(END_OF_DATA);
     this.socket.uncork();
     const reply = await this.replies.next();
-    return { reply, latencyNs: process.hrtime.bigint() - started };
+    const repliedAtNs = process.hrtime.bigint();
+    return { reply, latencyNs: repliedAtNs - started, repliedAtNs };
   }
 
   async quit(): Promise<void> {
@@ -158,17 +172,34 @@ function expectCode(reply: SmtpReply, code: number, what: string): SmtpReply {
  * no line starting with "." so no dot-stuffing is needed. The CRLF that ends the last line is the
  * first two bytes of the end-of-data mark, so the text built here is `size - 2` bytes.
  */
+export interface MessageOptions {
+  /** Start the header with `X-Bench-Id: <sequence>` (the end-to-end benchmark's sink looks for it). */
+  benchIdHeader?: boolean;
+  /** What the Subject says before the sequence number. */
+  subject?: string;
+}
+
 export class MessageFactory {
   /** Bodies by length: header lengths vary by a few bytes only, so this stays tiny. */
   private readonly bodies = new Map<number, string>();
+  private readonly subject: string;
+  private readonly benchIdHeader: boolean;
 
-  constructor(private readonly size: number) {}
+  constructor(
+    private readonly size: number,
+    options: MessageOptions = {},
+  ) {
+    this.subject = options.subject ?? 'Rebound submission benchmark message';
+    this.benchIdHeader = options.benchIdHeader ?? false;
+  }
 
   build(sequence: number, recipients: string[]): string {
     const headers =
+      // First, so it sits right after the Received header the relay puts in front.
+      (this.benchIdHeader ? `${BENCH_ID_HEADER}: ${sequence}\r\n` : '') +
       `From: Rebound Bench <${SENDER}>\r\n` +
       `To: ${recipients.join(', ')}\r\n` +
-      `Subject: Rebound submission benchmark message ${sequence}\r\n` +
+      `Subject: ${this.subject} ${sequence}\r\n` +
       `Message-ID: <bench-${sequence}-${process.pid}@${EHLO_NAME}>\r\n` +
       `Date: ${new Date().toUTCString().replace('GMT', '+0000')}\r\n` +
       '\r\n';
@@ -230,6 +261,13 @@ export interface PhaseResult {
   failures: FailureSummary;
   /** End of DATA to 250, in milliseconds, one per accepted message, unsorted. */
   latenciesMs: Float64Array;
+  /**
+   * When each message got its 250 (monotonicMs), indexed by sequence - firstSequence;
+   * NaN for messages that were not accepted or not sent.
+   */
+  acceptedAtMs: Float64Array;
+  /** monotonicMs when the phase started sending. */
+  startedAtMs: number;
   elapsedSeconds: number;
   /** True when the time limit stopped the phase before every message was sent. */
   aborted: boolean;
@@ -238,6 +276,8 @@ export interface PhaseResult {
 export interface LoadSettings {
   recipients: number;
   messages: MessageFactory;
+  /** The envelope (and To:) recipients of message `sequence`; default rcpt-<sequence>-<k>@example.net. */
+  recipientsFor?: (sequence: number) => string[];
 }
 
 function emptyFailures(): FailureSummary {
@@ -262,11 +302,13 @@ export async function openSessions(port: number, count: number): Promise<SmtpSes
   return sessions;
 }
 
-type Outcome = { accepted: true; latencyMs: number } | { accepted: false; stage: FailureStage; text: string };
+type Outcome = { accepted: true; latencyMs: number; acceptedAtMs: number } | { accepted: false; stage: FailureStage; text: string };
 
 /** One mail transaction: pipelined envelope, then the message if DATA got 354. */
 async function sendOne(session: SmtpSession, sequence: number, settings: LoadSettings): Promise<Outcome> {
-  const recipients = Array.from({ length: settings.recipients }, (_, k) => `rcpt-${sequence}-${k}@example.net`);
+  const recipients = settings.recipientsFor
+    ? settings.recipientsFor(sequence)
+    : Array.from({ length: settings.recipients }, (_, k) => `rcpt-${sequence}-${k}@example.net`);
   const replies = await session.commands([
     `MAIL FROM:<${SENDER}>\r\n`,
     ...recipients.map((address) => `RCPT TO:<${address}>\r\n`),
@@ -279,11 +321,11 @@ async function sendOne(session: SmtpSession, sequence: number, settings: LoadSet
     await session.commands(['RSET\r\n']);
     return envelopeFailure ?? { accepted: false, stage: 'DATA', text: dataReply?.text ?? '(no reply)' };
   }
-  const { reply, latencyNs } = await session.message(settings.messages.build(sequence, recipients));
+  const { reply, latencyNs, repliedAtNs } = await session.message(settings.messages.build(sequence, recipients));
   // A refused RCPT with an accepted message still counts as a failure: not everyone got it.
   if (reply.code !== 250) return { accepted: false, stage: 'final', text: reply.text };
   if (envelopeFailure) return envelopeFailure;
-  return { accepted: true, latencyMs: Number(latencyNs) / 1e6 };
+  return { accepted: true, latencyMs: Number(latencyNs) / 1e6, acceptedAtMs: Number(repliedAtNs) / 1e6 };
 }
 
 function firstEnvelopeFailure(replies: SmtpReply[]): Outcome | null {
@@ -306,6 +348,7 @@ export async function runPhase(
   signal: AbortSignal,
 ): Promise<PhaseResult> {
   const latencies = new Float64Array(total);
+  const acceptedAtMs = new Float64Array(total).fill(Number.NaN);
   const failures = emptyFailures();
   let claimed = 0;
   let accepted = 0;
@@ -323,8 +366,10 @@ export async function runPhase(
         recordFailure(failures, 'connection', (error as Error).message);
         return;
       }
-      if (outcome.accepted) latencies[accepted++] = outcome.latencyMs;
-      else recordFailure(failures, outcome.stage, outcome.text);
+      if (outcome.accepted) {
+        latencies[accepted++] = outcome.latencyMs;
+        acceptedAtMs[sequence - firstSequence] = outcome.acceptedAtMs;
+      } else recordFailure(failures, outcome.stage, outcome.text);
     }
   };
 
@@ -341,6 +386,8 @@ export async function runPhase(
     failed: failures.total,
     failures,
     latenciesMs: latencies.subarray(0, accepted),
+    acceptedAtMs,
+    startedAtMs: Number(started) / 1e6,
     elapsedSeconds: Number(process.hrtime.bigint() - started) / 1e9,
     aborted: signal.aborted,
   };

@@ -6,9 +6,8 @@
  *   npm run bench -- --messages 20000 --concurrency 50
  *   npm run bench -- --help
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { arch, cpus, platform, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -24,6 +23,19 @@ import {
   type Synchronous,
 } from './relay-process.js';
 import { MessageFactory, openSessions, runPhase, type FailureSummary, type PhaseResult } from './smtp-load.js';
+import {
+  commandExists,
+  failureLines,
+  format,
+  isEntryPoint,
+  latencySummary,
+  machineInfo,
+  progress,
+  row,
+  runMain,
+  wholeNumber,
+  type LatencySummary,
+} from './common.js';
 
 const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -38,7 +50,7 @@ const REFERENCE = {
   targetPerSecond: 1200,
 } as const;
 
-const HELP = `Usage: npm run bench -- [options]      (or: npx tsx bench/submit.ts [options])
+const HELP = `Usage: npm run bench -- [--mode submit] [options]      (or: npx tsx bench/submit.ts [options])
 
 Builds dist/, starts the relay on a scratch store in a temp dir, sends mail over raw SMTP from
 concurrent loopback connections and prints throughput, latency, memory and fsyncs per message.
@@ -67,23 +79,22 @@ interface BenchOptions {
   json: boolean;
 }
 
+/** The flags, for parseArgs and for bench/main.ts (which hands each mode the flags it knows). */
+export const SUBMIT_OPTIONS = {
+  messages: { type: 'string', default: '5000' },
+  size: { type: 'string', default: '5120' },
+  concurrency: { type: 'string', default: '20' },
+  recipients: { type: 'string', default: '1' },
+  warmup: { type: 'string', default: '200' },
+  'time-limit': { type: 'string', default: '120' },
+  synchronous: { type: 'string', default: 'FULL' },
+  strace: { type: 'boolean', default: false },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', default: false },
+} as const;
+
 function parseOptions(argv: string[]): BenchOptions | 'help' {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      messages: { type: 'string', default: '5000' },
-      size: { type: 'string', default: '5120' },
-      concurrency: { type: 'string', default: '20' },
-      recipients: { type: 'string', default: '1' },
-      warmup: { type: 'string', default: '200' },
-      'time-limit': { type: 'string', default: '120' },
-      synchronous: { type: 'string', default: 'FULL' },
-      strace: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false },
-    },
-  });
+  const { values } = parseArgs({ args: argv, strict: true, options: SUBMIT_OPTIONS });
   if (values.help) return 'help';
   const synchronous = values.synchronous.toUpperCase();
   if (synchronous !== 'FULL' && synchronous !== 'NORMAL') {
@@ -102,14 +113,6 @@ function parseOptions(argv: string[]): BenchOptions | 'help' {
   };
 }
 
-function wholeNumber(text: string, flag: string, minimum: number): number {
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < minimum) {
-    throw new BenchError(`${flag} must be a whole number of at least ${minimum}, got "${text}"`);
-  }
-  return value;
-}
-
 /** The size is the whole message; headers grow with the recipient count and must fit in it. */
 function checkMessageSize(options: BenchOptions, messages: MessageFactory): void {
   const largestSequence = options.warmup + options.messages;
@@ -119,35 +122,6 @@ function checkMessageSize(options: BenchOptions, messages: MessageFactory): void
   if (length > options.size) {
     throw new BenchError(`--size ${options.size} is smaller than the headers alone (${length} bytes with ${options.recipients} recipients)`);
   }
-}
-
-function commandExists(command: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Progress goes to stderr so that --json leaves stdout holding nothing but the result. */
-function progress(text: string): void {
-  process.stderr.write(`bench: ${text}\n`);
-}
-
-interface LatencySummary {
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-}
-
-/** Nearest-rank percentiles. */
-function latencySummary(latenciesMs: Float64Array): LatencySummary | null {
-  if (latenciesMs.length === 0) return null;
-  const sorted = Float64Array.from(latenciesMs).sort();
-  const at = (fraction: number): number => sorted[Math.max(0, Math.ceil(fraction * sorted.length) - 1)] ?? Number.NaN;
-  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: sorted[sorted.length - 1] ?? Number.NaN };
 }
 
 interface BenchResult {
@@ -209,13 +183,7 @@ function summarize(options: BenchOptions, storeFilesystem: string, run: RunMeasu
     count === null || !storedMessages ? null : count / storedMessages;
   const { before, after } = run.relayCpu;
   return {
-    machine: {
-      node: process.version,
-      platform: `${platform()} ${arch()}`,
-      cpuCount: cpus().length,
-      cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
-      storeFilesystem,
-    },
+    machine: { ...machineInfo(), storeFilesystem },
     settings: { ...options, pipelining: run.pipelining },
     accepted: measured.accepted,
     failed: measured.failed,
@@ -275,18 +243,8 @@ function anomalies(result: BenchResult): string[] {
   return found;
 }
 
-function format(value: number | null, digits: number, unit = ''): string {
-  return value === null || !Number.isFinite(value) ? 'n/a' : `${value.toFixed(digits)}${unit}`;
-}
-
-const LABEL_WIDTH = 34;
-
 function syncCallCount(relay: BenchResult['relay']): number {
   return (relay.fsyncCalls ?? 0) + (relay.fdatasyncCalls ?? 0);
-}
-
-function row(label: string, value: string): string {
-  return `  ${label.padEnd(LABEL_WIDTH)}${value}`;
 }
 
 function printText(result: BenchResult): void {
@@ -358,15 +316,6 @@ function printText(result: BenchResult): void {
   const problems = anomalies(result);
   if (problems.length > 0) lines.push('', 'Problems', ...problems.map((p) => `  - ${p}`));
   console.log(lines.join('\n'));
-}
-
-function failureLines(title: string, failures: FailureSummary): string[] {
-  if (failures.total === 0) return [];
-  const byStage = Object.entries(failures.byStage)
-    .filter(([, count]) => count > 0)
-    .map(([stage, count]) => `${stage} ${count}`)
-    .join(', ');
-  return ['', `${title}: ${failures.total} (${byStage})`, ...failures.examples.map((text) => `  ${text.replace(/\n/g, ' | ')}`)];
 }
 
 async function measure(options: BenchOptions, relay: RelayProcess, signal: AbortSignal): Promise<RunMeasurements> {
@@ -457,16 +406,5 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    if (error instanceof BenchError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      console.error(`bench: ${(error as Error).message}`);
-    } else {
-      console.error('bench: unexpected error:', error);
-    }
-    process.exitCode = 1;
-  },
-);
+// Run when started as a script; bench/main.ts imports this file only for SUBMIT_OPTIONS.
+if (isEntryPoint(import.meta.url)) runMain(main);

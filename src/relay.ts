@@ -3,8 +3,10 @@ import type { Config } from './config/load.js';
 import { startDelivery, type DeliveryStage } from './delivery/index.js';
 import { OperatorError } from './errors.js';
 import type { Logger } from './logger.js';
-import { openStore } from './store/database.js';
+import { openStore, type Database } from './store/database.js';
+import { storedSecret } from './store/settings.js';
 import { Spool } from './store/spool.js';
+import type { VerpSettings } from './bounces/verp.js';
 import { createSubmissionServer } from './submission/server.js';
 
 export interface RunningRelay {
@@ -30,7 +32,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
         'pick another submission.port or stop what holds it',
     );
   }
-  const delivery: DeliveryStage | null = config.delivery.enabled ? startDelivery(config, db, logger) : null;
+  const verp = verpSettings(config, db);
+  const delivery: DeliveryStage | null = config.delivery.enabled ? startDelivery(config, db, verp, logger) : null;
   if (delivery) spool.onCommitted(() => delivery.wake());
   logger.info({ store: config.store.path, hostname: config.hostname }, 'rebound started');
   return {
@@ -43,5 +46,15 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
       db.close();
       logger.info({ messages: spool.stats.messages, commits: spool.stats.commits }, 'rebound stopped; store closed');
     },
+  };
+}
+
+/** The return path's settings; the secret is generated and kept in the store on first start. */
+export function verpSettings(config: Config, db: Database): VerpSettings {
+  return {
+    domain: config.returnPath.domain ?? config.hostname,
+    prefix: config.returnPath.prefix,
+    secret: storedSecret(db, 'returnPath.secret', config.returnPath.secret),
+    maxAgeDays: config.returnPath.maxAgeDays,
   };
 }

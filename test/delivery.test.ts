@@ -91,10 +91,12 @@ describe('delivery to a routed next hop', () => {
     const [message] = mx.received;
     const stored = relay.db.prepare('SELECT received_header, raw FROM messages WHERE queue_id = ?').get(queueId) as { received_header: string; raw: Buffer };
     expect(message?.raw.equals(Buffer.concat([Buffer.from(stored.received_header), stored.raw]))).toBe(true);
-    expect(message).toMatchObject({ from: 'app@shop.example', to: ['alice@example.test', 'bob@example.test'], helo: 'out.relay.test' });
+    // MAIL FROM is the signed return path (VERP) naming the transaction's first recipient.
+    expect(message).toMatchObject({ to: ['alice@example.test', 'bob@example.test'], helo: 'out.relay.test' });
+    expect(message?.from).toMatch(/^bounces\+[0-9a-z]+-[0-9a-z]+-[a-z2-7]{13}@relay\.test$/);
 
     const attempt = relay.db.prepare('SELECT * FROM attempts ORDER BY id LIMIT 1').get() as Record<string, unknown>;
-    expect(attempt).toMatchObject({ mx_host: '127.0.0.1', mx_ip: '127.0.0.1', outcome: 'delivered', code: 250 });
+    expect(attempt).toMatchObject({ mx_host: '127.0.0.1', mx_ip: '127.0.0.1', outcome: 'delivered', code: 250, mail_from: message?.from });
     expect(typeof attempt.duration_ms).toBe('number');
     expect(eventsFor(relay, 'alice@example.test').map((e) => e.event)).toEqual(['accepted', 'delivered']);
     expect(recipients(relay)[0]).toMatchObject({ attempts: 1, last_reply: expect.stringMatching(/^250 /) });

@@ -111,6 +111,21 @@ export const configSchema = z.strictObject({
       path: ['tls'],
     }),
   delivery,
+  returnPath: z.strictObject({
+    /** Domain of the VERP return path (its MX points at the inbound listener); null means `hostname`. */
+    domain: z.string().min(1).nullable(),
+    prefix: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,19}$/, 'lower-case letters, digits, ".", "_" or "-" (at most 20)'),
+    /** HMAC key of the tokens; null: generated on first start and kept in the store. */
+    secret: z.string().min(16, 'at least 16 characters').nullable(),
+    maxAgeDays: positiveInt,
+  }),
+  inbound: z.strictObject({
+    enabled: z.boolean(),
+    host: z.string().min(1),
+    port,
+    maxMessageSize: positiveInt,
+    maxClients: positiveInt,
+  }),
   suppression: z.strictObject({
     /** Hard categories whose permanent failures put the address on the bounces list. */
     categories: z.array(z.enum(CATEGORIES)),

@@ -77,9 +77,9 @@ export class DeliveryState {
       INSERT INTO events (at, event, message_id, recipient_id, detail, source, reason, severity, bounce_type, category, code, enhanced_code)
       VALUES (?, ?, ?, ?, ?, 'immediate', ?, ?, ?, ?, ?, ?)`);
     this.insertAttempt = db.prepare(`
-      INSERT INTO attempts (recipient_id, message_id, started_at, duration_ms, mx_host, mx_ip, local_ip, outcome,
+      INSERT INTO attempts (recipient_id, message_id, started_at, duration_ms, mx_host, mx_ip, local_ip, mail_from, outcome,
                             code, enhanced_code, text, severity, bounce_type, category)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     this.selectContent = db.prepare('SELECT received_header AS receivedHeader, raw FROM messages WHERE id = ?');
     this.requeueInFlight = db.prepare(`UPDATE recipients SET status = 'queued', next_attempt_at = ?, updated_at = ? WHERE status = 'sending'`);
     this.claimTransaction = db.transaction((now: Date, perDomain: number, limit: number) => this.claim(now, perDomain, limit));
@@ -174,6 +174,7 @@ export class DeliveryState {
       at.mxHost,
       at.mxIp,
       at.localIp,
+      batch.mailFrom,
       outcome,
       classification?.code ?? (reply ? Number(reply.slice(0, 3)) || null : null),
       classification?.enhancedCode ?? null,

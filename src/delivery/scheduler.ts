@@ -1,4 +1,5 @@
 import PQueue from 'p-queue';
+import { returnPathFor, type VerpSettings } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../logger.js';
 import type { ClaimedBatch, DeliveryState } from './delivery-state.js';
@@ -28,6 +29,7 @@ export class DeliveryScheduler {
     private readonly state: DeliveryState,
     private readonly nextHops: NextHopResolver,
     private readonly transports: TransportPool,
+    private readonly verp: VerpSettings,
     private readonly log: Logger,
   ) {
     this.global = new PQueue({ concurrency: config.delivery.concurrency });
@@ -116,7 +118,12 @@ export class DeliveryScheduler {
   }
 
   private async deliver(claimed: ClaimedBatch): Promise<void> {
-    const batch = { ...claimed, content: this.state.contentOf(claimed.messageId) };
+    // The signed return path names the transaction's first recipient; a delayed bounce for any
+    // of its recipients comes back to it and is matched by address within the message. Mail
+    // submitted with the null sender <> (itself a bounce) keeps <>, so bounces never loop.
+    const firstRecipient = claimed.recipients[0]?.id ?? 0;
+    const mailFrom = claimed.mailFrom === '' ? '' : returnPathFor(this.verp, firstRecipient);
+    const batch = { ...claimed, mailFrom, content: this.state.contentOf(claimed.messageId) };
     const localIp = this.nextLocalAddress();
     const lookup = await this.nextHops.lookup(batch.domain);
     let report: BatchReport;

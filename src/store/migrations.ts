@@ -122,6 +122,38 @@ export const MIGRATIONS: readonly string[] = [
     JOIN recipients r ON r.id = e.recipient_id
     JOIN messages m ON m.id = r.message_id;
   `,
+  `
+  -- Values Rebound makes for itself once and keeps, such as the return-path secret.
+  CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  );
+
+  -- Every report that reached the inbound listener, committed before its 250 and kept whole, so
+  -- a report is never lost even when the parser fails on it (rebound reparse runs it again).
+  CREATE TABLE inbound_reports (
+    id           INTEGER PRIMARY KEY,
+    received_at  TEXT NOT NULL,
+    client_ip    TEXT NOT NULL,
+    client_helo  TEXT,
+    mail_from    TEXT NOT NULL,
+    rcpt_to      TEXT NOT NULL,             -- the envelope recipients, comma-separated
+    recipient_id INTEGER REFERENCES recipients (id) ON DELETE SET NULL, -- named by the VERP token
+    size         INTEGER NOT NULL,
+    raw          BLOB NOT NULL,
+    parse_status TEXT NOT NULL DEFAULT 'pending', -- pending | parsed | failed
+    parse_error  TEXT,
+    kind         TEXT,                      -- bounce | delay | complaint | autoreply | delivered | unknown
+    format       TEXT,                      -- which reader recognised it (rfc3464, arf, exim, ...)
+    parsed_at    TEXT,
+    applied_at   TEXT,                      -- when its outcome was written to recipients/events
+    outcome      TEXT                       -- what applying it did, in words
+  );
+  CREATE INDEX inbound_reports_by_status ON inbound_reports (parse_status);
+
+  ALTER TABLE attempts ADD COLUMN mail_from TEXT;            -- the return path used
+  ALTER TABLE events ADD COLUMN report_id INTEGER REFERENCES inbound_reports (id);
+  `,
 ];
 
 export class SchemaTooNewError extends OperatorError {

@@ -1,0 +1,124 @@
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import type { Readable } from 'node:stream';
+import { SMTPServer, type SMTPServerSession } from 'smtp-server';
+import { readReturnPath, type VerpSettings } from '../bounces/verp.js';
+import type { Config } from '../config/load.js';
+import type { Logger } from '../logger.js';
+import type { ReportStore } from './report-store.js';
+
+/** RFC 5321 4.5.1 and RFC 2142: the role mailboxes a mail domain answers for. */
+const ROLE_MAILBOXES = new Set(['postmaster', 'abuse']);
+
+function reply(code: number, text: string): Error & { responseCode: number } {
+  return Object.assign(new Error(text), { responseCode: code });
+}
+
+export interface InboundServer {
+  listen(): Promise<AddressInfo>;
+  close(): Promise<void>;
+}
+
+/**
+ * The MX of the return-path domain: it takes reports for our signed return paths and for
+ * postmaster@/abuse@, nothing else (no AUTH, no relaying), and commits each report whole before
+ * its 250. Parsing happens after, so a report the parser cannot read is still kept.
+ */
+export function createInboundServer(
+  config: Config,
+  verp: VerpSettings,
+  reports: ReportStore,
+  onStored: (reportId: number) => void,
+  logger: Logger,
+): InboundServer {
+  const log = logger.child({ stage: 'inbound' });
+  const settings = config.inbound;
+  const tls = config.submission.tls.key !== null && config.submission.tls.cert !== null;
+
+  /** The recipient row a RCPT TO address names, null for a role mailbox, undefined if refused. */
+  function recipientFor(address: string): number | null | undefined {
+    const check = readReturnPath(verp, address);
+    if (check.valid) return check.recipientId;
+    const at = address.lastIndexOf('@');
+    const local = address.slice(0, at).toLowerCase();
+    if (check.reason === 'not-ours' && address.slice(at + 1).toLowerCase() === verp.domain.toLowerCase() && ROLE_MAILBOXES.has(local)) return null;
+    return undefined;
+  }
+
+  const server = new SMTPServer({
+    name: config.hostname,
+    banner: 'Rebound',
+    logger: false,
+    disableReverseLookup: true,
+    size: settings.maxMessageSize,
+    rejectOversized: true,
+    maxClients: settings.maxClients,
+    hideDSN: true,
+    hideENHANCEDSTATUSCODES: false,
+    authOptional: true,
+    disabledCommands: tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+    ...(tls ? { key: readFileSync(config.submission.tls.key as string), cert: readFileSync(config.submission.tls.cert as string) } : {}),
+
+    onRcptTo(to, session, callback) {
+      const recipient = recipientFor(to.address);
+      if (recipient === undefined) {
+        const reason = readReturnPath(verp, to.address);
+        log.info({ client: session.remoteAddress, rcpt: to.address, reason: reason.valid ? 'unknown' : reason.reason }, 'report refused at RCPT TO');
+        return callback(reply(550, `<${to.address}>: no such mailbox here`));
+      }
+      callback();
+    },
+
+    onData(stream: Readable & { sizeExceeded?: boolean }, session: SMTPServerSession, callback) {
+      const chunks: Buffer[] = [];
+      let length = 0;
+      stream.on('data', (chunk: Buffer) => {
+        if (stream.sizeExceeded) return;
+        chunks.push(chunk);
+        length += chunk.length;
+      });
+      stream.once('error', (error: Error) => callback(error));
+      stream.once('end', () => {
+        if (stream.sizeExceeded) return callback(reply(552, 'Report size exceeds fixed maximum message size'));
+        const rcptTo = session.envelope.rcptTo.map((rcpt) => rcpt.address);
+        const recipientId = rcptTo.map(recipientFor).find((id): id is number => typeof id === 'number') ?? null;
+        reports
+          .store({
+            receivedAt: new Date(),
+            clientIp: session.remoteAddress,
+            clientHelo: session.hostNameAppearsAs || null,
+            mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+            rcptTo,
+            recipientId,
+            raw: Buffer.concat(chunks, length),
+          })
+          .then(
+            (reportId) => {
+              log.info({ reportId, client: session.remoteAddress, rcptTo, recipientId, bytes: length }, 'report stored');
+              callback(null, `Ok: report stored as ${reportId}`);
+              onStored(reportId);
+            },
+            (error: Error) => {
+              log.error({ err: error }, 'could not store a report; the sender was told to retry');
+              callback(reply(451, 'Local error in processing: the report could not be stored, try again later'));
+            },
+          );
+      });
+    },
+  });
+  server.on('error', (error: NodeJS.ErrnoException) => log.info({ err: error.message }, 'inbound connection error'));
+
+  return {
+    listen: () =>
+      new Promise((resolve, reject) => {
+        server.server.once('error', reject);
+        server.listen(settings.port, settings.host, () => {
+          server.server.off('error', reject);
+          const address = server.server.address() as AddressInfo;
+          log.info({ host: address.address, port: address.port, domain: verp.domain }, 'inbound listening');
+          resolve(address);
+        });
+      }),
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
