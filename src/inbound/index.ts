@@ -1,0 +1,42 @@
+import type { AddressInfo } from 'node:net';
+import type { Database } from 'better-sqlite3';
+import type { VerpSettings } from '../bounces/verp.js';
+import type { Config } from '../config/load.js';
+import type { Logger } from '../logger.js';
+import { ReportApplier } from './apply-report.js';
+import { ReportProcessor, type ReportParser } from './process-reports.js';
+import { ReportStore } from './report-store.js';
+import { createInboundServer } from './server.js';
+
+export interface InboundStage {
+  address: AddressInfo;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the return-path MX. Reports are parsed one at a time after they are stored; reports a
+ * crash left unparsed are picked up at start.
+ */
+export async function startInbound(config: Config, db: Database, verp: VerpSettings, parse: ReportParser, logger: Logger): Promise<InboundStage> {
+  const log = logger.child({ stage: 'inbound' });
+  const reports = new ReportStore(db);
+  const processor = new ReportProcessor(reports, new ReportApplier(db, config, verp), parse, log);
+  let chain: Promise<unknown> = Promise.resolve();
+  const enqueue = (reportId: number): void => {
+    chain = chain
+      .then(() => processor.process(reportId))
+      .catch((error: Error) => log.error({ err: error, reportId }, 'report processing failed; run `rebound reparse` after fixing the cause'));
+  };
+  const server = createInboundServer(config, verp, reports, enqueue, logger);
+  const address = await server.listen();
+  for (const reportId of reports.idsWithStatus('pending')) enqueue(reportId);
+  return {
+    address,
+    stop: async () => {
+      await server.close();
+      await chain;
+      reports.close();
+      log.info('inbound stopped');
+    },
+  };
+}
