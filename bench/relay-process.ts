@@ -134,9 +134,22 @@ function writeConfig(settings: RelaySettings): string {
     // The submission bench measures accepting mail only; the benched mail goes to made-up domains.
     delivery: settings.delivery ?? { enabled: false },
     log: { level: 'info' },
+    // Other listeners the relay has (the inbound one for delayed bounces) take any free port, so a
+    // benchmark never fails on, or takes, a port that something else on the machine uses.
+    ...(hasDefault(settings.projectRoot, 'inbound') ? { inbound: { port: 0 } } : {}),
   };
   writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
   return file;
+}
+
+/** Whether config/default.json has this top-level key (the config schema refuses unknown keys). */
+function hasDefault(projectRoot: string, key: string): boolean {
+  try {
+    const defaults = JSON.parse(readFileSync(join(projectRoot, 'config', 'default.json'), 'utf8')) as Record<string, unknown>;
+    return key in defaults;
+  } catch {
+    return false;
+  }
 }
 
 /** REBOUND_* variables override the config file; dropping them keeps the run what the flags say. */
@@ -378,6 +391,32 @@ function cpuSecondsOf(statFile: string): number | null {
   const ticks = Number(fields[11]) + Number(fields[12]);
   clockTicksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
   return Number.isFinite(ticks) ? ticks / clockTicksPerSecond : null;
+}
+
+/** The whole machine's CPU time so far, from /proc/stat (all cores added up), in seconds. */
+export interface MachineCpuTime {
+  /** user, nice, system, irq, softirq and steal: time some process (or the hypervisor) had the CPU. */
+  busySeconds: number;
+  idleSeconds: number;
+  iowaitSeconds: number;
+  stealSeconds: number;
+  /** Interrupt and softirq time (loopback TCP is mostly softirq), which no process is charged for. */
+  interruptSeconds: number;
+}
+
+export function machineCpuTime(): MachineCpuTime | null {
+  const line = (readProc('/proc/stat') ?? '').split('\n').find((l) => l.startsWith('cpu '));
+  if (!line) return null;
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
+  clockTicksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  const seconds = (ticks: number): number => ticks / (clockTicksPerSecond ?? 100);
+  return {
+    busySeconds: seconds(user + nice + system + irq + softirq + steal),
+    idleSeconds: seconds(idle),
+    iowaitSeconds: seconds(iowait),
+    stealSeconds: seconds(steal),
+    interruptSeconds: seconds(irq + softirq),
+  };
 }
 
 /** The type of the filesystem holding `path` (fsync on tmpfs is free, which would flatter us). */

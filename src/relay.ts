@@ -1,52 +1,74 @@
 import type { AddressInfo } from 'node:net';
+import type { VerpSettings } from './bounces/verp.js';
 import type { Config } from './config/load.js';
 import { startDelivery, type DeliveryStage } from './delivery/index.js';
 import { OperatorError } from './errors.js';
+import { startInbound, type InboundStage } from './inbound/index.js';
+import { reportParser } from './inbound/parser.js';
 import type { Logger } from './logger.js';
 import { openStore, type Database } from './store/database.js';
 import { storedSecret } from './store/settings.js';
 import { Spool } from './store/spool.js';
-import type { VerpSettings } from './bounces/verp.js';
 import { createSubmissionServer } from './submission/server.js';
 
 export interface RunningRelay {
   submission: AddressInfo;
+  /** The return-path MX, when inbound.enabled. */
+  inbound: AddressInfo | null;
   spool: Spool;
+  verp: VerpSettings;
   /** Stops every stage in flow order, then closes the database. */
   stop(): Promise<void>;
 }
 
-/** Starts every stage that exists: the spool, the submission server and the delivery worker. */
+/** Turns "address in use" and friends into a message that names the key to change. */
+async function listening<T>(what: string, host: string, port: number, listen: () => Promise<T>): Promise<T> {
+  try {
+    return await listen();
+  } catch (error) {
+    const { code } = error as NodeJS.ErrnoException;
+    throw new OperatorError(`${what} cannot listen on ${host}:${port} (${code ?? (error as Error).message}); pick another ${what}.port or stop what holds it`);
+  }
+}
+
+/** Starts every stage: the spool, the inbound report listener, the submission server, delivery. */
 export async function startRelay(config: Config, logger: Logger): Promise<RunningRelay> {
   const db = openStore(config.store.path, { synchronous: config.store.synchronous });
   const spool = new Spool(db, config.store.groupCommitMaxMessages);
-  const submission = createSubmissionServer(config, spool, logger);
+  const verp = verpSettings(config, db);
+  let inbound: InboundStage | null = null;
   let address: AddressInfo;
   try {
-    address = await submission.listen();
+    if (config.inbound.enabled) {
+      inbound = await listening('inbound', config.inbound.host, config.inbound.port, () =>
+        startInbound(config, db, verp, reportParser(config.submission.campaignHeader), logger),
+      );
+    }
+    const submission = createSubmissionServer(config, spool, logger);
+    address = await listening('submission', config.submission.host, config.submission.port, () => submission.listen());
+    const delivery: DeliveryStage | null = config.delivery.enabled ? startDelivery(config, db, verp, logger) : null;
+    if (delivery) spool.onCommitted(() => delivery.wake());
+    logger.info({ store: config.store.path, hostname: config.hostname, returnPathDomain: verp.domain }, 'rebound started');
+    const inboundStage = inbound;
+    return {
+      submission: address,
+      inbound: inboundStage?.address ?? null,
+      spool,
+      verp,
+      stop: async () => {
+        await submission.close();
+        spool.close();
+        await delivery?.stop(config.submission.shutdownTimeoutSeconds * 1000);
+        await inboundStage?.stop();
+        db.close();
+        logger.info({ messages: spool.stats.messages, commits: spool.stats.commits }, 'rebound stopped; store closed');
+      },
+    };
   } catch (error) {
+    await inbound?.stop();
     db.close();
-    const { code } = error as NodeJS.ErrnoException;
-    throw new OperatorError(
-      `submission cannot listen on ${config.submission.host}:${config.submission.port} (${code ?? (error as Error).message}); ` +
-        'pick another submission.port or stop what holds it',
-    );
+    throw error;
   }
-  const verp = verpSettings(config, db);
-  const delivery: DeliveryStage | null = config.delivery.enabled ? startDelivery(config, db, verp, logger) : null;
-  if (delivery) spool.onCommitted(() => delivery.wake());
-  logger.info({ store: config.store.path, hostname: config.hostname }, 'rebound started');
-  return {
-    submission: address,
-    spool,
-    stop: async () => {
-      await submission.close();
-      spool.close();
-      await delivery?.stop(config.submission.shutdownTimeoutSeconds * 1000);
-      db.close();
-      logger.info({ messages: spool.stats.messages, commits: spool.stats.commits }, 'rebound stopped; store closed');
-    },
-  };
 }
 
 /** The return path's settings; the secret is generated and kept in the store on first start. */

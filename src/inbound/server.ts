@@ -119,6 +119,12 @@ export function createInboundServer(
           resolve(address);
         });
       }),
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () => {
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Senders still connected are told to come back later; a report not yet stored (250) is
+      // sent again by its MTA, so nothing is lost.
+      for (const connection of server.connections) connection.send(421, `${config.hostname} Service shutting down, try again later`);
+      return stopped;
+    },
   };
 }

@@ -1,0 +1,452 @@
+/**
+ * The report parser: the bytes of a message that came back to the return-path domain in, one
+ * structured result out. Pure (no I/O besides reading the pattern and rule files once) and total:
+ * any input, even garbage, gives a result; it never throws.
+ *
+ * Readers are tried in order, as Sisimai does, the generic standard first:
+ *   1. RFC 5965 ARF (message/feedback-report) → complaint
+ *   2. RFC 3464 / RFC 6533 delivery-status part (also inside a nested message) → per recipient
+ *   3. Amazon SES JSON notification
+ *   4. delivery-status fields written into a text part (MTAs that forget the MIME structure)
+ *   5. a complaint in a provider's own format (no ARF part)
+ *   6. the plain-text NDR families of config/ndr-patterns.json, when their signature matches
+ *   7. RFC 3834 auto-replies
+ *   8. a generic plain-text reader for bounces in no known wording
+ */
+import { defaultBounceRules, type BounceRules } from '../classifier.js';
+import { readSesNotification } from './amazon-ses.js';
+import { cleanAddress, isAddress } from './fields.js';
+import {
+  decodeCharset,
+  decodeTransfer,
+  first,
+  headerText,
+  parseEntity,
+  textOf,
+  toBinaryText,
+  walk,
+  walkOwn,
+  type Entity,
+} from './mime.js';
+import {
+  addressesOf,
+  DEFAULT_CAMPAIGN_HEADER,
+  emptyOriginal,
+  findReturnedMessage,
+  originalFromHeaders,
+  originalFromText,
+} from './original.js';
+import { defaultReportPatterns, type ReportPatterns } from './patterns.js';
+import {
+  anyLine,
+  fillFromReason,
+  linesOf,
+  matchFamily,
+  readWithFamily,
+  unquoteForwarded,
+  type PlainTextInput,
+  type PlainTextResult,
+} from './plain-text.js';
+import { classifyRecipient, kindOfRecipients, type RecipientFacts } from './recipient.js';
+import { emptyFacts, readDeliveryStatus } from './rfc3464.js';
+import { isAutoReply } from './rfc3834.js';
+import { readFeedbackReport } from './rfc5965.js';
+import type { ParsedReport, ParseOptions, ParseOutput, ReportKind, ReportRecipient, ReturnedMessage } from './types.js';
+
+export type {
+  ParsedReport,
+  ParseOptions,
+  ParseOutput,
+  ParseOutputRecipient,
+  ReportAction,
+  ReportFormat,
+  ReportKind,
+  ReportRecipient,
+  ReturnedMessage,
+} from './types.js';
+export { compileReportPatterns, defaultReportPatterns, loadReportPatterns, ReportPatternsError } from './patterns.js';
+export type { ReportPatterns } from './patterns.js';
+
+export interface ParseReportOptions extends ParseOptions {
+  /** Classifier rules; default config/bounce-rules.json. */
+  rules?: BounceRules;
+  /** Report patterns; default config/ndr-patterns.json. */
+  patterns?: ReportPatterns;
+}
+
+/** Parses one report. Async for the callers' convenience (the work itself is synchronous). */
+export async function parseReport(raw: Buffer, options: ParseReportOptions = {}): Promise<ParsedReport> {
+  return parseReportSync(raw, options);
+}
+
+export function parseReportSync(raw: Buffer, options: ParseReportOptions = {}): ParsedReport {
+  try {
+    return new ReportReader(raw, options).read();
+  } catch (error) {
+    return unknownReport(`cannot read the message: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * The public shape `rebound parse` prints for one message (docs/report-parser.md): `kind` and the
+ * recipients in the order the report gives them. With `file`, the object starts with it (JSON
+ * Lines output for several files).
+ */
+export function toParseOutput(report: ParsedReport, file?: string): ParseOutput & { file?: string } {
+  const output: ParseOutput = {
+    kind: report.kind,
+    recipients: report.recipients.map((r) => ({
+      recipient: r.recipient,
+      action: r.action,
+      status: r.status,
+      diagnosticCode: r.diagnosticCode,
+      remoteMta: r.remoteMta,
+      severity: r.severity,
+      type: r.type,
+      category: r.category,
+    })),
+  };
+  return file === undefined ? output : { file, ...output };
+}
+
+function unknownReport(error?: string): ParsedReport {
+  const report: ParsedReport = { kind: 'unknown', format: 'none', recipients: [], original: emptyOriginal() };
+  if (error !== undefined) report.error = error;
+  return report;
+}
+
+/** The human-readable text of a report is read up to this length. */
+const MAX_REPORT_TEXT = 1024 * 1024;
+const FEEDBACK_TYPES = new Set(['message/feedback-report']);
+const DSN_TYPES = new Set(['message/delivery-status', 'message/global-delivery-status']);
+const EMBEDDED_DSN = /^(?:Final-Recipient|Original-Recipient)[ \t]*:/im;
+const EMBEDDED_DSN_FIELD = /^(?:Action|Status)[ \t]*:/im;
+const EMBEDDED_DSN_START = /^(?:Reporting-MTA|Original-Recipient|Final-Recipient)[ \t]*:/im;
+
+class ReportReader {
+  private readonly root: Entity;
+  private readonly campaignHeader: string;
+  private readonly rules: BounceRules;
+  private readonly patterns: ReportPatterns;
+  private readonly from: string;
+  private readonly subject: string;
+  private text: string | undefined;
+  private plainInput: PlainTextInput | undefined;
+  private readonly empty: boolean;
+
+  constructor(raw: Buffer, options: ParseReportOptions) {
+    const binary = toBinaryText(raw);
+    this.empty = binary.trim() === '';
+    this.root = parseEntity(binary);
+    this.campaignHeader = options.campaignHeader ?? DEFAULT_CAMPAIGN_HEADER;
+    this.rules = options.rules ?? defaultBounceRules();
+    this.patterns = options.patterns ?? defaultReportPatterns();
+    this.from = headerText(first(this.root.headers, 'from'));
+    this.subject = headerText(first(this.root.headers, 'subject'));
+  }
+
+  read(): ParsedReport {
+    if (this.empty) return unknownReport('empty message');
+    return (
+      this.readFeedbackReport() ??
+      this.readDeliveryStatus() ??
+      this.readSesNotification() ??
+      this.readEmbeddedDeliveryStatus() ??
+      this.readProviderComplaint() ??
+      this.readPlainText() ??
+      unknownReport()
+    );
+  }
+
+  private readFeedbackReport(): ParsedReport | null {
+    const part = findEntity(this.root, FEEDBACK_TYPES);
+    if (part === null) return null;
+    const report = readFeedbackReport(decodeCharset(decodeTransfer(part.headers, part.body), 'utf-8'));
+    const original = this.returnedMessage(this.root);
+    const addresses = report.recipients.length > 0 ? report.recipients : [original.to];
+    // A complaint about a recipient the report does not name (To: <Undisclosed Recipients>) is
+    // still a complaint; its row has no address.
+    const result = this.finish('complaint', 'arf', addresses.map(complainant), original);
+    if (report.feedbackType !== null) result.feedbackType = report.feedbackType;
+    return result;
+  }
+
+  private readDeliveryStatus(): ParsedReport | null {
+    const part = findEntity(this.root, DSN_TYPES);
+    if (part === null) return null;
+    const global = part.type === 'message/global-delivery-status';
+    const facts = readDeliveryStatus(decodeCharset(decodeTransfer(part.headers, part.body), 'utf-8'));
+    if (facts.length === 0) return null;
+    const container = this.reportContaining(part);
+    this.completeFromText(facts, container);
+    return this.finish(null, global ? 'rfc6533' : 'rfc3464', facts, this.returnedMessage(container));
+  }
+
+  private readSesNotification(): ParsedReport | null {
+    const text = this.reportText();
+    if (!text.includes('"notificationType"')) return null;
+    const notification = readSesNotification(text);
+    if (notification === null) return null;
+    const original = emptyOriginal();
+    original.messageId = notification.messageId;
+    const kind: ReportKind = notification.kind === 'bounce' ? (kindOfRecipients(notification.recipients) ?? 'bounce') : notification.kind;
+    const result = this.finish(kind, 'amazonses', notification.recipients, original);
+    if (notification.feedbackType !== null) result.feedbackType = notification.feedbackType;
+    return result;
+  }
+
+  /** Some MTAs (and forwarded reports) write the delivery-status fields into the text itself. */
+  private readEmbeddedDeliveryStatus(): ParsedReport | null {
+    const text = this.reportText();
+    if (!EMBEDDED_DSN.test(text) || !EMBEDDED_DSN_FIELD.test(text)) return null;
+    const start = EMBEDDED_DSN_START.exec(text)?.index ?? 0;
+    const lines = text.slice(start).split('\n');
+    const end = lines.findIndex((line) => this.patterns.original.test(line));
+    const facts = readDeliveryStatus((end === -1 ? lines : lines.slice(0, end)).join('\n'));
+    if (facts.length === 0 || facts.every((f) => f.recipient === null && f.action === null)) return null;
+    this.completeFromText(facts, this.root);
+    return this.finish(null, 'rfc3464', facts, this.returnedMessage(this.root));
+  }
+
+  private readProviderComplaint(): ParsedReport | null {
+    const unsubscribe = this.patterns.complaint.unsubscribe.some(([name, pattern]) =>
+      (this.root.headers.get(name) ?? []).some((value) => pattern.test(value)),
+    );
+    if (unsubscribe) {
+      const address = cleanAddress(this.from);
+      const result = this.finish('complaint', 'unsubscribe', [complainant(isAddress(address) ? address : null)], emptyOriginal());
+      result.feedbackType = 'opt-out';
+      return result;
+    }
+    if (!this.patterns.complaint.subject.test(this.subject)) return null;
+    const returned = findReturnedMessage(this.root);
+    const addresses: string[] = [];
+    for (const headers of [returned?.headers, this.root.headers]) {
+      if (headers === undefined) continue;
+      for (const name of this.patterns.complaint.recipientHeaders) {
+        for (const address of addressesOf(first(headers, name))) if (!addresses.includes(address)) addresses.push(address);
+      }
+      if (addresses.length > 0) break;
+    }
+    if (addresses.length === 0) return null;
+    return this.finish('complaint', 'complaint', addresses.map(complainant), this.returnedMessage(this.root));
+  }
+
+  private readPlainText(): ParsedReport | null {
+    const input = this.plainTextInput();
+    const families = matchFamily(input, this.patterns);
+    let fallback: PlainTextResult | null = null;
+    for (const family of families) {
+      const result = readWithFamily(input, family, this.patterns);
+      if (result === null) continue;
+      if (result.recipients.length > 0) return this.finishPlainText(result);
+      fallback ??= result;
+    }
+    if (fallback === null && isAutoReply(this.root.headers, this.from, this.subject, this.patterns)) {
+      const address = cleanAddress(this.from);
+      const recipients = isAddress(address) ? [complainant(address)] : [];
+      return this.finish('autoreply', 'autoreply', recipients, this.returnedMessage(this.root));
+    }
+    if (fallback === null && !this.looksLikeBounce()) return null;
+    const generic = readWithFamily(input, null, this.patterns);
+    if (generic !== null && generic.recipients.length > 0) {
+      return this.finishPlainText({ ...generic, family: fallback?.family ?? 'generic' });
+    }
+    return this.finishPlainText(this.recipientsFromElsewhere(fallback ?? generic));
+  }
+
+  /**
+   * A bounce whose text names nobody in a way we can read: the recipients come from
+   * X-Failed-Recipients (Exim, Google), else from the returned message's To.
+   */
+  private recipientsFromElsewhere(result: PlainTextResult | null): PlainTextResult {
+    const section = result?.section ?? '';
+    let addresses = addressesOf(first(this.root.headers, 'x-failed-recipients'));
+    if (addresses.length === 0) {
+      const returned = this.returnedMessage(this.root, result?.originalText ?? null);
+      if (returned.to !== null) addresses = [returned.to];
+    }
+    const reason = firstParagraphs(afterIntroduction(section), this.patterns);
+    const temporary = this.patterns.temporary.test(section);
+    const transient = this.patterns.transient.test(section);
+    const recipients = (addresses.length > 0 ? addresses : [null]).map((address) => {
+      const facts = emptyFacts();
+      facts.recipient = address;
+      facts.action = temporary ? 'delayed' : 'failed';
+      facts.transient = transient;
+      fillFromReason(facts, reason, this.patterns);
+      return facts;
+    });
+    return { family: result?.family ?? 'generic', recipients, originalText: result?.originalText ?? null, section };
+  }
+
+  private finishPlainText(result: PlainTextResult): ParsedReport {
+    return this.finish(null, result.family, result.recipients, this.returnedMessage(this.root, result.originalText));
+  }
+
+  private looksLikeBounce(): boolean {
+    const signs = this.patterns.bounce;
+    return signs.from.test(this.from) || signs.subject.test(this.subject) || anyLine(signs.body, this.plainTextInput().lines, 400);
+  }
+
+  /**
+   * What the delivery-status part leaves out, the human-readable part often says: a recipient
+   * without an address or a diagnostic gets them from the text (matched by address, or by
+   * position when both name the same number of recipients).
+   */
+  private completeFromText(facts: RecipientFacts[], container: Entity): void {
+    const missingAddress = facts.some((f) => f.recipient === null);
+    const missingReason = facts.some((f) => f.diagnosticCode === null);
+    if (!missingAddress && !missingReason) return;
+    const text = this.readableText(container);
+    let found: RecipientFacts[] = [];
+    if (text !== '') {
+      const input = { ...this.plainTextInput(), lines: linesOf(unquoteForwarded(text)) };
+      for (const family of [...matchFamily(input, this.patterns), null]) {
+        const result = readWithFamily(input, family, this.patterns);
+        if (result !== null && result.recipients.length > 0) {
+          found = result.recipients;
+          break;
+        }
+      }
+    }
+    const byAddress = new Map(found.map((f) => [f.recipient?.toLowerCase(), f]));
+    facts.forEach((f, index) => {
+      const match =
+        (f.recipient !== null ? byAddress.get(f.recipient.toLowerCase()) : undefined) ??
+        (found.length === facts.length ? found[index] : undefined);
+      if (f.recipient === null) f.recipient = match?.recipient ?? this.addressFromDiagnostic(f) ?? null;
+      if (f.diagnosticCode === null && match?.diagnosticCode) {
+        f.diagnosticCode = match.diagnosticCode;
+        f.replyCode ??= match.replyCode;
+      }
+    });
+    if (facts.some((f) => f.recipient === null)) {
+      const fallback = addressesOf(first(this.root.headers, 'x-failed-recipients'));
+      const to = this.returnedMessage(container).to;
+      if (fallback.length === 0 && to !== null) fallback.push(to);
+      facts.forEach((f, index) => {
+        if (f.recipient === null && fallback.length === facts.length) f.recipient = fallback[index] ?? null;
+        else if (f.recipient === null && facts.length === 1) f.recipient = fallback[0] ?? null;
+      });
+    }
+  }
+
+  private addressFromDiagnostic(facts: RecipientFacts): string | null {
+    if (facts.diagnosticCode === null) return null;
+    const address = cleanAddress(/[^\s<>"'(),;:@[\]]+@[^\s<>"'(),;:@[\]]+\.[^\s<>"'(),;:@[\]]+/.exec(facts.diagnosticCode)?.[0]);
+    return isAddress(address) && !this.plainTextInput().excluded.has(address.toLowerCase()) ? address : null;
+  }
+
+  private finish(kind: ReportKind | null, format: string, facts: RecipientFacts[], original: ReturnedMessage): ParsedReport {
+    const recipients: ReportRecipient[] = facts.map((f) => classifyRecipient(f, this.rules));
+    const decided = kind ?? kindOfRecipients(recipients) ?? (recipients.length > 0 ? 'bounce' : 'unknown');
+    return { kind: decided, format, recipients, original };
+  }
+
+  /** The multipart/report (or message) that holds `part`: the root, or a nested report. */
+  private reportContaining(part: Entity): Entity {
+    for (const entity of walk(this.root)) {
+      if (entity.parts.includes(part)) return entity;
+    }
+    return this.root;
+  }
+
+  private returnedMessage(container: Entity, text: string | null = null): ReturnedMessage {
+    const message = findReturnedMessage(container) ?? (container === this.root ? null : findReturnedMessage(this.root));
+    if (message !== null) return originalFromHeaders(message.headers, this.campaignHeader);
+    if (text !== null) return originalFromText(text, this.campaignHeader) ?? emptyOriginal();
+    return emptyOriginal();
+  }
+
+  /** The human-readable text of the report: its first text part, or the body of a text message. */
+  private reportText(): string {
+    if (this.text === undefined) {
+      const text = this.readableText(this.root);
+      this.text = unquoteForwarded(text.length > MAX_REPORT_TEXT ? text.slice(0, MAX_REPORT_TEXT) : text);
+    }
+    return this.text;
+  }
+
+  private readableText(container: Entity): string {
+    for (const entity of walkOwn(container)) {
+      if (entity.type === 'text/plain' && entity.parts.length === 0 && entity.body.trim() !== '') return textOf(entity);
+    }
+    for (const entity of walkOwn(container)) {
+      if (entity.type === 'text/html') return stripHtml(textOf(entity));
+    }
+    return container.parts.length === 0 && container.message === null ? textOf(container) : '';
+  }
+
+  private plainTextInput(): PlainTextInput {
+    if (this.plainInput !== undefined) return this.plainInput;
+    const excluded = new Set<string>();
+    for (const name of ['to']) {
+      for (const address of addressesOf(first(this.root.headers, name))) excluded.add(address.toLowerCase());
+    }
+    this.plainInput = {
+      lines: linesOf(this.reportText()),
+      from: this.from,
+      subject: this.subject,
+      messageId: first(this.root.headers, 'message-id') ?? '',
+      headerNames: new Set(this.root.headers.keys()),
+      excluded,
+    };
+    return this.plainInput;
+  }
+}
+
+/** A complaint or auto-reply names a person, not a failure: nothing to classify. */
+function complainant(address: string | null): RecipientFacts {
+  const facts = emptyFacts();
+  facts.recipient = address;
+  return facts;
+}
+
+/** The first entity of one of `types`: in the report itself first, then in embedded messages. */
+function findEntity(root: Entity, types: ReadonlySet<string>): Entity | null {
+  for (const entity of walkOwn(root)) if (types.has(entity.type)) return entity;
+  for (const entity of walk(root)) if (types.has(entity.type)) return entity;
+  return null;
+}
+
+/** The part of an error section after its introduction ("The following address(es) failed:"). */
+function afterIntroduction(section: string): string {
+  const intro = /^.*\b(?:following|these)\b.*:\s*$/im.exec(section);
+  if (intro === null) return section;
+  const rest = section.slice(intro.index + intro[0].length);
+  return rest.trim() === '' ? section : rest;
+}
+
+function firstParagraphs(section: string, patterns: ReportPatterns): string {
+  const kept: string[] = [];
+  let paragraphs = 0;
+  for (const raw of section.split('\n')) {
+    const line = raw.trim();
+    if (line === '') {
+      if (kept.length > 0 && kept[kept.length - 1] !== '') {
+        paragraphs += 1;
+        kept.push('');
+        if (paragraphs >= 3) break;
+      }
+      continue;
+    }
+    if (patterns.reasonStop.test(line) && kept.length > 0) break;
+    kept.push(line);
+  }
+  return kept.join(' ').replace(/\s+/g, ' ').trim().slice(0, 1500);
+}
+
+/** An HTML-only report as text: line breaks where blocks end, tags dropped (linear, no nesting). */
+function stripHtml(html: string): string {
+  return html
+    .replace(/<br\s*\/?>|<\/(?:p|div|tr|li|h\d)>/gi, '\n')
+    .replace(/<[^>]+>/g, ' ')
+    .replace(/&nbsp;/g, ' ')
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&#39;/g, "'")
+    .replace(/&amp;/g, '&')
+    .replace(/[ \t]+\n/g, '\n');
+}

@@ -1,0 +1,270 @@
+/**
+ * The report patterns: a data file (config/ndr-patterns.json) with one signature per MTA family
+ * for plain-text NDRs (Sisimai's lhost modules, as data), the markers of a returned original, and
+ * the signs of auto-replies and non-ARF complaints. Checked with zod and compiled once at load;
+ * docs/report-parser.md explains how to add a family.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+
+export const DEFAULT_REPORT_PATTERNS_PATH = new URL('../../../config/ndr-patterns.json', import.meta.url);
+
+/** A patterns file that cannot be used; the message names the file, the place and the problem. */
+export class ReportPatternsError extends Error {
+  override name = 'ReportPatternsError';
+}
+
+/**
+ * `{addr}` in a pattern stands for a mailbox address, so the data stays readable. The domain needs
+ * a dot; letters beyond ASCII are allowed for internationalised addresses (RFC 6531).
+ */
+const ADDRESS = String.raw`[^\s<>"'(),;:@\[\]]+@(?:[A-Za-z0-9\u00a0-\uffff_-]+\.)+[A-Za-z0-9\u00a0-\uffff-]+`;
+
+const regexList = z.array(z.string().min(1)).min(1);
+const optionalRegexList = z.array(z.string().min(1)).optional();
+const id = z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'must be lower-case words joined by "-"');
+
+const familySchema = z.strictObject({
+  id,
+  why: z.string().trim().min(1, 'must say which MTA writes this and where the wording comes from'),
+  /** The signature: the family applies when at least `min` of the stated kinds of marker match. */
+  match: z
+    .strictObject({
+      from: optionalRegexList,
+      subject: optionalRegexList,
+      body: optionalRegexList,
+      header: z.array(z.string().regex(/^[a-z0-9-]+$/, 'a lower-case header name')).optional(),
+      messageId: optionalRegexList,
+      min: z.number().int().min(1).optional(),
+    })
+    .refine((m) => m.from ?? m.subject ?? m.body ?? m.header ?? m.messageId, {
+      message: 'needs at least one of from, subject, body, header, messageId',
+    }),
+  /** The error section begins after the first line that matches (default: the top of the text). */
+  start: optionalRegexList,
+  /** More lines where the returned original begins, besides the common `original` markers. */
+  end: optionalRegexList,
+  /** Lines that name a failed recipient: group `rcpt`, optional group `reason`. */
+  recipient: optionalRegexList,
+  /** Also try the common recipient lines (default true). */
+  commonRecipients: z.boolean().optional(),
+  /** `above`: the family writes the reason before the recipient lines (default: after). */
+  reason: z.enum(['above', 'below']).optional(),
+  /** Wording that says the MTA is still trying: the recipients are `delayed`, not `failed`. */
+  temporary: optionalRegexList,
+});
+
+const fileSchema = z.strictObject({
+  about: z.union([z.string(), z.array(z.string())]).optional(),
+  /** From and Subject of a bounce in no known family (the generic reader's signature). */
+  bounce: z.strictObject({ from: regexList, subject: regexList, body: regexList }),
+  /** Lines where the returned original message begins, in any family. */
+  original: regexList,
+  /** Common recipient lines (group `rcpt`, optional `reason`). */
+  recipient: regexList,
+  /** Addresses named inside a sentence; never the report's own To (our return path). */
+  recipientInProse: regexList,
+  /** Boilerplate lines that end a recipient's reason. */
+  reasonStop: regexList,
+  /**
+   * Words an NDR puts before the remote server's own reply ("Remote host said:"): the reply after
+   * them is the diagnostic, without the NDR's prose around it.
+   */
+  replyIntroducer: regexList,
+  /** Wording that says a delay notice, in any family. */
+  temporary: regexList,
+  /** Wording that says the MTA gave up on a failure that was itself temporary (an expiry). */
+  transient: regexList,
+  /** Where a remote host is named in a reason: group `host`. */
+  remoteMta: regexList,
+  families: z.array(z.unknown()).min(1),
+  autoReply: z.strictObject({
+    /** Header name → pattern its value must match ("" matches any value). */
+    headers: z.record(z.string().regex(/^[a-z0-9-]+$/), z.string()),
+    subject: regexList,
+    /** A message from these senders is never an auto-reply (Exim bounces say Auto-Submitted too). */
+    notFrom: regexList,
+  }),
+  complaint: z.strictObject({
+    /** Header name → pattern: an unsubscribe request (opt-out) from the From address. */
+    unsubscribe: z.record(z.string().regex(/^[a-z0-9-]+$/), z.string()),
+    subject: regexList,
+    /** Headers of the returned message (or the report) that name the complaining recipient. */
+    recipientHeaders: z.array(z.string().regex(/^[a-z0-9-]+$/)).min(1),
+  }),
+});
+
+export interface FamilyPatterns {
+  readonly id: string;
+  readonly from: RegExp | null;
+  readonly subject: RegExp | null;
+  readonly body: RegExp | null;
+  readonly headers: readonly string[];
+  readonly messageId: RegExp | null;
+  readonly min: number;
+  readonly start: RegExp | null;
+  readonly end: RegExp | null;
+  readonly recipient: readonly RegExp[];
+  readonly commonRecipients: boolean;
+  readonly reasonAbove: boolean;
+  readonly temporary: RegExp | null;
+}
+
+export interface ReportPatterns {
+  readonly source: string;
+  readonly bounce: { readonly from: RegExp; readonly subject: RegExp; readonly body: RegExp };
+  readonly original: RegExp;
+  readonly recipient: readonly RegExp[];
+  readonly recipientInProse: readonly RegExp[];
+  readonly reasonStop: RegExp;
+  readonly replyIntroducer: RegExp;
+  readonly temporary: RegExp;
+  readonly transient: RegExp;
+  readonly remoteMta: readonly RegExp[];
+  readonly families: readonly FamilyPatterns[];
+  readonly autoReply: {
+    readonly headers: ReadonlyArray<readonly [string, RegExp]>;
+    readonly subject: RegExp;
+    readonly notFrom: RegExp;
+  };
+  readonly complaint: {
+    readonly unsubscribe: ReadonlyArray<readonly [string, RegExp]>;
+    readonly subject: RegExp;
+    readonly recipientHeaders: readonly string[];
+  };
+}
+
+export function loadReportPatterns(path: string | URL = DEFAULT_REPORT_PATTERNS_PATH): ReportPatterns {
+  const source = path instanceof URL ? fileURLToPath(path) : path;
+  let data: unknown;
+  try {
+    data = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (error) {
+    throw new ReportPatternsError(`cannot read report patterns ${source}: ${(error as Error).message}`);
+  }
+  return compileReportPatterns(data, source);
+}
+
+let defaultPatterns: ReportPatterns | undefined;
+
+/** config/ndr-patterns.json, read and compiled on first use, then kept. */
+export function defaultReportPatterns(): ReportPatterns {
+  defaultPatterns ??= loadReportPatterns();
+  return defaultPatterns;
+}
+
+/** Checks and compiles patterns already parsed from JSON. */
+export function compileReportPatterns(data: unknown, source = '(in memory)'): ReportPatterns {
+  const parsed = fileSchema.safeParse(data);
+  if (!parsed.success) throw new ReportPatternsError(`report patterns ${source}:\n  ${formatIssues(parsed.error.issues)}`);
+  const file = parsed.data;
+  const problems: string[] = [];
+  const compiler = new Compiler(problems);
+  const families: FamilyPatterns[] = [];
+  const seen = new Set<string>();
+  file.families.forEach((item, index) => {
+    const family = familySchema.safeParse(item);
+    const label = `families[${index}]`;
+    if (!family.success) {
+      problems.push(...family.error.issues.map((issue) => `${label}: ${describeIssue(issue)}`));
+      return;
+    }
+    const f = family.data;
+    if (seen.has(f.id)) problems.push(`${label}: id "${f.id}" is already used`);
+    seen.add(f.id);
+    const where = `${label} (${f.id})`;
+    families.push({
+      id: f.id,
+      from: compiler.alternation(f.match.from, `${where}.match.from`),
+      subject: compiler.alternation(f.match.subject, `${where}.match.subject`),
+      body: compiler.alternation(f.match.body, `${where}.match.body`),
+      headers: f.match.header ?? [],
+      messageId: compiler.alternation(f.match.messageId, `${where}.match.messageId`),
+      min: f.match.min ?? 1,
+      start: compiler.alternation(f.start, `${where}.start`),
+      end: compiler.alternation(f.end, `${where}.end`),
+      recipient: compiler.each(f.recipient, `${where}.recipient`),
+      commonRecipients: f.commonRecipients ?? true,
+      reasonAbove: f.reason === 'above',
+      temporary: compiler.alternation(f.temporary, `${where}.temporary`),
+    });
+  });
+  const patterns: ReportPatterns = {
+    source,
+    bounce: {
+      from: compiler.required(file.bounce.from, 'bounce.from'),
+      subject: compiler.required(file.bounce.subject, 'bounce.subject'),
+      body: compiler.required(file.bounce.body, 'bounce.body'),
+    },
+    original: compiler.required(file.original, 'original'),
+    recipient: compiler.each(file.recipient, 'recipient'),
+    recipientInProse: compiler.each(file.recipientInProse, 'recipientInProse'),
+    reasonStop: compiler.required(file.reasonStop, 'reasonStop'),
+    replyIntroducer: compiler.required(file.replyIntroducer, 'replyIntroducer'),
+    temporary: compiler.required(file.temporary, 'temporary'),
+    transient: compiler.required(file.transient, 'transient'),
+    remoteMta: compiler.each(file.remoteMta, 'remoteMta', 'host'),
+    families,
+    autoReply: {
+      headers: compiler.headerPatterns(file.autoReply.headers, 'autoReply.headers'),
+      subject: compiler.required(file.autoReply.subject, 'autoReply.subject'),
+      notFrom: compiler.required(file.autoReply.notFrom, 'autoReply.notFrom'),
+    },
+    complaint: {
+      unsubscribe: compiler.headerPatterns(file.complaint.unsubscribe, 'complaint.unsubscribe'),
+      subject: compiler.required(file.complaint.subject, 'complaint.subject'),
+      recipientHeaders: file.complaint.recipientHeaders,
+    },
+  };
+  if (problems.length > 0) throw new ReportPatternsError(`report patterns ${source}:\n  ${problems.join('\n  ')}`);
+  return patterns;
+}
+
+/** Compiles the regexes of the file, collecting every problem instead of stopping at the first. */
+class Compiler {
+  constructor(private readonly problems: string[]) {}
+
+  one(source: string, where: string, flags = ''): RegExp {
+    try {
+      return new RegExp(source.replaceAll('{addr}', ADDRESS), `i${flags}`);
+    } catch (error) {
+      this.problems.push(`${where}: not a valid regular expression: ${(error as Error).message}`);
+      return /(?!)/;
+    }
+  }
+
+  /** Header name → pattern its value must match ("" matches any value). */
+  headerPatterns(record: Readonly<Record<string, string>>, where: string): Array<readonly [string, RegExp]> {
+    return Object.entries(record).map(([name, pattern]) => [name, this.one(pattern, `${where}.${name}`)] as const);
+  }
+
+  /** A list of alternatives as one regex (one phrase per line reads better in the data). */
+  alternation(list: readonly string[] | undefined, where: string, flags = ''): RegExp | null {
+    if (list === undefined || list.length === 0) return null;
+    list.forEach((item, index) => this.one(item, `${where}[${index}]`, flags));
+    return this.one(list.map((item) => `(?:${item})`).join('|'), where, flags);
+  }
+
+  required(list: readonly string[], where: string, flags = ''): RegExp {
+    return this.alternation(list, where, flags) ?? /(?!)/;
+  }
+
+  /** Patterns tried one by one, each with a named group the reader takes its value from. */
+  each(list: readonly string[] | undefined, where: string, group = 'rcpt'): RegExp[] {
+    return (list ?? []).map((item, index) => {
+      if (!item.includes(`(?<${group}>`)) this.problems.push(`${where}[${index}]: needs a (?<${group}>...) group`);
+      return this.one(item, `${where}[${index}]`);
+    });
+  }
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') return `unknown key(s) ${issue.keys.map((key) => JSON.stringify(key)).join(', ')}`;
+  const field = issue.path.map(String).join('.');
+  return field === '' ? issue.message : `${field}: ${issue.message}`;
+}
+
+function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
+  return issues.map(describeIssue).join('\n  ');
+}

@@ -1,0 +1,320 @@
+/**
+ * Plain-text NDRs: the bounces of qmail, Exim, old Sendmail, Exchange, Gmail, Yahoo and many more
+ * that carry no message/delivery-status part. The mechanism is one reader; what each MTA family
+ * writes (its signature, where its error section starts, how it names a recipient, where the
+ * returned message begins) is data in config/ndr-patterns.json.
+ *
+ * A report's text is cut into the error section (after the family's start line, before the first
+ * line where the original message begins); every line there that names a recipient opens that
+ * recipient's reason, which runs to the next recipient or the end of the section.
+ */
+import { normalizeAddress } from './fields.js';
+import type { FamilyPatterns, ReportPatterns } from './patterns.js';
+import type { RecipientFacts } from './recipient.js';
+import { emptyFacts } from './rfc3464.js';
+
+/**
+ * Only the head of a huge text is searched (NDR error sections are short), and every pattern is
+ * tried on one line at a time, cut at MAX_LINE_CHARS: a pattern in the data file can then cost at
+ * worst a bounded amount of backtracking, whatever the input.
+ */
+const MAX_TEXT_CHARS = 256 * 1024;
+const MAX_LINES = 4000;
+const MAX_LINE_CHARS = 1000;
+/** Signature body markers are looked for near the top only. */
+const SIGNATURE_LINES = 400;
+const MAX_REASON_CHARS = 1500;
+const MAX_REASON_PARAGRAPHS = 4;
+const MAX_RECIPIENTS = 10_000;
+
+export interface PlainTextInput {
+  /** The report's human-readable text, decoded, as lines (see `linesOf`). */
+  readonly lines: readonly string[];
+  readonly from: string;
+  readonly subject: string;
+  readonly messageId: string;
+  /** Lower-case names of the report's own header fields. */
+  readonly headerNames: ReadonlySet<string>;
+  /** Addresses never taken for a failed recipient: the bounce's own To (our return path). */
+  readonly excluded: ReadonlySet<string>;
+}
+
+export interface PlainTextResult {
+  /** The family id, or `generic`. */
+  readonly family: string;
+  readonly recipients: RecipientFacts[];
+  /** The text after the error section: the returned original, when the NDR quotes it inline. */
+  readonly originalText: string | null;
+  /** The error section, for callers that need a reason when no recipient line was found. */
+  readonly section: string;
+}
+
+interface Section {
+  readonly lines: readonly string[];
+  readonly start: number;
+  readonly end: number;
+}
+
+interface Mention {
+  readonly address: string;
+  readonly line: number;
+  readonly reason: string;
+}
+
+/** The families whose signature the report matches, in file order. */
+export function matchFamily(input: PlainTextInput, patterns: ReportPatterns): FamilyPatterns[] {
+  const matched: FamilyPatterns[] = [];
+  for (const family of patterns.families) {
+    if (signatureMatches(family, input)) matched.push(family);
+  }
+  return matched;
+}
+
+function signatureMatches(family: FamilyPatterns, input: PlainTextInput): boolean {
+  let score = 0;
+  if (family.from?.test(input.from)) score += 1;
+  if (family.subject?.test(input.subject)) score += 1;
+  if (family.messageId?.test(input.messageId)) score += 1;
+  if (family.headers.some((name) => input.headerNames.has(name))) score += 1;
+  if (score >= family.min) return true;
+  if (family.body === null || score + 1 < family.min) return false;
+  return anyLine(family.body, input.lines, SIGNATURE_LINES);
+}
+
+/** The lines of a text as the readers see them: the head of the text, each line cut to length. */
+export function linesOf(text: string): string[] {
+  const head = text.length > MAX_TEXT_CHARS ? text.slice(0, MAX_TEXT_CHARS) : text;
+  const lines = head.split('\n', MAX_LINES);
+  for (let i = 0; i < lines.length; i += 1) {
+    const line = lines[i] ?? '';
+    if (line.length > MAX_LINE_CHARS) lines[i] = line.slice(0, MAX_LINE_CHARS);
+  }
+  return lines;
+}
+
+export function anyLine(pattern: RegExp, lines: readonly string[], limit = lines.length): boolean {
+  const end = Math.min(limit, lines.length);
+  for (let i = 0; i < end; i += 1) if (pattern.test(lines[i] ?? '')) return true;
+  return false;
+}
+
+/** Reads a report with one family's patterns; null when it names no recipient. */
+export function readWithFamily(
+  input: PlainTextInput,
+  family: FamilyPatterns | null,
+  patterns: ReportPatterns,
+): PlainTextResult | null {
+  const lines = input.lines;
+  const section = findSection(lines, family, patterns);
+  const sectionText = lines.slice(section.start, section.end).join('\n');
+  const temporary = (family?.temporary?.test(sectionText) ?? false) || patterns.temporary.test(sectionText);
+  const transient = patterns.transient.test(sectionText);
+  // The same address again right after (a transcript line, a quoted reply) belongs to the same reason.
+  const mentions = findMentions(section, family, patterns, input.excluded).filter(
+    (mention, index, all) => index === 0 || all[index - 1]?.address.toLowerCase() !== mention.address.toLowerCase(),
+  );
+  const originalText = section.end < lines.length ? lines.slice(section.end + 1).join('\n') : null;
+  if (mentions.length === 0) return { family: family?.id ?? 'generic', recipients: [], originalText, section: sectionText };
+  const byAddress = new Map<string, RecipientFacts>();
+  const recipients: RecipientFacts[] = [];
+  mentions.forEach((mention, index) => {
+    const next = mentions[index + 1]?.line ?? section.end;
+    const previousEnd = index === 0 ? section.start : (mentions[index - 1]?.line ?? 0) + 1;
+    const reason =
+      family?.reasonAbove === true
+        ? reasonAbove(section, mention, previousEnd, patterns)
+        : reasonOf(section, mention, next, previousEnd, patterns);
+    const key = mention.address.toLowerCase();
+    const seen = byAddress.get(key);
+    if (seen !== undefined) {
+      // The same address again (a translated copy, a transcript): its words add to the reason.
+      if (reason !== '' && seen.diagnosticCode !== null && !seen.diagnosticCode.includes(reason)) {
+        if (seen.replyCode === null && findReplyCode(reason) !== null) fillFromReason(seen, reason, patterns);
+      } else if (reason !== '' && seen.diagnosticCode === null) {
+        fillFromReason(seen, reason, patterns);
+      }
+      return;
+    }
+    if (recipients.length >= MAX_RECIPIENTS) return;
+    const facts = emptyFacts();
+    facts.recipient = mention.address;
+    facts.action = temporary ? 'delayed' : 'failed';
+    facts.transient = transient;
+    fillFromReason(facts, reason, patterns);
+    byAddress.set(key, facts);
+    recipients.push(facts);
+  });
+  return { family: family?.id ?? 'generic', recipients, originalText, section: sectionText };
+}
+
+/** Sets the diagnostic and what it quotes: reply code, enhanced status code, remote host. */
+export function fillFromReason(facts: RecipientFacts, reason: string, patterns: ReportPatterns): void {
+  if (reason === '') return;
+  facts.diagnosticCode = remoteReply(reason, patterns) ?? reason;
+  facts.status ??= findStatus(reason);
+  facts.replyCode ??= findReplyCode(reason);
+  if (facts.remoteMta === null) {
+    for (const pattern of patterns.remoteMta) {
+      const host = pattern.exec(reason)?.groups?.host;
+      if (host !== undefined) {
+        facts.remoteMta = host.replace(/\.$/, '');
+        break;
+      }
+    }
+  }
+}
+
+/** The remote server's reply quoted in a reason, when the NDR introduces one and it has a code. */
+function remoteReply(reason: string, patterns: ReportPatterns): string | null {
+  const intro = patterns.replyIntroducer.exec(reason);
+  if (intro === null) return null;
+  const reply = reason.slice(intro.index + intro[0].length).trim();
+  return reply !== '' && (findReplyCode(reply) !== null || findStatus(reply) !== null) ? reply : null;
+}
+
+const QUOTED_HEADER = /^> ?(?:From|Subject|Date|To):/m;
+const QUOTE_PREFIX = /^> ?/gm;
+
+/** A bounce forwarded by a person ("Begin forwarded message:") arrives quoted with "> ". */
+export function unquoteForwarded(text: string): string {
+  return QUOTED_HEADER.test(text) ? text.replace(QUOTE_PREFIX, '') : text;
+}
+
+function findSection(lines: readonly string[], family: FamilyPatterns | null, patterns: ReportPatterns): Section {
+  let start = 0;
+  if (family?.start) {
+    const found = lines.findIndex((line) => family.start?.test(line) === true);
+    if (found !== -1) start = found;
+  }
+  let end = lines.length;
+  for (let i = start + 1; i < lines.length; i += 1) {
+    const line = lines[i] ?? '';
+    if (patterns.original.test(line) || family?.end?.test(line) === true) {
+      end = i;
+      break;
+    }
+  }
+  return { lines, start, end };
+}
+
+function findMentions(
+  section: Section,
+  family: FamilyPatterns | null,
+  patterns: ReportPatterns,
+  excluded: ReadonlySet<string>,
+): Mention[] {
+  const mentions: Mention[] = [];
+  const own = family?.recipient ?? [];
+  const common = family === null || family.commonRecipients;
+  for (let i = section.start; i < section.end; i += 1) {
+    const line = section.lines[i] ?? '';
+    if (!line.includes('@')) continue;
+    const mention =
+      matchLine(line, own, i, null) ??
+      (common ? (matchLine(line, patterns.recipient, i, null) ?? matchLine(line, patterns.recipientInProse, i, excluded)) : null);
+    if (mention !== null) mentions.push(mention);
+  }
+  return mentions;
+}
+
+function matchLine(line: string, list: readonly RegExp[], index: number, excluded: ReadonlySet<string> | null): Mention | null {
+  for (const pattern of list) {
+    const groups = pattern.exec(line)?.groups;
+    const rcpt = groups?.rcpt;
+    if (rcpt === undefined) continue;
+    const address = normalizeAddress(rcpt);
+    if (excluded?.has(address.toLowerCase()) === true) continue;
+    return { address, line: index, reason: groups?.reason?.trim() ?? '' };
+  }
+  return null;
+}
+
+/**
+ * A recipient's reason: what its own line says after the address, then the paragraphs that follow
+ * (at most a few, up to a boilerplate line). When nothing follows — "Unknown user: a@b" or a reason
+ * written above the address — the line itself and the paragraph above it are the reason.
+ */
+function reasonOf(section: Section, mention: Mention, next: number, previousEnd: number, patterns: ReportPatterns): string {
+  const parts: string[] = [];
+  if (mention.reason !== '') parts.push(mention.reason);
+  let paragraphs = 0;
+  let inParagraph = false;
+  let length = mention.reason.length;
+  for (let i = mention.line + 1; i < next; i += 1) {
+    const line = (section.lines[i] ?? '').trim();
+    if (line === '') {
+      if (inParagraph) {
+        paragraphs += 1;
+        inParagraph = false;
+        // A reason on the recipient's own line continues only to the end of its paragraph.
+        if (mention.reason !== '' || paragraphs >= MAX_REASON_PARAGRAPHS) break;
+      }
+      continue;
+    }
+    if (patterns.reasonStop.test(line)) break;
+    inParagraph = true;
+    parts.push(line);
+    length += line.length;
+    if (length > MAX_REASON_CHARS) break;
+  }
+  if (parts.length === 0) {
+    const line = (section.lines[mention.line] ?? '').trim();
+    const above: string[] = [];
+    for (let i = mention.line - 1; i >= previousEnd && i >= section.start; i -= 1) {
+      const text = (section.lines[i] ?? '').trim();
+      if (text === '') {
+        if (above.length > 0) break;
+        continue;
+      }
+      if (patterns.reasonStop.test(text)) break;
+      above.unshift(text);
+    }
+    parts.push(...above, line);
+  }
+  return collapse(parts.join(' ')).slice(0, MAX_REASON_CHARS);
+}
+
+/** For families that state the reason first: the paragraphs between the previous recipient and this one. */
+function reasonAbove(section: Section, mention: Mention, previousEnd: number, patterns: ReportPatterns): string {
+  const parts: string[] = [];
+  let paragraphs = 0;
+  let length = 0;
+  for (let i = previousEnd; i < mention.line; i += 1) {
+    const line = (section.lines[i] ?? '').trim();
+    if (line === '') {
+      if (parts.length > 0 && parts[parts.length - 1] !== '') {
+        parts.push('');
+        paragraphs += 1;
+        if (paragraphs >= MAX_REASON_PARAGRAPHS) break;
+      }
+      continue;
+    }
+    if (patterns.reasonStop.test(line)) break;
+    parts.push(line);
+    length += line.length;
+    if (length > MAX_REASON_CHARS) break;
+  }
+  if (mention.reason !== '') parts.push(mention.reason);
+  return collapse(parts.join(' ')).slice(0, MAX_REASON_CHARS);
+}
+
+function collapse(text: string): string {
+  return text.replace(/\s+/g, ' ').trim();
+}
+
+/** RFC 3463 class.subject.detail, as a reply or qmail's "(#5.1.1)" quotes it; never a version or an IP. */
+const STATUS_IN_TEXT = /(?<![\w.#-])#?([45]\.\d{1,3}\.\d{1,3})(?![\d]|\.\d)/;
+/**
+ * An SMTP reply code (RFC 5321 §4.2: 4yz/5yz, second digit 0-5) followed by an enhanced code, a
+ * word or the end of the text: the shape of a reply quoted in prose, not of a number in passing.
+ */
+const REPLY_CODE_IN_TEXT = /(?<![\w.:/#=+-])([45][0-5]\d)(?:[ -]+(?=[#(]?[45]\.\d)|[ -]+(?=[A-Za-z<"'([])|$)/;
+
+export function findStatus(text: string): string | null {
+  return STATUS_IN_TEXT.exec(text)?.[1] ?? null;
+}
+
+export function findReplyCode(text: string): number | null {
+  const code = REPLY_CODE_IN_TEXT.exec(text)?.[1];
+  return code === undefined ? null : Number(code);
+}

@@ -1,0 +1,85 @@
+/**
+ * One recipient of a report, as read (facts), and as classified: the same classifier as an
+ * immediate bounce, fed the report's Status and Diagnostic-Code (DESIGN.md: one classifier).
+ */
+import { classifyReply, defaultBounceRules, type BounceRules } from '../classifier.js';
+import { parseReply } from '../reply-text.js';
+import type { Severity } from '../categories.js';
+import type { ReportAction, ReportKind, ReportRecipient } from './types.js';
+
+/** What a reader found for one recipient, before classification. */
+export interface RecipientFacts {
+  recipient: string | null;
+  originalRecipient: string | null;
+  action: ReportAction | null;
+  status: string | null;
+  diagnosticCode: string | null;
+  remoteMta: string | null;
+  lastAttemptDate: string | null;
+  willRetryUntil: string | null;
+  /** An SMTP reply code a plain-text reader found next to the reason; DSNs carry it in the text. */
+  replyCode: number | null;
+  /** True when `status` is the report's own Status field (RFC 3464 §2.3.4), not read from prose. */
+  statusGiven: boolean;
+  /** The report's wording says the failure behind it was temporary (an expiry after retries). */
+  transient: boolean;
+}
+
+const FAILURE_ACTIONS = new Set<ReportAction | null>(['failed', 'delayed']);
+
+/**
+ * Only failed and delayed recipients are classified. A report that names no status at all still
+ * says how final it is: Action `failed` means the MTA gave up (RFC 3464 §2.3.3), so the classifier
+ * is told class 5 (`5.0.0`, "other undefined status", RFC 3463 §3.1); `delayed` is class 4.
+ */
+export function classifyRecipient(facts: RecipientFacts, rules: BounceRules = defaultBounceRules()): ReportRecipient {
+  const text = facts.diagnosticCode ?? '';
+  const quoted = text === '' ? null : parseReply(text);
+  const status = facts.status ?? quoted?.enhancedCode ?? null;
+  const base: ReportRecipient = {
+    recipient: facts.recipient,
+    originalRecipient: facts.originalRecipient,
+    action: facts.action,
+    status,
+    diagnosticCode: facts.diagnosticCode,
+    remoteMta: facts.remoteMta,
+    lastAttemptDate: facts.lastAttemptDate,
+    willRetryUntil: facts.willRetryUntil,
+    severity: null,
+    type: null,
+    category: null,
+  };
+  if (!FAILURE_ACTIONS.has(facts.action)) return base;
+  const code = facts.replyCode ?? quoted?.code ?? null;
+  const fallback = code === null ? (facts.action === 'delayed' || facts.transient ? '4.0.0' : '5.0.0') : null;
+  const classification = classifyReply({ code, enhancedCode: status ?? fallback, text }, rules);
+  // A delivery-status Status field is the reporting MTA's own verdict for this recipient: its
+  // class decides severity even when the quoted reply says otherwise ("554 4.4.7 Message expired").
+  const severity = facts.statusGiven && facts.status !== null ? severityOfStatus(facts.status) : null;
+  return {
+    ...base,
+    severity: severity ?? classification.severity,
+    type: classification.type,
+    category: classification.category,
+  };
+}
+
+function severityOfStatus(status: string): Severity | null {
+  if (status.startsWith('5.')) return 'permanent';
+  if (status.startsWith('4.')) return 'temporary';
+  return null;
+}
+
+/** A report's kind from its recipients: one failure makes it a bounce, else a delay, else delivered. */
+export function kindOfRecipients(recipients: readonly { action: ReportAction | null }[]): ReportKind | null {
+  let delayed = false;
+  let delivered = false;
+  for (const { action } of recipients) {
+    if (action === 'failed') return 'bounce';
+    if (action === 'delayed') delayed = true;
+    else if (action !== null) delivered = true;
+  }
+  if (delayed) return 'delay';
+  if (delivered) return 'delivered';
+  return null;
+}
