@@ -14,11 +14,11 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function relayWithInbound(mx?: FakeMx): Promise<TestRelay> {
+async function relayWithInbound(mx?: FakeMx, inbound: Record<string, unknown> = {}): Promise<TestRelay> {
   const relay = await startTestRelay({
     returnPath: { domain: 'bounces.relay.test' },
     log: { level: process.env.TEST_LOG ?? 'silent' },
-    inbound: { enabled: true },
+    inbound: { enabled: true, ...inbound },
     ...(mx
       ? { delivery: { enabled: true, pollIntervalMs: 50, routes: { 'example.test': `127.0.0.1:${mx.port}` }, retry: { scheduleSeconds: [0.2], jitter: 0, maxAttempts: 3, maxAgeSeconds: 60 } } }
       : {}),
@@ -121,6 +121,13 @@ describe('inbound listener: who may send reports', () => {
     await dialog.command(`RCPT TO:<${forged}>`, 550);
     expect((await dialog.command('DATA')).code).toBe(503);
     await dialog.quit();
+    expect(relay.db.prepare('SELECT count(*) AS n FROM inbound_reports').get()).toEqual({ n: 0 });
+  });
+
+  it('refuses a report over inbound.maxMessageSize with 552 5.3.4 and stores nothing', async () => {
+    const relay = await relayWithInbound(undefined, { maxMessageSize: 2000 });
+    const sending = sendReport(relay, 'postmaster@bounces.relay.test', `Subject: big\r\n\r\n${'x'.repeat(70)}\r\n`.repeat(60));
+    await expect(sending).rejects.toMatchObject({ responseCode: 552, response: expect.stringMatching(/^552 5\.3\.4 /) });
     expect(relay.db.prepare('SELECT count(*) AS n FROM inbound_reports').get()).toEqual({ n: 0 });
   });
 
