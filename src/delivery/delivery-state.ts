@@ -2,7 +2,7 @@ import type { Database, Statement } from 'better-sqlite3';
 import type { Classification } from '../bounces/classifier.js';
 import type { Config } from '../config/load.js';
 import { GroupCommit } from '../store/group-commit.js';
-import { SuppressionList } from '../suppressions/bounce-list.js';
+import { SuppressionLists } from '../suppressions/lists.js';
 import { isExpired, nextRetry } from './retry-policy.js';
 import type { BatchReport, DeliveryBatch, HostTry, RecipientOutcome } from './send-batch.js';
 import { localFailure } from './failure.js';
@@ -25,6 +25,8 @@ export interface EventFields {
   reason?: 'bounced' | 'expired' | 'suppressed' | null;
   detail: string | null;
   classification: Classification | null;
+  /** The try the event is about: where it went out from and to. */
+  at?: HostTry;
 }
 
 /** Counts of what a claim did with the due recipients it found. */
@@ -47,7 +49,7 @@ export class DeliveryState {
   private readonly insertAttempt: Statement;
   private readonly selectContent: Statement;
   private readonly requeueInFlight: Statement;
-  private readonly suppressions: SuppressionList;
+  private readonly suppressions: SuppressionLists;
   private readonly claimTransaction: (now: Date, perDomain: number, limit: number) => ClaimResult;
   private readonly results: GroupCommit<{ batch: DeliveryBatch; report: BatchReport; now: Date }>;
   private readonly suppressCategories: Set<string>;
@@ -56,7 +58,7 @@ export class DeliveryState {
     db: Database,
     private readonly config: Config,
   ) {
-    this.suppressions = new SuppressionList(db);
+    this.suppressions = new SuppressionLists(db);
     this.suppressCategories = new Set(config.suppression.categories);
     // Due recipients, oldest due first, at most `perDomain` per domain so one busy domain
     // cannot fill a whole claim.
@@ -74,8 +76,8 @@ export class DeliveryState {
     this.updateRecipient = db.prepare(`
       UPDATE recipients SET status = ?, attempts = ?, next_attempt_at = ?, last_reply = ?, updated_at = ? WHERE id = ?`);
     this.insertEvent = db.prepare(`
-      INSERT INTO events (at, event, message_id, recipient_id, detail, source, reason, severity, bounce_type, category, code, enhanced_code)
-      VALUES (?, ?, ?, ?, ?, 'immediate', ?, ?, ?, ?, ?, ?)`);
+      INSERT INTO events (at, event, message_id, recipient_id, detail, source, reason, severity, bounce_type, category, code, enhanced_code, local_ip, mx_host)
+      VALUES (?, ?, ?, ?, ?, 'immediate', ?, ?, ?, ?, ?, ?, ?, ?)`);
     this.insertAttempt = db.prepare(`
       INSERT INTO attempts (recipient_id, message_id, started_at, duration_ms, mx_host, mx_ip, local_ip, mail_from, outcome,
                             code, enhanced_code, text, severity, bounce_type, category)
@@ -162,7 +164,21 @@ export class DeliveryState {
 
   private writeEvent(messageId: number, recipientId: number, at: string, fields: EventFields): void {
     const c = fields.classification;
-    this.insertEvent.run(at, fields.event, messageId, recipientId, fields.detail, fields.reason ?? null, c?.severity ?? null, c?.type ?? null, c?.category ?? null, c?.code ?? null, c?.enhancedCode ?? null);
+    this.insertEvent.run(
+      at,
+      fields.event,
+      messageId,
+      recipientId,
+      fields.detail,
+      fields.reason ?? null,
+      c?.severity ?? null,
+      c?.type ?? null,
+      c?.category ?? null,
+      c?.code ?? null,
+      c?.enhancedCode ?? null,
+      fields.at?.localIp ?? null,
+      fields.at?.mxHost ?? null,
+    );
   }
 
   private writeAttempt(batch: DeliveryBatch, recipientId: number, at: HostTry, outcome: string, classification: Classification | null, reply: string | null): void {
@@ -202,16 +218,16 @@ export class DeliveryState {
     const { recipientId } = outcome;
     if (outcome.delivered) {
       this.writeAttempt(batch, recipientId, outcome.at, 'delivered', null, outcome.reply);
-      this.finish(recipientId, batch.messageId, 'delivered', attempts, outcome.reply, at, { event: 'delivered', detail: outcome.reply, classification: null });
+      this.finish(recipientId, batch.messageId, 'delivered', attempts, outcome.reply, at, { event: 'delivered', detail: outcome.reply, classification: null, at: outcome.at });
       return;
     }
     const { failure } = outcome;
     const reply = describe(failure);
     if (failure.severity === 'permanent') {
       this.writeAttempt(batch, recipientId, outcome.at, 'permanent_fail', failure, null);
-      this.finish(recipientId, batch.messageId, 'bounced', attempts, reply, at, { event: 'permanent_fail', reason: 'bounced', detail: reply, classification: failure });
+      this.finish(recipientId, batch.messageId, 'bounced', attempts, reply, at, { event: 'permanent_fail', reason: 'bounced', detail: reply, classification: failure, at: outcome.at });
       if (this.suppressCategories.has(failure.category)) {
-        this.suppressions.add({ address, type: 'bounces', source: 'immediate', evidence: failure, queueId: batch.queueId, at });
+        this.suppressions.add({ address, type: 'bounces', source: 'immediate', evidence: failure, queueId: batch.queueId, at, actor: 'relay' });
       }
       return;
     }
@@ -220,17 +236,17 @@ export class DeliveryState {
       // Not the recipient's failure: the host wants fewer recipients per transaction. Due now,
       // and the attempt does not count against the recipient.
       this.updateRecipient.run('deferred', attempts - 1, at, reply, at, recipientId);
-      this.writeEvent(batch.messageId, recipientId, at, { event: 'temporary_fail', detail: reply, classification: failure });
+      this.writeEvent(batch.messageId, recipientId, at, { event: 'temporary_fail', detail: reply, classification: failure, at: outcome.at });
       return;
     }
     const decision = nextRetry(this.config.delivery.retry, attempts, batch.receivedAt, now);
     if (decision.retry) {
       this.updateRecipient.run('deferred', attempts, decision.at.toISOString(), reply, at, recipientId);
-      this.writeEvent(batch.messageId, recipientId, at, { event: 'temporary_fail', detail: reply, classification: failure });
+      this.writeEvent(batch.messageId, recipientId, at, { event: 'temporary_fail', detail: reply, classification: failure, at: outcome.at });
       return;
     }
     const expiry = localFailure('permanent', 'message-expired', `${decision.reason}; last: ${reply}`, failure.code, failure.enhancedCode);
-    this.finish(recipientId, batch.messageId, 'expired', attempts, reply, at, { event: 'permanent_fail', reason: 'expired', detail: expiry.text, classification: expiry });
+    this.finish(recipientId, batch.messageId, 'expired', attempts, reply, at, { event: 'permanent_fail', reason: 'expired', detail: expiry.text, classification: expiry, at: outcome.at });
   }
 }
 

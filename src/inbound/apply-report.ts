@@ -3,7 +3,7 @@ import { normalizeAddress } from '../address.js';
 import { classifyReply, type Classification } from '../bounces/classifier.js';
 import { readReturnPath, type VerpSettings } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
-import { SuppressionList } from '../suppressions/bounce-list.js';
+import { SuppressionLists } from '../suppressions/lists.js';
 
 /** What applying needs of a parsed report (the parser's ParsedReport has these and more). */
 export interface ReportToApply {
@@ -31,7 +31,8 @@ export class ReportApplier {
   private readonly byMessageIdHeader: Statement;
   private readonly setStatus: Statement;
   private readonly insertEvent: Statement;
-  private readonly suppressions: SuppressionList;
+  private readonly deliveringAttempt: Statement;
+  private readonly suppressions: SuppressionLists;
   private readonly suppressCategories: Set<string>;
   private readonly applyTransaction: (reportId: number, report: ReportToApply, tokenRecipientId: number | null) => string;
 
@@ -47,9 +48,12 @@ export class ReportApplier {
     this.byMessageIdHeader = db.prepare(`SELECT ${columns} WHERE m.message_id_header = ? ORDER BY m.id DESC, r.id`);
     this.setStatus = db.prepare(`UPDATE recipients SET status = ?, next_attempt_at = NULL, last_reply = ?, updated_at = ? WHERE id = ?`);
     this.insertEvent = db.prepare(`
-      INSERT INTO events (at, event, message_id, recipient_id, detail, source, reason, severity, bounce_type, category, code, enhanced_code, report_id)
-      VALUES (?, ?, ?, ?, ?, 'delayed', ?, ?, ?, ?, ?, ?, ?)`);
-    this.suppressions = new SuppressionList(db);
+      INSERT INTO events (at, event, message_id, recipient_id, detail, source, reason, severity, bounce_type, category, code, enhanced_code, report_id, local_ip, mx_host)
+      VALUES (?, ?, ?, ?, ?, 'delayed', ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    // A delayed report is about the transaction that delivered: its source address and MX.
+    this.deliveringAttempt = db.prepare(`
+      SELECT local_ip AS localIp, mx_host AS mxHost FROM attempts WHERE recipient_id = ? AND outcome = 'delivered' ORDER BY id DESC LIMIT 1`);
+    this.suppressions = new SuppressionLists(db);
     this.suppressCategories = new Set(config.suppression.categories);
     this.applyTransaction = db.transaction((reportId: number, report: ReportToApply, tokenRecipientId: number | null) =>
       this.applyNow(reportId, report, tokenRecipientId),
@@ -110,7 +114,7 @@ export class ReportApplier {
     const classification = classifyReply({ enhancedCode: entry.status, text: entry.diagnosticCode ?? '' });
     const detail = [entry.status, entry.diagnosticCode].filter(Boolean).join(' ') || null;
     if (kind === 'complaint') {
-      this.suppressions.add({ address: row.address, type: 'complaints', source: 'delayed', evidence: classification, queueId: row.queueId, at });
+      this.suppressions.add({ address: row.address, type: 'complaints', source: 'delayed', evidence: classification, queueId: row.queueId, at, actor: 'relay' });
       this.event(at, 'complained', row, detail, null, null, reportId);
       return 'complained; added to complaints';
     }
@@ -125,13 +129,18 @@ export class ReportApplier {
     this.setStatus.run('bounced', detail, at, row.id);
     this.event(at, 'permanent_fail', row, detail, 'bounced', failure, reportId);
     if (this.suppressCategories.has(failure.category) && classification.severity === 'permanent') {
-      this.suppressions.add({ address: row.address, type: 'bounces', source: 'delayed', evidence: failure, queueId: row.queueId, at });
+      this.suppressions.add({ address: row.address, type: 'bounces', source: 'delayed', evidence: failure, queueId: row.queueId, at, actor: 'relay' });
       return `bounced (${failure.category}); added to bounces`;
     }
     return `bounced (${failure.category}, ${failure.type})`;
   }
 
   private event(at: string, event: string, row: RecipientRow, detail: string | null, reason: string | null, c: Classification | null, reportId: number): void {
-    this.insertEvent.run(at, event, row.messageId, row.id, detail, reason, c?.severity ?? null, c?.type ?? null, c?.category ?? null, c?.code ?? null, c?.enhancedCode ?? null, reportId);
+    const sent = this.deliveringAttempt.get(row.id) as { localIp: string | null; mxHost: string | null } | undefined;
+    this.insertEvent.run(
+      at, event, row.messageId, row.id, detail, reason,
+      c?.severity ?? null, c?.type ?? null, c?.category ?? null, c?.code ?? null, c?.enhancedCode ?? null,
+      reportId, sent?.localIp ?? null, sent?.mxHost ?? null,
+    );
   }
 }

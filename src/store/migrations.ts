@@ -154,6 +154,101 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE attempts ADD COLUMN mail_from TEXT;            -- the return path used
   ALTER TABLE events ADD COLUMN report_id INTEGER REFERENCES inbound_reports (id);
   `,
+  `
+  -- Where the failing (or delivering) transaction went out from and to: the bounces report groups
+  -- by the sending IP. For a delayed report, the attempt that delivered the message.
+  ALTER TABLE events ADD COLUMN local_ip TEXT;
+  ALTER TABLE events ADD COLUMN mx_host TEXT;
+
+  ALTER TABLE suppressions ADD COLUMN reason TEXT;          -- an operator's words (manual, import)
+
+  -- Overrides every suppression list: an address, or a whole domain.
+  CREATE TABLE allowlist (
+    id         INTEGER PRIMARY KEY,
+    value      TEXT NOT NULL UNIQUE,        -- a normalised address, or a domain (lower case, punycode)
+    kind       TEXT NOT NULL,               -- address | domain
+    reason     TEXT,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+  );
+
+  -- Every add to and removal from a suppression list or the allowlist: who, when, why.
+  CREATE TABLE suppression_audit (
+    id      INTEGER PRIMARY KEY,
+    at      TEXT NOT NULL,
+    action  TEXT NOT NULL,                  -- add | remove
+    list    TEXT NOT NULL,                  -- bounces | complaints | unsubscribes | allowlist
+    address TEXT NOT NULL,
+    actor   TEXT NOT NULL,                  -- relay (immediate/delayed bounces), cli, api:<token name>, import
+    reason  TEXT
+  );
+  CREATE INDEX suppression_audit_by_address ON suppression_audit (address);
+
+  -- The webhook outbox: one row per event a webhook may be about, written by this trigger in the
+  -- same transaction as the event (and so as the state change that caused it). The webhook
+  -- sender reads it afterwards, never on the delivery path.
+  CREATE TABLE webhook_outbox (
+    id         INTEGER PRIMARY KEY,
+    event_id   INTEGER NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    created_at TEXT NOT NULL,
+    fanned_out INTEGER NOT NULL DEFAULT 0   -- 1 once a webhook_deliveries row exists per endpoint
+  );
+  CREATE INDEX webhook_outbox_pending ON webhook_outbox (id) WHERE fanned_out = 0;
+  CREATE TRIGGER events_into_webhook_outbox AFTER INSERT ON events
+    WHEN NEW.event IN ('delivered', 'temporary_fail', 'permanent_fail', 'complained', 'unsubscribed')
+  BEGIN
+    INSERT INTO webhook_outbox (event_id, created_at) VALUES (NEW.id, NEW.at);
+  END;
+
+  -- One row per (event, endpoint): what the sender must POST, and how it went.
+  CREATE TABLE webhook_deliveries (
+    id              INTEGER PRIMARY KEY,
+    event_id        INTEGER NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    endpoint_url    TEXT NOT NULL,
+    status          TEXT NOT NULL DEFAULT 'pending', -- pending | delivered | rejected (406) | failed (gave up)
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    last_http_status INTEGER,
+    last_error      TEXT,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+  );
+  CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
+
+  -- Every POST tried.
+  CREATE TABLE webhook_attempts (
+    id          INTEGER PRIMARY KEY,
+    delivery_id INTEGER NOT NULL REFERENCES webhook_deliveries (id) ON DELETE CASCADE,
+    at          TEXT NOT NULL,
+    http_status INTEGER,                    -- NULL when no response came
+    error       TEXT,
+    duration_ms INTEGER NOT NULL
+  );
+
+  -- Views for operators reading the store with sqlite3 (docs/operators.md).
+  CREATE VIEW v_queue AS
+  SELECT m.queue_id, m.received_at, m.mail_from, r.address, r.domain, r.status, r.attempts,
+         r.next_attempt_at, r.last_reply
+    FROM recipients r JOIN messages m ON m.id = r.message_id
+   WHERE r.status IN ('queued', 'sending', 'deferred');
+
+  CREATE VIEW v_suppressions AS
+  SELECT s.address, s.type, s.source, s.category, s.code, s.enhanced_code, s.text, s.reason, s.queue_id,
+         s.first_at, s.last_at, s.count,
+         EXISTS (SELECT 1 FROM allowlist a
+                  WHERE a.value = s.address
+                     OR (a.kind = 'domain' AND a.value = substr(s.address, instr(s.address, '@') + 1))) AS allowlisted
+    FROM suppressions s;
+
+  CREATE VIEW v_bounces AS
+  SELECT e.at, e.source, e.severity, e.bounce_type, e.category, e.code, e.enhanced_code, e.detail AS text,
+         e.local_ip, e.mx_host, r.address, r.domain AS recipient_domain, m.queue_id, m.from_domain,
+         m.campaign_id, m.subject
+    FROM events e
+    JOIN recipients r ON r.id = e.recipient_id
+    JOIN messages m ON m.id = e.message_id
+   WHERE e.event IN ('permanent_fail', 'temporary_fail') AND coalesce(e.reason, '') <> 'suppressed';
+  `,
 ];
 
 export class SchemaTooNewError extends OperatorError {

@@ -33,6 +33,7 @@ import {
   DEFAULT_CAMPAIGN_HEADER,
   emptyOriginal,
   findReturnedMessage,
+  messageIdOf,
   originalFromHeaders,
   originalFromText,
 } from './original.js';
@@ -354,9 +355,12 @@ class ReportReader {
 
   private returnedMessage(container: Entity, text: string | null = null): ReturnedMessage {
     const message = findReturnedMessage(container) ?? (container === this.root ? null : findReturnedMessage(this.root));
-    if (message !== null) return originalFromHeaders(message.headers, this.campaignHeader);
-    if (text !== null) return originalFromText(text, this.campaignHeader) ?? emptyOriginal();
-    return emptyOriginal();
+    let original = emptyOriginal();
+    if (message !== null) original = originalFromHeaders(message.headers, this.campaignHeader);
+    else if (text !== null) original = originalFromText(text, this.campaignHeader) ?? original;
+    // Auto-replies (RFC 3834 §3.1.5) and many NDRs name the original in In-Reply-To.
+    original.messageId ??= messageIdOf(first(this.root.headers, 'in-reply-to'));
+    return original;
   }
 
   /** The human-readable text of the report: its first text part, or the body of a text message. */
@@ -441,7 +445,7 @@ function firstParagraphs(section: string, patterns: ReportPatterns): string {
 function stripHtml(html: string): string {
   return html
     .replace(/<br\s*\/?>|<\/(?:p|div|tr|li|h\d)>/gi, '\n')
-    .replace(/<[^>]+>/g, ' ')
+    .replace(/<[^<>]*>/g, ' ')
     .replace(/&nbsp;/g, ' ')
     .replace(/&lt;/g, '<')
     .replace(/&gt;/g, '>')

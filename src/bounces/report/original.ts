@@ -77,7 +77,7 @@ export function originalFromText(text: string, campaignHeader: string): Returned
   return original.messageId === null && original.to === null && original.campaignId === null ? null : original;
 }
 
-function messageIdOf(value: string | undefined): string | null {
+export function messageIdOf(value: string | undefined): string | null {
   if (value === undefined) return null;
   const inside = /<([^<>\s]+)>/.exec(value)?.[1] ?? value.trim();
   return inside === '' ? null : inside;

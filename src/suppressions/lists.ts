@@ -1,0 +1,213 @@
+import type { Database, Statement } from 'better-sqlite3';
+import { domainToASCII } from 'node:url';
+import { normalizeAddress } from '../address.js';
+import type { Classification } from '../bounces/classifier.js';
+
+export const SUPPRESSION_TYPES = ['bounces', 'complaints', 'unsubscribes'] as const;
+export type SuppressionType = (typeof SUPPRESSION_TYPES)[number];
+export type SuppressionSource = 'immediate' | 'delayed' | 'manual' | 'import';
+
+export interface SuppressionEntry {
+  address: string;
+  type: SuppressionType;
+  source: SuppressionSource;
+  category: string | null;
+  code: number | null;
+  enhancedCode: string | null;
+  text: string | null;
+  reason: string | null;
+  queueId: string | null;
+  firstAt: string;
+  lastAt: string;
+  count: number;
+}
+
+export interface AllowlistEntry {
+  value: string;
+  kind: 'address' | 'domain';
+  reason: string | null;
+  createdAt: string;
+  createdBy: string;
+}
+
+export interface AuditEntry {
+  at: string;
+  action: 'add' | 'remove';
+  list: string;
+  address: string;
+  actor: string;
+  reason: string | null;
+}
+
+export interface Evidence {
+  code?: number | null;
+  enhancedCode?: string | null;
+  text?: string | null;
+  category?: string | null;
+}
+
+export interface AddSuppression {
+  address: string;
+  type: SuppressionType;
+  source: SuppressionSource;
+  evidence?: Evidence | Classification;
+  reason?: string | null;
+  queueId?: string | null;
+  at?: string;
+  /** Who asked: `relay` for bounces and complaints, `cli`, `api:<token name>`, `import`. */
+  actor: string;
+}
+
+export class SuppressionInputError extends Error {
+  override name = 'SuppressionInputError';
+}
+
+const COLUMNS = `address, type, source, category, code, enhanced_code AS enhancedCode, text, reason, queue_id AS queueId,
+                 first_at AS firstAt, last_at AS lastAt, count`;
+
+/** Normalises an address the one way Rebound stores it, or throws a message naming it. */
+export function addressOrThrow(input: string): string {
+  const normalized = normalizeAddress(input.trim());
+  if (!normalized) throw new SuppressionInputError(`"${input}" is not an email address (local@domain)`);
+  return normalized.address;
+}
+
+/**
+ * The suppression lists (bounces, complaints, unsubscribes) and the allowlist that overrides
+ * them. Mail to a suppressed address is dropped before it is sent; only an operator removes an
+ * entry; every add and removal is written to suppression_audit in the same transaction.
+ */
+export class SuppressionLists {
+  private readonly find: Statement;
+  private readonly allowed: Statement;
+  private readonly upsert: Statement;
+  private readonly audit: Statement;
+  private readonly deleteOne: Statement;
+  private readonly deleteAll: Statement;
+  private readonly typesOf: Statement;
+  private readonly byAddress: Statement;
+  private readonly auditOf: Statement;
+  private readonly allowInsert: Statement;
+  private readonly allowDelete: Statement;
+  private readonly allowOne: Statement;
+
+  constructor(private readonly db: Database) {
+    this.find = db.prepare('SELECT type FROM suppressions WHERE address = ? ORDER BY id LIMIT 1');
+    this.allowed = db.prepare(`SELECT 1 FROM allowlist WHERE value = ? OR (kind = 'domain' AND value = ?) LIMIT 1`);
+    // A repeat keeps the first time and counts; the evidence is the latest.
+    this.upsert = db.prepare(`
+      INSERT INTO suppressions (address, type, source, code, enhanced_code, text, category, reason, queue_id, first_at, last_at, count)
+      VALUES (@address, @type, @source, @code, @enhancedCode, @text, @category, @reason, @queueId, @at, @at, 1)
+      ON CONFLICT (address, type) DO UPDATE SET
+        source = excluded.source, code = excluded.code, enhanced_code = excluded.enhanced_code, text = excluded.text,
+        category = excluded.category, reason = coalesce(excluded.reason, reason), queue_id = coalesce(excluded.queue_id, queue_id),
+        last_at = excluded.last_at, count = count + 1`);
+    this.audit = db.prepare('INSERT INTO suppression_audit (at, action, list, address, actor, reason) VALUES (?, ?, ?, ?, ?, ?)');
+    this.deleteOne = db.prepare('DELETE FROM suppressions WHERE address = ? AND type = ?');
+    this.deleteAll = db.prepare('DELETE FROM suppressions WHERE address = ?');
+    this.typesOf = db.prepare('SELECT type FROM suppressions WHERE address = ?');
+    this.byAddress = db.prepare(`SELECT ${COLUMNS} FROM suppressions WHERE address = ? ORDER BY type`);
+    this.auditOf = db.prepare('SELECT at, action, list, address, actor, reason FROM suppression_audit WHERE address = ? ORDER BY id');
+    this.allowInsert = db.prepare(`
+      INSERT INTO allowlist (value, kind, reason, created_at, created_by) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT (value) DO UPDATE SET reason = excluded.reason`);
+    this.allowDelete = db.prepare('DELETE FROM allowlist WHERE value = ?');
+    this.allowOne = db.prepare(`SELECT value, kind, reason, created_at AS createdAt, created_by AS createdBy FROM allowlist WHERE value = ? OR (kind = 'domain' AND value = ?)`);
+  }
+
+  /** The list an address is on, if any and not allowlisted: mail to it is not sent. */
+  suppressionFor(address: string): SuppressionType | null {
+    const row = this.find.get(address) as { type: SuppressionType } | undefined;
+    if (!row) return null;
+    return this.allowed.get(address, domainOf(address)) ? null : row.type;
+  }
+
+  /** Adds (or refreshes) an entry, with its audit row. Call inside the caller's transaction. */
+  add(entry: AddSuppression): void {
+    const at = entry.at ?? new Date().toISOString();
+    const evidence = entry.evidence ?? {};
+    this.upsert.run({
+      address: entry.address,
+      type: entry.type,
+      source: entry.source,
+      code: evidence.code ?? null,
+      enhancedCode: evidence.enhancedCode ?? null,
+      text: evidence.text ?? null,
+      category: evidence.category ?? null,
+      reason: entry.reason ?? null,
+      queueId: entry.queueId ?? null,
+      at,
+    });
+    const why = entry.reason ?? ([entry.source, evidence.code, evidence.enhancedCode, evidence.category].filter((part) => part !== null && part !== undefined).join(' ') || null);
+    this.audit.run(at, 'add', entry.type, entry.address, entry.actor, why);
+  }
+
+  /** Removes an address from one list, or from all; returns the lists it was removed from. */
+  remove(address: string, type: SuppressionType | undefined, actor: string, reason: string | null): SuppressionType[] {
+    return this.db.transaction(() => {
+      const on = (this.typesOf.all(address) as Array<{ type: SuppressionType }>).map((row) => row.type).filter((t) => type === undefined || t === type);
+      if (type === undefined) this.deleteAll.run(address);
+      else this.deleteOne.run(address, type);
+      const at = new Date().toISOString();
+      for (const list of on) this.audit.run(at, 'remove', list, address, actor, reason);
+      return on;
+    })();
+  }
+
+  entriesFor(address: string): SuppressionEntry[] {
+    return this.byAddress.all(address) as SuppressionEntry[];
+  }
+
+  auditFor(address: string): AuditEntry[] {
+    return this.auditOf.all(address) as AuditEntry[];
+  }
+
+  allowlistFor(address: string): AllowlistEntry[] {
+    return this.allowOne.all(address, domainOf(address)) as AllowlistEntry[];
+  }
+
+  list(options: { type?: SuppressionType; search?: string; limit: number; offset?: number }): { total: number; entries: SuppressionEntry[] } {
+    const where: string[] = [];
+    const params: Array<string | number> = [];
+    if (options.type) {
+      where.push('type = ?');
+      params.push(options.type);
+    }
+    if (options.search) {
+      where.push("address LIKE ? ESCAPE '\\'");
+      params.push(`%${options.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
+    }
+    const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    const { n } = this.db.prepare(`SELECT count(*) AS n FROM suppressions ${clause}`).get(...params) as { n: number };
+    const entries = this.db
+      .prepare(`SELECT ${COLUMNS} FROM suppressions ${clause} ORDER BY last_at DESC, id DESC LIMIT ? OFFSET ?`)
+      .all(...params, options.limit, options.offset ?? 0) as SuppressionEntry[];
+    return { total: n, entries };
+  }
+
+  /** Allowlists an address or a whole domain: mail to it is sent even when it is suppressed. */
+  allow(value: string, actor: string, reason: string | null): AllowlistEntry {
+    const isDomain = !value.includes('@');
+    const normalized = isDomain ? domainToASCII(value.trim().toLowerCase()) : addressOrThrow(value);
+    if (normalized === '') throw new SuppressionInputError(`"${value}" is neither an address nor a domain`);
+    const at = new Date().toISOString();
+    this.db.transaction(() => {
+      this.allowInsert.run(normalized, isDomain ? 'domain' : 'address', reason, at, actor);
+      this.audit.run(at, 'add', 'allowlist', normalized, actor, reason);
+    })();
+    return { value: normalized, kind: isDomain ? 'domain' : 'address', reason, createdAt: at, createdBy: actor };
+  }
+
+  disallow(value: string, actor: string, reason: string | null): boolean {
+    const normalized = value.includes('@') ? addressOrThrow(value) : domainToASCII(value.trim().toLowerCase());
+    return this.db.transaction(() => {
+      const removed = this.allowDelete.run(normalized).changes > 0;
+      if (removed) this.audit.run(new Date().toISOString(), 'remove', 'allowlist', normalized, actor, reason);
+      return removed;
+    })();
+  }
+}
+
+function domainOf(address: string): string {
+  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+}
