@@ -126,6 +126,39 @@ export const configSchema = z.strictObject({
     maxMessageSize: positiveInt,
     maxClients: positiveInt,
   }),
+  unsubscribe: z
+    .strictObject({
+      /** Add List-Unsubscribe and List-Unsubscribe-Post (RFC 8058) to outgoing mail. */
+      enabled: z.boolean(),
+      /** Base https URL the one-click POST goes to, served by the admin server at /unsubscribe/<token>. */
+      url: z.string().url().startsWith('https://', 'must be an https:// URL (RFC 8058)').nullable(),
+      /** Local part prefix of the mailto: address at the return-path domain. */
+      prefix: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,19}$/, 'lower-case letters, digits, ".", "_" or "-" (at most 20)'),
+    })
+    .refine((u) => !u.enabled || u.url !== null, { message: 'set unsubscribe.url when unsubscribe.enabled is true', path: ['url'] }),
+  webhooks: z.strictObject({
+    endpoints: z.array(
+      z.strictObject({
+        url: z.string().url().regex(/^https?:\/\//, 'must be an http:// or https:// URL'),
+        events: z.array(z.enum(['delivered', 'temporary_fail', 'permanent_fail', 'complained', 'unsubscribed'])).min(1),
+        secret: z.string().min(16, 'at least 16 characters'),
+      }),
+    ),
+    /** Allow targets on loopback, private, link-local or metadata addresses (tests; internal hooks). */
+    allowPrivateTargets: z.boolean(),
+    timeoutSeconds: positiveInt,
+    concurrency: positiveInt,
+    pollIntervalMs: positiveInt,
+    /** Waits between tries; the last entry is the final wait. The default spans about 8 hours. */
+    retryScheduleSeconds: z.array(seconds).min(1),
+  }),
+  admin: z.strictObject({
+    enabled: z.boolean(),
+    host: z.string().min(1),
+    port,
+    /** Bearer tokens: { name, token }; the name is the actor in the suppression audit. */
+    tokens: z.array(z.strictObject({ name: z.string().regex(/^[\w.-]{1,40}$/, 'letters, digits, ".", "_" or "-"'), token: z.string().min(24, 'at least 24 characters') })),
+  }),
   suppression: z.strictObject({
     /** Hard categories whose permanent failures put the address on the bounces list. */
     categories: z.array(z.enum(CATEGORIES)),

@@ -31,6 +31,7 @@ export function writeTestConfig(dir: string, override: ConfigOverride = {}): str
     // Tests deliver only where they say: to fake MX hosts on 127.0.0.1, through routes or a test DNS server.
     delivery: { enabled: false, ...((override.delivery ?? {}) as object) },
     inbound: { enabled: false, port: 0, ...((override.inbound ?? {}) as object) },
+    admin: { enabled: false, port: 0, ...((override.admin ?? {}) as object) },
   };
   const file = join(dir, 'config.json');
   writeFileSync(file, JSON.stringify(config, null, 2));

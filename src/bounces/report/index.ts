@@ -275,10 +275,17 @@ class ReportReader {
       facts.recipient = address;
       facts.action = temporary ? 'delayed' : 'failed';
       facts.transient = transient;
+      facts.impliedStatus = result?.impliedStatus ?? null;
       fillFromReason(facts, reason, this.patterns);
       return facts;
     });
-    return { family: result?.family ?? 'generic', recipients, originalText: result?.originalText ?? null, section };
+    return {
+      family: result?.family ?? 'generic',
+      impliedStatus: result?.impliedStatus ?? null,
+      recipients,
+      originalText: result?.originalText ?? null,
+      section,
+    };
   }
 
   private finishPlainText(result: PlainTextResult): ParsedReport {

@@ -53,6 +53,11 @@ const familySchema = z.strictObject({
   reason: z.enum(['above', 'below']).optional(),
   /** Wording that says the MTA is still trying: the recipients are `delayed`, not `failed`. */
   temporary: optionalRegexList,
+  /**
+   * The RFC 3463 status this family's report always means when it quotes none (Google Groups: a
+   * post refused, X.7.1). Given to the classifier only; the recipient's `status` stays null.
+   */
+  impliedStatus: z.string().regex(/^[45]\.\d{1,3}\.\d{1,3}$/, 'must be an enhanced status code like "5.7.1"').optional(),
 });
 
 const fileSchema = z.strictObject({
@@ -109,6 +114,7 @@ export interface FamilyPatterns {
   readonly commonRecipients: boolean;
   readonly reasonAbove: boolean;
   readonly temporary: RegExp | null;
+  readonly impliedStatus: string | null;
 }
 
 export interface ReportPatterns {
@@ -188,6 +194,7 @@ export function compileReportPatterns(data: unknown, source = '(in memory)'): Re
       commonRecipients: f.commonRecipients ?? true,
       reasonAbove: f.reason === 'above',
       temporary: compiler.alternation(f.temporary, `${where}.temporary`),
+      impliedStatus: f.impliedStatus ?? null,
     });
   });
   const patterns: ReportPatterns = {

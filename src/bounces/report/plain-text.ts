@@ -42,6 +42,8 @@ export interface PlainTextInput {
 export interface PlainTextResult {
   /** The family id, or `generic`. */
   readonly family: string;
+  /** The family's implied status (see patterns), for recipients found elsewhere. */
+  readonly impliedStatus: string | null;
   readonly recipients: RecipientFacts[];
   /** The text after the error section: the returned original, when the NDR quotes it inline. */
   readonly originalText: string | null;
@@ -114,7 +116,8 @@ export function readWithFamily(
     (mention, index, all) => index === 0 || all[index - 1]?.address.toLowerCase() !== mention.address.toLowerCase(),
   );
   const originalText = section.end < lines.length ? lines.slice(section.end + 1).join('\n') : null;
-  if (mentions.length === 0) return { family: family?.id ?? 'generic', recipients: [], originalText, section: sectionText };
+  const impliedStatus = family?.impliedStatus ?? null;
+  if (mentions.length === 0) return { family: family?.id ?? 'generic', impliedStatus, recipients: [], originalText, section: sectionText };
   const byAddress = new Map<string, RecipientFacts>();
   const recipients: RecipientFacts[] = [];
   mentions.forEach((mention, index) => {
@@ -140,11 +143,12 @@ export function readWithFamily(
     facts.recipient = mention.address;
     facts.action = temporary ? 'delayed' : 'failed';
     facts.transient = transient;
+    facts.impliedStatus = family?.impliedStatus ?? null;
     fillFromReason(facts, reason, patterns);
     byAddress.set(key, facts);
     recipients.push(facts);
   });
-  return { family: family?.id ?? 'generic', recipients, originalText, section: sectionText };
+  return { family: family?.id ?? 'generic', impliedStatus, recipients, originalText, section: sectionText };
 }
 
 /** Sets the diagnostic and what it quotes: reply code, enhanced status code, remote host. */

@@ -23,6 +23,8 @@ export interface RecipientFacts {
   statusGiven: boolean;
   /** The report's wording says the failure behind it was temporary (an expiry after retries). */
   transient: boolean;
+  /** What the report's family always means when it quotes no status (patterns `impliedStatus`). */
+  impliedStatus: string | null;
 }
 
 const FAILURE_ACTIONS = new Set<ReportAction | null>(['failed', 'delayed']);
@@ -52,7 +54,7 @@ export function classifyRecipient(facts: RecipientFacts, rules: BounceRules = de
   if (!FAILURE_ACTIONS.has(facts.action)) return base;
   const code = facts.replyCode ?? quoted?.code ?? null;
   const fallback = code === null ? (facts.action === 'delayed' || facts.transient ? '4.0.0' : '5.0.0') : null;
-  const classification = classifyReply({ code, enhancedCode: status ?? fallback, text }, rules);
+  const classification = classifyReply({ code, enhancedCode: status ?? facts.impliedStatus ?? fallback, text }, rules);
   // A delivery-status Status field is the reporting MTA's own verdict for this recipient: its
   // class decides severity even when the quoted reply says otherwise ("554 4.4.7 Message expired").
   const severity = facts.statusGiven && facts.status !== null ? severityOfStatus(facts.status) : null;

@@ -61,6 +61,7 @@ export function emptyFacts(): RecipientFacts {
     replyCode: null,
     statusGiven: false,
     transient: false,
+    impliedStatus: null,
   };
 }
 

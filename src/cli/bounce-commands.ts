@@ -1,0 +1,74 @@
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { classifyReply } from '../bounces/classifier.js';
+import { parseReport, toParseOutput } from '../bounces/report/index.js';
+import { OperatorError } from '../errors.js';
+import { ReportApplier } from '../inbound/apply-report.js';
+import { reportParser } from '../inbound/parser.js';
+import { ReportProcessor } from '../inbound/process-reports.js';
+import { ReportStore } from '../inbound/report-store.js';
+import { createLogger } from '../logger.js';
+import { verpSettings } from '../relay.js';
+import { configFrom, configOption, openExistingStore, positiveInteger } from './common.js';
+
+/** classify, parse, reparse: how Rebound reads replies and reports. */
+export function registerBounceCommands(program: Command): void {
+  program
+      .command('classify')
+    .description('classify an SMTP reply or DSN diagnostic as Rebound does: severity, type (hard/soft), category, codes')
+    .argument('<reply...>', 'the reply, e.g. "550 5.1.1 <x@y>: Recipient address rejected: User unknown" (quote it)')
+    .option('--status <code>', 'an enhanced status code given apart from the text (a DSN Status: field)')
+    .action((words: string[], options: { status?: string }) => {
+      const text = words.join(' ');
+      const classification = classifyReply(options.status ? { enhancedCode: options.status, text } : text);
+      console.log(JSON.stringify(classification, null, 2));
+    });
+  program
+      .command('parse')
+    .description('read bounce reports (DSN, NDR, ARF, auto-reply) and print what Rebound sees in each, as JSON')
+    .argument('<files...>', 'message files (.eml); several files print one JSON object per line, each with "file"')
+    .option('--json', 'compact JSON (always JSON; kept for scripts that pass it)')
+    .option('--campaign-header <name>', 'header that carries the campaign id in the returned original', 'X-Campaign-ID')
+    .action(async (files: string[], options: { json?: boolean; campaignHeader: string }) => {
+      const many = files.length > 1;
+      let failures = 0;
+      for (const file of files) {
+        let raw: Buffer;
+        try {
+          raw = await readFile(file);
+        } catch (error) {
+          failures++;
+          console.error(`rebound: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+          continue;
+        }
+        const output = toParseOutput(await parseReport(raw, { campaignHeader: options.campaignHeader }), many ? file : undefined);
+        console.log(many || options.json ? JSON.stringify(output) : JSON.stringify(output, null, 2));
+      }
+      if (failures > 0) process.exitCode = 2;
+    });
+  program
+      .command('reparse')
+    .description('parse stored inbound reports again (e.g. after a parser upgrade); a report is applied at most once')
+    .addOption(configOption())
+    .argument('[ids...]', 'inbound_reports ids')
+    .option('--all', 'every stored report')
+    .option('--failed', 'the reports whose parse failed')
+    .action(async (ids: string[], options: { config?: string; all?: boolean; failed?: boolean }) => {
+      const config = configFrom(options);
+      if (!options.all && !options.failed && ids.length === 0) throw new OperatorError('say which reports: ids, --failed or --all');
+      const db = openExistingStore(config);
+      const reports = new ReportStore(db);
+      try {
+        const processor = new ReportProcessor(reports, new ReportApplier(db, config, verpSettings(config, db)), reportParser(config.submission.campaignHeader), createLogger('silent'));
+        const chosen = options.all ? reports.allIds() : options.failed ? reports.idsWithStatus('failed') : ids.map((id) => positiveInteger(id, 'a report id'));
+        for (const id of chosen) {
+          const result = await processor.process(id).catch((error: Error) => ({ kind: 'error', outcome: error.message }));
+          console.log(`report ${id}: ${result.kind}, ${result.outcome}`);
+        }
+        console.log(`${chosen.length} report(s) parsed`);
+      } finally {
+        reports.close();
+        db.close();
+      }
+    });
+}

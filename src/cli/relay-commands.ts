@@ -1,0 +1,95 @@
+import type { Command } from 'commander';
+import { environmentVariables } from '../config/load.js';
+import { createLogger } from '../logger.js';
+import { startRelay } from '../relay.js';
+import { queueSummary, RECIPIENT_STATUSES } from '../store/queue.js';
+import { hashPassword } from '../submission/passwords.js';
+import { configFrom, configOption, openExistingStore, positiveInteger } from './common.js';
+import { readPassword } from './read-password.js';
+
+/** start, queue, passwd, config: running the relay and looking at it. */
+export function registerRelayCommands(program: Command): void {
+  program
+      .command('start')
+    .description('start the relay: the spool and the submission server; SIGINT/SIGTERM stop it cleanly')
+    .addOption(configOption())
+    .action(async (options: { config?: string }) => {
+      const config = configFrom(options);
+      const logger = createLogger(config.log.level);
+      const relay = await startRelay(config, logger);
+      let stopping = false;
+      const stop = (signal: NodeJS.Signals): void => {
+        if (stopping) {
+          logger.warn({ signal }, 'second signal: exiting now');
+          process.exit(1);
+        }
+        stopping = true;
+        logger.info({ signal }, 'stopping: no new mail, finishing messages in DATA');
+        relay.stop().then(
+          () => process.exit(0),
+          (error: Error) => {
+            logger.error({ err: error }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    });
+  program
+      .command('queue')
+    .description('print recipient counts by status and the oldest mail still waiting')
+    .addOption(configOption())
+    .option('-n, --limit <count>', 'how many of the oldest entries to show', (v) => positiveInteger(v, '--limit'), 10)
+    .option('--json', 'print JSON instead of a table')
+    .action((options: { config?: string; limit: number; json?: boolean }) => {
+      const config = configFrom(options);
+      const db = openExistingStore(config);
+      try {
+        const summary = queueSummary(db, options.limit);
+        if (options.json) {
+          console.log(JSON.stringify(summary, null, 2));
+          return;
+        }
+        console.log(`messages: ${summary.messages}`);
+        console.log('recipients by status:');
+        for (const status of RECIPIENT_STATUSES) console.log(`  ${status.padEnd(10)} ${summary.recipientsByStatus[status]}`);
+        console.log(summary.oldest.length ? `oldest waiting (${summary.oldest.length}):` : 'nothing waiting');
+        for (const entry of summary.oldest) {
+          console.log(
+            `  ${entry.queueId}  ${entry.receivedAt}  ${entry.status.padEnd(8)} attempts=${entry.attempts}  ` +
+              `<${entry.mailFrom}> -> <${entry.address}>${entry.lastReply ? `  last: ${entry.lastReply}` : ''}`,
+          );
+        }
+      } finally {
+        db.close();
+      }
+    });
+  program
+      .command('passwd')
+    .description('hash a password for submission.auth.users (reads it from the terminal, or one line from stdin)')
+    .action(async () => {
+      const password = await readPassword();
+      console.log(await hashPassword(password));
+    });
+  program
+      .command('config')
+    .description('print the effective configuration, or the environment variables that override single keys')
+    .addOption(configOption())
+    .option('--env', 'list the REBOUND_* environment variables instead')
+    .action((options: { config?: string; env?: boolean }) => {
+      if (options.env) {
+        for (const variable of environmentVariables()) console.log(`${variable.name.padEnd(44)} ${variable.path.join('.')}`);
+        return;
+      }
+      const config = configFrom(options);
+      const redacted = {
+        ...config,
+        submission: {
+          ...config.submission,
+          auth: { users: config.submission.auth.users.map((u) => ({ username: u.username, passwordHash: '(set)' })) },
+        },
+      };
+      console.log(JSON.stringify(redacted, null, 2));
+    });
+}
