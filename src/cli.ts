@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { registerBounceCommands } from './cli/bounce-commands.js';
 import { registerRelayCommands } from './cli/relay-commands.js';
+import { registerSuppressionCommands } from './cli/suppression-commands.js';
 import { OperatorError } from './errors.js';
 
 const program = new Command('rebound')
@@ -11,6 +12,7 @@ const program = new Command('rebound')
 
 registerRelayCommands(program);
 registerBounceCommands(program);
+registerSuppressionCommands(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   if (error instanceof OperatorError) {
