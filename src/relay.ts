@@ -10,6 +10,7 @@ import { openStore, type Database } from './store/database.js';
 import { storedSecret } from './store/settings.js';
 import { Spool } from './store/spool.js';
 import { createSubmissionServer } from './submission/server.js';
+import { unsubscribeSettings, type UnsubscribeSettings } from './unsubscribe/index.js';
 
 export interface RunningRelay {
   submission: AddressInfo;
@@ -36,17 +37,18 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
   const db = openStore(config.store.path, { synchronous: config.store.synchronous });
   const spool = new Spool(db, config.store.groupCommitMaxMessages);
   const verp = verpSettings(config, db);
+  const unsubscribe: UnsubscribeSettings = unsubscribeSettings(config, verp.domain, verp.secret);
   let inbound: InboundStage | null = null;
   let address: AddressInfo;
   try {
     if (config.inbound.enabled) {
       inbound = await listening('inbound', config.inbound.host, config.inbound.port, () =>
-        startInbound(config, db, verp, reportParser(config.submission.campaignHeader), logger),
+        startInbound(config, db, verp, unsubscribe, reportParser(config.submission.campaignHeader), logger),
       );
     }
     const submission = createSubmissionServer(config, spool, logger);
     address = await listening('submission', config.submission.host, config.submission.port, () => submission.listen());
-    const delivery: DeliveryStage | null = config.delivery.enabled ? startDelivery(config, db, verp, logger) : null;
+    const delivery: DeliveryStage | null = config.delivery.enabled ? startDelivery(config, db, verp, unsubscribe, logger) : null;
     if (delivery) spool.onCommitted(() => delivery.wake());
     logger.info({ store: config.store.path, hostname: config.hostname, returnPathDomain: verp.domain }, 'rebound started');
     const inboundStage = inbound;

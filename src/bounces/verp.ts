@@ -41,18 +41,40 @@ function base32(bytes: Buffer): string {
   return out;
 }
 
-function mac(secret: string, recipientId: number, day: number): string {
-  return base32(createHmac('sha256', secret).update(`rebound-verp:v1:${recipientId}:${day}`).digest()).slice(0, MAC_LENGTH);
+/** What a token is for: a token made for one purpose never passes as the other. */
+export type TokenPurpose = 'verp' | 'unsubscribe';
+
+function mac(secret: string, purpose: TokenPurpose, recipientId: number, day: number): string {
+  return base32(createHmac('sha256', secret).update(`rebound-${purpose}:v1:${recipientId}:${day}`).digest()).slice(0, MAC_LENGTH);
+}
+
+/** `<id36>-<day36>-<mac>`: the part after "prefix+" in an address, or the last segment of a URL. */
+export function signedToken(secret: string, purpose: TokenPurpose, recipientId: number, now: Date = new Date()): string {
+  const day = Math.floor(now.getTime() / DAY_MS);
+  return `${recipientId.toString(36)}-${day.toString(36)}-${mac(secret, purpose, recipientId, day)}`;
+}
+
+export type TokenCheck = { valid: true; recipientId: number; issuedAt: Date } | { valid: false; reason: 'malformed' | 'forged' | 'expired' };
+
+export function readSignedToken(secret: string, purpose: TokenPurpose, token: string, maxAgeDays: number, now: Date = new Date()): TokenCheck {
+  const match = /^([0-9a-z]{1,11})-([0-9a-z]{1,6})-([a-z2-7]+)$/.exec(token.toLowerCase());
+  if (!match) return { valid: false, reason: 'malformed' };
+  const [, id36, day36, given] = match as unknown as [string, string, string, string];
+  const recipientId = parseInt(id36, 36);
+  const day = parseInt(day36, 36);
+  const expected = Buffer.from(mac(secret, purpose, recipientId, day));
+  const actual = Buffer.from(given);
+  if (actual.length !== expected.length || !timingSafeEqual(actual, expected)) return { valid: false, reason: 'forged' };
+  const ageDays = Math.floor(now.getTime() / DAY_MS) - day;
+  if (ageDays > maxAgeDays || ageDays < -1) return { valid: false, reason: 'expired' };
+  return { valid: true, recipientId, issuedAt: new Date(day * DAY_MS) };
 }
 
 export function returnPathFor(settings: VerpSettings, recipientId: number, now: Date = new Date()): string {
-  const day = Math.floor(now.getTime() / DAY_MS);
-  return `${settings.prefix}+${recipientId.toString(36)}-${day.toString(36)}-${mac(settings.secret, recipientId, day)}@${settings.domain}`;
+  return `${settings.prefix}+${signedToken(settings.secret, 'verp', recipientId, now)}@${settings.domain}`;
 }
 
-export type VerpCheck =
-  | { valid: true; recipientId: number; issuedAt: Date }
-  | { valid: false; reason: 'not-ours' | 'malformed' | 'forged' | 'expired' };
+export type VerpCheck = TokenCheck | { valid: false; reason: 'not-ours' };
 
 /** Reads a return-path address back: which recipient it names, if its MAC and age are good. */
 export function readReturnPath(settings: VerpSettings, address: string, now: Date = new Date()): VerpCheck {
@@ -61,15 +83,5 @@ export function readReturnPath(settings: VerpSettings, address: string, now: Dat
   const local = address.slice(0, at).toLowerCase();
   const prefix = `${settings.prefix.toLowerCase()}+`;
   if (!local.startsWith(prefix)) return { valid: false, reason: 'not-ours' };
-  const match = /^([0-9a-z]{1,11})-([0-9a-z]{1,6})-([a-z2-7]+)$/.exec(local.slice(prefix.length));
-  if (!match) return { valid: false, reason: 'malformed' };
-  const [, id36, day36, given] = match as unknown as [string, string, string, string];
-  const recipientId = parseInt(id36, 36);
-  const day = parseInt(day36, 36);
-  const expected = Buffer.from(mac(settings.secret, recipientId, day));
-  const actual = Buffer.from(given);
-  if (actual.length !== expected.length || !timingSafeEqual(actual, expected)) return { valid: false, reason: 'forged' };
-  const ageDays = Math.floor(now.getTime() / DAY_MS) - day;
-  if (ageDays > settings.maxAgeDays || ageDays < -1) return { valid: false, reason: 'expired' };
-  return { valid: true, recipientId, issuedAt: new Date(day * DAY_MS) };
+  return readSignedToken(settings.secret, 'verp', local.slice(prefix.length), settings.maxAgeDays, now);
 }

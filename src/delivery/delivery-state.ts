@@ -53,6 +53,8 @@ export class DeliveryState {
   private readonly claimTransaction: (now: Date, perDomain: number, limit: number) => ClaimResult;
   private readonly results: GroupCommit<{ batch: DeliveryBatch; report: BatchReport; now: Date }>;
   private readonly suppressCategories: Set<string>;
+  /** List-Unsubscribe names one recipient, so with it each transaction carries one recipient. */
+  private readonly batchSize: number;
 
   constructor(
     db: Database,
@@ -60,6 +62,7 @@ export class DeliveryState {
   ) {
     this.suppressions = new SuppressionLists(db);
     this.suppressCategories = new Set(config.suppression.categories);
+    this.batchSize = config.unsubscribe.enabled ? 1 : config.delivery.batchSize;
     // Due recipients, oldest due first, at most `perDomain` per domain so one busy domain
     // cannot fill a whole claim.
     this.selectDue = db.prepare(`
@@ -103,9 +106,9 @@ export class DeliveryState {
   }
 
   /** The bytes to send: our Received header, then the message exactly as received. */
-  contentOf(messageId: number): Buffer {
+  contentOf(messageId: number): { received: Buffer; raw: Buffer } {
     const row = this.selectContent.get(messageId) as { receivedHeader: string; raw: Buffer };
-    return Buffer.concat([Buffer.from(row.receivedHeader, 'latin1'), row.raw]);
+    return { received: Buffer.from(row.receivedHeader, 'latin1'), raw: row.raw };
   }
 
   /** Records a batch's outcome durably; resolves once committed. */
@@ -147,7 +150,7 @@ export class DeliveryState {
       // One transaction per message and domain, up to delivery.batchSize recipients.
       const key = `${row.messageId}|${row.domain}`;
       let batch = openBatch.get(key);
-      if (!batch || batch.recipients.length >= this.config.delivery.batchSize) {
+      if (!batch || batch.recipients.length >= this.batchSize) {
         batch = { messageId: row.messageId, queueId: row.queueId, domain: row.domain, mailFrom: row.mailFrom, receivedAt, recipients: [] };
         openBatch.set(key, batch);
         batches.push(batch);

@@ -2,6 +2,7 @@ import type { Database } from 'better-sqlite3';
 import type { VerpSettings } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../logger.js';
+import type { UnsubscribeSettings } from '../unsubscribe/index.js';
 import { DeliveryState } from './delivery-state.js';
 import { createResolver } from './mail-hosts.js';
 import { NextHopResolver } from './next-hop.js';
@@ -15,14 +16,14 @@ export interface DeliveryStage {
 }
 
 /** Starts the delivery worker: it picks up due recipients (and those a crash left in flight). */
-export function startDelivery(config: Config, db: Database, verp: VerpSettings, logger: Logger): DeliveryStage {
+export function startDelivery(config: Config, db: Database, verp: VerpSettings, unsubscribe: UnsubscribeSettings, logger: Logger): DeliveryStage {
   const log = logger.child({ stage: 'delivery' });
   const settings = config.delivery;
   const resolver = createResolver(settings.dns.servers, settings.dns.timeoutMs);
   const nextHops = new NextHopResolver(settings.routes, resolver, settings.port, settings.dns.cacheSeconds * 1000);
   const transports = new TransportPool(settings, settings.heloName ?? config.hostname, log);
   const state = new DeliveryState(db, config);
-  const scheduler = new DeliveryScheduler(config, state, nextHops, transports, verp, log);
+  const scheduler = new DeliveryScheduler(config, state, nextHops, transports, verp, unsubscribe, log);
   scheduler.start();
   log.info({ concurrency: settings.concurrency, perDomainConcurrency: settings.perDomainConcurrency, routes: Object.keys(settings.routes) }, 'delivery started');
   return {

@@ -1,6 +1,7 @@
 import PQueue from 'p-queue';
 import { returnPathFor, type VerpSettings } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
+import { hasListUnsubscribe, listUnsubscribeHeaders, type UnsubscribeSettings } from '../unsubscribe/index.js';
 import type { Logger } from '../logger.js';
 import type { ClaimedBatch, DeliveryState } from './delivery-state.js';
 import { localFailure } from './failure.js';
@@ -30,6 +31,7 @@ export class DeliveryScheduler {
     private readonly nextHops: NextHopResolver,
     private readonly transports: TransportPool,
     private readonly verp: VerpSettings,
+    private readonly unsubscribe: UnsubscribeSettings,
     private readonly log: Logger,
   ) {
     this.global = new PQueue({ concurrency: config.delivery.concurrency });
@@ -123,7 +125,9 @@ export class DeliveryScheduler {
     // submitted with the null sender <> (itself a bounce) keeps <>, so bounces never loop.
     const firstRecipient = claimed.recipients[0]?.id ?? 0;
     const mailFrom = claimed.mailFrom === '' ? '' : returnPathFor(this.verp, firstRecipient);
-    const batch = { ...claimed, mailFrom, content: this.state.contentOf(claimed.messageId) };
+    const { received, raw } = this.state.contentOf(claimed.messageId);
+    const listUnsubscribe = this.unsubscribe.enabled && !hasListUnsubscribe(raw) ? [listUnsubscribeHeaders(this.unsubscribe, firstRecipient)] : [];
+    const batch = { ...claimed, mailFrom, content: Buffer.concat([...listUnsubscribe, received, raw]) };
     const localIp = this.nextLocalAddress();
     const lookup = await this.nextHops.lookup(batch.domain);
     let report: BatchReport;

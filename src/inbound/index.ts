@@ -3,6 +3,7 @@ import type { Database } from 'better-sqlite3';
 import type { VerpSettings } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../logger.js';
+import { Unsubscriber, type UnsubscribeSettings } from '../unsubscribe/index.js';
 import { ReportApplier } from './apply-report.js';
 import { ReportProcessor, type ReportParser } from './process-reports.js';
 import { ReportStore } from './report-store.js';
@@ -17,7 +18,14 @@ export interface InboundStage {
  * Starts the return-path MX. Reports are parsed one at a time after they are stored; reports a
  * crash left unparsed are picked up at start.
  */
-export async function startInbound(config: Config, db: Database, verp: VerpSettings, parse: ReportParser, logger: Logger): Promise<InboundStage> {
+export async function startInbound(
+  config: Config,
+  db: Database,
+  verp: VerpSettings,
+  unsubscribe: UnsubscribeSettings,
+  parse: ReportParser,
+  logger: Logger,
+): Promise<InboundStage> {
   const log = logger.child({ stage: 'inbound' });
   const reports = new ReportStore(db);
   const processor = new ReportProcessor(reports, new ReportApplier(db, config, verp), parse, log);
@@ -27,7 +35,7 @@ export async function startInbound(config: Config, db: Database, verp: VerpSetti
       .then(() => processor.process(reportId))
       .catch((error: Error) => log.error({ err: error, reportId }, 'report processing failed; run `rebound reparse` after fixing the cause'));
   };
-  const server = createInboundServer(config, verp, reports, enqueue, logger);
+  const server = createInboundServer(config, verp, reports, enqueue, { settings: unsubscribe, unsubscriber: new Unsubscriber(db, unsubscribe) }, logger);
   const address = await server.listen();
   for (const reportId of reports.idsWithStatus('pending')) enqueue(reportId);
   return {

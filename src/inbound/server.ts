@@ -5,6 +5,7 @@ import { SMTPServer, type SMTPServerSession } from 'smtp-server';
 import { readReturnPath, type VerpSettings } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../logger.js';
+import { recipientOfUnsubscribeAddress, type Unsubscriber, type UnsubscribeSettings } from '../unsubscribe/index.js';
 import type { ReportStore } from './report-store.js';
 
 /** RFC 5321 4.5.1 and RFC 2142: the role mailboxes a mail domain answers for. */
@@ -29,6 +30,7 @@ export function createInboundServer(
   verp: VerpSettings,
   reports: ReportStore,
   onStored: (reportId: number) => void,
+  unsubscribe: { settings: UnsubscribeSettings; unsubscriber: Unsubscriber },
   logger: Logger,
 ): InboundServer {
   const log = logger.child({ stage: 'inbound' });
@@ -60,6 +62,7 @@ export function createInboundServer(
     ...(tls ? { key: readFileSync(config.submission.tls.key as string), cert: readFileSync(config.submission.tls.cert as string) } : {}),
 
     onRcptTo(to, session, callback) {
+      if (recipientOfUnsubscribeAddress(unsubscribe.settings, to.address) !== null) return callback();
       const recipient = recipientFor(to.address);
       if (recipient === undefined) {
         const reason = readReturnPath(verp, to.address);
@@ -81,6 +84,20 @@ export function createInboundServer(
       stream.once('end', () => {
         if (stream.sizeExceeded) return callback(reply(552, 'Report size exceeds fixed maximum message size'));
         const rcptTo = session.envelope.rcptTo.map((rcpt) => rcpt.address);
+        // A mail to a List-Unsubscribe mailto: address is the request itself (RFC 2369): done now.
+        const unsubscribing = rcptTo.map((address) => recipientOfUnsubscribeAddress(unsubscribe.settings, address)).filter((id): id is number => id !== null);
+        if (unsubscribing.length === rcptTo.length) {
+          try {
+            for (const id of unsubscribing) {
+              const result = unsubscribe.unsubscriber.byRecipient(id, 'mailto');
+              log.info({ client: session.remoteAddress, recipientId: id, result }, 'unsubscribe by mail');
+            }
+            return callback(null, 'Ok: unsubscribed');
+          } catch (error) {
+            log.error({ err: error }, 'could not record an unsubscribe; the sender was told to retry');
+            return callback(reply(451, 'Local error in processing, try again later'));
+          }
+        }
         const recipientId = rcptTo.map(recipientFor).find((id): id is number => typeof id === 'number') ?? null;
         reports
           .store({

@@ -5,7 +5,7 @@ import type { Classification } from '../bounces/classifier.js';
 
 export const SUPPRESSION_TYPES = ['bounces', 'complaints', 'unsubscribes'] as const;
 export type SuppressionType = (typeof SUPPRESSION_TYPES)[number];
-export type SuppressionSource = 'immediate' | 'delayed' | 'manual' | 'import';
+export type SuppressionSource = 'immediate' | 'delayed' | 'manual' | 'import' | 'unsubscribe';
 
 export interface SuppressionEntry {
   address: string;

@@ -1,0 +1,91 @@
+import type { Database, Statement } from 'better-sqlite3';
+import { readSignedToken, signedToken } from '../bounces/verp.js';
+import type { Config } from '../config/load.js';
+import { SuppressionLists } from '../suppressions/lists.js';
+
+export interface UnsubscribeSettings {
+  enabled: boolean;
+  /** https base URL of the one-click endpoint (RFC 8058), or null. */
+  url: string | null;
+  /** mailto: local-part prefix at the return-path domain. */
+  prefix: string;
+  domain: string;
+  secret: string;
+  maxAgeDays: number;
+}
+
+export function unsubscribeSettings(config: Config, domain: string, secret: string): UnsubscribeSettings {
+  return { enabled: config.unsubscribe.enabled, url: config.unsubscribe.url, prefix: config.unsubscribe.prefix, domain, secret, maxAgeDays: config.returnPath.maxAgeDays };
+}
+
+/**
+ * The two headers Gmail and Yahoo require of bulk senders (RFC 2369, RFC 8058): a mailto: to a
+ * signed address at the return-path domain and an https URL for the one-click POST, both naming
+ * the recipient row. Added in front of the message at delivery, one recipient per transaction.
+ */
+export function listUnsubscribeHeaders(settings: UnsubscribeSettings, recipientId: number): Buffer {
+  const token = signedToken(settings.secret, 'unsubscribe', recipientId);
+  const mailto = `<mailto:${settings.prefix}+${token}@${settings.domain}?subject=unsubscribe>`;
+  const https = settings.url ? `, <${settings.url.replace(/\/$/, '')}/${token}>` : '';
+  return Buffer.from(`List-Unsubscribe: ${mailto}${https}\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n`, 'latin1');
+}
+
+/** True when the app already put its own List-Unsubscribe in the message: then it is left alone. */
+export function hasListUnsubscribe(raw: Buffer): boolean {
+  const end = raw.indexOf('\r\n\r\n');
+  const head = raw.subarray(0, end === -1 ? Math.min(raw.length, 65_536) : end).toString('latin1');
+  return /(^|\n)list-unsubscribe:/i.test(head);
+}
+
+/** The recipient a mailto: unsubscribe address names, or null when it is not one of ours. */
+export function recipientOfUnsubscribeAddress(settings: UnsubscribeSettings, address: string): number | null {
+  const at = address.lastIndexOf('@');
+  if (address.slice(at + 1).toLowerCase() !== settings.domain.toLowerCase()) return null;
+  const local = address.slice(0, at).toLowerCase();
+  const prefix = `${settings.prefix.toLowerCase()}+`;
+  if (!local.startsWith(prefix)) return null;
+  const check = readSignedToken(settings.secret, 'unsubscribe', local.slice(prefix.length), settings.maxAgeDays);
+  return check.valid ? check.recipientId : null;
+}
+
+export type UnsubscribeResult = { done: true; address: string; already: boolean } | { done: false; reason: string };
+
+/**
+ * Puts the recipient's address on the unsubscribes list with an `unsubscribed` event (which the
+ * webhook outbox picks up). Doing it twice (a client that POSTs again) adds nothing.
+ */
+export class Unsubscriber {
+  private readonly recipient: Statement;
+  private readonly insertEvent: Statement;
+  private readonly lists: SuppressionLists;
+  private readonly run: (recipientId: number, via: string) => UnsubscribeResult;
+
+  constructor(
+    db: Database,
+    private readonly settings: UnsubscribeSettings,
+  ) {
+    this.lists = new SuppressionLists(db);
+    this.recipient = db.prepare(`SELECT r.id, r.message_id AS messageId, r.address, m.queue_id AS queueId FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = ?`);
+    this.insertEvent = db.prepare(`INSERT INTO events (at, event, message_id, recipient_id, detail, reason) VALUES (?, 'unsubscribed', ?, ?, ?, ?)`);
+    this.run = db.transaction((recipientId: number, via: string): UnsubscribeResult => {
+      const row = this.recipient.get(recipientId) as { id: number; messageId: number; address: string; queueId: string } | undefined;
+      if (!row) return { done: false, reason: 'the message this link was for is no longer kept' };
+      if (this.lists.entriesFor(row.address).some((entry) => entry.type === 'unsubscribes')) return { done: true, address: row.address, already: true };
+      const at = new Date().toISOString();
+      this.lists.add({ address: row.address, type: 'unsubscribes', source: 'unsubscribe', reason: `via ${via}`, queueId: row.queueId, at, actor: via });
+      this.insertEvent.run(at, row.messageId, row.id, `unsubscribed via ${via}`, via);
+      return { done: true, address: row.address, already: false };
+    });
+  }
+
+  /** For the one-click URL: the token is the last path segment. */
+  byToken(token: string, via: string): UnsubscribeResult {
+    const check = readSignedToken(this.settings.secret, 'unsubscribe', token, this.settings.maxAgeDays);
+    if (!check.valid) return { done: false, reason: `the link is ${check.reason === 'expired' ? 'too old' : 'not valid'}` };
+    return this.run(check.recipientId, via);
+  }
+
+  byRecipient(recipientId: number, via: string): UnsubscribeResult {
+    return this.run(recipientId, via);
+  }
+}
