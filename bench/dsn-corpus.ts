@@ -5,7 +5,7 @@
  * it lies, never copied into the project.
  *
  * Scoring (manifest `matching`): expected rows carry no address, so each file's rows are paired
- * with ours in order. A recipient counts as found when the paired row names an address. Severity
+ * with ours as a multiset (a row of ours that agrees goes first, the rest in order). A recipient counts as found when the paired row names an address. Severity
  * agrees when it equals the expected one (from the Status class); a row that is not a bounce
  * (complaint, auto-reply, delivered: expected severity `unknown`/`success`) agrees when ours has no
  * severity. Category agrees when it is in the row's `categories_ok`, or, for a row that is not a
@@ -14,7 +14,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseReport, type ParsedReport } from '../src/bounces/report/index.js';
+import { parseReport, type ParsedReport, type ReportRecipient } from '../src/bounces/report/index.js';
 
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const DEFAULT_CORPUS_DIR = resolve(PROJECT_ROOT, '../shared/corpus/dsn');
@@ -100,9 +100,10 @@ export async function scoreCorpus(dir = DEFAULT_CORPUS_DIR): Promise<CorpusScore
     if (entry.recipients.length === 0 && report.recipients.some((r) => r.type === 'hard' && r.severity === 'permanent')) {
       score.hardOnNotBounce.push(entry.path);
     }
+    const paired = pairRows(entry.recipients, report.recipients);
     entry.recipients.forEach((expected, index) => {
       score.expectedRecipients += 1;
-      const got = report.recipients[index];
+      const got = paired[index];
       const what: string[] = [];
       if (got?.recipient != null) score.foundRecipients += 1;
       else what.push('recipient');
@@ -129,6 +130,47 @@ export async function scoreCorpus(dir = DEFAULT_CORPUS_DIR): Promise<CorpusScore
     });
   }
   return score;
+}
+
+const NOT_A_BOUNCE_ROW = (row: ExpectedRecipient): boolean => NOT_A_BOUNCE.has(row.severity);
+
+function agrees(expected: ExpectedRecipient, got: ReportRecipient): boolean {
+  if (NOT_A_BOUNCE_ROW(expected)) return got.severity === null && got.category === null;
+  return got.severity === expected.severity && got.category !== null && expected.categories_ok.includes(got.category);
+}
+
+/**
+ * Pairs a file's expected rows with ours (manifest `matching`: in order, or as a multiset): a row
+ * of ours that agrees with an expected row is paired with it first, whatever their positions;
+ * the rest are paired in order. Only files with several recipients can differ from plain order.
+ */
+function pairRows(expected: readonly ExpectedRecipient[], got: readonly ReportRecipient[]): Array<ReportRecipient | undefined> {
+  const paired: Array<ReportRecipient | undefined> = new Array(expected.length).fill(undefined);
+  const used = new Set<number>();
+  expected.forEach((row, index) => {
+    const same = got[index];
+    if (same !== undefined && agrees(row, same)) {
+      paired[index] = same;
+      used.add(index);
+    }
+  });
+  expected.forEach((row, index) => {
+    if (paired[index] !== undefined) return;
+    const match = got.findIndex((candidate, at) => !used.has(at) && agrees(row, candidate));
+    if (match !== -1) {
+      paired[index] = got[match];
+      used.add(match);
+    }
+  });
+  expected.forEach((_, index) => {
+    if (paired[index] !== undefined) return;
+    const next = used.has(index) ? got.findIndex((_, at) => !used.has(at)) : index;
+    if (next !== -1 && next < got.length) {
+      paired[index] = got[next];
+      used.add(next);
+    }
+  });
+  return paired;
 }
 
 function truncate(text: string, length: number): string {

@@ -22,7 +22,7 @@ import {
   first,
   headerText,
   parseEntity,
-  textOf,
+  readableText,
   toBinaryText,
   walk,
   walkOwn,
@@ -44,6 +44,7 @@ import {
   linesOf,
   matchFamily,
   readWithFamily,
+  sectionReason,
   unquoteForwarded,
   type PlainTextInput,
   type PlainTextResult,
@@ -80,9 +81,19 @@ export async function parseReport(raw: Buffer, options: ParseReportOptions = {})
   return parseReportSync(raw, options);
 }
 
+/**
+ * Never throws because of the input. The pattern and rule files are read (and checked) on first
+ * use, outside the guard: a broken configuration is the operator's to fix and must not turn every
+ * report into `unknown` quietly.
+ */
 export function parseReportSync(raw: Buffer, options: ParseReportOptions = {}): ParsedReport {
+  const resolved: Required<Pick<ParseReportOptions, 'rules' | 'patterns'>> & ParseReportOptions = {
+    ...options,
+    rules: options.rules ?? defaultBounceRules(),
+    patterns: options.patterns ?? defaultReportPatterns(),
+  };
   try {
-    return new ReportReader(raw, options).read();
+    return new ReportReader(raw, resolved).read();
   } catch (error) {
     return unknownReport(`cannot read the message: ${(error as Error).message}`);
   }
@@ -135,15 +146,16 @@ class ReportReader {
   private plainInput: PlainTextInput | undefined;
   private readonly empty: boolean;
 
-  constructor(raw: Buffer, options: ParseReportOptions) {
+  constructor(raw: Buffer, options: ParseReportOptions & Required<Pick<ParseReportOptions, 'rules' | 'patterns'>>) {
     const binary = toBinaryText(raw);
     this.empty = binary.trim() === '';
     this.root = parseEntity(binary);
     this.campaignHeader = options.campaignHeader ?? DEFAULT_CAMPAIGN_HEADER;
-    this.rules = options.rules ?? defaultBounceRules();
-    this.patterns = options.patterns ?? defaultReportPatterns();
-    this.from = headerText(first(this.root.headers, 'from'));
-    this.subject = headerText(first(this.root.headers, 'subject'));
+    this.rules = options.rules;
+    this.patterns = options.patterns;
+    // Signatures read the start of From and Subject; a giant header cannot make them slow.
+    this.from = headerText(first(this.root.headers, 'from')).slice(0, 1000);
+    this.subject = headerText(first(this.root.headers, 'subject')).slice(0, 1000);
   }
 
   read(): ParsedReport {
@@ -201,8 +213,8 @@ class ReportReader {
     const text = this.reportText();
     if (!EMBEDDED_DSN.test(text) || !EMBEDDED_DSN_FIELD.test(text)) return null;
     const start = EMBEDDED_DSN_START.exec(text)?.index ?? 0;
-    const lines = text.slice(start).split('\n');
-    const end = lines.findIndex((line) => this.patterns.original.test(line));
+    const lines = text.slice(start).split('\n', 50_000);
+    const end = lines.findIndex((line) => this.patterns.original.test(line.length > 1000 ? line.slice(0, 1000) : line));
     const facts = readDeliveryStatus((end === -1 ? lines : lines.slice(0, end)).join('\n'));
     if (facts.length === 0 || facts.every((f) => f.recipient === null && f.action === null)) return null;
     this.completeFromText(facts, this.root);
@@ -239,7 +251,6 @@ class ReportReader {
     let fallback: PlainTextResult | null = null;
     for (const family of families) {
       const result = readWithFamily(input, family, this.patterns);
-      if (result === null) continue;
       if (result.recipients.length > 0) return this.finishPlainText(result);
       fallback ??= result;
     }
@@ -250,7 +261,7 @@ class ReportReader {
     }
     if (fallback === null && !this.looksLikeBounce()) return null;
     const generic = readWithFamily(input, null, this.patterns);
-    if (generic !== null && generic.recipients.length > 0) {
+    if (generic.recipients.length > 0) {
       return this.finishPlainText({ ...generic, family: fallback?.family ?? 'generic' });
     }
     return this.finishPlainText(this.recipientsFromElsewhere(fallback ?? generic));
@@ -260,32 +271,27 @@ class ReportReader {
    * A bounce whose text names nobody in a way we can read: the recipients come from
    * X-Failed-Recipients (Exim, Google), else from the returned message's To.
    */
-  private recipientsFromElsewhere(result: PlainTextResult | null): PlainTextResult {
-    const section = result?.section ?? '';
+  private recipientsFromElsewhere(result: PlainTextResult): PlainTextResult {
+    const section = result.section;
     let addresses = addressesOf(first(this.root.headers, 'x-failed-recipients'));
     if (addresses.length === 0) {
-      const returned = this.returnedMessage(this.root, result?.originalText ?? null);
+      const returned = this.returnedMessage(this.root, result.originalText);
       if (returned.to !== null) addresses = [returned.to];
     }
-    const reason = firstParagraphs(afterIntroduction(section), this.patterns);
-    const temporary = this.patterns.temporary.test(section);
-    const transient = this.patterns.transient.test(section);
+    const reason = sectionReason(section, this.patterns);
+    const sectionLines = linesOf(section);
+    const temporary = anyLine(this.patterns.temporary, sectionLines);
+    const transient = anyLine(this.patterns.transient, sectionLines);
     const recipients = (addresses.length > 0 ? addresses : [null]).map((address) => {
       const facts = emptyFacts();
       facts.recipient = address;
       facts.action = temporary ? 'delayed' : 'failed';
       facts.transient = transient;
-      facts.impliedStatus = result?.impliedStatus ?? null;
+      facts.impliedStatus = result.impliedStatus;
       fillFromReason(facts, reason, this.patterns);
       return facts;
     });
-    return {
-      family: result?.family ?? 'generic',
-      impliedStatus: result?.impliedStatus ?? null,
-      recipients,
-      originalText: result?.originalText ?? null,
-      section,
-    };
+    return { ...result, recipients };
   }
 
   private finishPlainText(result: PlainTextResult): ParsedReport {
@@ -306,13 +312,13 @@ class ReportReader {
     const missingAddress = facts.some((f) => f.recipient === null);
     const missingReason = facts.some((f) => f.diagnosticCode === null);
     if (!missingAddress && !missingReason) return;
-    const text = this.readableText(container);
+    const text = readableText(container);
     let found: RecipientFacts[] = [];
     if (text !== '') {
       const input = { ...this.plainTextInput(), lines: linesOf(unquoteForwarded(text)) };
       for (const family of [...matchFamily(input, this.patterns), null]) {
         const result = readWithFamily(input, family, this.patterns);
-        if (result !== null && result.recipients.length > 0) {
+        if (result.recipients.length > 0) {
           found = result.recipients;
           break;
         }
@@ -373,21 +379,12 @@ class ReportReader {
   /** The human-readable text of the report: its first text part, or the body of a text message. */
   private reportText(): string {
     if (this.text === undefined) {
-      const text = this.readableText(this.root);
+      const text = readableText(this.root);
       this.text = unquoteForwarded(text.length > MAX_REPORT_TEXT ? text.slice(0, MAX_REPORT_TEXT) : text);
     }
     return this.text;
   }
 
-  private readableText(container: Entity): string {
-    for (const entity of walkOwn(container)) {
-      if (entity.type === 'text/plain' && entity.parts.length === 0 && entity.body.trim() !== '') return textOf(entity);
-    }
-    for (const entity of walkOwn(container)) {
-      if (entity.type === 'text/html') return stripHtml(textOf(entity));
-    }
-    return container.parts.length === 0 && container.message === null ? textOf(container) : '';
-  }
 
   private plainTextInput(): PlainTextInput {
     if (this.plainInput !== undefined) return this.plainInput;
@@ -419,45 +416,4 @@ function findEntity(root: Entity, types: ReadonlySet<string>): Entity | null {
   for (const entity of walkOwn(root)) if (types.has(entity.type)) return entity;
   for (const entity of walk(root)) if (types.has(entity.type)) return entity;
   return null;
-}
-
-/** The part of an error section after its introduction ("The following address(es) failed:"). */
-function afterIntroduction(section: string): string {
-  const intro = /^.*\b(?:following|these)\b.*:\s*$/im.exec(section);
-  if (intro === null) return section;
-  const rest = section.slice(intro.index + intro[0].length);
-  return rest.trim() === '' ? section : rest;
-}
-
-function firstParagraphs(section: string, patterns: ReportPatterns): string {
-  const kept: string[] = [];
-  let paragraphs = 0;
-  for (const raw of section.split('\n')) {
-    const line = raw.trim();
-    if (line === '') {
-      if (kept.length > 0 && kept[kept.length - 1] !== '') {
-        paragraphs += 1;
-        kept.push('');
-        if (paragraphs >= 3) break;
-      }
-      continue;
-    }
-    if (patterns.reasonStop.test(line) && kept.length > 0) break;
-    kept.push(line);
-  }
-  return kept.join(' ').replace(/\s+/g, ' ').trim().slice(0, 1500);
-}
-
-/** An HTML-only report as text: line breaks where blocks end, tags dropped (linear, no nesting). */
-function stripHtml(html: string): string {
-  return html
-    .replace(/<br\s*\/?>|<\/(?:p|div|tr|li|h\d)>/gi, '\n')
-    .replace(/<[^<>]*>/g, ' ')
-    .replace(/&nbsp;/g, ' ')
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&quot;/g, '"')
-    .replace(/&#39;/g, "'")
-    .replace(/&amp;/g, '&')
-    .replace(/[ \t]+\n/g, '\n');
 }

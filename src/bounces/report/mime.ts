@@ -289,3 +289,28 @@ export function* walkOwn(entity: Entity): Generator<Entity> {
   yield entity;
   for (const part of entity.parts) yield* walkOwn(part);
 }
+
+/** The human-readable text of a report: its first text/plain part, else its HTML as text. */
+export function readableText(container: Entity): string {
+  for (const entity of walkOwn(container)) {
+    if (entity.type === 'text/plain' && entity.parts.length === 0 && entity.body.trim() !== '') return textOf(entity);
+  }
+  for (const entity of walkOwn(container)) {
+    if (entity.type === 'text/html') return stripHtml(textOf(entity));
+  }
+  return container.parts.length === 0 && container.message === null ? textOf(container) : '';
+}
+
+/** An HTML-only report as text: line breaks where blocks end, tags dropped (linear, no nesting). */
+function stripHtml(html: string): string {
+  return html
+    .replace(/<br\s*\/?>|<\/(?:p|div|tr|li|h\d)>/gi, '\n')
+    .replace(/<[^<>]*>/g, ' ')
+    .replace(/&nbsp;/g, ' ')
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&#39;/g, "'")
+    .replace(/&amp;/g, '&')
+    .replace(/[ \t]+\n/g, '\n');
+}

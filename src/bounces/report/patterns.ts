@@ -41,7 +41,10 @@ const familySchema = z.strictObject({
     .refine((m) => m.from ?? m.subject ?? m.body ?? m.header ?? m.messageId, {
       message: 'needs at least one of from, subject, body, header, messageId',
     }),
-  /** The error section begins after the first line that matches (default: the top of the text). */
+  /**
+   * The error section begins at the first line that matches the first of these that matches any
+   * line (so the list is in order of preference); default: the top of the text.
+   */
   start: optionalRegexList,
   /** More lines where the returned original begins, besides the common `original` markers. */
   end: optionalRegexList,
@@ -108,7 +111,7 @@ export interface FamilyPatterns {
   readonly headers: readonly string[];
   readonly messageId: RegExp | null;
   readonly min: number;
-  readonly start: RegExp | null;
+  readonly start: readonly RegExp[];
   readonly end: RegExp | null;
   readonly recipient: readonly RegExp[];
   readonly commonRecipients: boolean;
@@ -188,7 +191,7 @@ export function compileReportPatterns(data: unknown, source = '(in memory)'): Re
       headers: f.match.header ?? [],
       messageId: compiler.alternation(f.match.messageId, `${where}.match.messageId`),
       min: f.match.min ?? 1,
-      start: compiler.alternation(f.start, `${where}.start`),
+      start: (f.start ?? []).map((item, index) => compiler.one(item, `${where}.start[${index}]`)),
       end: compiler.alternation(f.end, `${where}.end`),
       recipient: compiler.each(f.recipient, `${where}.recipient`),
       commonRecipients: f.commonRecipients ?? true,

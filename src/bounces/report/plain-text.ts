@@ -100,17 +100,15 @@ export function anyLine(pattern: RegExp, lines: readonly string[], limit = lines
   return false;
 }
 
-/** Reads a report with one family's patterns; null when it names no recipient. */
-export function readWithFamily(
-  input: PlainTextInput,
-  family: FamilyPatterns | null,
-  patterns: ReportPatterns,
-): PlainTextResult | null {
+/** Reads a report with one family's patterns (null: the generic reader); recipients may be empty. */
+export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | null, patterns: ReportPatterns): PlainTextResult {
   const lines = input.lines;
   const section = findSection(lines, family, patterns);
-  const sectionText = lines.slice(section.start, section.end).join('\n');
-  const temporary = (family?.temporary?.test(sectionText) ?? false) || patterns.temporary.test(sectionText);
-  const transient = patterns.transient.test(sectionText);
+  const sectionLines = lines.slice(section.start, section.end);
+  const sectionText = sectionLines.join('\n');
+  const temporary =
+    (family?.temporary != null && anyLine(family.temporary, sectionLines)) || anyLine(patterns.temporary, sectionLines);
+  const transient = anyLine(patterns.transient, sectionLines);
   // The same address again right after (a transcript line, a quoted reply) belongs to the same reason.
   const mentions = findMentions(section, family, patterns, input.excluded).filter(
     (mention, index, all) => index === 0 || all[index - 1]?.address.toLowerCase() !== mention.address.toLowerCase(),
@@ -130,12 +128,10 @@ export function readWithFamily(
     const key = mention.address.toLowerCase();
     const seen = byAddress.get(key);
     if (seen !== undefined) {
-      // The same address again (a translated copy, a transcript): its words add to the reason.
-      if (reason !== '' && seen.diagnosticCode !== null && !seen.diagnosticCode.includes(reason)) {
-        if (seen.replyCode === null && findReplyCode(reason) !== null) fillFromReason(seen, reason, patterns);
-      } else if (reason !== '' && seen.diagnosticCode === null) {
-        fillFromReason(seen, reason, patterns);
-      }
+      // The same address again (a translated copy, a transcript): a reason that quotes the
+      // remote reply replaces one that did not.
+      const better = seen.diagnosticCode === null || (seen.replyCode === null && findReplyCode(reason) !== null);
+      if (reason !== '' && better) fillFromReason(seen, reason, patterns, true);
       return;
     }
     if (recipients.length >= MAX_RECIPIENTS) return;
@@ -152,9 +148,13 @@ export function readWithFamily(
 }
 
 /** Sets the diagnostic and what it quotes: reply code, enhanced status code, remote host. */
-export function fillFromReason(facts: RecipientFacts, reason: string, patterns: ReportPatterns): void {
+export function fillFromReason(facts: RecipientFacts, reason: string, patterns: ReportPatterns, replace = false): void {
   if (reason === '') return;
   facts.diagnosticCode = remoteReply(reason, patterns) ?? reason;
+  if (replace) {
+    facts.status = findStatus(reason) ?? facts.status;
+    facts.replyCode = findReplyCode(reason);
+  }
   facts.status ??= findStatus(reason);
   facts.replyCode ??= findReplyCode(reason);
   if (facts.remoteMta === null) {
@@ -186,9 +186,12 @@ export function unquoteForwarded(text: string): string {
 
 function findSection(lines: readonly string[], family: FamilyPatterns | null, patterns: ReportPatterns): Section {
   let start = 0;
-  if (family?.start) {
-    const found = lines.findIndex((line) => family.start?.test(line) === true);
-    if (found !== -1) start = found;
+  for (const marker of family?.start ?? []) {
+    const found = lines.findIndex((line) => marker.test(line));
+    if (found !== -1) {
+      start = found;
+      break;
+    }
   }
   let end = lines.length;
   for (let i = start + 1; i < lines.length; i += 1) {
@@ -255,7 +258,11 @@ function reasonOf(section: Section, mention: Mention, next: number, previousEnd:
       }
       continue;
     }
-    if (patterns.reasonStop.test(line)) break;
+    // Boilerplate after the reason ends it; a rule line before any reason is only decoration.
+    if (patterns.reasonStop.test(line)) {
+      if (parts.length > 0) break;
+      continue;
+    }
     inParagraph = true;
     parts.push(line);
     length += line.length;
@@ -321,4 +328,42 @@ export function findStatus(text: string): string | null {
 export function findReplyCode(text: string): number | null {
   const code = REPLY_CODE_IN_TEXT.exec(text)?.[1];
   return code === undefined ? null : Number(code);
+}
+
+/**
+ * The reason of a section that names no recipient line: its first paragraphs after the
+ * introduction ("The following address(es) failed:"), for recipients found elsewhere.
+ */
+export function sectionReason(section: string, patterns: ReportPatterns): string {
+  return firstParagraphs(afterIntroduction(section), patterns);
+}
+
+/** The part of an error section after its introduction ("The following address(es) failed:"). */
+function afterIntroduction(section: string): string {
+  const lines = section.split('\n');
+  const intro = lines.findIndex((line) => line.trimEnd().endsWith(':') && INTRODUCTION.test(line));
+  if (intro === -1) return section;
+  const rest = lines.slice(intro + 1).join('\n');
+  return rest.trim() === '' ? section : rest;
+}
+
+const INTRODUCTION = /\b(?:following|these)\b/i;
+
+function firstParagraphs(section: string, patterns: ReportPatterns): string {
+  const kept: string[] = [];
+  let paragraphs = 0;
+  for (const raw of section.split('\n')) {
+    const line = raw.trim();
+    if (line === '') {
+      if (kept.length > 0 && kept[kept.length - 1] !== '') {
+        paragraphs += 1;
+        kept.push('');
+        if (paragraphs >= 3) break;
+      }
+      continue;
+    }
+    if (patterns.reasonStop.test(line) && kept.length > 0) break;
+    kept.push(line);
+  }
+  return kept.join(' ').replace(/\s+/g, ' ').trim().slice(0, 1500);
 }

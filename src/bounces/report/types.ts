@@ -16,8 +16,9 @@ export type ReportKind = 'bounce' | 'delay' | 'complaint' | 'autoreply' | 'deliv
 
 /**
  * Which reader recognised the message: `rfc3464`, `rfc6533` (internationalised DSN), `arf`,
- * `autoreply`, `amazonses` (SES JSON notification), an NDR family id from config/ndr-patterns.json
- * (`exim`, `qmail`, `sendmail`, ...), `generic` (a bounce in no known wording) or `none`.
+ * `complaint` (a provider's complaint without ARF), `unsubscribe`, `autoreply`, `amazonses` (SES
+ * JSON notification), an NDR family id from config/ndr-patterns.json (`exim`, `qmail`,
+ * `sendmail`, ...), `generic` (a bounce in no known wording) or `none`.
  */
 export type ReportFormat = string;
 
