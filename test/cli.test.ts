@@ -119,6 +119,37 @@ describe('rebound CLI', () => {
     expect(JSON.parse(dsn.stdout)).toMatchObject({ severity: 'temporary', type: 'soft', category: 'quota-issues', code: null, enhancedCode: '4.2.2' });
   });
 
+  it('`parse` prints the public JSON shape for one report, and JSON Lines with "file" for several', async () => {
+    const fixture = (name: string) => `${PROJECT_ROOT}/fixtures/dsn/${name}`;
+    const one = await rebound(['parse', fixture('postfix-delayed.eml')]);
+    expect(one.code).toBe(0);
+    expect(JSON.parse(one.stdout)).toEqual({
+      kind: 'delay',
+      recipients: [
+        {
+          recipient: 'oliver@example.co.uk',
+          action: 'delayed',
+          status: '4.4.1',
+          diagnosticCode: 'X-Postfix; connect to mx.example.co.uk[203.0.113.33]:25: Connection timed out',
+          remoteMta: null,
+          severity: 'temporary',
+          type: 'soft',
+          category: 'no-answer-from-host',
+        },
+      ],
+    });
+    const many = await rebound(['parse', fixture('postfix-delayed.eml'), fixture('arf-complaint.eml'), fixture('empty.eml')]);
+    const lines = many.stdout.trim().split('\n').map((line) => JSON.parse(line) as { file: string; kind: string });
+    expect(lines.map((line) => [Object.keys(line)[0], line.file.split('/').pop(), line.kind])).toEqual([
+      ['file', 'postfix-delayed.eml', 'delay'],
+      ['file', 'arf-complaint.eml', 'complaint'],
+      ['file', 'empty.eml', 'unknown'],
+    ]);
+    const missing = await rebound(['parse', '/nonexistent.eml']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toBe('rebound: cannot read /nonexistent.eml (ENOENT)\n');
+  });
+
   it('`config --env` lists the environment variables, and `config` hides password hashes', async () => {
     const env = await rebound(['config', '--env']);
     expect(env.stdout).toMatch(/REBOUND_SUBMISSION_PORT\s+submission\.port/);
