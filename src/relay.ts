@@ -11,6 +11,7 @@ import { storedSecret } from './store/settings.js';
 import { Spool } from './store/spool.js';
 import { createSubmissionServer } from './submission/server.js';
 import { unsubscribeSettings, type UnsubscribeSettings } from './unsubscribe/index.js';
+import { startWebhooks, type WebhookStage } from './webhooks/index.js';
 
 export interface RunningRelay {
   submission: AddressInfo;
@@ -18,6 +19,8 @@ export interface RunningRelay {
   inbound: AddressInfo | null;
   spool: Spool;
   verp: VerpSettings;
+  /** The webhook sender: backlog() and failures() for metrics. */
+  webhooks: WebhookStage;
   /** Stops every stage in flow order, then closes the database. */
   stop(): Promise<void>;
 }
@@ -50,6 +53,9 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
     address = await listening('submission', config.submission.host, config.submission.port, () => submission.listen());
     const delivery: DeliveryStage | null = config.delivery.enabled ? startDelivery(config, db, verp, unsubscribe, logger) : null;
     if (delivery) spool.onCommitted(() => delivery.wake());
+    // Runs even with no endpoints, so outbox rows are marked handled instead of piling up for
+    // the first endpoint someone adds.
+    const webhooks = startWebhooks(config, db, logger);
     logger.info({ store: config.store.path, hostname: config.hostname, returnPathDomain: verp.domain }, 'rebound started');
     const inboundStage = inbound;
     return {
@@ -57,11 +63,13 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
       inbound: inboundStage?.address ?? null,
       spool,
       verp,
+      webhooks,
       stop: async () => {
         await submission.close();
         spool.close();
         await delivery?.stop(config.submission.shutdownTimeoutSeconds * 1000);
         await inboundStage?.stop();
+        await webhooks.stop();
         db.close();
         logger.info({ messages: spool.stats.messages, commits: spool.stats.commits }, 'rebound stopped; store closed');
       },

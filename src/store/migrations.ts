@@ -249,6 +249,14 @@ export const MIGRATIONS: readonly string[] = [
     JOIN messages m ON m.id = e.message_id
    WHERE e.event IN ('permanent_fail', 'temporary_fail') AND coalesce(e.reason, '') <> 'suppressed';
   `,
+  `
+  -- Lookups by parent row, and the cascades from events, without scanning whole tables.
+  CREATE INDEX webhook_outbox_by_event ON webhook_outbox (event_id);
+  CREATE INDEX webhook_deliveries_by_event ON webhook_deliveries (event_id);
+  CREATE INDEX webhook_attempts_by_delivery ON webhook_attempts (delivery_id);
+  CREATE INDEX attempts_by_message ON attempts (message_id);
+  CREATE INDEX suppressions_by_last_at ON suppressions (last_at);
+  `,
 ];
 
 export class SchemaTooNewError extends OperatorError {
