@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { registerBounceCommands } from './cli/bounce-commands.js';
 import { registerRelayCommands } from './cli/relay-commands.js';
+import { registerReportCommands } from './cli/report-commands.js';
 import { registerSuppressionCommands } from './cli/suppression-commands.js';
 import { OperatorError } from './errors.js';
 
@@ -13,6 +14,7 @@ const program = new Command('rebound')
 registerRelayCommands(program);
 registerBounceCommands(program);
 registerSuppressionCommands(program);
+registerReportCommands(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   if (error instanceof OperatorError) {

@@ -1,0 +1,144 @@
+import { stringify } from 'csv-stringify/sync';
+import type { BouncesReportQuery, BouncesReportRow, GroupBy } from './bounces.js';
+
+/** The bounces report as a text table, RFC 4180 CSV, or an XLSX workbook. */
+
+export interface BouncesColumn {
+  key: keyof BouncesReportRow;
+  header: string;
+}
+
+/**
+ * The columns every format shows, in order: the group (headed by what it is), the bounce text,
+ * the amount, then type, category and the first and last bounce. Grouped by category, the
+ * category column would repeat the group, so it is left out.
+ */
+export function bouncesColumns(groupBy: GroupBy): BouncesColumn[] {
+  const columns: BouncesColumn[] = [
+    { key: 'group', header: groupBy },
+    { key: 'text', header: 'bounce_text' },
+    { key: 'amount', header: 'amount' },
+    { key: 'bounceType', header: 'type' },
+    { key: 'category', header: 'category' },
+    { key: 'firstAt', header: 'first_at' },
+    { key: 'lastAt', header: 'last_at' },
+  ];
+  return groupBy === 'category' ? columns.filter((column) => column.key !== 'category') : columns;
+}
+
+/** One line naming the period and the filters, e.g. for a title. */
+export function describeBouncesQuery(query: BouncesReportQuery): string {
+  const what = query.type === 'all' ? 'bounces (hard and soft)' : `${query.type} bounces`;
+  const campaign = query.campaign === null ? 'all campaigns' : `campaign ${query.campaign}`;
+  return `${what} from ${query.since.toISOString()} to ${query.until.toISOString()} (excluded), ${campaign}, grouped by ${query.groupBy}`;
+}
+
+function totalOf(rows: readonly BouncesReportRow[]): number {
+  return rows.reduce((sum, row) => sum + row.amount, 0);
+}
+
+/** Remote servers write the bounce texts: no control characters (escape sequences) reach a terminal. */
+function printable(value: string): string {
+  return value.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ');
+}
+
+/**
+ * An aligned text table for a terminal: a title line, the header, the rows, a total. The bounce
+ * text goes last, where a long one does not push the other columns apart; first/last times are
+ * left to CSV and XLSX.
+ */
+export function bouncesTable(rows: readonly BouncesReportRow[], query: BouncesReportQuery): string {
+  const title = describeBouncesQuery(query);
+  if (rows.length === 0) return `${title}\n\nno bounces in this period\n`;
+  const keys: Array<keyof BouncesReportRow> = ['group', 'amount', 'bounceType', 'category', 'text'];
+  const columns = keys
+    .map((key) => bouncesColumns(query.groupBy).find((column) => column.key === key))
+    .filter((column): column is BouncesColumn => column !== undefined);
+  const cells = rows.map((row) => columns.map((column) => printable(String(row[column.key]))));
+  const widths = columns.map((column, i) => Math.max(column.header.length, ...cells.map((line) => (line[i] as string).length)));
+  const last = columns.length - 1;
+  const format = (line: string[]): string =>
+    line
+      .map((cell, i) => {
+        if (columns[i]?.key === 'amount') return cell.padStart(widths[i] as number);
+        return i === last ? cell : cell.padEnd(widths[i] as number);
+      })
+      .join('  ');
+  const total = totalOf(rows);
+  return [
+    title,
+    '',
+    format(columns.map((column) => column.header)),
+    ...cells.map(format),
+    '',
+    `${total} bounce${total === 1 ? '' : 's'} in ${rows.length} row${rows.length === 1 ? '' : 's'}`,
+    '',
+  ].join('\n');
+}
+
+/**
+ * RFC 4180 CSV: a header row, CRLF after every record, fields with a comma, a quote, CR or LF
+ * quoted and their quotes doubled. The bounce text comes from remote servers, so a field that a
+ * spreadsheet would run as a formula (starting with = + - @, a tab or CR) gets a leading `'`.
+ */
+export function bouncesCsv(rows: readonly BouncesReportRow[], query: BouncesReportQuery): string {
+  const columns = bouncesColumns(query.groupBy);
+  return stringify(
+    rows.map((row) => columns.map((column) => row[column.key])),
+    { header: true, columns: columns.map((column) => column.header), record_delimiter: '\r\n', escape_formulas: true },
+  );
+}
+
+/** Excel keeps at most this many characters in a cell. */
+const EXCEL_CELL_MAX = 32_767;
+
+/** Characters XML 1.0 cannot hold (controls, lone surrogates, U+FFFE/F) are dropped; long texts cut to fit a cell. */
+function cellText(value: string): string {
+  const clean = value.replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '');
+  return clean.length > EXCEL_CELL_MAX ? `${clean.slice(0, EXCEL_CELL_MAX - 1)}…` : clean;
+}
+
+/**
+ * An XLSX workbook (exceljs): sheet "Bounces" with a header row (bold, frozen, filterable) and one
+ * row per report row, the amount as a number and times as ISO-8601 UTC text; sheet "Report" names
+ * the period, the filters, the totals and when the file was made.
+ */
+export async function bouncesXlsx(rows: readonly BouncesReportRow[], query: BouncesReportQuery, now: Date = new Date()): Promise<Buffer> {
+  // Loaded here, not at start: every `rebound` command imports this module, few write workbooks.
+  const { default: ExcelJS } = await import('exceljs');
+  const workbook = new ExcelJS.Workbook();
+  workbook.creator = 'Rebound';
+  workbook.created = now;
+  workbook.title = 'Bounces report';
+
+  const columns = bouncesColumns(query.groupBy);
+  const sheet = workbook.addWorksheet('Bounces', { views: [{ state: 'frozen', ySplit: 1 }] });
+  sheet.columns = columns.map((column) => ({
+    header: column.header,
+    key: column.key,
+    width: column.key === 'text' ? 80 : column.key === 'amount' ? 10 : column.key === 'firstAt' || column.key === 'lastAt' ? 26 : 22,
+  }));
+  sheet.getRow(1).font = { bold: true };
+  sheet.autoFilter = { from: { row: 1, column: 1 }, to: { row: 1, column: columns.length } };
+  for (const row of rows) {
+    sheet.addRow(columns.map((column) => (column.key === 'amount' ? row.amount : cellText(String(row[column.key])))));
+  }
+
+  const about = workbook.addWorksheet('Report');
+  about.columns = [{ width: 18 }, { width: 60 }];
+  about.addRows([
+    ['report', 'bounces'],
+    ['since', query.since.toISOString()],
+    ['until (excluded)', query.until.toISOString()],
+    ['campaign', query.campaign === null ? 'all campaigns' : cellText(query.campaign)],
+    ['type', query.type],
+    ['grouped by', query.groupBy],
+    ['rows', rows.length],
+    ['bounces', totalOf(rows)],
+    ['generated at', now.toISOString()],
+  ]);
+  about.getColumn(1).font = { bold: true };
+
+  const written = await workbook.xlsx.writeBuffer();
+  return Buffer.isBuffer(written) ? written : Buffer.from(written as ArrayBuffer);
+}

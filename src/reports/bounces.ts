@@ -1,0 +1,201 @@
+import type { Database, Statement } from 'better-sqlite3';
+import { OperatorError } from '../errors.js';
+
+/**
+ * The bounces report: bounces in a period, for one campaign or all, grouped by the From domain,
+ * the sending IP, the recipient domain or the category; one row per group and bounce text, with
+ * the number of bounces. Read from the `v_bounces` view (migration 4): one row per
+ * `permanent_fail` or `temporary_fail` event, suppressed drops left out. A recipient tried three
+ * times before it expired counts three bounces (two deferrals and the expiry), as the seeds count.
+ *
+ * The CLI (`rebound report bounces`) and the admin API both call this module; see docs/reports.md.
+ */
+
+export type GroupBy = 'from-domain' | 'ip' | 'recipient-domain' | 'category';
+export type BounceTypeFilter = 'soft' | 'hard' | 'all';
+
+export const GROUP_BYS: readonly GroupBy[] = ['from-domain', 'ip', 'recipient-domain', 'category'];
+export const BOUNCE_TYPE_FILTERS: readonly BounceTypeFilter[] = ['soft', 'hard', 'all'];
+
+export interface BouncesReportQuery {
+  /** Start of the period, included. */
+  since: Date;
+  /** End of the period, left out. */
+  until: Date;
+  /** One campaign (the campaign header's value), or null for all mail, with or without a campaign. */
+  campaign: string | null;
+  groupBy: GroupBy;
+  type: BounceTypeFilter;
+}
+
+export interface BouncesReportRow {
+  /** The group's value: a From domain, a sending IP, a recipient domain or a category; "(none)" when unknown. */
+  group: string;
+  /** The bounce text: the reply as stored in events.detail, the recipient's own address replaced by {recipient}. */
+  text: string;
+  /** How many bounces (events), not how many recipients or messages. */
+  amount: number;
+  /** hard or soft. */
+  bounceType: string;
+  /** One of the 17 bounce categories. */
+  category: string;
+  /** The first and the last bounce of the row in the period (ISO-8601 UTC). */
+  firstAt: string;
+  lastAt: string;
+}
+
+/** Bad input to the report (a date, a group, a type): the message names the flag and the fix. */
+export class ReportQueryError extends OperatorError {
+  override name = 'ReportQueryError';
+}
+
+/** What the group value and the bounce text show when the store has nothing for them. */
+export const NONE = '(none)';
+/** What the recipient's own address becomes in the bounce text. */
+export const RECIPIENT_PLACEHOLDER = '{recipient}';
+
+export interface BouncesQueryInput {
+  since?: string | undefined;
+  until?: string | undefined;
+  campaign?: string | undefined;
+  groupBy?: string | undefined;
+  type?: string | undefined;
+}
+
+const DATE_HELP = 'use ISO 8601 like 2026-11-01 or 2026-11-01T12:00:00Z';
+
+/**
+ * Checks and completes a report request. `since` is required; `until` defaults to `now`;
+ * `groupBy` to from-domain; `type` to soft (the seeds' default for this report); no campaign
+ * means all campaigns. Dates and times without an offset are UTC, as the store keeps them.
+ */
+export function parseBouncesQuery(input: BouncesQueryInput, now: Date = new Date()): BouncesReportQuery {
+  if (input.since === undefined || input.since.trim() === '') {
+    throw new ReportQueryError(`--since is required: the start of the period, e.g. --since 2026-11-01 (${DATE_HELP})`);
+  }
+  const since = parseDate(input.since, '--since');
+  const until = input.until === undefined ? now : parseDate(input.until, '--until');
+  if (since.getTime() >= until.getTime()) {
+    throw new ReportQueryError(
+      `--since ${since.toISOString()} is not before --until ${until.toISOString()}${input.until === undefined ? ' (now)' : ''}; the period starts at --since and ends just before --until`,
+    );
+  }
+  const groupBy = oneOf(input.groupBy, '--group-by', GROUP_BYS, 'from-domain');
+  const type = oneOf(input.type, '--type', BOUNCE_TYPE_FILTERS, 'soft');
+  let campaign: string | null = null;
+  if (input.campaign !== undefined) {
+    campaign = input.campaign.trim();
+    if (campaign === '') throw new ReportQueryError('--campaign: give a campaign id (the value of the campaign header), or leave --campaign out for all campaigns');
+  }
+  return { since, until, campaign, groupBy, type };
+}
+
+function oneOf<T extends string>(value: string | undefined, flag: string, allowed: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  const wanted = value.trim().toLowerCase();
+  if (!(allowed as readonly string[]).includes(wanted)) throw new ReportQueryError(`${flag}: "${value}" is not one of ${allowed.join(', ')}`);
+  return wanted as T;
+}
+
+// 2026-11-01, 2026-11-01T12:00, 2026-11-01T12:00:00.5+01:00, 2026-11-01 12:00:00Z, ...
+const ISO_8601 = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?)?$/;
+
+/** An ISO 8601 calendar date or date-time; no offset means UTC. Impossible dates (02-30, 25:00) are refused. */
+export function parseDate(value: string, flag: string): Date {
+  const match = ISO_8601.exec(value.trim());
+  const bad = (): ReportQueryError => new ReportQueryError(`${flag}: "${value}" is not a date; ${DATE_HELP}`);
+  if (!match) throw bad();
+  const [, y, mo, d, h = '0', mi = '0', s = '0', fraction = '', , sign, oh = '0', om = '0'] = match;
+  const year = Number(y), month = Number(mo), day = Number(d), hour = Number(h), minute = Number(mi), second = Number(s);
+  const offsetHours = Number(oh), offsetMinutes = Number(om);
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) throw bad();
+  if (hour > 23 || minute > 59 || second > 59 || offsetHours > 23 || offsetMinutes > 59) throw bad();
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
+  date.setUTCHours(hour, minute, second, Number(fraction.padEnd(3, '0').slice(0, 3)));
+  const offset = (sign === '-' ? -1 : 1) * (offsetHours * 60 + offsetMinutes) * 60_000;
+  const result = new Date(date.getTime() - (sign ? offset : 0));
+  // The store compares times as text: only years 0000-9999 keep the ISO form that sorts.
+  if (!/^\d{4}-/.test(result.toISOString())) throw bad();
+  return result;
+}
+
+function daysInMonth(year: number, month: number): number {
+  const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+  return [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1] ?? 0;
+}
+
+/** v_bounces columns the groups read: the only text that goes into the SQL besides fixed fragments. */
+const GROUP_COLUMNS: Record<GroupBy, string> = {
+  'from-domain': 'from_domain',
+  ip: 'local_ip',
+  'recipient-domain': 'recipient_domain',
+  category: 'category',
+};
+
+interface RawRow {
+  grp: string;
+  bounce_text: string;
+  bounce_type: string;
+  category: string;
+  amount: number;
+  first_at: string;
+  last_at: string;
+}
+
+/** The SQL for one shape of query (group column, with or without campaign and type filters). */
+export function bouncesSql(groupBy: GroupBy, withCampaign: boolean, withType: boolean): string {
+  const column = Object.hasOwn(GROUP_COLUMNS, groupBy) ? GROUP_COLUMNS[groupBy] : undefined;
+  if (column === undefined) throw new ReportQueryError(`--group-by: "${String(groupBy)}" is not one of ${GROUP_BYS.join(', ')}`);
+  return `
+    SELECT coalesce(nullif(${column}, ''), '${NONE}') AS grp,
+           coalesce(nullif(replace(text, address, '${RECIPIENT_PLACEHOLDER}'), ''), '${NONE}') AS bounce_text,
+           coalesce(bounce_type, '${NONE}') AS bounce_type,
+           coalesce(category, '${NONE}') AS category,
+           count(*) AS amount,
+           min(at) AS first_at,
+           max(at) AS last_at
+      FROM v_bounces
+     WHERE at >= @since AND at < @until${withCampaign ? '\n       AND campaign_id = @campaign' : ''}${withType ? '\n       AND bounce_type = @type' : ''}
+     GROUP BY 1, 2, 3, 4
+     ORDER BY amount DESC, grp, bounce_text, category`;
+}
+
+const statements = new WeakMap<Database, Map<string, Statement>>();
+
+function statementFor(db: Database, query: BouncesReportQuery): Statement {
+  const withCampaign = query.campaign !== null;
+  const withType = query.type !== 'all';
+  const key = `${query.groupBy}|${withCampaign}|${withType}`;
+  let cache = statements.get(db);
+  if (!cache) {
+    cache = new Map();
+    statements.set(db, cache);
+  }
+  let statement = cache.get(key);
+  if (!statement) {
+    statement = db.prepare(bouncesSql(query.groupBy, withCampaign, withType));
+    cache.set(key, statement);
+  }
+  return statement;
+}
+
+/** The report's rows, most bounces first (then by group and text). */
+export function bouncesReport(db: Database, query: BouncesReportQuery): BouncesReportRow[] {
+  if (!BOUNCE_TYPE_FILTERS.includes(query.type)) throw new ReportQueryError(`--type: "${String(query.type)}" is not one of ${BOUNCE_TYPE_FILTERS.join(', ')}`);
+  const params: Record<string, string> = { since: query.since.toISOString(), until: query.until.toISOString() };
+  if (query.campaign !== null) params.campaign = query.campaign;
+  if (query.type !== 'all') params.type = query.type;
+  const rows = statementFor(db, query).all(params) as RawRow[];
+  return rows.map((row) => ({
+    group: row.grp,
+    text: row.bounce_text,
+    amount: row.amount,
+    bounceType: row.bounce_type,
+    category: row.category,
+    firstAt: row.first_at,
+    lastAt: row.last_at,
+  }));
+}
+
+export { bouncesColumns, bouncesCsv, bouncesTable, bouncesXlsx, describeBouncesQuery, type BouncesColumn } from './bounces-export.js';
