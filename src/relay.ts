@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import { startAdmin, type AdminServer } from './admin/server.js';
 import type { VerpSettings } from './bounces/verp.js';
 import type { Config } from './config/load.js';
 import { startDelivery, type DeliveryStage } from './delivery/index.js';
@@ -10,13 +11,15 @@ import { openStore, type Database } from './store/database.js';
 import { storedSecret } from './store/settings.js';
 import { Spool } from './store/spool.js';
 import { createSubmissionServer } from './submission/server.js';
-import { unsubscribeSettings, type UnsubscribeSettings } from './unsubscribe/index.js';
+import { Unsubscriber, unsubscribeSettings, type UnsubscribeSettings } from './unsubscribe/index.js';
 import { startWebhooks, type WebhookStage } from './webhooks/index.js';
 
 export interface RunningRelay {
   submission: AddressInfo;
   /** The return-path MX, when inbound.enabled. */
   inbound: AddressInfo | null;
+  /** The admin HTTP API, when admin.enabled. */
+  admin: AddressInfo | null;
   spool: Spool;
   verp: VerpSettings;
   /** The webhook sender: backlog() and failures() for metrics. */
@@ -35,19 +38,23 @@ async function listening<T>(what: string, host: string, port: number, listen: ()
   }
 }
 
-/** Starts every stage: the spool, the inbound report listener, the submission server, delivery. */
+/** Starts every stage: the spool, the inbound report listener, the admin API, the submission server, delivery, webhooks. */
 export async function startRelay(config: Config, logger: Logger): Promise<RunningRelay> {
   const db = openStore(config.store.path, { synchronous: config.store.synchronous });
   const spool = new Spool(db, config.store.groupCommitMaxMessages);
   const verp = verpSettings(config, db);
   const unsubscribe: UnsubscribeSettings = unsubscribeSettings(config, verp.domain, verp.secret);
   let inbound: InboundStage | null = null;
+  let admin: AdminServer | null = null;
   let address: AddressInfo;
   try {
     if (config.inbound.enabled) {
       inbound = await listening('inbound', config.inbound.host, config.inbound.port, () =>
         startInbound(config, db, verp, unsubscribe, reportParser(config.submission.campaignHeader), logger),
       );
+    }
+    if (config.admin.enabled) {
+      admin = await listening('admin', config.admin.host, config.admin.port, () => startAdmin(config, db, logger, {}, new Unsubscriber(db, unsubscribe)));
     }
     const submission = createSubmissionServer(config, spool, logger);
     address = await listening('submission', config.submission.host, config.submission.port, () => submission.listen());
@@ -58,13 +65,16 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
     const webhooks = startWebhooks(config, db, logger);
     logger.info({ store: config.store.path, hostname: config.hostname, returnPathDomain: verp.domain }, 'rebound started');
     const inboundStage = inbound;
+    const adminServer = admin;
     return {
       submission: address,
       inbound: inboundStage?.address ?? null,
+      admin: adminServer?.address ?? null,
       spool,
       verp,
       webhooks,
       stop: async () => {
+        await adminServer?.stop();
         await submission.close();
         spool.close();
         await delivery?.stop(config.submission.shutdownTimeoutSeconds * 1000);
@@ -75,6 +85,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
       },
     };
   } catch (error) {
+    await admin?.stop();
     await inbound?.stop();
     db.close();
     throw error;

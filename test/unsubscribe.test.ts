@@ -74,3 +74,37 @@ describe('one-click unsubscribe (RFC 8058)', () => {
     expect(raw).toContain('List-Unsubscribe: <https://shop.example/u/1>');
   });
 });
+
+describe('the one-click endpoint on the admin server', () => {
+  it('unsubscribes on the RFC 8058 POST, shows only a button on GET, refuses a forged link', async () => {
+    const mx = await startFakeMx();
+    cleanups.push(() => mx.close());
+    const relay = await startTestRelay({
+      unsubscribe: { enabled: true, url: 'https://mail.shop.example/unsubscribe' },
+      admin: { enabled: true },
+      delivery: { enabled: true, pollIntervalMs: 50, routes: { 'example.test': `127.0.0.1:${mx.port}` } },
+    });
+    cleanups.push(() => relay.stop());
+    await nodemailer.createTransport({ host: '127.0.0.1', port: relay.port, ignoreTLS: true }).sendMail({ from: 'news@shop.example', to: 'clicker@example.test', text: 'hi' });
+    await waitFor('delivery', () => mx.received.length, (n) => n === 1);
+    const link = /<https:\/\/mail\.shop\.example\/unsubscribe\/([0-9a-z-]+)>/.exec(mx.received[0]?.raw.toString('latin1') ?? '')?.[1];
+    expect(link).toBeDefined();
+    const base = `http://127.0.0.1:${relay.relay.admin?.port}/unsubscribe`;
+
+    const shown = await fetch(`${base}/${link}`);
+    expect(shown.status).toBe(200);
+    expect(await shown.text()).toContain('<form method="post"');
+    expect(relay.db.prepare('SELECT count(*) AS n FROM suppressions').get()).toEqual({ n: 0 }); // a GET unsubscribes nobody
+
+    const post = () => fetch(`${base}/${link}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'List-Unsubscribe=One-Click' });
+    const first = await post();
+    expect(first.status).toBe(200);
+    expect(await first.text()).toContain('clicker@example.test will not get these emails any more');
+    expect((await post()).status).toBe(200); // a client that POSTs twice changes nothing more
+    expect(relay.db.prepare("SELECT address, type, source FROM suppressions").all()).toEqual([{ address: 'clicker@example.test', type: 'unsubscribes', source: 'unsubscribe' }]);
+    expect(relay.db.prepare("SELECT count(*) AS n FROM events WHERE event = 'unsubscribed' AND reason = 'one-click'").get()).toEqual({ n: 1 });
+
+    const forged = await fetch(`${base}/${link?.replace(/.$/, (c) => (c === 'a' ? 'b' : 'a'))}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'List-Unsubscribe=One-Click' });
+    expect(forged.status).toBe(404);
+  });
+});

@@ -256,6 +256,8 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX webhook_attempts_by_delivery ON webhook_attempts (delivery_id);
   CREATE INDEX attempts_by_message ON attempts (message_id);
   CREATE INDEX suppressions_by_last_at ON suppressions (last_at);
+  -- Lets /metrics count recipients in flight without a table scan.
+  CREATE INDEX recipients_sending ON recipients (id) WHERE status = 'sending';
   -- The bounces report reads failures by time (measured: a month of 400k events, 614 ms -> 373 ms).
   CREATE INDEX events_failures_by_at ON events (at) WHERE event IN ('permanent_fail', 'temporary_fail');
   `,

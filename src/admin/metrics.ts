@@ -1,0 +1,292 @@
+import type { Statement } from 'better-sqlite3';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { CATEGORIES, typeOfCategory } from '../bounces/categories.js';
+import type { Database } from '../store/database.js';
+
+export interface MetricsHooks {
+  /** Webhook deliveries waiting; without it, read from webhook_outbox and webhook_deliveries. */
+  webhookBacklog?: () => number;
+  /** Webhook deliveries that gave up (failed or rejected); without it, read from webhook_deliveries. */
+  webhookFailures?: () => number;
+}
+
+/** Seconds from acceptance to delivery: from a local hop in milliseconds to a retry a day later. */
+export const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 14_400, 43_200, 86_400];
+
+const INBOUND_KINDS = ['bounce', 'delay', 'complaint', 'autoreply', 'delivered', 'unknown', 'unparsed'] as const;
+
+interface EventGroup {
+  event: string;
+  reason: string | null;
+  source: string | null;
+  bounceType: string | null;
+  category: string | null;
+  n: number;
+}
+
+/**
+ * The relay's Prometheus metrics, read from the store when scraped, so nothing is counted on the
+ * delivery path and the numbers agree with what the tables say.
+ *
+ * The scrape stays cheap on a large store: counters read only rows added since the previous
+ * scrape (events, messages and inbound_reports are append-only and their ids only grow: a range
+ * on the rowid), and gauges read partial indexes (recipients_due, webhook_outbox_pending,
+ * webhook_deliveries_due). Counters therefore start at 0 when the relay starts, like any
+ * process's counters; Prometheus' rate() and increase() handle the restart.
+ */
+export class StoreMetrics {
+  readonly registry = new Registry();
+  private fresh = false;
+  private lastEventId: number;
+  private lastMessageId: number;
+  private lastReportId: number;
+  /** Inbound reports seen while still pending: counted once parsed. */
+  private readonly pendingReports = new Set<number>();
+  private webhookFailuresSeen: number;
+  /** Deliveries below this id are all final (none pending): their failures are already counted. */
+  private webhookSettledId: number;
+  private webhookSettledFailures = 0;
+
+  private readonly maxEventId: Statement;
+  private readonly eventGroups: Statement;
+  private readonly deliveredLatencies: Statement;
+  private readonly maxMessageId: Statement;
+  private readonly reportsAfter: Statement;
+  private readonly reportById: Statement;
+  private readonly queueDepth: Statement;
+  private readonly sendingCount: Statement | null;
+  private readonly oldestWaiting: Statement;
+  private readonly outboxPending: Statement;
+  private readonly deliveriesPending: Statement;
+  private readonly oldestPendingDelivery: Statement;
+  private readonly maxDeliveryId: Statement;
+  private readonly failuresBetween: Statement;
+
+  private readonly messagesAccepted: Counter;
+  private readonly recipientsAccepted: Counter;
+  private readonly delivered: Counter;
+  private readonly bounced: Counter<'category' | 'type' | 'source'>;
+  private readonly deferred: Counter<'category'>;
+  private readonly suppressed: Counter;
+  private readonly complaints: Counter;
+  private readonly unsubscribes: Counter;
+  private readonly inboundReports: Counter<'kind'>;
+  private readonly latency: Histogram;
+  private readonly depth: Gauge<'status'>;
+  private readonly oldestAge: Gauge;
+  private readonly webhookBacklog: Gauge;
+  private readonly webhookFailures: Counter;
+
+  constructor(
+    db: Database,
+    private readonly hooks: MetricsHooks = {},
+    /** With no webhook endpoints, outbox rows wait for nobody and are not a backlog. */
+    private readonly outboxIsBacklog = true,
+  ) {
+    this.maxEventId = db.prepare('SELECT coalesce(max(id), 0) FROM events').pluck();
+    this.eventGroups = db.prepare(`
+      SELECT event, reason, source, bounce_type AS bounceType, category, count(*) AS n
+        FROM events WHERE id > ? AND id <= ? GROUP BY 1, 2, 3, 4, 5`);
+    this.deliveredLatencies = db
+      .prepare(`
+        SELECT (julianday(e.at) - julianday(m.received_at)) * 86400.0
+          FROM events e JOIN messages m ON m.id = e.message_id
+         WHERE e.id > ? AND e.id <= ? AND e.event = 'delivered'`)
+      .pluck();
+    this.maxMessageId = db.prepare('SELECT coalesce(max(id), 0) FROM messages').pluck();
+    this.reportsAfter = db.prepare('SELECT id, parse_status AS status, kind FROM inbound_reports WHERE id > ? ORDER BY id');
+    this.reportById = db.prepare('SELECT id, parse_status AS status, kind FROM inbound_reports WHERE id = ?');
+    // recipients_due is a partial index on exactly these statuses.
+    this.queueDepth = db.prepare(`SELECT status, count(*) AS n FROM recipients WHERE status IN ('queued', 'deferred') GROUP BY status`);
+    // Counting `sending` needs an index on recipients.status; without one it would scan the table at every scrape.
+    const sending = `SELECT count(*) FROM recipients WHERE status = 'sending'`;
+    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sending}`).all() as Array<{ detail: string }>).map((row) => row.detail).join(' ');
+    this.sendingCount = /USING (COVERING )?INDEX/.test(plan) ? db.prepare(sending).pluck() : null;
+    this.oldestWaiting = db
+      .prepare(`SELECT min(m.received_at) FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.status IN ('queued', 'deferred')`)
+      .pluck();
+    this.outboxPending = db.prepare('SELECT count(*) FROM webhook_outbox WHERE fanned_out = 0').pluck();
+    this.deliveriesPending = db.prepare(`SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'`).pluck();
+    this.oldestPendingDelivery = db.prepare(`SELECT min(id) FROM webhook_deliveries WHERE status = 'pending'`).pluck();
+    this.maxDeliveryId = db.prepare('SELECT coalesce(max(id), 0) FROM webhook_deliveries').pluck();
+    this.failuresBetween = db.prepare(`SELECT count(*) FROM webhook_deliveries WHERE id >= ? AND id < ? AND status IN ('failed', 'rejected')`).pluck();
+
+    this.lastEventId = this.maxEventId.get() as number;
+    this.lastMessageId = this.maxMessageId.get() as number;
+    this.lastReportId = db.prepare('SELECT coalesce(max(id), 0) FROM inbound_reports').pluck().get() as number;
+    // Deliveries that gave up before the start are not counted: only the pending window is read.
+    this.webhookSettledId = (this.oldestPendingDelivery.get() as number | null) ?? (this.maxDeliveryId.get() as number) + 1;
+    this.webhookFailuresSeen = this.webhookFailuresNow();
+
+    const registers = [this.registry];
+    const collect = () => this.refreshOncePerScrape();
+    this.messagesAccepted = new Counter({ name: 'rebound_messages_accepted_total', help: 'Messages accepted (250 after DATA) since the relay started', registers, collect });
+    this.recipientsAccepted = new Counter({ name: 'rebound_recipients_accepted_total', help: 'Envelope recipients of accepted messages since the relay started', registers, collect });
+    this.delivered = new Counter({ name: 'rebound_delivered_total', help: 'Recipients delivered (the MX accepted) since the relay started', registers, collect });
+    this.bounced = new Counter({
+      name: 'rebound_bounced_total',
+      help: 'Recipients that bounced (permanent_fail: bounced or expired) since the relay started, by category, type (hard/soft) and source (immediate/delayed)',
+      labelNames: ['category', 'type', 'source'] as const,
+      registers,
+      collect,
+    });
+    this.deferred = new Counter({
+      name: 'rebound_deferred_total',
+      help: 'Temporary failures that will be retried (temporary_fail events) since the relay started, by category',
+      labelNames: ['category'] as const,
+      registers,
+      collect,
+    });
+    this.suppressed = new Counter({ name: 'rebound_suppressed_total', help: 'Recipients dropped unsent because the address is on a suppression list, since the relay started', registers, collect });
+    this.complaints = new Counter({ name: 'rebound_complaints_total', help: 'Complaints (ARF reports) since the relay started', registers, collect });
+    this.unsubscribes = new Counter({ name: 'rebound_unsubscribes_total', help: 'Unsubscribes (List-Unsubscribe) since the relay started', registers, collect });
+    this.inboundReports = new Counter({
+      name: 'rebound_inbound_reports_total',
+      help: 'Reports received by the inbound listener since the relay started, by kind once parsed (unparsed: the parser failed)',
+      labelNames: ['kind'] as const,
+      registers,
+      collect,
+    });
+    this.latency = new Histogram({
+      name: 'rebound_delivery_latency_seconds',
+      help: 'Seconds from acceptance to delivery, per delivered recipient, since the relay started',
+      buckets: LATENCY_BUCKETS,
+      registers,
+      collect,
+    });
+    this.depth = new Gauge({ name: 'rebound_queue_depth', help: 'Recipients waiting for delivery, by status', labelNames: ['status'] as const, registers, collect });
+    this.oldestAge = new Gauge({ name: 'rebound_queue_oldest_age_seconds', help: 'Age of the oldest message with a recipient queued or deferred (0 when none)', registers, collect });
+    this.webhookBacklog = new Gauge({ name: 'rebound_webhook_backlog', help: 'Webhook posts waiting: events not yet fanned out plus deliveries pending', registers, collect });
+    this.webhookFailures = new Counter({ name: 'rebound_webhook_failures_total', help: 'Webhook deliveries that gave up (failed after every retry, or rejected with 406) since the relay started', registers, collect });
+
+    // Known label sets start at 0, so rate() sees the first one.
+    for (const category of CATEGORIES) {
+      for (const source of ['immediate', 'delayed']) this.bounced.inc({ category, type: typeOfCategory(category), source }, 0);
+      this.deferred.inc({ category }, 0);
+    }
+    for (const kind of INBOUND_KINDS) this.inboundReports.inc({ kind }, 0);
+    this.depth.set({ status: 'queued' }, 0);
+    this.depth.set({ status: 'deferred' }, 0);
+
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** The Prometheus text exposition format. */
+  async scrape(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /**
+   * Every metric's collect() calls this; the registry calls them all in one go, so the store is
+   * read once per scrape.
+   */
+  private refreshOncePerScrape(): void {
+    if (this.fresh) return;
+    this.fresh = true;
+    setImmediate(() => {
+      this.fresh = false;
+    });
+    this.refresh();
+  }
+
+  private refresh(): void {
+    const maxMessage = this.maxMessageId.get() as number;
+    if (maxMessage > this.lastMessageId) this.messagesAccepted.inc(maxMessage - this.lastMessageId);
+    this.lastMessageId = Math.max(this.lastMessageId, maxMessage);
+
+    this.countEvents();
+    this.countReports();
+
+    // A status that emptied is missing from the GROUP BY: it reads 0.
+    const depth = new Map<string, number>([['queued', 0], ['deferred', 0]]);
+    for (const { status, n } of this.queueDepth.all() as Array<{ status: string; n: number }>) depth.set(status, n);
+    for (const [status, n] of depth) this.depth.set({ status }, n);
+    if (this.sendingCount) this.depth.set({ status: 'sending' }, this.sendingCount.get() as number);
+    const oldest = this.oldestWaiting.get() as string | null;
+    this.oldestAge.set(oldest === null ? 0 : Math.max(0, (Date.now() - Date.parse(oldest)) / 1000));
+
+    this.webhookBacklog.set(
+      this.hooks.webhookBacklog
+        ? this.hooks.webhookBacklog()
+        : (this.outboxIsBacklog ? (this.outboxPending.get() as number) : 0) + (this.deliveriesPending.get() as number),
+    );
+    const failures = this.webhookFailuresNow();
+    if (failures > this.webhookFailuresSeen) this.webhookFailures.inc(failures - this.webhookFailuresSeen);
+    this.webhookFailuresSeen = failures;
+  }
+
+  private countEvents(): void {
+    const upTo = this.maxEventId.get() as number;
+    if (upTo <= this.lastEventId) return;
+    for (const group of this.eventGroups.all(this.lastEventId, upTo) as EventGroup[]) {
+      switch (group.event) {
+        case 'accepted':
+          this.recipientsAccepted.inc(group.n);
+          break;
+        case 'delivered':
+          this.delivered.inc(group.n);
+          break;
+        case 'temporary_fail':
+          this.deferred.inc({ category: group.category ?? 'none' }, group.n);
+          break;
+        case 'permanent_fail':
+          if (group.reason === 'suppressed') this.suppressed.inc(group.n);
+          else this.bounced.inc({ category: group.category ?? 'none', type: group.bounceType ?? 'none', source: group.source ?? 'immediate' }, group.n);
+          break;
+        case 'complained':
+          this.complaints.inc(group.n);
+          break;
+        case 'unsubscribed':
+          this.unsubscribes.inc(group.n);
+          break;
+      }
+    }
+    for (const seconds of this.deliveredLatencies.all(this.lastEventId, upTo) as number[]) this.latency.observe(Math.max(0, seconds));
+    this.lastEventId = upTo;
+  }
+
+  /** A report is counted once, by kind, when the parser is done with it. */
+  private countReports(): void {
+    const settle = (row: { id: number; status: string; kind: string | null }): void => {
+      if (row.status === 'pending') {
+        this.pendingReports.add(row.id);
+        return;
+      }
+      this.pendingReports.delete(row.id);
+      this.inboundReports.inc({ kind: row.status === 'failed' ? 'unparsed' : (row.kind ?? 'unknown') });
+    };
+    for (const id of [...this.pendingReports]) {
+      const row = this.reportById.get(id) as { id: number; status: string; kind: string | null } | undefined;
+      if (row) settle(row);
+      else this.pendingReports.delete(id);
+    }
+    for (const row of this.reportsAfter.all(this.lastReportId) as Array<{ id: number; status: string; kind: string | null }>) {
+      settle(row);
+      this.lastReportId = row.id;
+    }
+  }
+
+  /** Webhook deliveries that gave up: from the hook when the webhook stage gives one, else from the store. */
+  private webhookFailuresNow(): number {
+    return this.hooks.webhookFailures ? this.hooks.webhookFailures() : this.webhookFailuresInStore();
+  }
+
+  /**
+   * failed + rejected deliveries from webhookSettledId on, without a scan per scrape: rows older
+   * than the oldest pending one are final and counted once; only the window from there on is
+   * read again.
+   */
+  private webhookFailuresInStore(): number {
+    const oldestPending = this.oldestPendingDelivery.get() as number | null;
+    const settledUpTo = oldestPending ?? (this.maxDeliveryId.get() as number) + 1;
+    if (settledUpTo > this.webhookSettledId) {
+      this.webhookSettledFailures += this.failuresBetween.get(this.webhookSettledId, settledUpTo) as number;
+      this.webhookSettledId = settledUpTo;
+    }
+    return this.webhookSettledFailures + (this.failuresBetween.get(this.webhookSettledId, Number.MAX_SAFE_INTEGER) as number);
+  }
+}
