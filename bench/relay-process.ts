@@ -137,6 +137,7 @@ function writeConfig(settings: RelaySettings): string {
     // Other listeners the relay has (the inbound one for delayed bounces) take any free port, so a
     // benchmark never fails on, or takes, a port that something else on the machine uses.
     ...(hasDefault(settings.projectRoot, 'inbound') ? { inbound: { port: 0 } } : {}),
+    ...(hasDefault(settings.projectRoot, 'admin') ? { admin: { port: 0 } } : {}),
   };
   writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
   return file;
