@@ -57,7 +57,7 @@ export class DeliveryState {
   private readonly batchSize: number;
 
   constructor(
-    db: Database,
+    private readonly db: Database,
     private readonly config: Config,
   ) {
     this.suppressions = new SuppressionLists(db);
@@ -100,9 +100,22 @@ export class DeliveryState {
     return this.requeueInFlight.run(at, at).changes;
   }
 
-  /** Takes due recipients for sending: suppressed ones are dropped, expired ones failed, the rest batched. */
+  /**
+   * Takes due recipients for sending: suppressed ones are dropped, expired ones failed, the rest
+   * batched. A claim that only marks recipients "sending" needs no fsync of its own: lost in a
+   * crash, they are queued again at start, exactly as recoverInFlight would do; the next FULL
+   * commit (mail accepted, an outcome) makes it durable anyway. The drops a claim also makes
+   * (suppressed, expired) are decided from the store alone, so a lost one is made again, the
+   * same way, at the next start.
+   */
   claimDue(now: Date, perDomain: number, limit: number): ClaimResult {
-    return this.claimTransaction(now, perDomain, limit);
+    if (this.config.store.synchronous === 'NORMAL') return this.claimTransaction(now, perDomain, limit);
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      return this.claimTransaction(now, perDomain, limit);
+    } finally {
+      this.db.pragma(`synchronous = ${this.config.store.synchronous}`);
+    }
   }
 
   /** The bytes to send: our Received header, then the message exactly as received. */
