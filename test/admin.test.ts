@@ -5,6 +5,7 @@ import { createLogger } from '../src/logger.js';
 import { openStore, type Database } from '../src/store/database.js';
 import { startFakeMx, type FakeMx, type FakeMxScript } from './support/fake-mx.js';
 import { startTestRelay, type ConfigOverride, type TestRelay } from './support/relay.js';
+import { waitFor } from './support/wait-for.js';
 
 const OPS_TOKEN = 'ops-0123456789abcdefghijklmnop';
 const CI_TOKEN = 'ci-0123456789abcdefghijklmnopq';
@@ -81,16 +82,6 @@ async function submit(relay: TestRelay, to: string[], headers: Record<string, st
     .createTransport({ host: '127.0.0.1', port: relay.port, ignoreTLS: true })
     .sendMail({ from: 'app@shop.example', to, subject: 'hello', text: 'Hello there.\r\n', headers });
   return info.response.split(' ').pop() as string;
-}
-
-async function waitFor<T>(what: string, read: () => T, done: (value: T) => boolean, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(value)}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 function statuses(relay: TestRelay): Record<string, string> {

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { closedPort, startFakeMx, startSilentServer, type FakeMx, type FakeMxScript } from './support/fake-mx.js';
 import { startDnsServer, type ZoneEntry } from './support/dns-server.js';
 import { startTestRelay, type ConfigOverride, type TestRelay } from './support/relay.js';
+import { waitFor } from './support/wait-for.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -39,16 +40,6 @@ async function submit(relay: TestRelay, to: string[], options: { from?: string; 
     .createTransport({ host: '127.0.0.1', port: relay.port, ignoreTLS: true })
     .sendMail({ from: options.from ?? 'app@shop.example', to, subject: options.subject ?? 'hello', text: 'Hello there.\r\n' });
   return info.response.split(' ').pop() as string;
-}
-
-async function waitFor<T>(what: string, read: () => T, done: (value: T) => boolean, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(value)}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 interface RecipientRow {

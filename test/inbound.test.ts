@@ -8,6 +8,7 @@ import { CLI, PROJECT_ROOT } from './support/child-relay.js';
 import { startFakeMx, type FakeMx } from './support/fake-mx.js';
 import { startTestRelay, type TestRelay } from './support/relay.js';
 import { SmtpDialog } from './support/smtp-dialog.js';
+import { waitFor } from './support/wait-for.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -31,16 +32,6 @@ function inboundPort(relay: TestRelay): number {
   const address = relay.relay.inbound;
   if (!address) throw new Error('inbound is not running');
   return address.port;
-}
-
-async function waitFor<T>(what: string, read: () => T, done: (value: T) => boolean, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(value)}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 /** Sends a report to the inbound listener as a remote MTA would: MAIL FROM:<>, RCPT TO the return path. */

@@ -23,6 +23,7 @@ import {
 import { startFakeMx } from './support/fake-mx.js';
 import { startTestRelay, writeTestConfig, type TestRelay } from './support/relay.js';
 import { makeTempDir } from './support/temp-dir.js';
+import { waitFor } from './support/wait-for.js';
 
 // ---------------------------------------------------------------------------------------------
 // A fake MX that logs every RCPT TO it answers and the source address it came from, so the
@@ -247,16 +248,6 @@ let phase: 1 | 2 = 1;
 /** The delayed bounce's text in the report: events.detail ("5.1.1 smtp; 550 5.1.1 <...>: ..."), the address masked. */
 let delayedText: string;
 
-async function waitFor<T>(what: string, read: () => T, done: (value: T) => boolean, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(value)}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 const FINAL = ['delivered', 'bounced', 'expired', 'suppressed'];
 
 /** Submits a planned message and waits until every recipient is final, so the next starts alone. */
@@ -274,6 +265,7 @@ async function send(message: Planned): Promise<void> {
     `${message.id} to be final`,
     () => relay.db.prepare('SELECT r.status FROM recipients r JOIN messages m ON m.id = r.message_id WHERE m.queue_id = ?').all(queueId) as Array<{ status: string }>,
     (rows) => rows.length === message.to.length && rows.every((row) => FINAL.includes(row.status)),
+    15_000,
   );
 }
 

@@ -8,6 +8,7 @@ import { readHeaders, webhookEventId } from '../src/webhooks/payload.js';
 import { startFakeMx, type FakeMx, type FakeMxScript } from './support/fake-mx.js';
 import { startTestRelay, type TestRelay } from './support/relay.js';
 import { startWebhookReceiver, type ReceivedWebhook, type WebhookReceiver, type WebhookScript } from './support/webhook-receiver.js';
+import { waitFor } from './support/wait-for.js';
 
 const SECRET = 'whsec-test-0123456789abcdef';
 
@@ -86,16 +87,6 @@ async function submit(relay: TestRelay, to: string[], options: { subject?: strin
     headers: options.headers ?? {},
   });
   return info.response.split(' ').pop() as string;
-}
-
-async function waitFor<T>(what: string, read: () => T, done: (value: T) => boolean, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(value)}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

@@ -7,13 +7,11 @@ import type { Config } from '../config/load.js';
 import type { Logger } from '../logger.js';
 import { recipientOfUnsubscribeAddress, type Unsubscriber, type UnsubscribeSettings } from '../unsubscribe/index.js';
 import type { ReportStore } from './report-store.js';
+import { smtpReply } from '../smtp-reply.js';
 
 /** RFC 5321 4.5.1 and RFC 2142: the role mailboxes a mail domain answers for. */
 const ROLE_MAILBOXES = new Set(['postmaster', 'abuse']);
 
-function reply(code: number, text: string): Error & { responseCode: number } {
-  return Object.assign(new Error(text), { responseCode: code });
-}
 
 export interface InboundServer {
   listen(): Promise<AddressInfo>;
@@ -67,7 +65,7 @@ export function createInboundServer(
       if (recipient === undefined) {
         const reason = readReturnPath(verp, to.address);
         log.info({ client: session.remoteAddress, rcpt: to.address, reason: reason.valid ? 'unknown' : reason.reason }, 'report refused at RCPT TO');
-        return callback(reply(550, `<${to.address}>: no such mailbox here`));
+        return callback(smtpReply(550, `<${to.address}>: no such mailbox here`));
       }
       callback();
     },
@@ -82,7 +80,7 @@ export function createInboundServer(
       });
       stream.once('error', (error: Error) => callback(error));
       stream.once('end', () => {
-        if (stream.sizeExceeded) return callback(reply(552, 'Report size exceeds fixed maximum message size'));
+        if (stream.sizeExceeded) return callback(smtpReply(552, 'Report size exceeds fixed maximum message size'));
         const rcptTo = session.envelope.rcptTo.map((rcpt) => rcpt.address);
         // A mail to a List-Unsubscribe mailto: address is the request itself (RFC 2369): done now.
         const unsubscribing = rcptTo.map((address) => recipientOfUnsubscribeAddress(unsubscribe.settings, address)).filter((id): id is number => id !== null);
@@ -95,7 +93,7 @@ export function createInboundServer(
             return callback(null, 'Ok: unsubscribed');
           } catch (error) {
             log.error({ err: error }, 'could not record an unsubscribe; the sender was told to retry');
-            return callback(reply(451, 'Local error in processing, try again later'));
+            return callback(smtpReply(451, 'Local error in processing, try again later'));
           }
         }
         const recipientId = rcptTo.map(recipientFor).find((id): id is number => typeof id === 'number') ?? null;
@@ -117,7 +115,7 @@ export function createInboundServer(
             },
             (error: Error) => {
               log.error({ err: error }, 'could not store a report; the sender was told to retry');
-              callback(reply(451, 'Local error in processing: the report could not be stored, try again later'));
+              callback(smtpReply(451, 'Local error in processing: the report could not be stored, try again later'));
             },
           );
       });

@@ -13,11 +13,8 @@ import { verifyPassword } from './passwords.js';
 import { receivedHeader } from './received-header.js';
 import { NetworkList } from './relay-policy.js';
 import { useQueuedReplyCode } from './reply-codes.js';
+import { smtpReply } from '../smtp-reply.js';
 
-/** An error whose responseCode smtp-server sends as the reply; it adds the enhanced code. */
-function reply(code: number, text: string): Error & { responseCode: number } {
-  return Object.assign(new Error(text), { responseCode: code });
-}
 
 export interface SubmissionServer {
   listen(): Promise<AddressInfo>;
@@ -71,14 +68,14 @@ export function createSubmissionServer(config: Config, spool: Spool, logger: Log
     ...(tls ? { key: readFileSync(settings.tls.key as string), cert: readFileSync(settings.tls.cert as string) } : {}),
 
     onConnect(_session, callback) {
-      if (closing) return callback(reply(421, `${config.hostname} Service shutting down, try again later`));
+      if (closing) return callback(smtpReply(421, `${config.hostname} Service shutting down, try again later`));
       callback();
     },
 
     onAuth(auth: SMTPServerAuthentication, session, callback) {
       if (!session.secure && !plaintextAuthNetworks.contains(session.remoteAddress)) {
         log.warn({ client: session.remoteAddress, username: auth.username }, 'AUTH refused on a plaintext connection');
-        return callback(reply(538, 'Encryption required for requested authentication mechanism; use STARTTLS first'));
+        return callback(smtpReply(538, 'Encryption required for requested authentication mechanism; use STARTTLS first'));
       }
       const hash = auth.username ? passwordHashes.get(auth.username) : undefined;
       const username = auth.username ?? '';
@@ -89,22 +86,22 @@ export function createSubmissionServer(config: Config, spool: Spool, logger: Log
         (ok) => {
           if (!ok) {
             log.warn({ client: session.remoteAddress, username: auth.username }, 'AUTH failed');
-            return callback(reply(535, 'Authentication credentials invalid'));
+            return callback(smtpReply(535, 'Authentication credentials invalid'));
           }
           callback(null, { user: { username } satisfies AuthenticatedUser });
         },
-        (error: Error) => callback(reply(454, `Temporary authentication failure: ${error.message}`)),
+        (error: Error) => callback(smtpReply(454, `Temporary authentication failure: ${error.message}`)),
       );
     },
 
     onMailFrom(from: SMTPServerAddress, session, callback) {
-      if (closing) return callback(reply(421, `${config.hostname} Service shutting down, try again later`));
+      if (closing) return callback(smtpReply(421, `${config.hostname} Service shutting down, try again later`));
       if (!session.user && !relayNetworks.contains(session.remoteAddress)) {
         log.info({ client: session.remoteAddress }, 'relay refused: not authenticated and not in allowNetworks');
-        return callback(reply(530, 'Authentication required'));
+        return callback(smtpReply(530, 'Authentication required'));
       }
       if (from.address !== '' && normalizeAddress(from.address) === null) {
-        return callback(reply(553, `Sender address rejected: <${from.address}> is not a valid address`));
+        return callback(smtpReply(553, `Sender address rejected: <${from.address}> is not a valid address`));
       }
       callback();
     },
@@ -112,7 +109,7 @@ export function createSubmissionServer(config: Config, spool: Spool, logger: Log
     onRcptTo(to: SMTPServerAddress, _session, callback) {
       if (normalizeAddress(to.address) === null) {
         return callback(
-          reply(553, `Recipient address rejected: <${to.address}> is not a valid address (Rebound has no local mailboxes)`),
+          smtpReply(553, `Recipient address rejected: <${to.address}> is not a valid address (Rebound has no local mailboxes)`),
         );
       }
       callback();
@@ -140,7 +137,7 @@ export function createSubmissionServer(config: Config, spool: Spool, logger: Log
       stream.once('end', () => {
         if (stream.sizeExceeded) {
           log.info({ client: session.remoteAddress, bytes: length }, 'message over submission.maxMessageSize refused');
-          return finish(reply(552, 'Message size exceeds fixed maximum message size'));
+          return finish(smtpReply(552, 'Message size exceeds fixed maximum message size'));
         }
         const raw = Buffer.concat(chunks, length);
         accept(raw, session).then(
@@ -148,7 +145,7 @@ export function createSubmissionServer(config: Config, spool: Spool, logger: Log
           (error: Error & { responseCode?: number }) => {
             if (error.responseCode === undefined) {
               log.error({ err: error, client: session.remoteAddress }, 'could not store a message; the client was told to retry');
-              return finish(reply(451, 'Local error in processing: the message could not be stored, try again later'));
+              return finish(smtpReply(451, 'Local error in processing: the message could not be stored, try again later'));
             }
             finish(error);
           },
@@ -170,7 +167,7 @@ export function createSubmissionServer(config: Config, spool: Spool, logger: Log
     const dotOffset = findAmbiguousDotLine(raw);
     if (dotOffset !== -1) {
       log.warn({ client: session.remoteAddress, offset: dotOffset }, 'message refused: lone "." line with bare CR or LF (SMTP smuggling)');
-      throw reply(554, 'Message contains a lone "." line with a bare CR or LF; send CRLF line endings');
+      throw smtpReply(554, 'Message contains a lone "." line with a bare CR or LF; send CRLF line endings');
     }
     const envelope = session.envelope;
     const mailFrom = envelope.mailFrom ? envelope.mailFrom.address : '';
