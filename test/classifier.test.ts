@@ -17,7 +17,9 @@ import {
   DEFAULT_BOUNCE_RULES_PATH,
   defaultBounceRules,
   loadBounceRules,
+  type ReplyInput,
 } from '../src/bounces/classifier.js';
+import { classifyRecipient, type RecipientFacts } from '../src/bounces/report/recipient.js';
 
 /**
  * Real-world replies, as providers word them (addresses, IPs and queue ids replaced by example
@@ -26,13 +28,15 @@ import {
  */
 interface Row {
   provider: string;
-  reply: string;
+  reply: string | ReplyInput;
   category: Category;
   severity?: Severity;
   retryInNewTransaction?: boolean;
 }
 
 const lines = (...parts: string[]): string => parts.join('\r\n');
+/** A row's reply for its test name: a DSN row (Status given apart) shows its Status first. */
+const shown = (reply: string | ReplyInput): string => (typeof reply === 'string' ? reply : `[${reply.enhancedCode ?? '-'}] ${reply.text}`);
 
 const ROWS: Row[] = [
   // The seven examples of issue 3, verbatim.
@@ -274,7 +278,8 @@ const ROWS: Row[] = [
       '550-5.7.1 headers. To reduce the amount of spam sent to Gmail, this message has',
       '550 5.7.1 been blocked. a1si2 - gsmtp',
     ),
-    category: 'spam-related',
+    // Was spam-related: the reply is about malformed headers; "spam" is Gmail's boilerplate reason for the check.
+    category: 'content-related',
   },
   {
     provider: 'Gmail',
@@ -616,6 +621,67 @@ const ROWS: Row[] = [
     reply: 'The recipient server did not accept our requests to connect. Learn more at https://support.google.com/mail/answer/7720 [mx.example.com. 192.0.2.20: timed out]',
     category: 'no-answer-from-host',
   },
+
+  // Added with the DSN-corpus pass (docs/bounce-classification.md, "Wordings the DSN corpus taught us").
+  { provider: 'au/KDDI', reply: '550 : User unknown', category: 'policy-related', severity: 'permanent' },
+  { provider: 'au/KDDI (DSN)', reply: 'smtp; 550 : User unknown', category: 'policy-related' },
+  { provider: 'au/KDDI via Exim', reply: 'SMTP error from remote mail server after end of data: host lsean.ezweb.ne.jp [192.0.2.228]: 550 : User unknown', category: 'policy-related' },
+  { provider: 'au/KDDI (RCPT stage)', reply: '550 <someone@ezweb.ne.jp>: User unknown', category: 'bad-mailbox' },
+  { provider: 'au', reply: '550 <someone@au.example.jp>: Recipient address rejected.', category: 'bad-mailbox', severity: 'permanent' },
+  { provider: 'NTT docomo (DSN)', reply: { code: 550, enhancedCode: '5.2.0', text: '550 Unknown user someone@docomo.example.ne.jp' }, category: 'policy-related' },
+  { provider: 'Amazon SES inbound', reply: '550 5.2.0 Message Filtered', category: 'policy-related' },
+  { provider: 'Facebook', reply: '550 5.1.1 RCP-P2 http://postmaster.facebook.com/response_codes?ip=192.0.2.135#rcp Refused due to recipient preferences', category: 'policy-related' },
+  { provider: 'Exchange Online', reply: '550 5.4.1 All recipient addresses rejected : Access denied [AM0PR01MB1234.eurprd01.prod.protection.outlook.com]', category: 'policy-related' },
+  { provider: 'Google Groups', reply: "We're writing to let you know that the group you tried to contact (staff) may not exist, or you may not have permission to post messages to the group.", category: 'policy-related' },
+  { provider: 'Google Groups (zh-TW)', reply: '我們謹此通知，您試圖聯絡的「staff」群組可能不存在，或者您沒有在此群組張貼留言的權限。', category: 'policy-related' },
+  { provider: 'Cox', reply: '550 5.1.0 <bounce@example.com> sender rejected. Refer to Error Codes section at https://www.cox.com/residential/support/email-error-codes.html for more information. AUP#CDRBL', category: 'spam-related' },
+  { provider: 'Orange', reply: '421 mwinf5c77 ME Service refuse. Veuillez essayer plus tard. Service refused, please try later. OFR_999 [999]', category: 'spam-related', severity: 'temporary' },
+  { provider: 'La Poste', reply: '550 5.5.0 Service refuse. Veuillez essayer plus tard. service refused, please try later. LPN001_108', category: 'spam-related', severity: 'permanent' },
+  { provider: 'Orange', reply: '421 4.2.0 Service refuse. Veuillez essayer plus tard. Service refused, please try later. OFR005_505 [505]', category: 'other', severity: 'temporary' },
+  { provider: 'La Poste', reply: '550 5.5.0 Le compte du destinataire est bloque. The recipient account is blocked. LPN007_426', category: 'inactive-mailbox' },
+  { provider: 'fml', reply: 'Duplicated Message-ID', category: 'other' },
+  { provider: 'Gmail', reply: lines('550-5.7.1 [192.0.2.222      13] Messages with multiple addresses in From:', '550 5.7.1 header are not accepted. a1si2 - gsmtp'), category: 'content-related' },
+  { provider: 'Amazon SES', reply: "554 Transaction failed: Duplicate header 'DKIM-Signature'.", category: 'content-related' },
+  { provider: 'Exim', reply: '"Sorry, you are sending to/from an address that has been blacklisted"', category: 'policy-related' },
+  { provider: 'Amazon SES (smarthost)', reply: '554 Message rejected: Email address is not verified. The following identities failed the check in region US-EAST-1: sender@example.com', category: 'relaying-issues' },
+  { provider: 'MessageLabs', reply: '550-Please turn on SMTP Authentication in your mail client.', category: 'bad-configuration' },
+  { provider: 'pobox SPF check', reply: '550 Bad SPF records for [example.org:192.0.2.2], see http://spf.pobox.com/', category: 'policy-related' },
+  { provider: 'sendmail', reply: '450 4.7.1 Access denied. IP name lookup failed [192.0.2.222]', category: 'policy-related', severity: 'temporary' },
+  { provider: 'Outlook.com', reply: '550 domain [example.com] mismatches client ip 192.0.2.225.', category: 'policy-related' },
+  { provider: 'Yahoo', reply: '554 INVALID IP FOR SENDING MAIL OF DOMAIN example.com [RCPT_TO]', category: 'policy-related' },
+  { provider: 'Exim', reply: 'SMTP error from remote mail server after MAIL FROM:<sender@example.com> SIZE=1024: 450 service permits 2 unverifyable sending IPs - example.com is not 192.0.2.222', category: 'policy-related' },
+  { provider: 'Exim', reply: 'SMTP error from remote mail server after MAIL FROM:<sender@example.com> SIZE=1024: 550 Unroutable sender address', category: 'invalid-sender' },
+  { provider: 'Exim', reply: 'SMTP error from remote mail server after MAIL FROM:<sender@example.com>: 550 5.1.7 No such domain example.com.', category: 'invalid-sender' },
+  { provider: 'Exim', reply: 'SMTP error from remote mail server after MAIL FROM:<sender@example.com> SIZE=1543: 550 5.7.0 <sender@example.com>... Please use the smtp server of your ISP.', category: 'policy-related' },
+  { provider: 'Exim', reply: 'SMTP error from remote mail server after initial connection: 554 mx.example.net : You\'ve reached your daily relay quota - 192.0.2.0', category: 'policy-related' },
+  { provider: 'Postfix (DSN)', reply: 'X-Postfix; delivery temporarily suspended: host mx.example.net[192.0.2.127] refused to talk to me: 421 Service not available, closing transmission channel', category: 'policy-related', severity: 'temporary' },
+  { provider: 'iCloud', reply: '554 mx.example.com ESMTP not accepting connections', category: 'policy-related' },
+  { provider: 'Postfix (DSN)', reply: 'X-Postfix; Name service error for name=example.org type=MX: Malformed or unexpected name server reply', category: 'routing-errors' },
+  { provider: 'sendmail', reply: 'Deferred: Name server: example.co.jp.: host name lookup failure', category: 'routing-errors' },
+  { provider: 'Google (DSN)', reply: { code: null, enhancedCode: '4.0.0', text: "smtp; DNS Error: 80335577 DNS type 'mx' lookup of example.jp responded with code NXDOMAIN Domain name not found: example.jp" }, category: 'routing-errors', severity: 'temporary' },
+  { provider: 'Outlook.com', reply: '554 The mail could not be delivered to the recipient because the domain is not reachable. Please check the domain and try again (-1915321397:308:-2147467259)', category: 'bad-domain' },
+  { provider: 'procmail (DSN)', reply: 'x-unix; procmail: Couldn\'t create "/var/spool/mail/someone" id: mx.example.org: No such user', category: 'bad-configuration' },
+  { provider: 'sendmail (DSN)', reply: { code: null, enhancedCode: '4.5.0', text: 'X-Unix; 71' }, category: 'bad-configuration', severity: 'temporary' },
+  { provider: 'Postfix', reply: '554 5.3.0 <someone@example.net>: Recipient address rejected: Mailer error', category: 'bad-configuration' },
+  { provider: 'qmail-ldap', reply: "Unable to contact LDAP server. (#4.4.3)I'm not going to try again; this message has been in the queue too long.", category: 'other' },
+  { provider: 'Amazon WorkMail', reply: '550 5.3.5 <someone@example.org>... Internal System error', category: 'other' },
+  { provider: 'OpenSMTPD', reply: 'Envelope expired', category: 'message-expired' },
+  { provider: 'DragonFly dma', reply: 'Could not deliver for the last 432000 seconds. Giving up.', category: 'message-expired' },
+  { provider: 'IMail', reply: 'Delivery failed 20 attempts', category: 'message-expired' },
+  { provider: 'Exim', reply: 'retry time not reached for any host after a long failure period', category: 'message-expired' },
+  { provider: 'Oracle Messaging Server', reply: 'Reason: unable to deliver this message after 1 day Delivery attempt history for your mail: TCP active open: Failed connect() to TCP port 25 of 192.0.2.240 Error: Connection timed out', category: 'message-expired' },
+  { provider: 'Gmail (delay notice)', reply: 'Message will be retried for 2 more day(s) Technical details of temporary failure: The recipient server did not accept our requests to connect.', category: 'message-expired' },
+  { provider: 'Gmail', reply: '500 Remote server does not support TLS (state 6).', category: 'bad-configuration' },
+  { provider: 'Exim', reply: '<other@example.net>: malformed address: <other@example.net> may not follow someone@example.com', category: 'protocol-errors' },
+  { provider: 'generic', reply: '503 5.5.0 Improper sequence of commands', category: 'protocol-errors' },
+  { provider: 'Postfix', reply: '550 5.6.0 <someone@example.net>: Recipient address rejected: Media error', category: 'content-related' },
+  { provider: 'generic (DSN)', reply: { code: null, enhancedCode: '5.5.0', text: '' }, category: 'other' },
+  { provider: 'mail-to-fax gateway', reply: "550 'someone@example.com' is not a registered gateway user", category: 'policy-related' },
+  {
+    provider: 'Amazon SES (DSN)',
+    reply: "smtp; 5.1.0 - Unknown address error 550-'5.7.1 <bounce@email-bounces.example.com>... Access denied' (delivery attempts: 0)",
+    category: 'policy-related',
+  },
 ];
 
 describe('classifyReply on real-world replies', () => {
@@ -624,7 +690,7 @@ describe('classifyReply on real-world replies', () => {
     expect(new Set(ROWS.map((row) => row.provider)).size).toBeGreaterThanOrEqual(30);
   });
 
-  it.each(ROWS.map((row) => [`${row.provider}: ${row.reply.replace(/\s+/g, ' ').slice(0, 90)}`, row] as const))(
+  it.each(ROWS.map((row) => [`${row.provider}: ${shown(row.reply).replace(/\s+/g, ' ').slice(0, 90)}`, row] as const))(
     '%s',
     (_name, row) => {
       const result = classifyReply(row.reply);
@@ -817,14 +883,14 @@ describe('the rules file', () => {
   it('every text rule decides at least one row of the table', () => {
     const reached = new Set(ROWS.map((row) => classifyReply(row.reply).rule));
     const unreached = defaultBounceRules()
-      .rules.filter((rule) => rule.pattern !== null)
+      .rules.filter((rule) => rule.pattern !== null || rule.rawPattern !== null)
       .map((rule) => rule.id)
       .filter((id) => !reached.has(id));
     expect(unreached).toEqual([]);
   });
 
   it('no code-only rule is hidden behind an earlier rule', () => {
-    for (const rule of defaultBounceRules().rules.filter((candidate) => candidate.pattern === null)) {
+    for (const rule of defaultBounceRules().rules.filter((candidate) => candidate.pattern === null && candidate.rawPattern === null)) {
       const code = rule.codes === null ? null : [...rule.codes][0] ?? null;
       const [cls, subject, detail] = rule.enhancedCodes?.[0] ?? [null, null, null];
       const enhancedClass = cls ?? (code !== null && code < 500 ? 4 : 5);
@@ -906,5 +972,46 @@ describe('loadBounceRules errors', () => {
     const rules = compileBounceRules(file({ id: 'only', enhancedCode: 'X.1.*', category: 'bad-domain', why: 'test' }));
     expect(classifyReply('550 5.1.1 user unknown', rules).category).toBe('bad-domain');
     expect(classifyReply('550 5.2.2 full', rules)).toMatchObject({ category: 'other', rule: 'default' });
+  });
+});
+
+describe('report recipients: what the Action field adds (src/bounces/report/recipient.ts)', () => {
+  const facts = (over: Partial<RecipientFacts>): RecipientFacts => ({
+    recipient: 'someone@example.org',
+    originalRecipient: null,
+    action: 'failed',
+    status: null,
+    diagnosticCode: null,
+    remoteMta: null,
+    lastAttemptDate: null,
+    willRetryUntil: null,
+    replyCode: null,
+    statusGiven: true,
+    transient: false,
+    impliedStatus: null,
+    ...over,
+  });
+
+  it('a failed recipient after transient connection failures expired (Postfix after its queue lifetime)', () => {
+    const result = classifyRecipient(
+      facts({ status: '4.4.1', diagnosticCode: 'X-Postfix; connect to example.org[192.0.2.1]:25: Connection timed out' }),
+    );
+    expect(result).toMatchObject({ severity: 'temporary', category: 'message-expired', type: 'soft' });
+  });
+
+  it('a delayed recipient keeps the reason it is late', () => {
+    const result = classifyRecipient(
+      facts({ action: 'delayed', status: '4.4.1', diagnosticCode: 'X-Postfix; connect to example.org[192.0.2.1]:25: Connection timed out' }),
+    );
+    expect(result.category).toBe('no-answer-from-host');
+  });
+
+  it('a delay notice with no diagnostic is about the queue time', () => {
+    expect(classifyRecipient(facts({ action: 'delayed', status: '4.4.0' })).category).toBe('message-expired');
+  });
+
+  it('a permanent no-answer and other causes are kept', () => {
+    expect(classifyRecipient(facts({ status: '5.4.1', diagnosticCode: 'smtp; 550 5.4.1 No answer from host' })).category).toBe('no-answer-from-host');
+    expect(classifyRecipient(facts({ status: '4.2.2', diagnosticCode: 'smtp; 452 4.2.2 Mailbox full' })).category).toBe('quota-issues');
   });
 });

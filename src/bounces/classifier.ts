@@ -47,7 +47,8 @@ export function defaultBounceRules(): BounceRules {
 export function classifyReply(input: ReplyInput | string, rules: BounceRules = defaultBounceRules()): Classification {
   const reply = normalizeInput(input);
   const enhanced = splitEnhancedCode(reply.enhancedCode);
-  const subject: RuleSubject = { code: reply.code, enhanced, text: reply.text };
+  const raw = typeof input === 'string' ? input : input.text;
+  const subject: RuleSubject = { code: reply.code, enhanced, text: reply.text, raw };
   const rule = findRule(rules, subject);
   const severity = decideSeverity(reply.code, enhanced, rule);
   const category = rule?.category ?? rules.defaults[severity];

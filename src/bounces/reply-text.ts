@@ -43,8 +43,23 @@ interface LineStart {
   rest: string;
 }
 
+/**
+ * Amazon SES quotes the remote reply inside its own wording: `5.1.0 - Unknown address error
+ * 550-'5.7.1 <x@y>... Access denied' (delivery attempts: 0)`. The prefix is SES's name for its
+ * status, not what the remote host said; the quoted reply is.
+ */
+const SES_QUOTED_REPLY = /^\s*([245]\.\d{1,3}\.\d{1,3}) - [^']*?\b([2-5]\d\d)[ -]'([\s\S]*)'\s*\(delivery attempts: \d+\)\s*$/;
+
 export function parseReply(raw: string): ParsedReply {
-  const lines = splitLines(stripDiagnosticType(raw));
+  const stripped = stripDiagnosticType(raw);
+  if (stripped.includes('(delivery attempts:')) {
+    const ses = SES_QUOTED_REPLY.exec(stripped);
+    if (ses?.[2] !== undefined && ses[3] !== undefined) {
+      const inner = parseReply(`${ses[2]} ${ses[3]}`);
+      return { ...inner, enhancedCode: inner.enhancedCode ?? ses[1] ?? null };
+    }
+  }
+  const lines = splitLines(stripped);
   let code: number | null = null;
   let enhancedCode: string | null = null;
   const texts: string[] = [];

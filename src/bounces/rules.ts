@@ -37,13 +37,17 @@ const ruleSchema = z
     code: z.union([replyCodeSchema, z.array(replyCodeSchema).min(1)]).optional(),
     enhancedCode: z.union([enhancedPatternSchema, z.array(enhancedPatternSchema).min(1)]).optional(),
     pattern: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+    rawPattern: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
     category: categorySchema,
     severity: severitySchema.optional(),
     retryInNewTransaction: z.literal(true).optional(),
   })
-  .refine((rule) => rule.code !== undefined || rule.enhancedCode !== undefined || rule.pattern !== undefined, {
-    message: 'needs at least one of code, enhancedCode, pattern (a rule without conditions would match everything)',
-  });
+  .refine(
+    (rule) => rule.code !== undefined || rule.enhancedCode !== undefined || rule.pattern !== undefined || rule.rawPattern !== undefined,
+    {
+      message: 'needs at least one of code, enhancedCode, pattern, rawPattern (a rule without conditions would match everything)',
+    },
+  );
 
 const fileSchema = z.strictObject({
   about: z.union([z.string(), z.array(z.string())]).optional(),
@@ -66,6 +70,8 @@ export interface BounceRule {
   readonly codes: ReadonlySet<number> | null;
   readonly enhancedCodes: readonly EnhancedPattern[] | null;
   readonly pattern: RegExp | null;
+  /** Like `pattern`, on the reply as received (diagnostic type and codes left in). */
+  readonly rawPattern: RegExp | null;
 }
 
 export interface BounceRules {
@@ -80,6 +86,8 @@ export interface RuleSubject {
   readonly code: number | null;
   readonly enhanced: readonly [number, number, number] | null;
   readonly text: string;
+  /** The reply as received, before codes and a DSN diagnostic type were stripped. */
+  readonly raw: string;
 }
 
 export function loadBounceRules(path: string | URL = DEFAULT_BOUNCE_RULES_PATH): BounceRules {
@@ -124,8 +132,9 @@ export function compileBounceRules(data: unknown, source = '(in memory)'): Bounc
 }
 
 function compileRule(source: RuleSource, label: string, problems: string[]): BounceRule | null {
-  const pattern = source.pattern === undefined ? null : compilePattern(source.pattern, label, problems);
-  if (pattern === undefined) return null;
+  const pattern = source.pattern === undefined ? null : compilePattern(source.pattern, label, problems, 'pattern');
+  const rawPattern = source.rawPattern === undefined ? null : compilePattern(source.rawPattern, label, problems, 'rawPattern');
+  if (pattern === undefined || rawPattern === undefined) return null;
   return {
     id: source.id,
     why: source.why,
@@ -135,6 +144,7 @@ function compileRule(source: RuleSource, label: string, problems: string[]): Bou
     codes: source.code === undefined ? null : new Set(asArray(source.code)),
     enhancedCodes: source.enhancedCode === undefined ? null : asArray(source.enhancedCode).map(parseEnhancedPattern),
     pattern,
+    rawPattern,
   };
 }
 
@@ -142,11 +152,11 @@ function compileRule(source: RuleSource, label: string, problems: string[]): Bou
  * A pattern is one regular expression or a list of alternatives (one phrase per line reads better
  * in a long rule); a list compiles to one alternation. Undefined when it does not compile.
  */
-function compilePattern(pattern: string | string[], label: string, problems: string[]): RegExp | undefined {
+function compilePattern(pattern: string | string[], label: string, problems: string[], field: string): RegExp | undefined {
   const alternatives = asArray(pattern);
   let valid = true;
   alternatives.forEach((alternative, index) => {
-    const where = Array.isArray(pattern) ? `pattern[${index}]` : 'pattern';
+    const where = Array.isArray(pattern) ? `${field}[${index}]` : field;
     const problem = regexProblem(alternative);
     if (problem === null) return;
     problems.push(`${label}: ${where} is not a valid regular expression: ${problem}`);
@@ -193,7 +203,8 @@ function ruleMatches(rule: BounceRule, subject: RuleSubject): boolean {
     const enhanced = subject.enhanced;
     if (enhanced === null || !rule.enhancedCodes.some((pattern) => enhancedMatches(pattern, enhanced))) return false;
   }
-  return rule.pattern === null || rule.pattern.test(subject.text);
+  if (rule.pattern !== null && !rule.pattern.test(subject.text)) return false;
+  return rule.rawPattern === null || rule.rawPattern.test(subject.raw);
 }
 
 function enhancedMatches(pattern: EnhancedPattern, code: readonly [number, number, number]): boolean {

@@ -4,7 +4,7 @@
  */
 import { classifyReply, defaultBounceRules, type BounceRules } from '../classifier.js';
 import { parseReply } from '../reply-text.js';
-import type { Severity } from '../categories.js';
+import { typeOfCategory, type Category, type Severity } from '../categories.js';
 import type { ReportAction, ReportKind, ReportRecipient } from './types.js';
 
 /** What a reader found for one recipient, before classification. */
@@ -57,13 +57,32 @@ export function classifyRecipient(facts: RecipientFacts, rules: BounceRules = de
   const classification = classifyReply({ code, enhancedCode: status ?? facts.impliedStatus ?? fallback, text }, rules);
   // A delivery-status Status field is the reporting MTA's own verdict for this recipient: its
   // class decides severity even when the quoted reply says otherwise ("554 4.4.7 Message expired").
-  const severity = facts.statusGiven && facts.status !== null ? severityOfStatus(facts.status) : null;
+  const severity = (facts.statusGiven && facts.status !== null ? severityOfStatus(facts.status) : null) ?? classification.severity;
+  const category = queueTimeCategory(facts.action, severity, classification.category, quoted === null || quoted.text === '');
   return {
     ...base,
-    severity: severity ?? classification.severity,
-    type: classification.type,
-    category: classification.category,
+    severity,
+    type: category === classification.category ? classification.type : typeOfCategory(category),
+    category,
   };
+}
+
+/**
+ * What the report says about the message's time in the queue outranks the last attempt's
+ * error when that error was only "nobody answered":
+ * - Action `failed` with a transient outcome (a 4.x.x Status, or a 4xx reply) and a connection
+ *   that was refused or timed out: the reporting MTA gave up retrying (Postfix after
+ *   maximal_queue_lifetime: "connect to x[192.0.2.1]:25: Connection timed out", Status 4.4.1),
+ *   so the message expired (RFC 3464 §2.3.3: failed is final). A `delayed` report with the same
+ *   text keeps no-answer-from-host: the MTA is still trying, and that is why it is late.
+ * - Action `delayed` with no diagnostic at all: a bare delay notice, whose only news is that the
+ *   message is ageing in the queue.
+ * Other categories (a block, a full mailbox, a DNS failure) are kept: they name a cause.
+ */
+function queueTimeCategory(action: ReportAction | null, severity: Severity, category: Category, noDiagnostic: boolean): Category {
+  if (category === 'no-answer-from-host' && action === 'failed' && severity === 'temporary') return 'message-expired';
+  if (action === 'delayed' && noDiagnostic) return 'message-expired';
+  return category;
 }
 
 function severityOfStatus(status: string): Severity | null {
