@@ -79,6 +79,17 @@ export function machineInfo(): MachineInfo {
   };
 }
 
+/** The commit measured, "+ uncommitted src/ changes" when src/ differs from it; null outside git. */
+export function sourceRevision(projectRoot: string): string | null {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: projectRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const changed = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: projectRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return changed ? `${commit} + uncommitted src/ changes` : commit;
+  } catch {
+    return null;
+  }
+}
+
 /** True when the module with this import.meta.url is the script node was asked to run. */
 export function isEntryPoint(moduleUrl: string): boolean {
   const script = process.argv[1];

@@ -25,6 +25,7 @@ import {
   progress,
   row,
   runMain,
+  sourceRevision,
   wholeNumber,
   type LatencySummary,
   type MachineInfo,
@@ -285,7 +286,7 @@ interface RunMeasurements {
 type LaunchRelay = (delivering: boolean) => Promise<RelayProcess>;
 
 interface E2eResult {
-  machine: MachineInfo & { storeFilesystem: string };
+  machine: MachineInfo & { storeFilesystem: string; sourceRevision: string | null };
   settings: E2eOptions & { pipelining: boolean; sinkPort: number; batchSize: number };
   accepted: number;
   failed: number;
@@ -455,7 +456,7 @@ function summarize(options: E2eOptions, storeFilesystem: string, run: RunMeasure
     span.before && span.after ? pick(span.after) - pick(span.before) : null;
   const submissionSeconds = (run.submissionEndedAtMs - measured.startedAtMs) / 1000;
   return {
-    machine: { ...machineInfo(), storeFilesystem },
+    machine: { ...machineInfo(), storeFilesystem, sourceRevision: sourceRevision(PROJECT_ROOT) },
     settings: { ...options, pipelining: run.pipelining, sinkPort: run.sinkPort, batchSize: BATCH_SIZE },
     accepted: measured.accepted,
     failed: measured.failed,
@@ -605,7 +606,7 @@ function printText(result: E2eResult): void {
     '',
     'Measured on',
     `  node ${machine.node}, ${machine.platform}, ${machine.cpuCount} x ${machine.cpuModel}`,
-    `  store on ${machine.storeFilesystem}, synchronous=${settings.synchronous}`,
+    `  store on ${machine.storeFilesystem}, synchronous=${settings.synchronous}; source ${machine.sourceRevision ?? 'n/a (not a git checkout)'}`,
     `  ${settings.messages} messages of ${settings.size} bytes, 1 recipient each, round robin over ${settings.domains} domain(s) ` +
       `(d0..d${settings.domains - 1}.bench.test); ${settings.warmup} warm-up messages ${drain ? 'queued and drained with them' : 'not counted'}; ` +
       `time limit ${settings.timeLimitSeconds} s` +
