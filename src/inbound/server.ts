@@ -7,7 +7,7 @@ import type { Config } from '../config/load.js';
 import type { Logger } from '../logger.js';
 import { recipientOfUnsubscribeAddress, type Unsubscriber, type UnsubscribeSettings } from '../unsubscribe/index.js';
 import type { ReportStore } from './report-store.js';
-import { smtpReply } from '../smtp-reply.js';
+import { listenSmtp, smtpReply } from '../smtp-listener.js';
 
 /** RFC 5321 4.5.1 and RFC 2142: the role mailboxes a mail domain answers for. */
 const ROLE_MAILBOXES = new Set(['postmaster', 'abuse']);
@@ -124,16 +124,11 @@ export function createInboundServer(
   server.on('error', (error: NodeJS.ErrnoException) => log.info({ err: error.message }, 'inbound connection error'));
 
   return {
-    listen: () =>
-      new Promise((resolve, reject) => {
-        server.server.once('error', reject);
-        server.listen(settings.port, settings.host, () => {
-          server.server.off('error', reject);
-          const address = server.server.address() as AddressInfo;
-          log.info({ host: address.address, port: address.port, domain: verp.domain }, 'inbound listening');
-          resolve(address);
-        });
-      }),
+    listen: async () => {
+      const address = await listenSmtp(server, settings.port, settings.host);
+      log.info({ host: address.address, port: address.port, domain: verp.domain }, 'inbound listening');
+      return address;
+    },
     close: () => {
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       // Senders still connected are told to come back later; a report not yet stored (250) is

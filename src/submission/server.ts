@@ -13,7 +13,7 @@ import { verifyPassword } from './passwords.js';
 import { receivedHeader } from './received-header.js';
 import { NetworkList } from './relay-policy.js';
 import { useQueuedReplyCode } from './reply-codes.js';
-import { smtpReply } from '../smtp-reply.js';
+import { listenSmtp, smtpReply } from '../smtp-listener.js';
 
 
 export interface SubmissionServer {
@@ -205,16 +205,11 @@ export function createSubmissionServer(config: Config, spool: Spool, logger: Log
   }
 
   return {
-    listen: () =>
-      new Promise((resolve, reject) => {
-        server.server.once('error', reject);
-        server.listen(settings.port, settings.host, () => {
-          server.server.off('error', reject);
-          const address = server.server.address() as AddressInfo;
-          log.info({ host: address.address, port: address.port, starttls: tls }, 'submission listening');
-          resolve(address);
-        });
-      }),
+    listen: async () => {
+      const address = await listenSmtp(server, settings.port, settings.host);
+      log.info({ host: address.address, port: address.port, starttls: tls }, 'submission listening');
+      return address;
+    },
 
     close: async () => {
       closing = true;
