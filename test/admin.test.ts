@@ -6,6 +6,7 @@ import { openStore, type Database } from '../src/store/database.js';
 import { startFakeMx, type FakeMx, type FakeMxScript } from './support/fake-mx.js';
 import { startTestRelay, type ConfigOverride, type TestRelay } from './support/relay.js';
 import { waitFor } from './support/wait-for.js';
+import { postfixDsn } from './support/postfix-dsn.js';
 
 const OPS_TOKEN = 'ops-0123456789abcdefghijklmnop';
 const CI_TOKEN = 'ci-0123456789abcdefghijklmnopq';
@@ -108,43 +109,6 @@ async function deliveringRelay(mx: FakeMx, extra: ConfigOverride = {}): Promise<
   });
 }
 
-/** An RFC 3464 report as Postfix writes one, for a recipient the MX accepted and bounced later. */
-function postfixDsn(recipient: string): string {
-  return [
-    'From: MAILER-DAEMON@mx.example.test (Mail Delivery System)',
-    'To: bounces@bounces.relay.test',
-    'Subject: Undelivered Mail Returned to Sender',
-    'Auto-Submitted: auto-replied',
-    'MIME-Version: 1.0',
-    'Content-Type: multipart/report; report-type=delivery-status; boundary="BOUNDARY"',
-    '',
-    '--BOUNDARY',
-    'Content-Type: text/plain; charset=us-ascii',
-    '',
-    'This is the mail system at host mx.example.test. Your message could not be delivered.',
-    '',
-    '--BOUNDARY',
-    'Content-Type: message/delivery-status',
-    '',
-    'Reporting-MTA: dns; mx.example.test',
-    '',
-    `Final-Recipient: rfc822; ${recipient}`,
-    'Action: failed',
-    'Status: 5.1.1',
-    'Remote-MTA: dns; store.example.test',
-    `Diagnostic-Code: smtp; 550 5.1.1 <${recipient}>: Recipient address rejected: User unknown in local recipient table`,
-    '',
-    '--BOUNDARY',
-    'Content-Type: text/rfc822-headers',
-    '',
-    'From: app@shop.example',
-    `To: ${recipient}`,
-    'Subject: hello',
-    '',
-    '--BOUNDARY--',
-    '',
-  ].join('\r\n');
-}
 
 /** The value of one sample in a Prometheus text exposition, or undefined when it is absent. */
 function sample(text: string, series: string): number | undefined {
@@ -559,7 +523,7 @@ describe('admin API: reports, queue, events and metrics of real traffic', () => 
     const returnPath = mx.received.find((m) => m.to.includes('ok@example.test'))?.from as string;
     await nodemailer
       .createTransport({ host: '127.0.0.1', port: relay.relay.inbound?.port, ignoreTLS: true })
-      .sendMail({ envelope: { from: '', to: [returnPath] }, raw: postfixDsn('ok@example.test') });
+      .sendMail({ envelope: { from: '', to: [returnPath] }, raw: postfixDsn('ok@example.test', '5.1.1', '550 5.1.1 <ok@example.test>: Recipient address rejected: User unknown in local recipient table') });
     await waitForStatuses(relay, { 'ok@example.test': 'bounced' });
     await waitFor('the report applied', () => relay.db.prepare('SELECT applied_at FROM inbound_reports').pluck().get(), (at) => typeof at === 'string');
   });

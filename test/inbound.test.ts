@@ -9,6 +9,7 @@ import { startFakeMx, type FakeMx } from './support/fake-mx.js';
 import { startTestRelay, type TestRelay } from './support/relay.js';
 import { SmtpDialog } from './support/smtp-dialog.js';
 import { waitFor } from './support/wait-for.js';
+import { postfixDsn } from './support/postfix-dsn.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -42,48 +43,6 @@ async function sendReport(relay: TestRelay, to: string, raw: string): Promise<st
   return info.response;
 }
 
-/** An RFC 3464 report as Postfix writes one. */
-function postfixDsn(recipient: string, status: string, diagnostic: string, action = 'failed', originalMessageId = '<orig@shop.example>'): string {
-  return [
-    'From: MAILER-DAEMON@mx.example.test (Mail Delivery System)',
-    'To: bounces@bounces.relay.test',
-    'Subject: Undelivered Mail Returned to Sender',
-    'Auto-Submitted: auto-replied',
-    'MIME-Version: 1.0',
-    'Content-Type: multipart/report; report-type=delivery-status; boundary="BOUNDARY"',
-    '',
-    '--BOUNDARY',
-    'Content-Type: text/plain; charset=us-ascii',
-    '',
-    'This is the mail system at host mx.example.test.',
-    '',
-    "I'm sorry to have to inform you that your message could not be delivered.",
-    '',
-    '--BOUNDARY',
-    'Content-Type: message/delivery-status',
-    '',
-    'Reporting-MTA: dns; mx.example.test',
-    'Arrival-Date: Sun, 22 Nov 2026 10:00:00 +0000',
-    '',
-    `Final-Recipient: rfc822; ${recipient}`,
-    `Original-Recipient: rfc822;${recipient}`,
-    `Action: ${action}`,
-    `Status: ${status}`,
-    'Remote-MTA: dns; store.example.test',
-    `Diagnostic-Code: smtp; ${diagnostic}`,
-    '',
-    '--BOUNDARY',
-    'Content-Type: text/rfc822-headers',
-    '',
-    'From: app@shop.example',
-    `To: ${recipient}`,
-    'Subject: hello',
-    `Message-ID: ${originalMessageId}`,
-    '',
-    '--BOUNDARY--',
-    '',
-  ].join('\r\n');
-}
 
 function eventsFor(relay: TestRelay, address: string): Array<Record<string, unknown>> {
   return relay.db

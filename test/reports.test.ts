@@ -24,6 +24,7 @@ import { startFakeMx } from './support/fake-mx.js';
 import { startTestRelay, writeTestConfig, type TestRelay } from './support/relay.js';
 import { makeTempDir } from './support/temp-dir.js';
 import { waitFor } from './support/wait-for.js';
+import { postfixDsn } from './support/postfix-dsn.js';
 
 // ---------------------------------------------------------------------------------------------
 // A fake MX that logs every RCPT TO it answers and the source address it came from, so the
@@ -269,35 +270,6 @@ async function send(message: Planned): Promise<void> {
   );
 }
 
-function postfixDsn(recipient: string): string {
-  return [
-    'From: MAILER-DAEMON@mx.beta.test (Mail Delivery System)',
-    'To: bounces@bounces.relay.test',
-    'Subject: Undelivered Mail Returned to Sender',
-    'Auto-Submitted: auto-replied',
-    'MIME-Version: 1.0',
-    'Content-Type: multipart/report; report-type=delivery-status; boundary="BOUNDARY"',
-    '',
-    '--BOUNDARY',
-    'Content-Type: text/plain; charset=us-ascii',
-    '',
-    'This is the mail system at host mx.beta.test. Your message could not be delivered.',
-    '',
-    '--BOUNDARY',
-    'Content-Type: message/delivery-status',
-    '',
-    'Reporting-MTA: dns; mx.beta.test',
-    '',
-    `Final-Recipient: rfc822; ${recipient}`,
-    'Action: failed',
-    'Status: 5.1.1',
-    `Diagnostic-Code: smtp; ${DELAYED_DIAGNOSTIC(recipient)}`,
-    '',
-    '--BOUNDARY--',
-    '',
-  ].join('\r\n');
-}
-
 beforeAll(async () => {
   mx = await recordingMx(() => phase);
   const route = `127.0.0.1:${mx.port}`;
@@ -332,7 +304,7 @@ beforeAll(async () => {
   if (!inbound) throw new Error('the inbound listener is not running');
   await nodemailer
     .createTransport({ host: '127.0.0.1', port: inbound.port, ignoreTLS: true })
-    .sendMail({ envelope: { from: '', to: [delivery.from] }, raw: postfixDsn('gone-1@beta.test') });
+    .sendMail({ envelope: { from: '', to: [delivery.from] }, raw: postfixDsn('gone-1@beta.test', '5.1.1', DELAYED_DIAGNOSTIC('gone-1@beta.test')) });
   await waitFor(
     'the delayed bounce',
     () => relay.db.prepare(`SELECT status FROM recipients WHERE address = 'gone-1@beta.test'`).get() as { status: string },

@@ -8,15 +8,7 @@ import { typeOfCategory, type Category, type Severity } from '../categories.js';
 import type { ReportAction, ReportKind, ReportRecipient } from './types.js';
 
 /** What a reader found for one recipient, before classification. */
-export interface RecipientFacts {
-  recipient: string | null;
-  originalRecipient: string | null;
-  action: ReportAction | null;
-  status: string | null;
-  diagnosticCode: string | null;
-  remoteMta: string | null;
-  lastAttemptDate: string | null;
-  willRetryUntil: string | null;
+export interface RecipientFacts extends Omit<ReportRecipient, 'severity' | 'type' | 'category'> {
   /** An SMTP reply code a plain-text reader found next to the reason; DSNs carry it in the text. */
   replyCode: number | null;
   /** True when `status` is the report's own Status field (RFC 3464 §2.3.4), not read from prose. */
