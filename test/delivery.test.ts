@@ -273,6 +273,34 @@ describe('restart', () => {
   });
 });
 
+describe('connections kept open between transactions', () => {
+  it('carries up to maxMessagesPerConnection transactions per connection, maxConnectionsPerHost at once', async () => {
+    const mx = await fakeMx({ rcpt: (address) => (address.startsWith('unknown') ? { code: 550, text: '5.1.1 User unknown' } : null) });
+    const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${mx.port}` }, maxConnectionsPerHost: 1, maxMessagesPerConnection: 2 });
+    // A refused recipient in the middle: the session is reset (RSET) and carries on.
+    const addresses = ['a@example.test', 'unknown@example.test', 'b@example.test', 'c@example.test', 'd@example.test'];
+    for (const address of addresses) await submit(relay, [address]);
+    await waitForStatuses(relay, { 'a@example.test': 'delivered', 'unknown@example.test': 'bounced', 'b@example.test': 'delivered', 'c@example.test': 'delivered', 'd@example.test': 'delivered' });
+    expect(mx.received).toHaveLength(4);
+    // Five transactions, two per connection, one connection at a time.
+    expect(mx.connections).toBe(3);
+  });
+
+  it('replaces a kept-open connection the server closes at the next MAIL FROM, without a failed attempt', async () => {
+    const mx = await fakeMx({ mailFromOnReusedConnection: { code: 421, text: '4.4.2 mx.example.test Error: timeout exceeded' } });
+    const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${mx.port}` } });
+    await submit(relay, ['first@example.test']);
+    await waitForStatuses(relay, { 'first@example.test': 'delivered' });
+    await submit(relay, ['second@example.test']);
+    await waitForStatuses(relay, { 'second@example.test': 'delivered' });
+    expect(mx.received.map((m) => m.to)).toEqual([['first@example.test'], ['second@example.test']]);
+    expect(mx.connections).toBe(2);
+    const tries = relay.db.prepare("SELECT outcome FROM attempts a JOIN recipients r ON r.id = a.recipient_id WHERE r.address = 'second@example.test'").all();
+    expect(tries).toEqual([{ outcome: 'delivered' }]);
+    expect(eventsFor(relay, 'second@example.test').map((e) => e.event)).toEqual(['accepted', 'delivered']);
+  });
+});
+
 describe('TLS, smarthost AUTH and fairness between domains', () => {
   async function certificate(): Promise<{ key: string; cert: string }> {
     const { generate } = await import('selfsigned');

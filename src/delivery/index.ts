@@ -7,7 +7,7 @@ import { DeliveryState } from './delivery-state.js';
 import { createResolver } from './mail-hosts.js';
 import { NextHopResolver } from './next-hop.js';
 import { DeliveryScheduler } from './scheduler.js';
-import { TransportPool } from './transports.js';
+import { ConnectionPool } from './connection-pool.js';
 
 export interface DeliveryStage {
   /** New mail was committed: look for due work now rather than at the next poll. */
@@ -21,9 +21,9 @@ export function startDelivery(config: Config, db: Database, verp: VerpSettings, 
   const settings = config.delivery;
   const resolver = createResolver(settings.dns.servers, settings.dns.timeoutMs);
   const nextHops = new NextHopResolver(settings.routes, resolver, settings.port, settings.dns.cacheSeconds * 1000);
-  const transports = new TransportPool(settings, settings.heloName ?? config.hostname, log);
+  const connections = new ConnectionPool(settings, settings.heloName ?? config.hostname, log);
   const state = new DeliveryState(db, config);
-  const scheduler = new DeliveryScheduler(config, state, nextHops, transports, verp, unsubscribe, log);
+  const scheduler = new DeliveryScheduler(config, state, nextHops, connections, verp, unsubscribe, log);
   scheduler.start();
   log.info({ concurrency: settings.concurrency, perDomainConcurrency: settings.perDomainConcurrency, routes: Object.keys(settings.routes) }, 'delivery started');
   return {

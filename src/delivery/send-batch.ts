@@ -1,7 +1,7 @@
 import { classifyReply, type Classification } from '../bounces/classifier.js';
 import { localFailure } from './failure.js';
+import type { ConnectionPool, SmtpError } from './connection-pool.js';
 import type { NextHop } from './next-hop.js';
-import type { TransportPool } from './transports.js';
 
 /** Recipients of one message at one domain, sent in one SMTP transaction. */
 export interface DeliveryBatch {
@@ -35,27 +35,15 @@ export interface BatchReport {
   outcomes: RecipientOutcome[];
 }
 
-/** What nodemailer attaches to the errors it hands back. */
-interface SendError extends Error {
-  code?: string;
-  command?: string;
-  response?: string;
-  responseCode?: number;
-  rejected?: string[];
-  rejectedErrors?: SendError[];
-  recipient?: string;
-  timeoutType?: string;
-}
-
 /** Commands after which the host answered the transaction itself; before them, try the next host. */
 const TRANSACTION_COMMANDS = new Set(['MAIL FROM', 'RCPT TO', 'DATA']);
 
-function isHostLevel(error: SendError): boolean {
+function isHostLevel(error: SmtpError): boolean {
   return !TRANSACTION_COMMANDS.has(error.command ?? '');
 }
 
 /** Names what went wrong with a host that never got to the transaction. */
-function hostFailure(error: SendError): Classification {
+function hostFailure(error: SmtpError): Classification {
   if (error.response && error.responseCode) {
     // The host answered (a 421 greeting, a refused EHLO or AUTH): its words, but a host-level
     // refusal is never the recipient's fault, so it is retried rather than bounced.
@@ -63,6 +51,8 @@ function hostFailure(error: SendError): Classification {
     if (error.command?.startsWith('AUTH')) return { ...classified, severity: 'temporary', type: 'soft', category: 'bad-configuration' };
     return classified.severity === 'temporary' ? classified : { ...classified, severity: 'temporary' };
   }
+  // The client refuses, before sending it, a message larger than the host's announced SIZE.
+  if (error.code === 'EMESSAGE') return classifyReply(`552 5.3.4 ${error.message}`);
   const detail = `${error.code ?? 'error'}: ${error.message}`;
   if (error.code === 'ETIMEDOUT') return localFailure('temporary', 'no-answer-from-host', detail, null, '4.4.1');
   if (error.code === 'EAUTH') return localFailure('temporary', 'bad-configuration', detail, null, '4.7.0');
@@ -79,7 +69,7 @@ function elapsedSince(startedAt: Date): number {
  * or fails TLS is skipped (RFC 5321 5.1); once a host answers MAIL/RCPT/DATA, its replies are
  * the outcome, recipient by recipient.
  */
-export async function sendBatch(batch: DeliveryBatch, nextHop: NextHop, transports: TransportPool, localIp: string | null): Promise<BatchReport> {
+export async function sendBatch(batch: DeliveryBatch, nextHop: NextHop, connections: ConnectionPool, localIp: string | null): Promise<BatchReport> {
   const failedHosts: BatchReport['failedHosts'] = [];
   for (const host of nextHop.hosts) {
     for (const ip of host.addresses) {
@@ -87,15 +77,12 @@ export async function sendBatch(batch: DeliveryBatch, nextHop: NextHop, transpor
       for (;;) {
         const at: HostTry = { startedAt: new Date(), durationMs: 0, mxHost: host.name, mxIp: ip, localIp };
         try {
-          const info = await transports.get({ hostName: host.name, ip, nextHop, localIp, plaintext }).sendMail({
-            envelope: { from: batch.mailFrom, to: batch.recipients.map((r) => r.address) },
-            raw: batch.content,
-          });
+          const envelope = { from: batch.mailFrom, to: batch.recipients.map((r) => r.address) };
+          const sent = await connections.send({ hostName: host.name, ip, nextHop, localIp, plaintext }, envelope, batch.content);
           at.durationMs = elapsedSince(at.startedAt);
-          const rejected = (info as { rejectedErrors?: SendError[] }).rejectedErrors ?? [];
-          return { failedHosts, outcomes: transactionOutcomes(batch, at, info.response ?? '250 accepted', rejected, null) };
+          return { failedHosts, outcomes: transactionOutcomes(batch, at, sent.response, sent.rejectedErrors, null) };
         } catch (caught) {
-          const error = caught as SendError;
+          const error = caught as SmtpError;
           at.durationMs = elapsedSince(at.startedAt);
           // Opportunistic STARTTLS that fails is retried in plaintext once, as Postfix does.
           if (error.code === 'ETLS' && !plaintext && !nextHop.requireTLS && !nextHop.secure) {
@@ -130,10 +117,10 @@ function transactionOutcomes(
   batch: DeliveryBatch,
   at: HostTry,
   deliveredReply: string | null,
-  rejectedErrors: SendError[],
-  transactionError: SendError | null,
+  rejectedErrors: SmtpError[],
+  transactionError: SmtpError | null,
 ): RecipientOutcome[] {
-  const refusedAtRcpt = new Map<string, SendError>();
+  const refusedAtRcpt = new Map<string, SmtpError>();
   for (const rejection of rejectedErrors) {
     if (rejection.recipient) refusedAtRcpt.set(rejection.recipient.toLowerCase(), rejection);
   }
@@ -160,7 +147,7 @@ function transactionOutcomes(
   });
 }
 
-function classifyError(error: SendError): Classification {
+function classifyError(error: SmtpError): Classification {
   if (error.response) return classifyReply(error.response);
   return hostFailure(error);
 }

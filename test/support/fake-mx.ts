@@ -32,12 +32,16 @@ export interface FakeMxScript {
   auth?: { user: string; pass: string };
   /** Wait this long before answering the end of DATA (a slow host). */
   dataDelayMs?: number;
+  /** The reply to MAIL FROM from the second transaction of a connection on (a 421 closes it). */
+  mailFromOnReusedConnection?: ScriptedReply;
 }
 
 export interface FakeMx {
   host: string;
   port: number;
   received: ReceivedMessage[];
+  /** Connections the relay opened (every one that got a greeting). */
+  readonly connections: number;
   close(): Promise<void>;
 }
 
@@ -51,6 +55,7 @@ export async function startFakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
   const received: ReceivedMessage[] = [];
   const rcptAttempts = new Map<string, number>();
   let dataAttempts = 0;
+  let connections = 0;
   const server = new SMTPServer({
     logger: false,
     disableReverseLookup: true,
@@ -65,7 +70,12 @@ export async function startFakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
     hideENHANCEDSTATUSCODES: true,
     ...(script.tls ? { key: script.tls.key, cert: script.tls.cert } : { disabledCommands: ['STARTTLS'] }),
     onConnect(_session, callback) {
+      connections++;
       callback(script.greeting ? replyError(script.greeting) : undefined);
+    },
+    onMailFrom(_address, session, callback) {
+      const reused = session.transaction > 1;
+      callback(reused && script.mailFromOnReusedConnection ? replyError(script.mailFromOnReusedConnection) : undefined);
     },
     onRcptTo(address, _session, callback) {
       const attempt = (rcptAttempts.get(address.address) ?? 0) + 1;
@@ -100,6 +110,9 @@ export async function startFakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
     host,
     port,
     received,
+    get connections() {
+      return connections;
+    },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
