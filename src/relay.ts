@@ -10,6 +10,7 @@ import type { Logger } from './logger.js';
 import { openStore, type Database } from './store/database.js';
 import { storedSecret } from './store/settings.js';
 import { Spool } from './store/spool.js';
+import { WalSync } from './store/wal-sync.js';
 import { createSubmissionServer } from './submission/server.js';
 import { Unsubscriber, unsubscribeSettings, type UnsubscribeSettings } from './unsubscribe/index.js';
 import { startWebhooks, type WebhookStage } from './webhooks/index.js';
@@ -41,7 +42,9 @@ async function listening<T>(what: string, host: string, port: number, listen: ()
 /** Starts every stage: the spool, the inbound report listener, the admin API, the submission server, delivery, webhooks. */
 export async function startRelay(config: Config, logger: Logger): Promise<RunningRelay> {
   const db = openStore(config.store.path, { synchronous: config.store.synchronous });
-  const spool = new Spool(db, config.store.groupCommitMaxMessages);
+  // Under FULL, the spool's and delivery's commits are synced off the event loop (WalSync).
+  const walSync = config.store.synchronous === 'FULL' ? new WalSync(config.store.path) : null;
+  const spool = new Spool(db, config.store.groupCommitMaxMessages, walSync);
   const verp = verpSettings(config, db);
   const unsubscribe: UnsubscribeSettings = unsubscribeSettings(config, verp.domain, verp.secret);
   let inbound: InboundStage | null = null;
@@ -58,7 +61,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
     }
     const submission = createSubmissionServer(config, spool, logger);
     address = await listening('submission', config.submission.host, config.submission.port, () => submission.listen());
-    const delivery: DeliveryStage | null = config.delivery.enabled ? startDelivery(config, db, verp, unsubscribe, logger) : null;
+    const delivery: DeliveryStage | null = config.delivery.enabled ? startDelivery(config, db, verp, unsubscribe, logger, walSync) : null;
     if (delivery) spool.onCommitted(() => delivery.wake());
     // Runs even with no endpoints, so outbox rows are marked handled instead of piling up for
     // the first endpoint someone adds.
@@ -80,6 +83,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
         await delivery?.stop(config.submission.shutdownTimeoutSeconds * 1000);
         await inboundStage?.stop();
         await webhooks.stop();
+        await walSync?.close();
         db.close();
         logger.info({ messages: spool.stats.messages, commits: spool.stats.commits }, 'rebound stopped; store closed');
       },

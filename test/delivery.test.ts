@@ -72,9 +72,12 @@ function eventsFor(relay: TestRelay, address: string): Array<Record<string, unkn
 }
 
 describe('delivery to a routed next hop', () => {
-  it('relays the exact stored bytes and envelope, and records the attempt and the delivered event', async () => {
+  it.each([
+    ['on its own thread', true],
+    ['on the main thread', false],
+  ])('relays the exact stored bytes and envelope, and records the attempt and the delivered event (SMTP client %s)', async (_where, sendThread) => {
     const mx = await fakeMx();
-    const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${mx.port}` }, heloName: 'out.relay.test' });
+    const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${mx.port}` }, heloName: 'out.relay.test', sendThread });
     const queueId = await submit(relay, ['alice@example.test', 'bob@example.test']);
     await waitForStatuses(relay, { 'alice@example.test': 'delivered', 'bob@example.test': 'delivered' });
 

@@ -5,6 +5,7 @@ import { openStore } from '../src/store/database.js';
 import { MIGRATIONS, SchemaTooNewError } from '../src/store/migrations.js';
 import { queueSummary } from '../src/store/queue.js';
 import { Spool, type SpoolMessage } from '../src/store/spool.js';
+import { WalSync } from '../src/store/wal-sync.js';
 import { newQueueId } from '../src/store/queue-id.js';
 import { makeTempDir } from './support/temp-dir.js';
 
@@ -100,6 +101,46 @@ describe('Spool', () => {
     expect(stored).toEqual([{ subject: 'message 0' }, { subject: 'message 1' }, { subject: 'message 2' }]);
     expect((db.prepare('SELECT count(*) AS n FROM recipients').get() as { n: number }).n).toBe(3);
     spool.close();
+    db.close();
+  });
+});
+
+describe('WalSync: commits made durable off the event loop', () => {
+  it('commits the spool with synchronous=NORMAL, resolves each message only after a WAL sync, and shares syncs between callers', async () => {
+    const path = tempDbPath();
+    const db = openStore(path);
+    const walSync = new WalSync(path);
+    const spool = new Spool(db, 10, walSync);
+    const synchronousSeen: number[] = [];
+    spool.onCommitted(() => synchronousSeen.push(Number(db.pragma('synchronous', { simple: true }))));
+    await Promise.all(Array.from({ length: 40 }, (_, n) => spool.enqueue(message(n))));
+    expect(spool.stats).toEqual({ messages: 40, commits: 4 });
+    // One flush of four commits: one sync, and the connection is back to FULL (2) afterwards.
+    expect(walSync.syncs).toBe(1);
+    expect(synchronousSeen).toEqual([2]);
+    // Callers that arrive while a sync runs share the next one.
+    await Promise.all([walSync.sync(), walSync.sync(), walSync.sync(), walSync.sync()]);
+    expect(walSync.syncs).toBe(3);
+    await walSync.close();
+    db.close();
+    const reopened = openStore(path);
+    expect(reopened.prepare('SELECT count(*) AS n FROM messages').get()).toEqual({ n: 40 });
+    reopened.close();
+  });
+
+  it('follows a WAL file that was replaced, and refuses to report a commit as stored when the WAL cannot be synced', async () => {
+    const path = tempDbPath();
+    const db = openStore(path);
+    const walSync = new WalSync(path);
+    await walSync.sync();
+    // Leaving WAL mode deletes the WAL file; coming back creates a new one (a new inode).
+    db.pragma('journal_mode = DELETE');
+    db.pragma('journal_mode = WAL');
+    const spool = new Spool(db, 10, walSync);
+    await spool.enqueue(message(1));
+    db.pragma('journal_mode = DELETE');
+    await expect(spool.enqueue(message(2))).rejects.toThrow(/the store could not sync its write-ahead log: ENOENT/);
+    await walSync.close();
     db.close();
   });
 });

@@ -69,6 +69,8 @@ const delivery = z.strictObject({
   socketTimeoutSeconds: seconds,
   maxConnectionsPerHost: positiveInt,
   maxMessagesPerConnection: positiveInt,
+  /** true: the SMTP client runs on its own worker thread; false: on the main thread. */
+  sendThread: z.boolean(),
   retry: z.strictObject({
     scheduleSeconds: z.array(seconds).min(1),
     jitter: z.number().min(0).max(1),

@@ -2,12 +2,14 @@ import type { Database } from 'better-sqlite3';
 import type { VerpSettings } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../logger.js';
+import type { WalSync } from '../store/wal-sync.js';
 import type { UnsubscribeSettings } from '../unsubscribe/index.js';
 import { DeliveryState } from './delivery-state.js';
 import { createResolver } from './mail-hosts.js';
 import { NextHopResolver } from './next-hop.js';
 import { DeliveryScheduler } from './scheduler.js';
-import { ConnectionPool } from './connection-pool.js';
+import { InlineSender, type BatchSender } from './sender.js';
+import { ThreadSender } from './thread-sender.js';
 
 export interface DeliveryStage {
   /** New mail was committed: look for due work now rather than at the next poll. */
@@ -16,16 +18,19 @@ export interface DeliveryStage {
 }
 
 /** Starts the delivery worker: it picks up due recipients (and those a crash left in flight). */
-export function startDelivery(config: Config, db: Database, verp: VerpSettings, unsubscribe: UnsubscribeSettings, logger: Logger): DeliveryStage {
+export function startDelivery(config: Config, db: Database, verp: VerpSettings, unsubscribe: UnsubscribeSettings, logger: Logger, walSync: WalSync | null = null): DeliveryStage {
   const log = logger.child({ stage: 'delivery' });
   const settings = config.delivery;
   const resolver = createResolver(settings.dns.servers, settings.dns.timeoutMs);
   const nextHops = new NextHopResolver(settings.routes, resolver, settings.port, settings.dns.cacheSeconds * 1000);
-  const connections = new ConnectionPool(settings, settings.heloName ?? config.hostname, log);
-  const state = new DeliveryState(db, config);
-  const scheduler = new DeliveryScheduler(config, state, nextHops, connections, verp, unsubscribe, log);
+  const heloName = settings.heloName ?? config.hostname;
+  const sender: BatchSender = settings.sendThread
+    ? new ThreadSender({ settings, heloName, logLevel: config.log.level }, log)
+    : new InlineSender(settings, heloName, log);
+  const state = new DeliveryState(db, config, walSync);
+  const scheduler = new DeliveryScheduler(config, state, nextHops, sender, verp, unsubscribe, log);
   scheduler.start();
-  log.info({ concurrency: settings.concurrency, perDomainConcurrency: settings.perDomainConcurrency, routes: Object.keys(settings.routes) }, 'delivery started');
+  log.info({ sendThread: settings.sendThread, concurrency: settings.concurrency, perDomainConcurrency: settings.perDomainConcurrency, routes: Object.keys(settings.routes) }, 'delivery started');
   return {
     wake: () => scheduler.wake(),
     stop: async (timeoutMs) => {

@@ -6,8 +6,8 @@ import type { Logger } from '../logger.js';
 import type { ClaimedBatch, DeliveryState } from './delivery-state.js';
 import { localFailure } from './failure.js';
 import type { NextHopResolver } from './next-hop.js';
-import { sendBatch, type BatchReport } from './send-batch.js';
-import type { ConnectionPool } from './connection-pool.js';
+import type { BatchReport } from './send-batch.js';
+import type { BatchSender } from './sender.js';
 
 /**
  * Picks due recipients from the store and sends them. Two limits apply (p-queue): at most
@@ -29,7 +29,7 @@ export class DeliveryScheduler {
     private readonly config: Config,
     private readonly state: DeliveryState,
     private readonly nextHops: NextHopResolver,
-    private readonly connections: ConnectionPool,
+    private readonly sender: BatchSender,
     private readonly verp: VerpSettings,
     private readonly unsubscribe: UnsubscribeSettings,
     private readonly log: Logger,
@@ -69,7 +69,7 @@ export class DeliveryScheduler {
     const idle = this.global.onIdle().then(() => false);
     const timedOut = await Promise.race([idle, new Promise<boolean>((resolve) => setTimeout(() => resolve(true), timeoutMs).unref())]);
     if (timedOut) this.log.warn({ transactions: this.global.pending }, 'transactions still under way at shutdown are sent again at the next start');
-    this.connections.close();
+    await this.sender.close();
   }
 
   private tick(): void {
@@ -135,7 +135,7 @@ export class DeliveryScheduler {
       const at = { startedAt: new Date(), durationMs: 0, mxHost: null, mxIp: null, localIp };
       report = { failedHosts: [], outcomes: batch.recipients.map((r) => ({ recipientId: r.id, delivered: false as const, failure: lookup.failure, at, retryInNewTransaction: false })) };
     } else {
-      report = await sendBatch(batch, lookup.nextHop, this.connections, localIp).catch((error: Error) => {
+      report = await this.sender.send(batch, lookup.nextHop, localIp).catch((error: Error) => {
         const at = { startedAt: new Date(), durationMs: 0, mxHost: null, mxIp: null, localIp };
         const failure = localFailure('temporary', 'other', `internal error while sending: ${error.message}`);
         return { failedHosts: [], outcomes: batch.recipients.map((r) => ({ recipientId: r.id, delivered: false as const, failure, at, retryInNewTransaction: false })) };

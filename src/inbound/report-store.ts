@@ -46,7 +46,7 @@ export class ReportStore {
         report.raw,
       );
       report.id = Number(lastInsertRowid);
-    }, 64);
+    }, { maxBatch: 64 });
     this.selectOne = db.prepare(`
       SELECT id, recipient_id AS recipientId, raw, parse_status AS parseStatus, applied_at AS appliedAt FROM inbound_reports WHERE id = ?`);
     this.selectIds = db.prepare(`SELECT id FROM inbound_reports WHERE parse_status = ? ORDER BY id`);

@@ -1,5 +1,6 @@
 import type { Database, Statement } from 'better-sqlite3';
 import { GroupCommit } from './group-commit.js';
+import type { WalSync } from './wal-sync.js';
 
 /** One accepted message, ready to be committed with its recipients. */
 export interface SpoolMessage {
@@ -32,7 +33,8 @@ export class Spool {
   private readonly commits: GroupCommit<SpoolMessage>;
   private readonly committedListeners: Array<() => void> = [];
 
-  constructor(db: Database, maxBatch = 256) {
+  /** walSync: make commits durable off the event loop (see GroupCommit). */
+  constructor(db: Database, maxBatch = 256, walSync: WalSync | null = null) {
     this.insertMessage = db.prepare(`
       INSERT INTO messages (queue_id, received_at, mail_from, client_ip, client_helo, auth_user, protocol,
                             size, message_id_header, from_domain, subject, campaign_id, received_header, raw)
@@ -43,8 +45,12 @@ export class Spool {
       VALUES (?, ?, ?, 'queued', ?, ?)`);
     this.insertEvent = db.prepare(`
       INSERT INTO events (at, event, message_id, recipient_id) VALUES (?, 'accepted', ?, ?)`);
-    this.commits = new GroupCommit(db, (message) => this.write(message), maxBatch, () => {
-      for (const listener of this.committedListeners) listener();
+    this.commits = new GroupCommit(db, (message) => this.write(message), {
+      maxBatch,
+      walSync,
+      onCommit: () => {
+        for (const listener of this.committedListeners) listener();
+      },
     });
   }
 
