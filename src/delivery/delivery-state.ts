@@ -19,6 +19,9 @@ interface DueRow {
   receivedAt: string;
 }
 
+/** How far a claim reads past domains at their share before it sorts out the whole queue instead. */
+const SCAN_ROWS_PER_CLAIMED_ROW = 8;
+
 export type ClaimedBatch = Omit<DeliveryBatch, 'content'>;
 
 export interface EventFields {
@@ -43,7 +46,8 @@ export interface ClaimResult {
  * always agrees with the history.
  */
 export class DeliveryState {
-  private readonly selectDue: Statement;
+  private readonly scanDue: Statement;
+  private readonly selectDueFairly: Statement;
   private readonly markSending: Statement;
   private readonly updateRecipient: Statement;
   private readonly insertEvent: Statement;
@@ -65,9 +69,19 @@ export class DeliveryState {
     this.suppressions = new SuppressionLists(db);
     this.suppressCategories = new Set(config.suppression.categories);
     this.batchSize = config.unsubscribe.enabled ? 1 : config.delivery.batchSize;
-    // Due recipients, oldest due first, at most `perDomain` per domain so one busy domain
-    // cannot fill a whole claim.
-    this.selectDue = db.prepare(`
+    // Due recipients, oldest due first, read in the order of the recipients_due index, so a claim
+    // reads about as many rows as it takes however long the queue is.
+    this.scanDue = db.prepare(`
+      SELECT r.id, r.message_id AS messageId, r.address, r.domain, r.attempts, m.queue_id AS queueId,
+             m.mail_from AS mailFrom, m.received_at AS receivedAt
+        FROM recipients r JOIN messages m ON m.id = r.message_id
+       WHERE r.status IN ('queued', 'deferred') AND r.next_attempt_at <= ?
+       ORDER BY r.next_attempt_at, r.id`);
+    // The same, at most `perDomain` per domain over every due row: for when the oldest due rows
+    // are mostly of domains already at their share (one domain's backlog in front of the rest).
+    // It sorts every due row (measured: 13 ms at 5,000 due, 60 ms at 20,000), so it is the
+    // fallback, not the rule.
+    this.selectDueFairly = db.prepare(`
       SELECT id, messageId, address, domain, attempts, queueId, mailFrom, receivedAt FROM (
         SELECT r.id, r.message_id AS messageId, r.address, r.domain, r.attempts, m.queue_id AS queueId,
                m.mail_from AS mailFrom, m.received_at AS receivedAt, r.next_attempt_at AS due,
@@ -139,7 +153,7 @@ export class DeliveryState {
 
   private claim(now: Date, perDomain: number, limit: number): ClaimResult {
     const at = now.toISOString();
-    const rows = this.selectDue.all(at, perDomain, limit) as DueRow[];
+    const rows = this.dueRows(at, perDomain, limit);
     const batches: ClaimedBatch[] = [];
     const openBatch = new Map<string, ClaimedBatch>();
     let suppressed = 0;
@@ -175,6 +189,28 @@ export class DeliveryState {
       batch.recipients.push({ id: row.id, address: row.address, attempts: row.attempts });
     }
     return { batches, suppressed, expired };
+  }
+
+  /**
+   * Up to `limit` due rows, oldest due first, at most `perDomain` of one domain, so one busy
+   * domain cannot fill a whole claim. Reads in due order and stops once it has enough; if the
+   * rows in front are mostly of domains already at their share, it asks the fair query instead
+   * rather than read on through one domain's backlog.
+   */
+  private dueRows(at: string, perDomain: number, limit: number): DueRow[] {
+    const scanBudget = limit * SCAN_ROWS_PER_CLAIMED_ROW;
+    const picked: DueRow[] = [];
+    const takenPerDomain = new Map<string, number>();
+    let scanned = 0;
+    for (const row of this.scanDue.iterate(at) as IterableIterator<DueRow>) {
+      if (picked.length >= limit) break;
+      if (++scanned > scanBudget) return this.selectDueFairly.all(at, perDomain, limit) as DueRow[];
+      const taken = takenPerDomain.get(row.domain) ?? 0;
+      if (taken >= perDomain) continue;
+      takenPerDomain.set(row.domain, taken + 1);
+      picked.push(row);
+    }
+    return picked;
   }
 
   private finish(recipientId: number, messageId: number, status: string, attempts: number, lastReply: string | null, at: string, fields: EventFields): void {
