@@ -92,7 +92,7 @@ Options:
   --warmup N                     messages sent and delivered first, not counted (default 1000)
   --time-limit SECONDS           stop sending and waiting after this long, report what was done (default 300)
   --synchronous MODE             store.synchronous for the relay: FULL or NORMAL (default FULL)
-  --send-thread on|off           delivery.sendThread: the SMTP client on its own thread (default on, the relay's default)
+  --send-thread on|off           delivery.sendThread: the SMTP client on its own thread (default off, the relay's default)
   --strace                       run the relay under strace and count its fsync/fdatasync calls
   --cpu-prof                     profile the relay (node --cpu-prof) and print where its time went;
                                  the profile is kept in a temp dir (the run is slower under the profiler)
@@ -114,7 +114,7 @@ export const E2E_OPTIONS = {
   warmup: { type: 'string', default: '1000' },
   'time-limit': { type: 'string', default: '300' },
   synchronous: { type: 'string', default: 'FULL' },
-  'send-thread': { type: 'string', default: 'on' },
+  'send-thread': { type: 'string', default: 'off' },
   strace: { type: 'boolean', default: false },
   'cpu-prof': { type: 'boolean', default: false },
   drain: { type: 'boolean', default: false },
