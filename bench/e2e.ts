@@ -333,6 +333,8 @@ interface E2eResult {
     storedMessages: number | null;
     /** Submission commits (the spool's group commits); delivery's commits are not in the log. */
     spoolCommits: number | null;
+    /** WAL fdatasyncs off the event loop, spool and delivery together (null under NORMAL or --drain). */
+    walSyncs: number | null;
     requeuedAtStop: number | null;
     fsyncCalls: number | null;
     fdatasyncCalls: number | null;
@@ -502,6 +504,7 @@ function summarize(options: E2eOptions, storeFilesystem: string, run: RunMeasure
       stoppedCleanly: stop.stoppedCleanly,
       storedMessages: (run.drain?.submitStop ?? stop).store?.messages ?? null,
       spoolCommits: (run.drain?.submitStop ?? stop).store?.commits ?? null,
+      walSyncs: run.drain ? null : (stop.store?.walSyncs ?? null),
       requeuedAtStop: stop.log.deliveryRequeued,
       fsyncCalls: stop.syncCalls?.fsync ?? null,
       fdatasyncCalls: stop.syncCalls?.fdatasync ?? null,
@@ -683,6 +686,12 @@ function printText(result: E2eResult): void {
       `${relay.spoolCommits ?? 'n/a'} for ${relay.storedMessages ?? 'n/a'} messages, warm-up included ` +
         `(${format(relay.spoolCommits === null || !relay.storedMessages ? null : relay.spoolCommits / relay.storedMessages, 3)} per message); ` +
         'delivery commits are not logged' + (settings.strace ? '' : ' (--strace counts every fsync)'),
+    ),
+    r(
+      'WAL syncs (from the log)',
+      relay.walSyncs === null || !relay.storedMessages
+        ? 'n/a'
+        : `${relay.walSyncs} fdatasyncs off the event loop for the spool's and delivery's commits (${format(relay.walSyncs / relay.storedMessages, 3)} per message)`,
     ),
   ];
   if (settings.strace) {

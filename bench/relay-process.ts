@@ -38,10 +38,13 @@ export interface BenchDeliveryConfig {
   [key: string]: unknown;
 }
 
-/** Counts the relay logs at shutdown; each commit is one WAL fsync under synchronous=FULL. */
+/** Counts the relay logs at shutdown. */
 export interface StoreCounts {
   messages: number;
+  /** The spool's group commits. */
   commits: number;
+  /** fdatasyncs of the WAL made off the event loop (spool and delivery commits together); null under NORMAL. */
+  walSyncs: number | null;
 }
 
 export interface SyncCalls {
@@ -337,7 +340,7 @@ function readLog(file: string): { store: StoreCounts | null; summary: LogSummary
     const msg = typeof entry.msg === 'string' ? entry.msg : '(no msg)';
     if (msg === 'message queued') queued++;
     if (msg === 'rebound stopped; store closed' && typeof entry.messages === 'number' && typeof entry.commits === 'number') {
-      store = { messages: entry.messages, commits: entry.commits };
+      store = { messages: entry.messages, commits: entry.commits, walSyncs: typeof entry.walSyncs === 'number' ? entry.walSyncs : null };
     }
     if (msg === 'delivery stopped' && typeof entry.requeued === 'number') deliveryRequeued = entry.requeued;
     const level = typeof entry.level === 'number' ? PINO_LEVELS[entry.level] : undefined;

@@ -150,6 +150,8 @@ interface BenchResult {
     storedMessages: number | null;
     walCommits: number | null;
     walCommitsPerMessage: number | null;
+    walSyncs: number | null;
+    walSyncsPerMessage: number | null;
     /** Under --strace: real calls over the relay's whole life (startup and migrations included). */
     fsyncCalls: number | null;
     fdatasyncCalls: number | null;
@@ -204,6 +206,8 @@ function summarize(options: BenchOptions, storeFilesystem: string, run: RunMeasu
       storedMessages,
       walCommits: stop.store?.commits ?? null,
       walCommitsPerMessage: perStored(stop.store?.commits ?? null),
+      walSyncs: stop.store?.walSyncs ?? null,
+      walSyncsPerMessage: perStored(stop.store?.walSyncs ?? null),
       fsyncCalls: stop.syncCalls?.fsync ?? null,
       fdatasyncCalls: stop.syncCalls?.fdatasync ?? null,
       syncCallsPerMessage: perStored(syncCalls),
@@ -277,9 +281,12 @@ function printText(result: BenchResult): void {
     row('relay CPU, all threads', cores(relay.cpuSeconds)),
     row('relay CPU, main thread', cores(relay.mainThreadCpuSeconds)),
     row('load generator CPU', cores(result.benchCpuSeconds)),
+    row('WAL commits per message', `${format(relay.walCommitsPerMessage, 3)} (${relay.walCommits ?? 'n/a'} commits for ${relay.storedMessages ?? 'n/a'} messages, warm-up included)`),
     row(
-      'WAL commits (fsyncs) per message',
-      `${format(relay.walCommitsPerMessage, 3)} (${relay.walCommits ?? 'n/a'} commits for ${relay.storedMessages ?? 'n/a'} messages, warm-up included)`,
+      'WAL syncs per message',
+      relay.walSyncs === null
+        ? 'n/a (synchronous=NORMAL: no sync per commit)'
+        : `${format(relay.walSyncsPerMessage, 3)} (${relay.walSyncs} fdatasyncs off the event loop, each covering the commits made before it)`,
     ),
   ];
   if (settings.strace) {

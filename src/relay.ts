@@ -85,7 +85,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
         await webhooks.stop();
         await walSync?.close();
         db.close();
-        logger.info({ messages: spool.stats.messages, commits: spool.stats.commits }, 'rebound stopped; store closed');
+        logger.info({ messages: spool.stats.messages, commits: spool.stats.commits, walSyncs: walSync?.syncs ?? null }, 'rebound stopped; store closed');
       },
     };
   } catch (error) {
