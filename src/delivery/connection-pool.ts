@@ -63,6 +63,8 @@ interface Lease {
  */
 class DestinationConnections {
   private readonly idle: PooledConnection[] = [];
+  /** Every open connection, idle or in a transaction. */
+  private readonly all = new Set<PooledConnection>();
   private readonly waiting: Array<() => void> = [];
   private open = 0;
   private closed = false;
@@ -108,6 +110,7 @@ class DestinationConnections {
   discard(pooled: PooledConnection, polite: boolean): void {
     if (pooled.closed) return;
     pooled.closed = true;
+    this.all.delete(pooled);
     this.open--;
     const at = this.idle.indexOf(pooled);
     if (at >= 0) this.idle.splice(at, 1);
@@ -121,9 +124,11 @@ class DestinationConnections {
     for (const pooled of this.idle.filter((p) => p.idleSince < cutoff)) this.discard(pooled, true);
   }
 
+  /** QUIT for idle connections; the ones still in a transaction are cut (it is sent again later). */
   close(): void {
     this.closed = true;
     this.closeIdle();
+    for (const pooled of [...this.all]) this.discard(pooled, false);
     // Callers still waiting wake up to find the destination closed.
     for (const wake of this.waiting.splice(0)) wake();
   }
@@ -131,6 +136,7 @@ class DestinationConnections {
   private connect(): Promise<PooledConnection> {
     const connection = new SMTPConnection(this.options);
     const pooled: PooledConnection = { connection, transactions: 0, idleSince: Date.now(), closed: false };
+    this.all.add(pooled);
     // A kept-open connection the server ends (idle timeout, shutdown) leaves the pool at once.
     connection.once('end', () => this.discard(pooled, false));
     connection.on('error', (error: SmtpError) => this.log.debug({ err: error.message, host: this.options.host }, 'delivery connection error'));

@@ -42,6 +42,8 @@ export interface FakeMx {
   received: ReceivedMessage[];
   /** Connections the relay opened (every one that got a greeting). */
   readonly connections: number;
+  /** Connections open now. */
+  readonly openConnections: number;
   close(): Promise<void>;
 }
 
@@ -56,6 +58,7 @@ export async function startFakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
   const rcptAttempts = new Map<string, number>();
   let dataAttempts = 0;
   let connections = 0;
+  let openConnections = 0;
   const server = new SMTPServer({
     logger: false,
     disableReverseLookup: true,
@@ -69,8 +72,12 @@ export async function startFakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
     // Scripted replies carry their own enhanced codes, exactly as a real MX words them.
     hideENHANCEDSTATUSCODES: true,
     ...(script.tls ? { key: script.tls.key, cert: script.tls.cert } : { disabledCommands: ['STARTTLS'] }),
+    onClose() {
+      openConnections--;
+    },
     onConnect(_session, callback) {
       connections++;
+      openConnections++;
       callback(script.greeting ? replyError(script.greeting) : undefined);
     },
     onMailFrom(_address, session, callback) {
@@ -112,6 +119,9 @@ export async function startFakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
     received,
     get connections() {
       return connections;
+    },
+    get openConnections() {
+      return openConnections;
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
