@@ -305,17 +305,20 @@ describe('connections kept open between transactions', () => {
 });
 
 describe('shutdown', () => {
-  it('cuts a transaction still under way once shutdownTimeoutSeconds is up, so the process can exit', async () => {
+  it('cuts a transaction still under way once shutdownTimeoutSeconds is up, and queues it again without counting an attempt', async () => {
     const slow = await fakeMx({ dataDelayMs: 30_000 });
     const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${slow.port}` } }, { submission: { shutdownTimeoutSeconds: 1 } });
     await submit(relay, ['late@example.test']);
     await waitForStatuses(relay, { 'late@example.test': 'sending' });
     await waitFor('the slow MX to be in DATA', () => slow.openConnections, (open) => open === 1);
     const started = Date.now();
-    await relay.stop();
+    await relay.stopRelay();
     expect(Date.now() - started).toBeLessThan(5_000);
     await waitFor('the connection to be closed', () => slow.openConnections, (open) => open === 0, 2_000);
     expect(slow.received).toHaveLength(0);
+    // Queued again for the next start, and the cut does not count as an attempt.
+    expect(recipients(relay)).toEqual([{ address: 'late@example.test', status: 'queued', attempts: 0, last_reply: null }]);
+    expect(eventsFor(relay, 'late@example.test').map((e) => e.event)).toEqual(['accepted']);
   });
 });
 

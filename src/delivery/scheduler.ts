@@ -141,6 +141,12 @@ export class DeliveryScheduler {
         return { failedHosts: [], outcomes: batch.recipients.map((r) => ({ recipientId: r.id, delivered: false as const, failure, at, retryInNewTransaction: false })) };
       });
     }
+    if (this.stopped && report.outcomes.every((outcome) => !outcome.delivered && outcome.failure.severity === 'temporary')) {
+      // Cut by the shutdown (or deferred while stopping): left "sending", the batch is queued
+      // again by the stage's stop without counting an attempt against its recipients.
+      this.log.debug({ queueId: batch.queueId }, 'batch cut by the shutdown; queued again');
+      return;
+    }
     await this.state.record(batch, report);
     this.log.debug({ queueId: batch.queueId, domain: batch.domain, recipients: batch.recipients.length }, 'batch done');
   }

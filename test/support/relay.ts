@@ -14,6 +14,8 @@ export interface TestRelay {
   relay: RunningRelay;
   /** A separate read connection to the relay's SQLite file, as an operator would open it. */
   db: Database;
+  /** Stops the relay but keeps its store readable through `db` (until stop()). */
+  stopRelay(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -43,18 +45,21 @@ export async function startTestRelay(override: ConfigOverride = {}): Promise<Tes
   const config = loadConfig({ file: writeTestConfig(temp.dir, override), env: {} });
   const relay = await startRelay(config, createLogger(config.log.level));
   const db = new BetterSqlite3(config.store.path, { readonly: true });
+  let relayStopped: Promise<void> | null = null;
   let stopped = false;
+  const stopRelay = (): Promise<void> => (relayStopped ??= relay.stop());
   return {
     dir: temp.dir,
     config,
     port: relay.submission.port,
     relay,
     db,
+    stopRelay,
     stop: async () => {
       if (stopped) return;
       stopped = true;
+      await stopRelay();
       db.close();
-      await relay.stop();
       temp.remove();
     },
   };
