@@ -10,6 +10,7 @@ import type { Logger } from './logger.js';
 import { openStore, type Database } from './store/database.js';
 import { storedSecret } from './store/settings.js';
 import { Spool } from './store/spool.js';
+import { startRetentionJob } from './store/retention-job.js';
 import { WalSync } from './store/wal-sync.js';
 import { createSubmissionServer } from './submission/server.js';
 import { Unsubscriber, unsubscribeSettings, type UnsubscribeSettings } from './unsubscribe/index.js';
@@ -66,6 +67,14 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
     // Runs even with no endpoints, so outbox rows are marked handled instead of piling up for
     // the first endpoint someone adds.
     const webhooks = startWebhooks(config, db, logger);
+    const retention = startRetentionJob(db, config.store.retention, logger);
+    const { historyDays } = config.store.retention;
+    if (historyDays > 0 && historyDays < config.returnPath.maxAgeDays) {
+      logger.warn(
+        { historyDays, returnPathMaxAgeDays: config.returnPath.maxAgeDays },
+        'store.retention.historyDays is shorter than returnPath.maxAgeDays: a delayed bounce for mail already purged is stored but matches no recipient; raise historyDays',
+      );
+    }
     logger.info({ store: config.store.path, hostname: config.hostname, returnPathDomain: verp.domain }, 'rebound started');
     const inboundStage = inbound;
     const adminServer = admin;
@@ -83,6 +92,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
         await delivery?.stop(config.submission.shutdownTimeoutSeconds * 1000);
         await inboundStage?.stop();
         await webhooks.stop();
+        await retention.stop();
         await walSync?.close();
         db.close();
         logger.info({ messages: spool.stats.messages, commits: spool.stats.commits, walSyncs: walSync?.syncs ?? null }, 'rebound stopped; store closed');

@@ -3,11 +3,12 @@ import { environmentVariables } from '../config/load.js';
 import { createLogger } from '../logger.js';
 import { startRelay } from '../relay.js';
 import { queueSummary, RECIPIENT_STATUSES } from '../store/queue.js';
+import { purgeInSteps, Retention, type PurgeCounts } from '../store/retention.js';
 import { hashPassword } from '../submission/passwords.js';
 import { configFrom, configOption, openExistingStore, positiveInteger } from './common.js';
 import { readPassword } from './read-password.js';
 
-/** start, queue, passwd, config: running the relay and looking at it. */
+/** start, queue, purge, passwd, config: running the relay and looking at it. */
 export function registerRelayCommands(program: Command): void {
   program
       .command('start')
@@ -61,6 +62,41 @@ export function registerRelayCommands(program: Command): void {
               `<${entry.mailFrom}> -> <${entry.address}>${entry.lastReply ? `  last: ${entry.lastReply}` : ''}`,
           );
         }
+      } finally {
+        db.close();
+      }
+    });
+  program
+      .command('purge')
+    .description('apply store.retention now: drop the bodies of finished mail older than bodyDays, delete history older than historyDays')
+    .addOption(configOption())
+    .option('--dry-run', 'count what would go, change nothing')
+    .option('--json', 'print JSON instead of lines')
+    .action(async (options: { config?: string; dryRun?: boolean; json?: boolean }) => {
+      const config = configFrom(options);
+      const { bodyDays, historyDays } = config.store.retention;
+      const db = openExistingStore(config);
+      try {
+        const retention = new Retention(db, config.store.retention);
+        const now = new Date();
+        let counts: PurgeCounts;
+        if (options.dryRun) {
+          counts = retention.pending(now);
+        } else {
+          let steps = 0;
+          counts = await purgeInSteps(retention, now, (total) => {
+            if (++steps % 20 === 0) process.stderr.write(`purging: ${total.messagesDeleted} messages deleted, ${total.bodiesDropped} bodies dropped so far\n`);
+          });
+        }
+        if (options.json) {
+          console.log(JSON.stringify({ dryRun: options.dryRun ?? false, bodyDays, historyDays, ...counts }, null, 2));
+          return;
+        }
+        const verb = options.dryRun ? 'would be' : 'were';
+        const keep = (days: number): string => (days > 0 ? `older than ${days} days` : 'never (0: kept forever)');
+        console.log(`finished messages ${keep(historyDays)}: ${counts.messagesDeleted} ${verb} deleted with their history`);
+        console.log(`inbound reports ${keep(historyDays)} that no kept event names: ${counts.reportsDeleted} ${verb} deleted`);
+        console.log(`bodies of finished messages ${keep(bodyDays)}: ${counts.bodiesDropped} ${verb} dropped`);
       } finally {
         db.close();
       }

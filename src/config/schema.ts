@@ -92,6 +92,8 @@ export const configSchema = z.strictObject({
     path: z.string().min(1),
     synchronous: z.enum(['FULL', 'EXTRA', 'NORMAL']),
     groupCommitMaxMessages: positiveInt.max(10_000),
+    /** Days to keep a finished message's body, and its whole history; 0 keeps them forever. */
+    retention: z.strictObject({ bodyDays: z.number().int().min(0), historyDays: z.number().int().min(0) }),
   }),
   submission: z
     .strictObject({

@@ -261,6 +261,15 @@ export const MIGRATIONS: readonly string[] = [
   -- The bounces report reads failures by time (measured: a month of 400k events, 614 ms -> 373 ms).
   CREATE INDEX events_failures_by_at ON events (at) WHERE event IN ('permanent_fail', 'temporary_fail');
   `,
+  `
+  -- Retention (src/store/retention.ts): a finished message's body is dropped after
+  -- store.retention.bodyDays (raw becomes empty, size keeps the original), and its whole history
+  -- after store.retention.historyDays.
+  ALTER TABLE messages ADD COLUMN body_dropped_at TEXT;
+  CREATE INDEX messages_with_body ON messages (received_at) WHERE body_dropped_at IS NULL;
+  CREATE INDEX inbound_reports_by_received_at ON inbound_reports (received_at);
+  CREATE INDEX events_by_report ON events (report_id) WHERE report_id IS NOT NULL;
+  `,
 ];
 
 export class SchemaTooNewError extends OperatorError {

@@ -1,0 +1,140 @@
+import type { Database, Statement } from 'better-sqlite3';
+
+export interface RetentionSettings {
+  /** Days after which a finished message's body is dropped; 0 keeps bodies forever. */
+  bodyDays: number;
+  /** Days after which a finished message and everything about it is deleted; 0 keeps it forever. */
+  historyDays: number;
+}
+
+export interface PurgeCounts {
+  /** Messages whose body was dropped (metadata, recipients and events kept). */
+  bodiesDropped: number;
+  /** Messages deleted with their recipients, events, attempts and webhook rows. */
+  messagesDeleted: number;
+  /** Inbound reports deleted: old, and named by no event that is kept. */
+  reportsDeleted: number;
+}
+
+const DAY_MS = 86_400_000;
+
+/** A message is finished when none of its recipients can still be sent. */
+const FINISHED = `NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.status IN ('queued', 'sending', 'deferred'))`;
+
+function cutoff(now: Date, days: number): string {
+  return new Date(now.getTime() - days * DAY_MS).toISOString();
+}
+
+/**
+ * Keeps the store from growing for ever, as Postfix empties its queue after delivery and a mail
+ * service keeps its logs for a while. Two horizons, both counted from when the message was
+ * received and both applied to finished messages only (nothing still queued, sending or
+ * deferred is touched):
+ *
+ * - bodyDays: the body goes (it is what takes the space); the metadata, recipients, attempts
+ *   and events stay for reports, webhooks and `v_recipient_history`.
+ * - historyDays: the message goes with everything about it (the foreign keys cascade to
+ *   recipients, events, attempts and webhook rows), then inbound reports as old that no kept
+ *   event names. Suppression lists and their audit are never purged.
+ *
+ * Work is done in steps of at most `limit` messages, each its own short transaction, so a large
+ * purge never holds the store for long.
+ */
+export class Retention {
+  private readonly dropBodies: Statement;
+  private readonly deleteMessages: Statement;
+  private readonly deleteReports: Statement;
+  private readonly countBodies: Statement;
+  private readonly countMessages: Statement;
+  private readonly countReports: Statement;
+
+  constructor(
+    private readonly db: Database,
+    private readonly settings: RetentionSettings,
+  ) {
+    const bodies = `FROM messages m WHERE m.body_dropped_at IS NULL AND m.received_at < @cutoff AND ${FINISHED}`;
+    const messages = `FROM messages m WHERE m.received_at < @cutoff AND ${FINISHED}`;
+    this.dropBodies = db.prepare(`
+      UPDATE messages SET raw = X'', body_dropped_at = @now
+       WHERE id IN (SELECT m.id ${bodies} ORDER BY m.received_at LIMIT @limit)`);
+    this.deleteMessages = db.prepare(`DELETE FROM messages WHERE id IN (SELECT m.id ${messages} ORDER BY m.received_at LIMIT @limit)`);
+    this.deleteReports = db.prepare(`
+      DELETE FROM inbound_reports WHERE id IN (
+        SELECT ir.id FROM inbound_reports ir
+         WHERE ir.received_at < @cutoff AND NOT EXISTS (SELECT 1 FROM events e WHERE e.report_id = ir.id)
+         ORDER BY ir.received_at LIMIT @limit)`);
+    this.countBodies = db.prepare(`SELECT count(*) AS n ${bodies} AND m.received_at >= @floor`);
+    this.countMessages = db.prepare(`SELECT count(*) AS n ${messages}`);
+    // For the dry run: reports whose events all belong to messages that would go.
+    this.countReports = db.prepare(`
+      SELECT count(*) AS n FROM inbound_reports ir
+       WHERE ir.received_at < @cutoff
+         AND NOT EXISTS (SELECT 1 FROM events e JOIN messages m ON m.id = e.message_id
+                          WHERE e.report_id = ir.id AND NOT (m.received_at < @cutoff AND ${FINISHED}))`);
+  }
+
+  get enabled(): boolean {
+    return this.settings.bodyDays > 0 || this.settings.historyDays > 0;
+  }
+
+  /** One bounded step: up to `limit` of each kind, in one transaction. All zero means done. */
+  step(now: Date, limit: number): PurgeCounts {
+    return this.db.transaction((): PurgeCounts => {
+      const counts: PurgeCounts = { bodiesDropped: 0, messagesDeleted: 0, reportsDeleted: 0 };
+      const at = now.toISOString();
+      if (this.settings.historyDays > 0) {
+        const history = cutoff(now, this.settings.historyDays);
+        counts.messagesDeleted = this.deleteMessages.run({ cutoff: history, limit }).changes;
+        counts.reportsDeleted = this.deleteReports.run({ cutoff: history, limit }).changes;
+      }
+      if (this.settings.bodyDays > 0) {
+        counts.bodiesDropped = this.dropBodies.run({ cutoff: cutoff(now, this.settings.bodyDays), now: at, limit }).changes;
+      }
+      return counts;
+    })();
+  }
+
+  /** What a purge at `now` would do, without doing it. */
+  pending(now: Date): PurgeCounts {
+    const counts: PurgeCounts = { bodiesDropped: 0, messagesDeleted: 0, reportsDeleted: 0 };
+    if (this.settings.historyDays > 0) {
+      const history = cutoff(now, this.settings.historyDays);
+      counts.messagesDeleted = (this.countMessages.get({ cutoff: history }) as { n: number }).n;
+      counts.reportsDeleted = (this.countReports.get({ cutoff: history }) as { n: number }).n;
+    }
+    if (this.settings.bodyDays > 0) {
+      // Messages the history purge deletes are not counted again as bodies dropped.
+      const floor = this.settings.historyDays > 0 ? cutoff(now, this.settings.historyDays) : '';
+      counts.bodiesDropped = (this.countBodies.get({ cutoff: cutoff(now, this.settings.bodyDays), floor }) as { n: number }).n;
+    }
+    return counts;
+  }
+}
+
+/** Adds one step's counts to a running total. */
+export function addCounts(total: PurgeCounts, step: PurgeCounts): PurgeCounts {
+  return {
+    bodiesDropped: total.bodiesDropped + step.bodiesDropped,
+    messagesDeleted: total.messagesDeleted + step.messagesDeleted,
+    reportsDeleted: total.reportsDeleted + step.reportsDeleted,
+  };
+}
+
+export function isNothing(counts: PurgeCounts): boolean {
+  return counts.bodiesDropped === 0 && counts.messagesDeleted === 0 && counts.reportsDeleted === 0;
+}
+
+/** Messages per step: each step is one short transaction, and the event loop runs between steps. */
+export const PURGE_STEP = 500;
+
+/** Runs steps until nothing is left, handing control back to the event loop between them. */
+export async function purgeInSteps(retention: Retention, now: Date, onStep: (total: PurgeCounts) => void = () => undefined): Promise<PurgeCounts> {
+  let total: PurgeCounts = { bodiesDropped: 0, messagesDeleted: 0, reportsDeleted: 0 };
+  for (;;) {
+    const step = retention.step(now, PURGE_STEP);
+    if (isNothing(step)) return total;
+    total = addCounts(total, step);
+    onStep(total);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}

@@ -1,0 +1,163 @@
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../src/logger.js';
+import { openStore, type Database } from '../src/store/database.js';
+import { newQueueId } from '../src/store/queue-id.js';
+import { purgeInSteps, Retention } from '../src/store/retention.js';
+import { startRetentionJob } from '../src/store/retention-job.js';
+import { Spool } from '../src/store/spool.js';
+import { CLI, PROJECT_ROOT } from './support/child-relay.js';
+import { makeTempDir } from './support/temp-dir.js';
+import { waitFor } from './support/wait-for.js';
+
+const execFileAsync = promisify(execFile);
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  for (const cleanup of cleanups.splice(0).reverse()) cleanup();
+});
+
+const NOW = new Date(Date.UTC(2026, 10, 22, 12));
+const daysAgo = (days: number): Date => new Date(NOW.getTime() - days * 86_400_000);
+const SETTINGS = { bodyDays: 7, historyDays: 90 };
+
+interface Fixture {
+  dir: string;
+  path: string;
+  db: Database;
+}
+
+/**
+ * A store with, as of NOW: a finished message 100 days old (with an attempt, events, a webhook
+ * outbox row), one as old but still deferred, a finished one 10 days old, one a day old, an old
+ * inbound report nothing names, an old one named by the 10-day-old message's event, a suppression.
+ */
+async function fixture(): Promise<Fixture> {
+  const temp = makeTempDir('rebound-retention-');
+  const path = join(temp.dir, 'store.sqlite');
+  const db = openStore(path);
+  cleanups.push(temp.remove, () => db.close());
+  const spool = new Spool(db);
+  const add = (name: string, age: number) =>
+    spool.enqueue({
+      queueId: newQueueId(),
+      receivedAt: daysAgo(age),
+      mailFrom: 'app@shop.example',
+      recipients: [{ address: `${name}@example.net`, domain: 'example.net' }],
+      clientIp: '127.0.0.1',
+      clientHelo: 'client.test',
+      authUser: null,
+      protocol: 'ESMTP',
+      messageIdHeader: null,
+      fromDomain: 'shop.example',
+      subject: name,
+      campaignId: null,
+      receivedHeader: 'Received: from client.test\r\n',
+      raw: Buffer.from(`Subject: ${name}\r\n\r\n${'body '.repeat(200)}\r\n`),
+    });
+  await Promise.all([add('old-done', 100), add('old-deferred', 100), add('mid-done', 10), add('new-done', 1)]);
+  spool.close();
+  const at = (age: number): string => daysAgo(age).toISOString();
+  db.exec(`UPDATE recipients SET status = CASE WHEN address LIKE '%deferred%' THEN 'deferred' ELSE 'delivered' END`);
+  const idOf = (name: string): { m: number; r: number } =>
+    db.prepare(`SELECT message_id AS m, id AS r FROM recipients WHERE address = ?`).get(`${name}@example.net`) as { m: number; r: number };
+  const insertReport = db.prepare(`INSERT INTO inbound_reports (received_at, client_ip, mail_from, rcpt_to, size, raw) VALUES (?, '127.0.0.1', '', 'postmaster@relay.test', 3, X'616263')`);
+  insertReport.run(at(100));
+  const named = Number(insertReport.run(at(100)).lastInsertRowid);
+  const event = db.prepare(`INSERT INTO events (at, event, message_id, recipient_id, detail, report_id) VALUES (?, ?, ?, ?, 'x', ?)`);
+  for (const name of ['old-done', 'mid-done', 'new-done']) {
+    const { m, r } = idOf(name);
+    event.run(at(name === 'old-done' ? 100 : 1), 'delivered', m, r, null);
+    db.prepare(`INSERT INTO attempts (recipient_id, message_id, started_at, duration_ms, outcome) VALUES (?, ?, ?, 5, 'delivered')`).run(r, m, at(1));
+  }
+  event.run(at(9), 'permanent_fail', idOf('mid-done').m, idOf('mid-done').r, named);
+  db.prepare(`INSERT INTO suppressions (address, type, first_at, last_at, count, source) VALUES ('old-done@example.net', 'bounces', ?, ?, 1, 'immediate')`).run(at(100), at(100));
+  return { dir: temp.dir, path, db };
+}
+
+function snapshot(db: Database): Record<string, unknown> {
+  const count = (sql: string): number => (db.prepare(sql).get() as { n: number }).n;
+  return {
+    messages: db.prepare(`SELECT subject, length(raw) > 0 AS hasBody, body_dropped_at IS NOT NULL AS dropped FROM messages ORDER BY id`).all(),
+    recipients: count('SELECT count(*) AS n FROM recipients'),
+    events: count('SELECT count(*) AS n FROM events'),
+    attempts: count('SELECT count(*) AS n FROM attempts'),
+    outbox: count('SELECT count(*) AS n FROM webhook_outbox'),
+    reports: count('SELECT count(*) AS n FROM inbound_reports'),
+    suppressions: count('SELECT count(*) AS n FROM suppressions'),
+  };
+}
+
+describe('store.retention', () => {
+  it('drops old bodies and deletes old history of finished mail only, keeping what is still queued and suppressions', async () => {
+    const { db } = await fixture();
+    const before = snapshot(db);
+    expect(before).toMatchObject({ recipients: 4, events: 8, attempts: 3, outbox: 4, reports: 2, suppressions: 1 });
+    const retention = new Retention(db, SETTINGS);
+    expect(retention.pending(NOW)).toEqual({ messagesDeleted: 1, reportsDeleted: 1, bodiesDropped: 1 });
+
+    // Steps of one at a time, to go through the loop.
+    let total = { bodiesDropped: 0, messagesDeleted: 0, reportsDeleted: 0 };
+    for (let k = 0; k < 10; k++) {
+      const step = retention.step(NOW, 1);
+      total = { bodiesDropped: total.bodiesDropped + step.bodiesDropped, messagesDeleted: total.messagesDeleted + step.messagesDeleted, reportsDeleted: total.reportsDeleted + step.reportsDeleted };
+    }
+    expect(total).toEqual({ messagesDeleted: 1, reportsDeleted: 1, bodiesDropped: 1 });
+    expect(snapshot(db)).toEqual({
+      messages: [
+        { subject: 'old-deferred', hasBody: 1, dropped: 0 },
+        { subject: 'mid-done', hasBody: 0, dropped: 1 },
+        { subject: 'new-done', hasBody: 1, dropped: 0 },
+      ],
+      // old-done went with its recipient, its 'accepted' and 'delivered' events, attempt and outbox row.
+      recipients: 3,
+      events: 6,
+      attempts: 2,
+      outbox: 3,
+      // The report named by mid-done's event stays while that event does.
+      reports: 1,
+      suppressions: 1,
+    });
+    expect(retention.pending(NOW)).toEqual({ messagesDeleted: 0, reportsDeleted: 0, bodiesDropped: 0 });
+  });
+
+  it('keeps everything with both horizons at 0', async () => {
+    const { db } = await fixture();
+    const before = snapshot(db);
+    const retention = new Retention(db, { bodyDays: 0, historyDays: 0 });
+    expect(retention.enabled).toBe(false);
+    expect(await purgeInSteps(retention, NOW)).toEqual({ messagesDeleted: 0, reportsDeleted: 0, bodiesDropped: 0 });
+    expect(snapshot(db)).toEqual(before);
+  });
+
+  it('runs in the relay a while after start, and stops cleanly', async () => {
+    const { db } = await fixture();
+    // The fixture is dated around NOW; the job uses the real clock, so age it by the difference.
+    const shift = Date.now() - NOW.getTime();
+    db.prepare(`UPDATE messages SET received_at = strftime('%Y-%m-%dT%H:%M:%fZ', received_at, '+' || ? || ' seconds')`).run(Math.floor(shift / 1000));
+    const job = startRetentionJob(db, SETTINGS, createLogger('silent'), { firstRunMs: 10, everyMs: 3_600_000 });
+    await waitFor('the first purge', () => snapshot(db).recipients, (n) => n === 3, 5_000);
+    await job.stop();
+  });
+
+  it('`rebound purge --dry-run` counts without changing anything; `rebound purge` applies it', async () => {
+    const { dir, path, db } = await fixture();
+    // The CLI uses the real clock: make the fixture's times relative to now.
+    const shift = Date.now() - NOW.getTime();
+    db.prepare(`UPDATE messages SET received_at = strftime('%Y-%m-%dT%H:%M:%fZ', received_at, '+' || ? || ' seconds')`).run(Math.floor(shift / 1000));
+    db.prepare(`UPDATE inbound_reports SET received_at = strftime('%Y-%m-%dT%H:%M:%fZ', received_at, '+' || ? || ' seconds')`).run(Math.floor(shift / 1000));
+    const config = join(dir, 'config.json');
+    writeFileSync(config, JSON.stringify({ store: { path, retention: SETTINGS } }));
+    const run = (args: string[]) => execFileAsync(process.execPath, [CLI, 'purge', '--config', config, ...args], { cwd: PROJECT_ROOT, env: { ...process.env, REBOUND_CONFIG: '' } });
+    const before = snapshot(db);
+    const dry = await run(['--dry-run', '--json']);
+    expect(JSON.parse(dry.stdout)).toEqual({ dryRun: true, bodyDays: 7, historyDays: 90, messagesDeleted: 1, reportsDeleted: 1, bodiesDropped: 1 });
+    expect(snapshot(db)).toEqual(before);
+    const applied = await run([]);
+    expect(applied.stdout).toContain('finished messages older than 90 days: 1 were deleted with their history');
+    expect(applied.stdout).toContain('bodies of finished messages older than 7 days: 1 were dropped');
+    expect(snapshot(db)).toMatchObject({ recipients: 3, reports: 1, suppressions: 1 });
+  });
+});
