@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
-import { closedPort, startFakeMx, startSilentServer, type FakeMx, type FakeMxScript } from './support/fake-mx.js';
+import { closedPort, startBrokenTlsMx, startFakeMx, startSilentServer, type FakeMx, type FakeMxScript } from './support/fake-mx.js';
 import { startDnsServer, type ZoneEntry } from './support/dns-server.js';
 import { startTestRelay, type ConfigOverride, type TestRelay } from './support/relay.js';
 import { waitFor } from './support/wait-for.js';
@@ -335,6 +335,23 @@ describe('TLS, smarthost AUTH and fairness between domains', () => {
     await submit(relay, ['tls@example.test']);
     await waitForStatuses(relay, { 'tls@example.test': 'delivered' });
     expect(mx.received[0]?.secure).toBe(true);
+  });
+
+  it('falls back to plaintext on the same host when the STARTTLS handshake fails, as Postfix does', async () => {
+    const mx = await startBrokenTlsMx();
+    cleanups.push(() => mx.close());
+    const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${mx.port}` } });
+    await submit(relay, ['fallback@example.test']);
+    await waitForStatuses(relay, { 'fallback@example.test': 'delivered' });
+    expect(mx.received.map((m) => m.to)).toEqual([['fallback@example.test']]);
+    expect(mx.connections).toBe(2);
+    // The failed handshake is an attempt of its own, then the plaintext one delivered.
+    const tries = relay.db.prepare('SELECT outcome, category, text FROM attempts ORDER BY id').all() as Array<{ outcome: string; category: string | null; text: string }>;
+    expect(tries.map((t) => [t.outcome, t.category])).toEqual([
+      ['temporary_fail', 'bad-connection'],
+      ['delivered', null],
+    ]);
+    expect(recipients(relay)[0]).toMatchObject({ status: 'delivered', attempts: 1 });
   });
 
   it('relays everything through a "*" smarthost with AUTH over required TLS', async () => {

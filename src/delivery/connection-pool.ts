@@ -145,6 +145,9 @@ class DestinationConnections {
       const fail = (error: SmtpError): void => {
         if (settled) return;
         settled = true;
+        // A handshake that breaks after STARTTLS comes back as a socket error (ESOCKET); it is a
+        // TLS failure all the same, and the caller retries such a host in plaintext.
+        if (connection.upgrading && error.code !== 'ETLS') error.code = 'ETLS';
         reject(error);
         // Closing emits 'end' at once: settled first, so this error is the one reported.
         this.discard(pooled, false);

@@ -154,3 +154,73 @@ export async function closedPort(host = '127.0.0.1'): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
 }
+
+/**
+ * An MX that offers STARTTLS and then breaks the handshake (it answers 220 and sends bytes that
+ * are not TLS), but takes mail in plaintext: the opportunistic-TLS fallback's peer.
+ */
+export async function startBrokenTlsMx(host = '127.0.0.1'): Promise<{ port: number; received: Array<{ to: string[]; raw: string }>; connections: number; close(): Promise<void> }> {
+  const received: Array<{ to: string[]; raw: string }> = [];
+  const sockets = new Set<import('node:net').Socket>();
+  const state = { connections: 0 };
+  const server: Server = createServer((socket) => {
+    state.connections++;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    let buffered = '';
+    let data: string | null = null;
+    let to: string[] = [];
+    const reply = (line: string): void => {
+      socket.write(`${line}\r\n`);
+    };
+    reply('220 broken-tls.test ESMTP');
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('latin1');
+      let end: number;
+      while ((end = buffered.indexOf('\r\n')) >= 0) {
+        const line = buffered.slice(0, end);
+        buffered = buffered.slice(end + 2);
+        if (data !== null) {
+          if (line === '.') {
+            received.push({ to, raw: data });
+            data = null;
+            to = [];
+            reply('250 2.0.0 Ok: queued in plaintext');
+          } else data += `${line}\r\n`;
+          continue;
+        }
+        const command = line.toUpperCase();
+        if (command.startsWith('EHLO')) reply('250-broken-tls.test\r\n250 STARTTLS');
+        else if (command === 'STARTTLS') {
+          reply('220 2.0.0 Ready to start TLS');
+          socket.end('this is not a TLS server hello\r\n');
+        } else if (command.startsWith('MAIL FROM')) reply('250 2.1.0 Ok');
+        else if (command.startsWith('RCPT TO')) {
+          to.push(line.slice(line.indexOf('<') + 1, line.lastIndexOf('>')));
+          reply('250 2.1.5 Ok');
+        } else if (command === 'DATA') {
+          data = '';
+          reply('354 End data with <CR><LF>.<CR><LF>');
+        } else if (command === 'RSET') reply('250 2.0.0 Ok');
+        else if (command === 'QUIT') {
+          reply('221 2.0.0 Bye');
+          socket.end();
+        } else reply('502 5.5.2 Error: command not recognized');
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    received,
+    get connections() {
+      return state.connections;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
