@@ -153,6 +153,17 @@ describe('delivery to a routed next hop', () => {
     expect(mx.received.map((m) => m.to)).toEqual([['here@example.test']]);
   });
 
+  it('bounces, without sending it, a message larger than the SIZE the MX announces (552 5.3.4)', async () => {
+    const mx = await fakeMx({ size: 200 });
+    const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${mx.port}` } });
+    await submit(relay, ['big@example.test'], { subject: 'x'.repeat(300) });
+    await waitForStatuses(relay, { 'big@example.test': 'bounced' });
+    expect(mx.received).toHaveLength(0);
+    expect(eventsFor(relay, 'big@example.test').at(-1)).toMatchObject({ event: 'permanent_fail', severity: 'permanent', bounce_type: 'soft', category: 'content-related', code: 552, enhanced_code: '5.3.4' });
+    // The message was too big, not the address: it is not suppressed.
+    expect(relay.db.prepare('SELECT count(*) AS n FROM suppressions').get()).toEqual({ n: 0 });
+  });
+
   it('sends recipients past a 452 "too many recipients" in a new transaction, without counting it as a failure', async () => {
     let inTransaction = 0;
     const mx = await fakeMx({

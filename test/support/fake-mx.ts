@@ -32,6 +32,8 @@ export interface FakeMxScript {
   auth?: { user: string; pass: string };
   /** Wait this long before answering the end of DATA (a slow host). */
   dataDelayMs?: number;
+  /** Announce this SIZE limit in EHLO (RFC 1870). */
+  size?: number;
   /** The reply to MAIL FROM from the second transaction of a connection on (a 421 closes it). */
   mailFromOnReusedConnection?: ScriptedReply;
 }
@@ -71,6 +73,7 @@ export async function startFakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
     },
     // Scripted replies carry their own enhanced codes, exactly as a real MX words them.
     hideENHANCEDSTATUSCODES: true,
+    ...(script.size ? { size: script.size } : {}),
     ...(script.tls ? { key: script.tls.key, cert: script.tls.cert } : { disabledCommands: ['STARTTLS'] }),
     onClose() {
       openConnections--;
