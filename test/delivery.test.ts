@@ -153,6 +153,16 @@ describe('delivery to a routed next hop', () => {
     expect(mx.received.map((m) => m.to)).toEqual([['here@example.test']]);
   });
 
+  it('declares BODY=8BITMIME for a message with 8-bit bytes, and sends them unchanged', async () => {
+    const mx = await fakeMx();
+    const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${mx.port}` } });
+    const raw = Buffer.from('From: app@shop.example\r\nTo: eight@example.test\r\nSubject: caf\u00e9\r\n\r\nd\u00e9j\u00e0 vu\r\n', 'utf8');
+    await nodemailer.createTransport({ host: '127.0.0.1', port: relay.port, ignoreTLS: true }).sendMail({ envelope: { from: 'app@shop.example', to: ['eight@example.test'] }, raw });
+    await waitForStatuses(relay, { 'eight@example.test': 'delivered' });
+    expect(mx.received[0]?.body).toBe('8BITMIME');
+    expect(mx.received[0]?.raw.subarray(-raw.length).equals(raw)).toBe(true);
+  });
+
   it('bounces, without sending it, a message larger than the SIZE the MX announces (552 5.3.4)', async () => {
     const mx = await fakeMx({ size: 200 });
     const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${mx.port}` } });

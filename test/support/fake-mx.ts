@@ -15,6 +15,8 @@ export interface ReceivedMessage {
   helo: string;
   secure: boolean;
   authUser: string | null;
+  /** MAIL FROM's BODY= parameter (RFC 6152), null when not given. */
+  body: string | null;
 }
 
 export interface FakeMxScript {
@@ -47,6 +49,11 @@ export interface FakeMx {
   /** Connections open now. */
   readonly openConnections: number;
   close(): Promise<void>;
+}
+
+function bodyParameter(args: Record<string, string | true> | false): string | null {
+  const body = args ? args.BODY : undefined;
+  return typeof body === 'string' ? body : null;
 }
 
 function replyError(reply: ScriptedReply): Error & { responseCode: number } {
@@ -109,6 +116,7 @@ export async function startFakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
           helo: session.hostNameAppearsAs,
           secure: session.secure,
           authUser: (session.user as string | undefined) ?? null,
+          body: bodyParameter(session.envelope.mailFrom ? session.envelope.mailFrom.args : false),
         });
         callback(null, 'Ok: queued on the fake MX');
       });
