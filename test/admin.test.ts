@@ -719,6 +719,27 @@ describe('admin API: queue with mail waiting', () => {
     expect(sample(text, 'rebound_queue_depth{status="sending"}')).toBe(0);
   });
 
+  it('POST /v1/queue/flush makes deferred recipients due now, all or by queue id; unknown ids are 404, bad bodies 400', async () => {
+    const relay = await startTestRelay();
+    cleanups.push(() => relay.stop());
+    const a = await startApi(relay, TOKENS, cleanups);
+    const first = await submit(relay, ['d1@example.test', 'd2@example.test']);
+    await submit(relay, ['d3@example.test']);
+    a.db.prepare(`UPDATE recipients SET status = 'deferred', next_attempt_at = '2999-01-01T00:00:00.000Z'`).run();
+    const due = (): number => (a.db.prepare(`SELECT count(*) AS n FROM recipients WHERE next_attempt_at <= ?`).get(new Date().toISOString()) as { n: number }).n;
+    expect(await call(a, 'POST', '/v1/queue/flush', { json: { queueIds: [first, 'NOSUCHQUEUEID00000'] } })).toMatchObject({
+      status: 404,
+      body: { error: 'no message with queue id "NOSUCHQUEUEID00000"; nothing was flushed' },
+    });
+    expect(due()).toBe(0);
+    expect(await call(a, 'POST', '/v1/queue/flush', { json: { queueIds: [first] } })).toMatchObject({ status: 200, body: { recipients: 2 } });
+    expect(due()).toBe(2);
+    expect(await call(a, 'POST', '/v1/queue/flush', { json: {} })).toMatchObject({ status: 200, body: { recipients: 1 } });
+    expect(due()).toBe(3);
+    expect(await call(a, 'POST', '/v1/queue/flush', { json: { queueIds: 'all' } })).toMatchObject({ status: 400, body: { error: expect.stringContaining('"queueIds" must be a non-empty array') } });
+    expect(await call(a, 'POST', '/v1/queue/flush', { json: { ids: [first] } })).toMatchObject({ status: 400, body: { error: 'unknown field "ids"; the body takes only "queueIds"' } });
+  });
+
   it('counts recipients in flight (sending), through the recipients_sending index', async () => {
     const relay = await startTestRelay();
     cleanups.push(() => relay.stop());

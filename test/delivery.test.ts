@@ -1,10 +1,16 @@
+import { execFile } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { closedPort, startBrokenTlsMx, startFakeMx, startSilentServer, type FakeMx, type FakeMxScript } from './support/fake-mx.js';
 import { startDnsServer, type ZoneEntry } from './support/dns-server.js';
 import { startTestRelay, type ConfigOverride, type TestRelay } from './support/relay.js';
 import { waitFor } from './support/wait-for.js';
+import { CLI, PROJECT_ROOT } from './support/child-relay.js';
+
+const execFileAsync = promisify(execFile);
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -322,6 +328,25 @@ describe('connections kept open between transactions', () => {
     const tries = relay.db.prepare("SELECT outcome FROM attempts a JOIN recipients r ON r.id = a.recipient_id WHERE r.address = 'second@example.test'").all();
     expect(tries).toEqual([{ outcome: 'delivered' }]);
     expect(eventsFor(relay, 'second@example.test').map((e) => e.event)).toEqual(['accepted', 'delivered']);
+  });
+});
+
+describe('rebound flush', () => {
+  it('makes deferred mail due now, and the running relay sends it; an unknown queue id is named (exit 2)', async () => {
+    const mx = await fakeMx({ rcpt: (_address, attempt) => (attempt === 1 ? { code: 450, text: '4.2.1 Mailbox busy, try again later' } : null) });
+    const relay = await deliveringRelay({
+      routes: { 'example.test': `127.0.0.1:${mx.port}` },
+      retry: { scheduleSeconds: [3600], jitter: 0, maxAttempts: 3, maxAgeSeconds: 86_400 },
+    });
+    const queueId = await submit(relay, ['later@example.test']);
+    await waitForStatuses(relay, { 'later@example.test': 'deferred' });
+    const flush = (args: string[]) =>
+      execFileAsync(process.execPath, [CLI, 'flush', ...args, '--config', join(relay.dir, 'config.json')], { cwd: PROJECT_ROOT, env: { ...process.env, REBOUND_CONFIG: '' } });
+    const flushed = await flush([queueId]);
+    expect(flushed.stdout).toMatch(/^1 deferred recipient\(s\) are due now/);
+    await waitForStatuses(relay, { 'later@example.test': 'delivered' });
+    expect(recipients(relay)[0]).toMatchObject({ attempts: 2 });
+    await expect(flush(['NOSUCHQUEUEID00000'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('no message with queue id "NOSUCHQUEUEID00000"') });
   });
 });
 

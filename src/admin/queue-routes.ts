@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Database } from '../store/database.js';
-import { queueSummary } from '../store/queue.js';
+import { flushDeferred, queueSummary } from '../store/queue.js';
 import { addressOrThrow } from '../suppressions/lists.js';
 import { badRequest, notFound } from './api-errors.js';
 import { PAGE_PARAMS, pageOf, queryOf, textParam, wholeNumber, type PageOf } from './query-params.js';
@@ -77,6 +77,25 @@ export function queueRoutes(app: FastifyInstance, db: Database): void {
   app.get('/v1/queue', (request) => {
     const query = queryOf(request, ['limit']);
     return queueSummary(db, wholeNumber(query.limit, 'limit', 1, 1000, 10));
+  });
+
+  // Deferred mail due now (postqueue -f): {} for all of it, { "queueIds": [...] } for those messages.
+  app.post('/v1/queue/flush', (request) => {
+    queryOf(request, []);
+    const body: unknown = request.body ?? {};
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('send a JSON object: {} for every deferred recipient, or { "queueIds": ["..."] }');
+    const { queueIds, ...rest } = body as { queueIds?: unknown };
+    const unknownKeys = Object.keys(rest);
+    if (unknownKeys.length > 0) throw badRequest(`unknown field ${unknownKeys.map((k) => `"${k}"`).join(', ')}; the body takes only "queueIds"`);
+    if (queueIds !== undefined && (!Array.isArray(queueIds) || queueIds.length === 0 || !queueIds.every((id) => typeof id === 'string'))) {
+      throw badRequest('"queueIds" must be a non-empty array of queue ids (strings); leave it out to flush every deferred recipient');
+    }
+    const ids = (queueIds as string[] | undefined) ?? null;
+    if (ids) {
+      const unknown = ids.filter((id) => messageId.get(id) === undefined);
+      if (unknown.length > 0) throw notFound(`no message with queue id ${unknown.map((id) => `"${id}"`).join(', ')}; nothing was flushed`);
+    }
+    return { recipients: flushDeferred(db, ids).recipients };
   });
 
   app.get<{ Params: { queueId: string } }>('/v1/queue/:queueId', (request) => {

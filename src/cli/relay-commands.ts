@@ -2,13 +2,14 @@ import type { Command } from 'commander';
 import { environmentVariables } from '../config/load.js';
 import { createLogger } from '../logger.js';
 import { startRelay } from '../relay.js';
-import { queueSummary, RECIPIENT_STATUSES } from '../store/queue.js';
+import { flushDeferred, queueSummary, RECIPIENT_STATUSES } from '../store/queue.js';
+import { OperatorError } from '../errors.js';
 import { purgeInSteps, Retention, type PurgeCounts } from '../store/retention.js';
 import { hashPassword } from '../submission/passwords.js';
 import { configFrom, configOption, openExistingStore, positiveInteger } from './common.js';
 import { readPassword } from './read-password.js';
 
-/** start, queue, purge, passwd, config: running the relay and looking at it. */
+/** start, queue, flush, purge, passwd, config: running the relay and looking at it. */
 export function registerRelayCommands(program: Command): void {
   program
       .command('start')
@@ -61,6 +62,24 @@ export function registerRelayCommands(program: Command): void {
             `  ${entry.queueId}  ${entry.receivedAt}  ${entry.status.padEnd(8)} attempts=${entry.attempts}  ` +
               `<${entry.mailFrom}> -> <${entry.address}>${entry.lastReply ? `  last: ${entry.lastReply}` : ''}`,
           );
+        }
+      } finally {
+        db.close();
+      }
+    });
+  program
+      .command('flush')
+    .description('make deferred mail due now (all of it, or these messages), as postqueue -f does; the running relay sends it at its next poll')
+    .argument('[queueIds...]', 'queue ids of the messages to retry now; none: every deferred recipient')
+    .addOption(configOption())
+    .action((queueIds: string[], options: { config?: string }) => {
+      const config = configFrom(options);
+      const db = openExistingStore(config);
+      try {
+        const result = flushDeferred(db, queueIds.length > 0 ? queueIds : null);
+        console.log(`${result.recipients} deferred recipient(s) are due now; the relay sends them within delivery.pollIntervalMs (${config.delivery.pollIntervalMs} ms)`);
+        if (result.unknownQueueIds.length > 0) {
+          throw new OperatorError(`no message with queue id ${result.unknownQueueIds.map((id) => `"${id}"`).join(', ')}; \`rebound queue\` lists what is waiting`);
         }
       } finally {
         db.close();
