@@ -3,8 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/load.js';
 import { DeliveryState } from '../src/delivery/delivery-state.js';
 import { openStore, type Database } from '../src/store/database.js';
-import { newQueueId } from '../src/store/queue-id.js';
 import { Spool } from '../src/store/spool.js';
+import { spoolMessage } from './support/spool-message.js';
 import { makeTempDir } from './support/temp-dir.js';
 
 const cleanups: Array<() => void> = [];
@@ -20,22 +20,7 @@ async function storeWith(addresses: string[]): Promise<Database> {
   const spool = new Spool(db);
   await Promise.all(
     addresses.map((address, n) =>
-      spool.enqueue({
-        queueId: newQueueId(),
-        receivedAt: new Date(Date.UTC(2026, 10, 22, 12, 0, 0) + n * 1000),
-        mailFrom: 'app@shop.example',
-        recipients: [{ address, domain: address.split('@')[1] ?? '' }],
-        clientIp: '127.0.0.1',
-        clientHelo: 'client.test',
-        authUser: null,
-        protocol: 'ESMTP',
-        messageIdHeader: null,
-        fromDomain: 'shop.example',
-        subject: `to ${address}`,
-        campaignId: null,
-        receivedHeader: 'Received: from client.test\r\n',
-        raw: Buffer.from('Subject: hi\r\n\r\nhello\r\n'),
-      }),
+      spool.enqueue(spoolMessage(address, { receivedAt: new Date(Date.UTC(2026, 10, 22, 12, 0, 0) + n * 1000) })),
     ),
   );
   spool.close();

@@ -5,11 +5,11 @@ import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../src/logger.js';
 import { openStore, type Database } from '../src/store/database.js';
-import { newQueueId } from '../src/store/queue-id.js';
 import { purgeInSteps, Retention } from '../src/store/retention.js';
 import { startRetentionJob } from '../src/store/retention-job.js';
 import { Spool } from '../src/store/spool.js';
 import { CLI, PROJECT_ROOT } from './support/child-relay.js';
+import { spoolMessage } from './support/spool-message.js';
 import { makeTempDir } from './support/temp-dir.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -41,22 +41,7 @@ async function fixture(): Promise<Fixture> {
   cleanups.push(temp.remove, () => db.close());
   const spool = new Spool(db);
   const add = (name: string, age: number) =>
-    spool.enqueue({
-      queueId: newQueueId(),
-      receivedAt: daysAgo(age),
-      mailFrom: 'app@shop.example',
-      recipients: [{ address: `${name}@example.net`, domain: 'example.net' }],
-      clientIp: '127.0.0.1',
-      clientHelo: 'client.test',
-      authUser: null,
-      protocol: 'ESMTP',
-      messageIdHeader: null,
-      fromDomain: 'shop.example',
-      subject: name,
-      campaignId: null,
-      receivedHeader: 'Received: from client.test\r\n',
-      raw: Buffer.from(`Subject: ${name}\r\n\r\n${'body '.repeat(200)}\r\n`),
-    });
+    spool.enqueue(spoolMessage(`${name}@example.net`, { receivedAt: daysAgo(age), subject: name, raw: Buffer.from(`Subject: ${name}\r\n\r\n${'body '.repeat(200)}\r\n`) }));
   await Promise.all([add('old-done', 100), add('old-deferred', 100), add('mid-done', 10), add('new-done', 1)]);
   spool.close();
   const at = (age: number): string => daysAgo(age).toISOString();
