@@ -63,10 +63,9 @@ interface Lease {
  */
 class DestinationConnections {
   private readonly idle: PooledConnection[] = [];
-  /** Every open connection, idle or in a transaction. */
+  /** Every open connection (connecting, idle or in a transaction): its size is what counts against the limit. */
   private readonly all = new Set<PooledConnection>();
   private readonly waiting: Array<() => void> = [];
-  private open = 0;
   private closed = false;
 
   constructor(
@@ -78,7 +77,7 @@ class DestinationConnections {
   ) {}
 
   get isUnused(): boolean {
-    return this.open === 0 && this.waiting.length === 0;
+    return this.all.size === 0 && this.waiting.length === 0;
   }
 
   async acquire(): Promise<Lease> {
@@ -86,10 +85,8 @@ class DestinationConnections {
       if (this.closed) throw Object.assign(new Error('delivery is stopping'), { code: 'ECONNECTION', command: 'CONN' });
       const pooled = this.idle.pop();
       if (pooled) return { pooled, reused: true };
-      if (this.open < this.maxConnections) {
-        this.open++;
-        return { pooled: await this.connect(), reused: false };
-      }
+      // connect() counts the new connection in `all` before it yields.
+      if (this.all.size < this.maxConnections) return { pooled: await this.connect(), reused: false };
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     }
   }
@@ -111,7 +108,6 @@ class DestinationConnections {
     if (pooled.closed) return;
     pooled.closed = true;
     this.all.delete(pooled);
-    this.open--;
     const at = this.idle.indexOf(pooled);
     if (at >= 0) this.idle.splice(at, 1);
     if (polite) pooled.connection.quit();
