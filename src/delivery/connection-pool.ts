@@ -43,6 +43,11 @@ function isStaleConnection(error: SmtpError): boolean {
   return error.code === 'ECONNECTION' || error.code === 'ESOCKET' || error.responseCode === 421;
 }
 
+/** What a send gets once delivery is stopping: a connection-level failure, so the batch is deferred. */
+function stoppingError(): SmtpError {
+  return Object.assign(new Error('delivery is stopping'), { code: 'ECONNECTION', command: 'CONN' });
+}
+
 interface PooledConnection {
   connection: SMTPConnection;
   /** Transactions started on it. */
@@ -82,7 +87,7 @@ class DestinationConnections {
 
   async acquire(): Promise<Lease> {
     for (;;) {
-      if (this.closed) throw Object.assign(new Error('delivery is stopping'), { code: 'ECONNECTION', command: 'CONN' });
+      if (this.closed) throw stoppingError();
       const pooled = this.idle.pop();
       if (pooled) return { pooled, reused: true };
       // connect() counts the new connection in `all` before it yields.
@@ -195,7 +200,7 @@ export class ConnectionPool {
    * stage that failed, carrying the reply, the command and any per-recipient refusals.
    */
   async send(destination: Destination, envelope: { from: string; to: string[] }, content: Buffer): Promise<SentTransaction> {
-    if (this.closed) throw Object.assign(new Error('delivery is stopping'), { code: 'ECONNECTION', command: 'CONN' });
+    if (this.closed) throw stoppingError();
     const connections = this.connectionsTo(destination);
     const first = await connections.acquire();
     try {

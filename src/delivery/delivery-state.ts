@@ -1,6 +1,7 @@
 import type { Database, Statement } from 'better-sqlite3';
 import type { Classification } from '../bounces/classifier.js';
 import type { Config } from '../config/load.js';
+import { withoutCommitSync } from '../store/database.js';
 import { GroupCommit } from '../store/group-commit.js';
 import type { WalSync } from '../store/wal-sync.js';
 import { SuppressionLists } from '../suppressions/lists.js';
@@ -127,13 +128,7 @@ export class DeliveryState {
    * same way, at the next start.
    */
   claimDue(now: Date, perDomain: number, limit: number): ClaimResult {
-    if (this.config.store.synchronous === 'NORMAL') return this.claimTransaction(now, perDomain, limit);
-    this.db.pragma('synchronous = NORMAL');
-    try {
-      return this.claimTransaction(now, perDomain, limit);
-    } finally {
-      this.db.pragma(`synchronous = ${this.config.store.synchronous}`);
-    }
+    return withoutCommitSync(this.db, this.config.store.synchronous, () => this.claimTransaction(now, perDomain, limit));
   }
 
   /** The bytes to send: our Received header, then the message exactly as received. */

@@ -16,6 +16,21 @@ export class StoreError extends OperatorError {
   override name = 'StoreError';
 }
 
+/**
+ * Runs `work` with synchronous=NORMAL, so the commits it makes are not fsynced, then sets
+ * `restore` back. For writes that are made durable another way (WalSync) or need not be (a claim,
+ * which a crash undoes anyway).
+ */
+export function withoutCommitSync<T>(db: Database, restore: NonNullable<OpenStoreOptions['synchronous']>, work: () => T): T {
+  if (restore === 'NORMAL') return work();
+  db.pragma('synchronous = NORMAL');
+  try {
+    return work();
+  } finally {
+    db.pragma(`synchronous = ${restore}`);
+  }
+}
+
 /** Opens (creating if needed) the SQLite store and brings its schema up to date. */
 export function openStore(path: string, options: OpenStoreOptions = {}): Database {
   let db: Database;

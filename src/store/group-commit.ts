@@ -1,4 +1,5 @@
 import type { Database } from 'better-sqlite3';
+import { withoutCommitSync } from './database.js';
 import type { WalSync } from './wal-sync.js';
 
 interface Pending<T> {
@@ -27,7 +28,7 @@ export interface GroupCommitOptions {
 
 export interface GroupCommitStats {
   items: number;
-  /** Each commit is one WAL fsync under synchronous=FULL. */
+  /** Transactions committed; under FULL without WalSync each is one WAL fsync, with it they share syncs. */
   commits: number;
 }
 
@@ -81,22 +82,8 @@ export class GroupCommit<T> {
   flush(): void {
     this.scheduled = false;
     if (this.pending.length === 0) return;
-    const committed: Array<Pending<T>> = [];
-    if (this.walSync) this.db.pragma('synchronous = NORMAL');
-    try {
-      while (this.pending.length > 0) {
-        const batch = this.pending.splice(0, this.maxBatch);
-        if (this.tryCommit(batch)) {
-          committed.push(...batch);
-          continue;
-        }
-        // One item that cannot be written (a constraint, a broken row) must not fail the rest of
-        // its batch: commit each alone, and reject only the ones that fail.
-        if (batch.length > 1) for (const item of batch) if (this.tryCommit([item])) committed.push(item);
-      }
-    } finally {
-      if (this.walSync) this.db.pragma('synchronous = FULL');
-    }
+    // WalSync is used only under FULL (see relay.ts), which is what is set back.
+    const committed = this.walSync ? withoutCommitSync(this.db, 'FULL', () => this.commitPending()) : this.commitPending();
     if (committed.length === 0) return;
     if (!this.walSync) {
       this.settle(committed);
@@ -110,6 +97,22 @@ export class GroupCommit<T> {
         for (const item of committed) item.reject(failure);
       },
     );
+  }
+
+  /** Every pending item, in transactions of at most maxBatch; returns the ones committed. */
+  private commitPending(): Array<Pending<T>> {
+    const committed: Array<Pending<T>> = [];
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0, this.maxBatch);
+      if (this.tryCommit(batch)) {
+        committed.push(...batch);
+        continue;
+      }
+      // One item that cannot be written (a constraint, a broken row) must not fail the rest of
+      // its batch: commit each alone, and reject only the ones that fail.
+      if (batch.length > 1) for (const item of batch) if (this.tryCommit([item])) committed.push(item);
+    }
+    return committed;
   }
 
   /** Commits what is waiting and refuses anything after. */
