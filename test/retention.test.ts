@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../src/logger.js';
 import { openStore, type Database } from '../src/store/database.js';
-import { purgeInSteps, Retention } from '../src/store/retention.js';
+import { addCounts, purgeInSteps, Retention } from '../src/store/retention.js';
 import { startRetentionJob } from '../src/store/retention-job.js';
 import { Spool } from '../src/store/spool.js';
 import { CLI, PROJECT_ROOT } from './support/child-relay.js';
@@ -106,6 +106,19 @@ describe('store.retention', () => {
       suppressions: 1,
     });
     expect(retention.pending(NOW)).toEqual({ messagesDeleted: 0, reportsDeleted: 0, bodiesDropped: 0 });
+  });
+
+  it('does not empty the bodies of messages the history purge deletes anyway, however small the steps', async () => {
+    const { db } = await fixture();
+    const spool = new Spool(db);
+    await Promise.all(['old-2', 'old-3'].map((name) => spool.enqueue(spoolMessage(`${name}@example.net`, { receivedAt: daysAgo(95), subject: name }))));
+    spool.close();
+    db.exec(`UPDATE recipients SET status = 'delivered' WHERE address LIKE 'old-_@example.net'`);
+    const retention = new Retention(db, SETTINGS);
+    expect(retention.pending(NOW)).toEqual({ messagesDeleted: 3, reportsDeleted: 1, bodiesDropped: 1 });
+    let total = { bodiesDropped: 0, messagesDeleted: 0, reportsDeleted: 0 };
+    for (let k = 0; k < 10; k++) total = addCounts(total, retention.step(NOW, 1));
+    expect(total).toEqual({ messagesDeleted: 3, reportsDeleted: 1, bodiesDropped: 1 });
   });
 
   it('keeps everything with both horizons at 0', async () => {

@@ -52,7 +52,8 @@ export class Retention {
     private readonly db: Database,
     private readonly settings: RetentionSettings,
   ) {
-    const bodies = `FROM messages m WHERE m.body_dropped_at IS NULL AND m.received_at < @cutoff AND ${FINISHED}`;
+    // @floor: the history cutoff. Messages older than it are deleted whole, not emptied first.
+    const bodies = `FROM messages m WHERE m.body_dropped_at IS NULL AND m.received_at < @cutoff AND m.received_at >= @floor AND ${FINISHED}`;
     const messages = `FROM messages m WHERE m.received_at < @cutoff AND ${FINISHED}`;
     this.dropBodies = db.prepare(`
       UPDATE messages SET raw = X'', body_dropped_at = @now
@@ -63,7 +64,7 @@ export class Retention {
         SELECT ir.id FROM inbound_reports ir
          WHERE ir.received_at < @cutoff AND NOT EXISTS (SELECT 1 FROM events e WHERE e.report_id = ir.id)
          ORDER BY ir.received_at LIMIT @limit)`);
-    this.countBodies = db.prepare(`SELECT count(*) AS n ${bodies} AND m.received_at >= @floor`);
+    this.countBodies = db.prepare(`SELECT count(*) AS n ${bodies}`);
     this.countMessages = db.prepare(`SELECT count(*) AS n ${messages}`);
     // For the dry run: reports whose events all belong to messages that would go.
     this.countReports = db.prepare(`
@@ -88,10 +89,15 @@ export class Retention {
         counts.reportsDeleted = this.deleteReports.run({ cutoff: history, limit }).changes;
       }
       if (this.settings.bodyDays > 0) {
-        counts.bodiesDropped = this.dropBodies.run({ cutoff: cutoff(now, this.settings.bodyDays), now: at, limit }).changes;
+        counts.bodiesDropped = this.dropBodies.run({ cutoff: cutoff(now, this.settings.bodyDays), floor: this.historyFloor(now), now: at, limit }).changes;
       }
       return counts;
     })();
+  }
+
+  /** Receipt times before this are the history purge's; '' sorts before every time. */
+  private historyFloor(now: Date): string {
+    return this.settings.historyDays > 0 ? cutoff(now, this.settings.historyDays) : '';
   }
 
   /** What a purge at `now` would do, without doing it. */
@@ -103,9 +109,7 @@ export class Retention {
       counts.reportsDeleted = (this.countReports.get({ cutoff: history }) as { n: number }).n;
     }
     if (this.settings.bodyDays > 0) {
-      // Messages the history purge deletes are not counted again as bodies dropped.
-      const floor = this.settings.historyDays > 0 ? cutoff(now, this.settings.historyDays) : '';
-      counts.bodiesDropped = (this.countBodies.get({ cutoff: cutoff(now, this.settings.bodyDays), floor }) as { n: number }).n;
+      counts.bodiesDropped = (this.countBodies.get({ cutoff: cutoff(now, this.settings.bodyDays), floor: this.historyFloor(now) }) as { n: number }).n;
     }
     return counts;
   }
