@@ -4,9 +4,10 @@ import { promisify } from 'node:util';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { verifyPassword } from '../src/submission/passwords.js';
-import { CLI, PROJECT_ROOT } from './support/child-relay.js';
+import { CLI, PROJECT_ROOT, startChildRelay } from './support/child-relay.js';
 import { startTestRelay, writeTestConfig, type TestRelay } from './support/relay.js';
 import { makeTempDir } from './support/temp-dir.js';
+import { waitFor } from './support/wait-for.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -109,6 +110,21 @@ describe('rebound CLI', () => {
     const result = await rebound(['start', '--config', writeTestConfig(temp.dir, { submission: { port } })]);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(new RegExp(`submission cannot listen on 127\\.0\\.0\\.1:${port} \\(EADDRINUSE\\); pick another submission\\.port`));
+  });
+
+  it('`npm start` stops cleanly when npm is sent SIGTERM (the script execs the relay, so npm passes it on)', async () => {
+    const temp = makeTempDir();
+    cleanups.push(temp.remove);
+    const config = writeTestConfig(temp.dir, { log: { level: 'info' } });
+    // --ignore-scripts skips prestart's build: the tests' global setup has built dist/ already.
+    const relay = await startChildRelay(config, 30_000, { file: 'npm', args: ['start', '--ignore-scripts', '--', '--config', config] });
+    cleanups.push(() => {
+      if (!relay.logs.some((l) => l.msg === 'rebound stopped; store closed')) relay.process.kill('SIGKILL');
+    });
+    await waitFor('the relay to have started', () => relay.logs.map((l) => l.msg), (messages) => messages.includes('rebound started'), 10_000);
+    relay.process.kill('SIGTERM');
+    await waitFor('the relay to stop on its own', () => relay.logs.map((l) => l.msg), (messages) => messages.includes('rebound stopped; store closed'), 10_000);
+    expect(relay.logs.find((l) => l.msg === 'stopping: no new mail, finishing messages in DATA')).toMatchObject({ signal: 'SIGTERM' });
   });
 
   it('`classify` prints how a reply is classified, as JSON', async () => {

@@ -1,13 +1,16 @@
 import type { Command } from 'commander';
 import { environmentVariables } from '../config/load.js';
 import { createLogger } from '../logger.js';
-import { startRelay } from '../relay.js';
+import { startRelay, type RunningRelay } from '../relay.js';
 import { flushDeferred, queueSummary, RECIPIENT_STATUSES } from '../store/queue.js';
 import { OperatorError } from '../errors.js';
 import { purgeInSteps, Retention, type PurgeCounts } from '../store/retention.js';
 import { hashPassword } from '../submission/passwords.js';
 import { configFrom, configOption, openExistingStore, positiveInteger } from './common.js';
 import { readPassword } from './read-password.js';
+
+/** How often a relay run by `npm start` checks that npm is still there. */
+const PARENT_CHECK_MS = 500;
 
 /** start, queue, flush, purge, passwd, config: running the relay and looking at it. */
 export function registerRelayCommands(program: Command): void {
@@ -18,16 +21,10 @@ export function registerRelayCommands(program: Command): void {
     .action(async (options: { config?: string }) => {
       const config = configFrom(options);
       const logger = createLogger(config.log.level);
-      const relay = await startRelay(config, logger);
+      let relay: RunningRelay | null = null;
       let stopping = false;
-      const stop = (signal: NodeJS.Signals): void => {
-        if (stopping) {
-          logger.warn({ signal }, 'second signal: exiting now');
-          process.exit(1);
-        }
-        stopping = true;
-        logger.info({ signal }, 'stopping: no new mail, finishing messages in DATA');
-        relay.stop().then(
+      const stopRelay = (running: RunningRelay): void => {
+        running.stop().then(
           () => process.exit(0),
           (error: Error) => {
             logger.error({ err: error }, 'shutdown failed');
@@ -35,8 +32,29 @@ export function registerRelayCommands(program: Command): void {
           },
         );
       };
+      const stop = (signal: NodeJS.Signals): void => {
+        if (stopping) {
+          logger.warn({ signal }, 'second signal: exiting now');
+          process.exit(1);
+        }
+        stopping = true;
+        logger.info({ signal }, 'stopping: no new mail, finishing messages in DATA');
+        // A signal during start-up stops the relay as soon as it has started.
+        if (relay) stopRelay(relay);
+      };
       process.on('SIGINT', stop);
       process.on('SIGTERM', stop);
+      relay = await startRelay(config, logger);
+      if (stopping) stopRelay(relay);
+      // `npm start` execs the relay, so npm passes signals on; should npm die another way (it does
+      // not pass them through a shell, or it is killed), the relay would run on alone. Under
+      // `npm start`, the end of npm is taken as the signal.
+      if (process.env.npm_lifecycle_event === 'start') {
+        const npm = process.ppid;
+        setInterval(() => {
+          if (process.ppid !== npm) stop('SIGTERM');
+        }, PARENT_CHECK_MS).unref();
+      }
     });
   program
       .command('queue')

@@ -13,9 +13,16 @@ export interface ChildRelay {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Runs `rebound start --config FILE` as its own process and waits until it listens. */
-export function startChildRelay(configFile: string, timeoutMs = 15_000): Promise<ChildRelay> {
-  const child = spawn(process.execPath, [CLI, 'start', '--config', configFile], {
+/**
+ * Runs `rebound start --config FILE` as its own process (or `command`, e.g. npm start) and waits
+ * until it listens.
+ */
+export function startChildRelay(
+  configFile: string,
+  timeoutMs = 15_000,
+  command = { file: process.execPath, args: [CLI, 'start', '--config', configFile] },
+): Promise<ChildRelay> {
+  const child = spawn(command.file, command.args, {
     cwd: PROJECT_ROOT,
     env: { ...process.env, REBOUND_CONFIG: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
