@@ -261,6 +261,33 @@ describe('webhooks against a real HTTP server on 127.0.0.1', () => {
     expect(complaint).not.toHaveProperty('severity');
   });
 
+  it('numbers each try as recipients.attempts counts them: a 452 "too many recipients" shares its number with the resend', async () => {
+    const target = await receiver(() => 200);
+    const mx = await fakeMx({
+      rcpt: (address, attempt) => {
+        if (address.startsWith('second@') && attempt === 1) return { code: 452, text: '4.5.3 Too many recipients' };
+        if (address.startsWith('second@') && attempt === 2) return { code: 450, text: '4.2.1 Mailbox busy, try again later' };
+        return null;
+      },
+    });
+    // Fanned out only after all three tries, so each event's number is read after later tries exist.
+    const { relay } = await relayWithWebhooks(mx, [{ url: target.url, events: ['delivered', 'temporary_fail'] }], { pollIntervalMs: 1500 });
+    await submit(relay, ['first@example.test', 'second@example.test']);
+    await waitFor('second delivered', () => statuses(relay)['second@example.test'], (s) => s === 'delivered');
+    await waitFor('four events', () => target.accepted().length, (n) => n === 4);
+    const second = (target.accepted() as ReceivedWebhook[])
+      .map(({ body }) => body['event-data'])
+      .filter((d) => d.recipient === 'second@example.test')
+      // In time order; the 452 and the resend's 450 can share a millisecond.
+      .sort((a, b) => a.timestamp - b.timestamp || b['delivery-status'].code - a['delivery-status'].code)
+      .map((d) => [d.event, d['delivery-status'].code, d['delivery-status']['attempt-no']]);
+    expect(second).toEqual([
+      ['failed', 452, 1],
+      ['failed', 450, 1],
+      ['delivered', 250, 2],
+    ]);
+  });
+
   it('stops at a 406: one try, recorded, the delivery rejected', async () => {
     const target = await receiver(() => 406);
     const mx = await fakeMx();

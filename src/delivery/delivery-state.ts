@@ -100,8 +100,8 @@ export class DeliveryState {
     this.updateRecipient = db.prepare(`
       UPDATE recipients SET status = ?, attempts = ?, next_attempt_at = ?, last_reply = ?, updated_at = ? WHERE id = ?`);
     this.insertEvent = db.prepare(`
-      INSERT INTO events (at, event, message_id, recipient_id, detail, source, reason, severity, bounce_type, category, code, enhanced_code, local_ip, mx_host)
-      VALUES (?, ?, ?, ?, ?, 'immediate', ?, ?, ?, ?, ?, ?, ?, ?)`);
+      INSERT INTO events (at, event, message_id, recipient_id, detail, source, reason, severity, bounce_type, category, code, enhanced_code, local_ip, mx_host, attempt_no)
+      VALUES (?, ?, ?, ?, ?, 'immediate', ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     this.insertAttempt = db.prepare(`
       INSERT INTO attempts (recipient_id, message_id, started_at, duration_ms, mx_host, mx_ip, local_ip, mail_from, outcome,
                             code, enhanced_code, text, severity, bounce_type, category)
@@ -223,10 +223,11 @@ export class DeliveryState {
 
   private finish(recipientId: number, messageId: number, status: string, attempts: number, lastReply: string | null, at: string, fields: EventFields): void {
     this.updateRecipient.run(status, attempts, null, lastReply, at, recipientId);
-    this.writeEvent(messageId, recipientId, at, fields);
+    this.writeEvent(messageId, recipientId, at, fields, attempts);
   }
 
-  private writeEvent(messageId: number, recipientId: number, at: string, fields: EventFields): void {
+  /** attemptNo: the dispatch the event is about, as recipients.attempts counts them. */
+  private writeEvent(messageId: number, recipientId: number, at: string, fields: EventFields, attemptNo: number): void {
     const c = fields.classification;
     this.insertEvent.run(
       at,
@@ -242,6 +243,7 @@ export class DeliveryState {
       c?.enhancedCode ?? null,
       fields.at?.localIp ?? null,
       fields.at?.mxHost ?? null,
+      attemptNo,
     );
   }
 
@@ -300,13 +302,14 @@ export class DeliveryState {
       // Not the recipient's failure: the host wants fewer recipients per transaction. Due now,
       // and the attempt does not count against the recipient.
       this.updateRecipient.run('deferred', attempts - 1, at, reply, at, recipientId);
-      this.writeEvent(batch.messageId, recipientId, at, { event: 'temporary_fail', detail: reply, classification: failure, at: outcome.at });
+      // Part of the same dispatch as the new transaction that follows: it carries its number.
+      this.writeEvent(batch.messageId, recipientId, at, { event: 'temporary_fail', detail: reply, classification: failure, at: outcome.at }, attempts);
       return;
     }
     const decision = nextRetry(this.config.delivery.retry, attempts, batch.receivedAt, now);
     if (decision.retry) {
       this.updateRecipient.run('deferred', attempts, decision.at.toISOString(), reply, at, recipientId);
-      this.writeEvent(batch.messageId, recipientId, at, { event: 'temporary_fail', detail: reply, classification: failure, at: outcome.at });
+      this.writeEvent(batch.messageId, recipientId, at, { event: 'temporary_fail', detail: reply, classification: failure, at: outcome.at }, attempts);
       return;
     }
     const expiry = localFailure('permanent', 'message-expired', `${decision.reason}; last: ${reply}`, failure.code, failure.enhancedCode);

@@ -272,6 +272,9 @@ export const MIGRATIONS: readonly string[] = [
   -- Claims read due mail domain by domain when one domain's backlog is ahead of the rest
   -- (DeliveryState.dueRowsDomainByDomain).
   CREATE INDEX recipients_due_by_domain ON recipients (domain, next_attempt_at) WHERE status IN ('queued', 'deferred');
+  -- The dispatch a delivery outcome is about, as recipients.attempts counts them (webhooks'
+  -- attempt-no); NULL on events written before this column, and on delayed ones.
+  ALTER TABLE events ADD COLUMN attempt_no INTEGER;
   `,
 ];
 

@@ -55,12 +55,14 @@ export type DeliveryStatus = 'pending' | 'delivered' | 'rejected' | 'failed';
 const HEAD_BYTES = 65_536;
 
 /**
- * Which dispatch (recipients.attempts) an event is about. recipients.attempts is right for the
- * recipient's latest outcome; for an older one (a temporary failure followed by more tries) it is
- * the number of dispatch outcomes up to that event, which is what recipients.attempts was then.
+ * Which dispatch (recipients.attempts) an event is about: events.attempt_no, written with every
+ * delivery outcome. Delayed events, and events from before that column, have none; for them
+ * recipients.attempts is right for the latest outcome, and for an older one the number of
+ * dispatch outcomes up to that event (which is one too many after a 452 "too many recipients").
  */
 const attemptNoSql = `
   CASE
+    WHEN e.attempt_no IS NOT NULL THEN e.attempt_no
     WHEN r.id IS NULL THEN NULL
     WHEN EXISTS (SELECT 1 FROM events l
                   WHERE l.recipient_id = e.recipient_id AND l.id > e.id AND l.source = 'immediate'
