@@ -1,18 +1,10 @@
 import type { FastifyInstance } from 'fastify';
-import { bouncesCsv, bouncesReport, bouncesXlsx, parseBouncesQuery, ReportQueryError } from '../reports/bounces.js';
+import { bouncesCsv, bouncesReport, bouncesXlsx, parseBouncesQuery, QUERY_PARAMETERS, ReportQueryError } from '../reports/bounces.js';
 import type { Database } from '../store/database.js';
 import { badRequest } from './api-errors.js';
 import { oneOf, queryOf } from './query-params.js';
 
 const XLSX = 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet';
-
-/** The report module words its errors for the CLI's flags; the API names its query parameters. */
-const PARAMETER_OF_FLAG: Record<string, string> = { since: 'since', until: 'until', campaign: 'campaign', 'group-by': 'group_by', type: 'type' };
-
-export function apiWording(message: string): string {
-  // "--since 2026-11-01" (a flag and its value) reads "since=2026-11-01"; a bare "--since" reads "since".
-  return message.replace(/--(since|until|campaign|group-by|type)\b( (?=\d))?/g, (_, flag: string, value: string | undefined) => `${PARAMETER_OF_FLAG[flag]}${value ? '=' : ''}`);
-}
 
 /** GET /v1/reports/bounces: the same report as `rebound report bounces`, as JSON, CSV or XLSX. */
 export function reportRoutes(app: FastifyInstance, db: Database): void {
@@ -21,9 +13,9 @@ export function reportRoutes(app: FastifyInstance, db: Database): void {
     const format = oneOf(query.format, 'format', ['json', 'csv', 'xlsx'] as const, 'json');
     let report;
     try {
-      report = parseBouncesQuery({ since: query.since, until: query.until, campaign: query.campaign, groupBy: query.group_by, type: query.type });
+      report = parseBouncesQuery({ since: query.since, until: query.until, campaign: query.campaign, groupBy: query.group_by, type: query.type }, new Date(), QUERY_PARAMETERS);
     } catch (error) {
-      if (error instanceof ReportQueryError) throw badRequest(apiWording(error.message));
+      if (error instanceof ReportQueryError) throw badRequest(error.message);
       throw error;
     }
     const rows = bouncesReport(db, report);

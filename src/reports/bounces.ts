@@ -44,7 +44,7 @@ export interface BouncesReportRow {
   lastAt: string;
 }
 
-/** Bad input to the report (a date, a group, a type): the message names the flag and the fix. */
+/** Bad input to the report (a date, a group, a type): the message names the input, as the caller calls it, and the fix. */
 export class ReportQueryError extends OperatorError {
   override name = 'ReportQueryError';
 }
@@ -69,23 +69,40 @@ const DATE_HELP = 'use ISO 8601 like 2026-11-01 or 2026-11-01T12:00:00Z';
  * `groupBy` to from-domain; `type` to soft (the seeds' default for this report); no campaign
  * means all campaigns. Dates and times without an offset are UTC, as the store keeps them.
  */
-export function parseBouncesQuery(input: BouncesQueryInput, now: Date = new Date()): BouncesReportQuery {
+/** How a caller names the report's inputs in its errors: the CLI's flags or the API's query parameters. */
+export interface InputNames {
+  name(input: keyof BouncesQueryInput): string;
+  /** The input given a value, as the caller would write it: `--since 2026-11-01`, `since=2026-11-01`. */
+  withValue(input: keyof BouncesQueryInput, value: string): string;
+}
+
+const FLAGS: Record<keyof BouncesQueryInput, string> = { since: '--since', until: '--until', campaign: '--campaign', groupBy: '--group-by', type: '--type' };
+const PARAMETERS: Record<keyof BouncesQueryInput, string> = { since: 'since', until: 'until', campaign: 'campaign', groupBy: 'group_by', type: 'type' };
+
+export const CLI_FLAGS: InputNames = { name: (input) => FLAGS[input], withValue: (input, value) => `${FLAGS[input]} ${value}` };
+export const QUERY_PARAMETERS: InputNames = { name: (input) => PARAMETERS[input], withValue: (input, value) => `${PARAMETERS[input]}=${value}` };
+
+export function parseBouncesQuery(input: BouncesQueryInput, now: Date = new Date(), names: InputNames = CLI_FLAGS): BouncesReportQuery {
+  const { name, withValue } = names;
   if (input.since === undefined || input.since.trim() === '') {
-    throw new ReportQueryError(`--since is required: the start of the period, e.g. --since 2026-11-01 (${DATE_HELP})`);
+    throw new ReportQueryError(`${name('since')} is required: the start of the period, e.g. ${withValue('since', '2026-11-01')} (${DATE_HELP})`);
   }
-  const since = parseDate(input.since, '--since');
-  const until = input.until === undefined ? now : parseDate(input.until, '--until');
+  const since = parseDate(input.since, name('since'));
+  const until = input.until === undefined ? now : parseDate(input.until, name('until'));
   if (since.getTime() >= until.getTime()) {
     throw new ReportQueryError(
-      `--since ${since.toISOString()} is not before --until ${until.toISOString()}${input.until === undefined ? ' (now)' : ''}; the period starts at --since and ends just before --until`,
+      `${withValue('since', since.toISOString())} is not before ${withValue('until', until.toISOString())}${input.until === undefined ? ' (now)' : ''}; ` +
+        `the period starts at ${name('since')} and ends just before ${name('until')}`,
     );
   }
-  const groupBy = oneOf(input.groupBy, '--group-by', GROUP_BYS, 'from-domain');
-  const type = oneOf(input.type, '--type', BOUNCE_TYPE_FILTERS, 'soft');
+  const groupBy = oneOf(input.groupBy, name('groupBy'), GROUP_BYS, 'from-domain');
+  const type = oneOf(input.type, name('type'), BOUNCE_TYPE_FILTERS, 'soft');
   let campaign: string | null = null;
   if (input.campaign !== undefined) {
     campaign = input.campaign.trim();
-    if (campaign === '') throw new ReportQueryError('--campaign: give a campaign id (the value of the campaign header), or leave --campaign out for all campaigns');
+    if (campaign === '') {
+      throw new ReportQueryError(`${name('campaign')}: give a campaign id (the value of the campaign header), or leave ${name('campaign')} out for all campaigns`);
+    }
   }
   return { since, until, campaign, groupBy, type };
 }
