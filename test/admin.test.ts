@@ -4,7 +4,7 @@ import { startAdmin, type AdminServer } from '../src/admin/server.js';
 import { createLogger } from '../src/logger.js';
 import { openStore, type Database } from '../src/store/database.js';
 import { startFakeMx, type FakeMx, type FakeMxScript } from './support/fake-mx.js';
-import { startTestRelay, type ConfigOverride, type TestRelay } from './support/relay.js';
+import { FAST_DELIVERY, startTestRelay, type ConfigOverride, type TestRelay } from './support/relay.js';
 import { waitFor } from './support/wait-for.js';
 import { postfixDsn } from './support/postfix-dsn.js';
 
@@ -97,15 +97,7 @@ function waitForStatuses(relay: TestRelay, expected: Record<string, string>): Pr
 async function deliveringRelay(mx: FakeMx, extra: ConfigOverride = {}): Promise<TestRelay> {
   return startTestRelay({
     ...extra,
-    delivery: {
-      enabled: true,
-      pollIntervalMs: 50,
-      connectionTimeoutSeconds: 2,
-      greetingTimeoutSeconds: 1,
-      socketTimeoutSeconds: 5,
-      routes: { 'example.test': `127.0.0.1:${mx.port}` },
-      retry: { scheduleSeconds: [0.2], jitter: 0, maxAttempts: 3, maxAgeSeconds: 60 },
-    },
+    delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } },
   });
 }
 

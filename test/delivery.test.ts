@@ -6,7 +6,7 @@ import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { closedPort, startBrokenTlsMx, startFakeMx, startSilentServer, type FakeMx, type FakeMxScript } from './support/fake-mx.js';
 import { startDnsServer, type ZoneEntry } from './support/dns-server.js';
-import { startTestRelay, type ConfigOverride, type TestRelay } from './support/relay.js';
+import { FAST_DELIVERY, startTestRelay, type ConfigOverride, type TestRelay } from './support/relay.js';
 import { waitFor } from './support/wait-for.js';
 import { CLI, PROJECT_ROOT } from './support/child-relay.js';
 
@@ -23,20 +23,8 @@ async function fakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
   return mx;
 }
 
-/** Delivery on, with a retry schedule of fractions of a second so tests do not sleep. */
 async function deliveringRelay(delivery: Record<string, unknown>, extra: ConfigOverride = {}): Promise<TestRelay> {
-  const relay = await startTestRelay({
-    ...extra,
-    delivery: {
-      enabled: true,
-      pollIntervalMs: 50,
-      connectionTimeoutSeconds: 2,
-      greetingTimeoutSeconds: 1,
-      socketTimeoutSeconds: 5,
-      retry: { scheduleSeconds: [0.2], jitter: 0, maxAttempts: 3, maxAgeSeconds: 60 },
-      ...delivery,
-    },
-  });
+  const relay = await startTestRelay({ ...extra, delivery: { ...FAST_DELIVERY, ...delivery } });
   cleanups.push(() => relay.stop());
   return relay;
 }

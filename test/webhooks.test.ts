@@ -6,7 +6,7 @@ import { createLogger } from '../src/logger.js';
 import { forbiddenTargetReason, startWebhooks, verifyWebhookSignature, type WebhookStage } from '../src/webhooks/index.js';
 import { readHeaders, webhookEventId } from '../src/webhooks/payload.js';
 import { startFakeMx, type FakeMx, type FakeMxScript } from './support/fake-mx.js';
-import { startTestRelay, type TestRelay } from './support/relay.js';
+import { FAST_DELIVERY, startTestRelay, type TestRelay } from './support/relay.js';
 import { startWebhookReceiver, type ReceivedWebhook, type WebhookReceiver, type WebhookScript } from './support/webhook-receiver.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -45,15 +45,7 @@ type Endpoint = { url: string; events: string[]; secret?: string };
  */
 async function relayWithWebhooks(mx: FakeMx, endpoints: Endpoint[], webhooks: Record<string, unknown> = {}): Promise<Setup> {
   const relay = await startTestRelay({
-    delivery: {
-      enabled: true,
-      routes: { 'example.test': `127.0.0.1:${mx.port}` },
-      pollIntervalMs: 50,
-      connectionTimeoutSeconds: 2,
-      greetingTimeoutSeconds: 1,
-      socketTimeoutSeconds: 5,
-      retry: { scheduleSeconds: [0.2], jitter: 0, maxAttempts: 3, maxAgeSeconds: 60 },
-    },
+    delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } },
     webhooks: {
       endpoints: endpoints.map((e) => ({ secret: SECRET, ...e })),
       allowPrivateTargets: true,

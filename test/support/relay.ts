@@ -21,6 +21,16 @@ export interface TestRelay {
 
 export type ConfigOverride = Record<string, unknown>;
 
+/** Delivery on, with short timeouts and a retry schedule of fractions of a second, so tests do not sleep. */
+export const FAST_DELIVERY = {
+  enabled: true,
+  pollIntervalMs: 50,
+  connectionTimeoutSeconds: 2,
+  greetingTimeoutSeconds: 1,
+  socketTimeoutSeconds: 5,
+  retry: { scheduleSeconds: [0.2], jitter: 0, maxAttempts: 3, maxAgeSeconds: 60 },
+};
+
 /** The relay's own config, as a JSON file in a temp dir: a real SQLite file, port 0, no logs. */
 export function writeTestConfig(dir: string, override: ConfigOverride = {}): string {
   const submission = (override.submission ?? {}) as Record<string, unknown>;
