@@ -11,6 +11,7 @@ import { openStore, type Database } from './store/database.js';
 import { storedSecret } from './store/settings.js';
 import { Spool } from './store/spool.js';
 import { startRetentionJob } from './store/retention-job.js';
+import { StoreHealth } from './store/store-health.js';
 import { WalSync } from './store/wal-sync.js';
 import { createSubmissionServer } from './submission/server.js';
 import { Unsubscriber, unsubscribeSettings, type UnsubscribeSettings } from './unsubscribe/index.js';
@@ -43,6 +44,7 @@ async function listening<T>(what: string, host: string, port: number, listen: ()
 /** Starts every stage: the spool, the inbound report listener, the admin API, the submission server, delivery, webhooks. */
 export async function startRelay(config: Config, logger: Logger): Promise<RunningRelay> {
   const db = openStore(config.store.path, { synchronous: config.store.synchronous });
+  const storeHealth = new StoreHealth(db, config.store.path, logger.child({ stage: 'store' })).watch();
   // Under FULL, the spool's and delivery's commits are synced off the event loop (WalSync).
   const walSync = config.store.synchronous === 'FULL' ? new WalSync(config.store.path) : null;
   const spool = new Spool(db, config.store.groupCommitMaxMessages, walSync);
@@ -94,6 +96,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
         await webhooks.stop();
         await retention.stop();
         await walSync?.close();
+        storeHealth.stop();
+        await storeHealth.rescued;
         db.close();
         logger.info({ messages: spool.stats.messages, commits: spool.stats.commits, walSyncs: walSync?.syncs ?? null }, 'rebound stopped; store closed');
       },
@@ -101,6 +105,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
   } catch (error) {
     await admin?.stop();
     await inbound?.stop();
+    storeHealth.stop();
     db.close();
     throw error;
   }

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../logger.js';
 import type { Database } from '../store/database.js';
+import { storeHealthOf } from '../store/store-health.js';
 import { badRequest, errorReplier, notFound } from './api-errors.js';
 import { BearerAuth } from './bearer-auth.js';
 import { StoreMetrics, type MetricsHooks } from './metrics.js';
@@ -79,6 +80,9 @@ export async function startAdmin(
   app.get('/healthz', async (_request, reply) => {
     try {
       healthCheck.get();
+      // A store that was deleted under the relay, or that fails writes, still answers reads.
+      const problem = storeHealthOf(db)?.problem();
+      if (problem) return reply.code(503).send({ ok: false, error: problem.cause, since: problem.since });
       return { ok: true };
     } catch (error) {
       return reply.code(503).send({ ok: false, error: `the store does not answer: ${(error as Error).message}` });

@@ -3,6 +3,7 @@ import type { Classification } from '../bounces/classifier.js';
 import type { Config } from '../config/load.js';
 import { withoutCommitSync } from '../store/database.js';
 import { GroupCommit } from '../store/group-commit.js';
+import { storeHealthOf, type StoreProblem } from '../store/store-health.js';
 import type { WalSync } from '../store/wal-sync.js';
 import { SuppressionLists } from '../suppressions/lists.js';
 import { isExpired, nextRetry } from './retry-policy.js';
@@ -131,6 +132,11 @@ export class DeliveryState {
    * (suppressed, expired) are decided from the store alone, so a lost one is made again, the
    * same way, at the next start.
    */
+  /** Why the store cannot record outcomes now (StoreHealth logs it), null when it can. */
+  storeProblem(): StoreProblem | null {
+    return storeHealthOf(this.db)?.problem() ?? null;
+  }
+
   claimDue(now: Date, perDomain: number, limit: number): ClaimResult {
     return withoutCommitSync(this.db, this.config.store.synchronous, () => this.claimTransaction(now, perDomain, limit));
   }

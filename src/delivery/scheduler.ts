@@ -75,6 +75,8 @@ export class DeliveryScheduler {
   private tick(): void {
     const capacity = this.maxInFlight - this.inFlight;
     if (this.stopped || capacity <= 0) return;
+    // Mail sent now could not be recorded, and would be sent again once the store is back.
+    if (this.state.storeProblem()) return;
     const perDomain = this.config.delivery.perDomainConcurrency * this.config.delivery.batchSize * 2;
     let claim;
     try {

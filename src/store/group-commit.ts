@@ -1,5 +1,6 @@
 import type { Database } from 'better-sqlite3';
 import { withoutCommitSync } from './database.js';
+import { storeHealthOf } from './store-health.js';
 import type { WalSync } from './wal-sync.js';
 
 interface Pending<T> {
@@ -82,18 +83,31 @@ export class GroupCommit<T> {
   flush(): void {
     this.scheduled = false;
     if (this.pending.length === 0) return;
+    const health = storeHealthOf(this.db);
+    try {
+      // A file deleted or replaced under the connection would take the commit and lose it.
+      health?.assertWritable();
+    } catch (error) {
+      for (const item of this.pending.splice(0)) item.reject(error as Error);
+      return;
+    }
     // WalSync is used only under FULL (see relay.ts), which is what is set back.
     const committed = this.walSync ? withoutCommitSync(this.db, 'FULL', () => this.commitPending()) : this.commitPending();
     if (committed.length === 0) return;
     if (!this.walSync) {
+      health?.recordWriteSuccess();
       this.settle(committed);
       return;
     }
     this.walSync.sync().then(
-      () => this.settle(committed),
+      () => {
+        health?.recordWriteSuccess();
+        this.settle(committed);
+      },
       (error: Error) => {
         // Committed but maybe not on disk: the caller must not report it as stored.
         const failure = new Error(`the store could not sync its write-ahead log: ${error.message}`);
+        health?.recordWriteFailure(failure);
         for (const item of committed) item.reject(failure);
       },
     );
@@ -125,6 +139,7 @@ export class GroupCommit<T> {
     try {
       this.commitBatch(batch);
     } catch (error) {
+      if (isStoreFailure(error)) storeHealthOf(this.db)?.recordWriteFailure(error as Error);
       if (batch.length === 1) batch[0]?.reject(error as Error);
       return false;
     }
@@ -137,4 +152,10 @@ export class GroupCommit<T> {
     for (const item of committed) item.resolve();
     this.onCommit();
   }
+}
+
+/** SQLite errors about the file or the disk, not about one row: the store as a whole is failing. */
+function isStoreFailure(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' && /^SQLITE_(IOERR|FULL|CANTOPEN|READONLY|CORRUPT|NOTADB)/.test(code);
 }

@@ -1,5 +1,6 @@
 import type { Database, Statement } from 'better-sqlite3';
 import { GroupCommit } from './group-commit.js';
+import { storeHealthOf, type StoreProblem } from './store-health.js';
 import type { WalSync } from './wal-sync.js';
 
 /** One accepted message, ready to be committed with its recipients. */
@@ -34,7 +35,7 @@ export class Spool {
   private readonly committedListeners: Array<() => void> = [];
 
   /** walSync: make commits durable off the event loop (see GroupCommit). */
-  constructor(db: Database, maxBatch = 256, walSync: WalSync | null = null) {
+  constructor(private readonly db: Database, maxBatch = 256, walSync: WalSync | null = null) {
     this.insertMessage = db.prepare(`
       INSERT INTO messages (queue_id, received_at, mail_from, client_ip, client_helo, auth_user, protocol,
                             size, message_id_header, from_domain, subject, campaign_id, received_header, raw)
@@ -61,6 +62,11 @@ export class Spool {
   /** Resolves once the message and all its recipients are committed. */
   enqueue(message: SpoolMessage): Promise<void> {
     return this.commits.add(message);
+  }
+
+  /** Why mail cannot be stored now (see StoreHealth), null when it can. */
+  storeProblem(): StoreProblem | null {
+    return storeHealthOf(this.db)?.problem() ?? null;
   }
 
   /** Called after each commit that added mail: the delivery scheduler wakes up on it. */

@@ -96,6 +96,8 @@ export function createSubmissionServer(config: Config, spool: Spool, logger: Log
 
     onMailFrom(from: SMTPServerAddress, session, callback) {
       if (closing) return callback(smtpReply(421, `${config.hostname} Service shutting down, try again later`));
+      const storeProblem = spool.storeProblem();
+      if (storeProblem) return callback(smtpReply(451, `Local error in processing: ${storeProblem.cause}; try again later`));
       if (!session.user && !relayNetworks.contains(session.remoteAddress)) {
         log.info({ client: session.remoteAddress }, 'relay refused: not authenticated and not in allowNetworks');
         return callback(smtpReply(530, 'Authentication required'));
