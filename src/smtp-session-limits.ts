@@ -132,9 +132,9 @@ class SessionLimits {
     this.states.set(connection.session, state);
     const { sessionTimeoutSeconds } = this.settings;
     if (sessionTimeoutSeconds > 0) {
-      const session = state;
-      session.sessionTimer = setTimeout(() => this.sessionDeadline(connection, session), sessionTimeoutSeconds * 1000);
-      session.sessionTimer.unref();
+      const created = state;
+      created.sessionTimer = setTimeout(() => this.sessionDeadline(connection, created), sessionTimeoutSeconds * 1000);
+      created.sessionTimer.unref();
     }
     return state;
   }
