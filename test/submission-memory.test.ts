@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config/load.js';
 import { countRows } from './support/relay.js';
 import { SmtpDialog } from './support/smtp-dialog.js';
 import { submissionServersStoppedAfterEachTest } from './support/submission-server.js';
@@ -51,5 +52,12 @@ describe('submission: message content held in memory', () => {
     expect((await excess.read()).code).toBe(250);
     expect(inFlight()).toBe(0);
     await Promise.all([excess, ...senders].map((dialog) => dialog.quit()));
+  });
+});
+
+describe('submission.maxBytesInFlight in the config', () => {
+  it('must leave room for one message of maxMessageSize', () => {
+    const env = { REBOUND_SUBMISSION_MAX_MESSAGE_SIZE: '1000', REBOUND_SUBMISSION_MAX_BYTES_IN_FLIGHT: '999' };
+    expect(() => loadConfig({ env })).toThrow(/submission\.maxBytesInFlight: must be at least submission\.maxMessageSize/);
   });
 });
