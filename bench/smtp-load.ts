@@ -198,7 +198,8 @@ export class MessageFactory {
       // First, so it sits right after the Received header the relay puts in front.
       (this.benchIdHeader ? `${BENCH_ID_HEADER}: ${sequence}\r\n` : '') +
       `From: Rebound Bench <${SENDER}>\r\n` +
-      `To: ${recipients.join(', ')}\r\n` +
+      // Folded, one recipient per line: submission refuses lines over 998 octets (RFC 5321).
+      `To: ${recipients.join(',\r\n ')}\r\n` +
       `Subject: ${this.subject} ${sequence}\r\n` +
       `Message-ID: <bench-${sequence}-${process.pid}@${EHLO_NAME}>\r\n` +
       `Date: ${new Date().toUTCString().replace('GMT', '+0000')}\r\n` +

@@ -164,3 +164,57 @@ describe('submission: broken input', () => {
     expect(countRows(relay.db, 'messages')).toBe(2);
   });
 });
+
+describe('submission: line length (RFC 5321 4.5.3.1.6)', () => {
+  it.each([
+    ['999 octets', 999],
+    ['2 MB', 2_000_000],
+  ])('refuses a message with a line of %s (554 5.6.0) rather than fold it, stores nothing, and keeps the session', async (_name, length) => {
+    const relay = await relayWith();
+    const dialog = await openTransaction(relay);
+    await dialog.command('DATA', 354);
+    dialog.write(`Subject: long\r\n\r\n${'x'.repeat(length)}\r\n.\r\n`);
+    expect((await dialog.read()).text).toMatch(/^554 5\.6\.0 Message has a line longer than 998 octets plus CRLF \(RFC 5321 4\.5\.3\.1\.6\)/);
+    expect(countRows(relay.db, 'messages')).toBe(0);
+    await sendGoodMessage(dialog);
+    await dialog.quit();
+  });
+
+  it('takes a line of exactly 998 octets, and any length when maxLineLength is 0', async () => {
+    const relay = await relayWith();
+    const dialog = await openTransaction(relay);
+    await dialog.command('DATA', 354);
+    dialog.write(`Subject: longest\r\n\r\n${'x'.repeat(998)}\r\n.\r\n`);
+    expect((await dialog.read()).code).toBe(250);
+    await dialog.quit();
+
+    const lenient = await relayWith({ submission: { maxLineLength: 0 } });
+    const other = await openTransaction(lenient);
+    await other.command('DATA', 354);
+    other.write(`Subject: long\r\n\r\n${'x'.repeat(5000)}\r\n.\r\n`);
+    expect((await other.read()).code).toBe(250);
+    await other.quit();
+  });
+});
+
+describe('submission: non-ASCII addresses (RFC 6531)', () => {
+  it('refuses a non-ASCII sender without SMTPUTF8 (553 5.6.7) and takes it with SMTPUTF8', async () => {
+    const relay = await relayWith();
+    const dialog = await SmtpDialog.start(relay.port);
+    expect((await dialog.command('MAIL FROM:<jürgen@shop.example>')).text).toMatch(/^553 5\.6\.7 Non-ASCII address requires SMTPUTF8/);
+    await dialog.command('MAIL FROM:<jürgen@shop.example> SMTPUTF8', 250);
+    await dialog.quit();
+  });
+
+  it('refuses a non-ASCII recipient without SMTPUTF8 (553 5.6.7), takes it with SMTPUTF8, and takes its punycode form either way', async () => {
+    const relay = await relayWith();
+    const dialog = await SmtpDialog.start(relay.port);
+    await dialog.command('MAIL FROM:<a@shop.example>', 250);
+    expect((await dialog.command('RCPT TO:<kunde@bücher.example>')).text).toMatch(/^553 5\.6\.7 Non-ASCII address requires SMTPUTF8/);
+    await dialog.command('RCPT TO:<kunde@xn--bcher-kva.example>', 250);
+    await dialog.command('RSET', 250);
+    await dialog.command('MAIL FROM:<a@shop.example> SMTPUTF8', 250);
+    await dialog.command('RCPT TO:<kunde@bücher.example>', 250);
+    await dialog.quit();
+  });
+});

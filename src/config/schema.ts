@@ -99,13 +99,30 @@ export const configSchema = z.strictObject({
     .strictObject({
       host: z.string().min(1),
       port,
-      auth: z.strictObject({ users: z.array(submissionUser) }),
+      auth: z.strictObject({
+        users: z.array(submissionUser),
+        maxFailuresPerConnection: positiveInt,
+        maxFailuresPerClient: positiveInt,
+        maxFailuresPerUser: positiveInt,
+        failureWindowSeconds: positiveInt,
+        maxConcurrentVerifications: positiveInt,
+      }),
       allowNetworks: z.array(cidr),
       plaintextAuthNetworks: z.array(cidr),
       tls: z.strictObject({ key: filePath, cert: filePath }),
       maxMessageSize: positiveInt,
       maxRecipients: positiveInt,
       maxClients: positiveInt,
+      /** 0: no cap. Clients in allowNetworks are not capped. */
+      maxClientsPerIp: z.number().int().min(0),
+      /** Message content in memory at once, across all connections. */
+      maxBytesInFlight: positiveInt,
+      /** Longest line of a message, without CRLF (RFC 5321: 998); 0: no limit. */
+      maxLineLength: z.number().int().min(0),
+      /** Longest a session may last; 0: no limit. */
+      sessionTimeoutSeconds: z.number().int().min(0),
+      /** Commands that send no mail between two accepted messages; 0: no limit. */
+      maxJunkCommands: z.number().int().min(0),
       campaignHeader: z.string().regex(/^[\x21-\x39\x3b-\x7e]+$/, 'not a header field name'),
       socketTimeoutSeconds: positiveInt,
       shutdownTimeoutSeconds: z.number().min(0),
@@ -113,6 +130,10 @@ export const configSchema = z.strictObject({
     .refine((s) => (s.tls.key === null) === (s.tls.cert === null), {
       message: 'set both tls.key and tls.cert for STARTTLS, or neither',
       path: ['tls'],
+    })
+    .refine((s) => s.maxBytesInFlight >= s.maxMessageSize, {
+      message: 'must be at least submission.maxMessageSize, or no message of the largest size could ever be taken',
+      path: ['maxBytesInFlight'],
     }),
   delivery,
   returnPath: z.strictObject({
@@ -129,6 +150,10 @@ export const configSchema = z.strictObject({
     port,
     maxMessageSize: positiveInt,
     maxClients: positiveInt,
+    /** 0: no cap. */
+    maxClientsPerIp: z.number().int().min(0),
+    sessionTimeoutSeconds: z.number().int().min(0),
+    maxJunkCommands: z.number().int().min(0),
   }),
   unsubscribe: z
     .strictObject({

@@ -8,6 +8,7 @@ import type { Logger } from '../logger.js';
 import { recipientOfUnsubscribeAddress, type Unsubscriber, type UnsubscribeSettings } from '../unsubscribe/index.js';
 import type { ReportStore } from './report-store.js';
 import { listenSmtp, smtpReply } from '../smtp-listener.js';
+import { limitSessions } from '../smtp-session-limits.js';
 
 /** RFC 5321 4.5.1 and RFC 2142: the role mailboxes a mail domain answers for. */
 const ROLE_MAILBOXES = new Set(['postmaster', 'abuse']);
@@ -121,6 +122,8 @@ export function createInboundServer(
       });
     },
   });
+  // Per-address cap, session deadline and junk-command budget, as on submission (src/smtp-session-limits.ts).
+  limitSessions(server, settings, log);
   server.on('error', (error: NodeJS.ErrnoException) => log.info({ err: error.message }, 'inbound connection error'));
 
   return {

@@ -23,3 +23,22 @@ export function findAmbiguousDotLine(data: Buffer): number {
   }
   return -1;
 }
+
+/**
+ * RFC 5321 4.5.3.1.6: a text line is at most 1000 octets with its CRLF, so 998 before it. A
+ * longer line is refused rather than folded: Rebound relays the bytes it stored unchanged, and
+ * folding would break the sender's DKIM signature. A line ends at LF; a CR before it is not counted.
+ * Returns the byte offset where the first line longer than `maxLength` starts, or -1.
+ */
+export function findOverlongLine(data: Buffer, maxLength: number): number {
+  let start = 0;
+  while (start < data.length) {
+    const lf = data.indexOf(LF, start);
+    const end = lf === -1 ? data.length : lf;
+    const length = end - start - (lf !== -1 && end > start && data[end - 1] === CR ? 1 : 0);
+    if (length > maxLength) return start;
+    if (lf === -1) break;
+    start = lf + 1;
+  }
+  return -1;
+}
