@@ -79,10 +79,12 @@ export async function startAdmin(
   app.get('/healthz', async (_request, reply) => {
     try {
       healthCheck.get();
-      return { ok: true };
     } catch (error) {
       return reply.code(503).send({ ok: false, error: `the store does not answer: ${(error as Error).message}` });
     }
+    const dns = hooks.dnsResolver?.();
+    if (dns && !dns.healthy) return reply.code(503).send({ ok: false, error: `${dns.problem ?? 'DNS resolver looks broken'}; mail is deferred, not bounced` });
+    return { ok: true };
   });
   app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.scrape()));
   suppressionRoutes(app, db);
