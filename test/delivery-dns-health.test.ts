@@ -237,7 +237,7 @@ describe('a resolver that times out or fails on everything', () => {
 });
 
 describe('a healthy resolver', () => {
-  it('bounces a real NXDOMAIN as bad-domain and suppresses it, as before; good mail never asks the canaries', async () => {
+  it('bounces a real NXDOMAIN as bad-domain and suppresses it, as before; good mail never asks the canaries; a resolver broken a moment later is not believed', async () => {
     const mx = await fakeMx();
     const dns = await dnsServer(workingZone(['good.test']));
     const { relay, db } = await loggedRelay(dnsDelivery(dns, mx.port));
@@ -252,18 +252,44 @@ describe('a healthy resolver', () => {
     expect(db.prepare('SELECT address, type FROM suppressions').all()).toEqual([{ address: 'user@missing.test', type: 'bounces' }]);
     expect((await admin(relay, '/healthz')).status).toBe(200);
     expect(resolverGauge((await admin(relay, '/metrics')).text)).toBe('1');
+
+    // The resolver breaks a moment after that good check: its first false NXDOMAIN is not believed.
+    dns.setZone({});
+    await submit(relay, ['user@fresh.test']);
+    const after = await waitFor('deferred', () => recipients(db), (all) => all[2]?.status === 'deferred');
+    expect(after[2]?.lastReply).toMatch(/^4\.4\.3 DNS resolver looks broken since .*; deferred, not bounced: fresh\.test: domain does not exist \(NXDOMAIN\)$/);
+    expect(count(db, 'SELECT count(*) FROM suppressions')).toBe(1);
   });
 });
 
 describe('ResolverHealth', () => {
-  it('shares one probe among concurrent checks and keeps its verdict', async () => {
+  const canaryChecks = (dns: TestDnsServer) => dns.queries.filter((q) => q.name === 'canary-one.test' && q.type === 'MX').length;
+
+  it('shares one check among concurrent callers and keeps a failed one for recheckMs', async () => {
     const dns = await dnsServer({});
-    const health = new ResolverHealth(createResolver([dns.address], 300), { canaries: CANARIES, healthyForMs: 60_000, recheckMs: 60_000 }, pino({ level: 'silent' }));
+    const health = new ResolverHealth(createResolver([dns.address], 300), { canaries: CANARIES, recheckMs: 60_000 }, pino({ level: 'silent' }));
     cleanups.push(() => health.stop());
-    expect(await Promise.all(Array.from({ length: 10 }, () => health.isTruthful()))).toEqual(Array(10).fill(false));
-    expect(await health.isTruthful()).toBe(false);
-    // One probe: MX and A of each canary, once.
+    const answeredAt = performance.now();
+    expect(await Promise.all(Array.from({ length: 10 }, () => health.believes(answeredAt)))).toEqual(Array(10).fill(false));
+    expect(await health.believes(performance.now())).toBe(false);
+    // One check: MX and A of each canary, once.
     expect(dns.queries.map((q) => `${q.name} ${q.type}`).sort()).toEqual(['canary-one.test A', 'canary-one.test MX', 'canary-two.test A', 'canary-two.test MX']);
     expect(health.status()).toMatchObject({ healthy: false, servers: [dns.address], canaries: CANARIES, brokenSince: expect.any(String) });
+  });
+
+  it('believes an answer only after a check that started after it', async () => {
+    const dns = await dnsServer(workingZone([]));
+    const health = new ResolverHealth(createResolver([dns.address], 300), { canaries: CANARIES, recheckMs: 60_000 }, pino({ level: 'silent' }));
+    cleanups.push(() => health.stop());
+    const first = performance.now();
+    const during = health.believes(first); // starts a check
+    const second = performance.now(); // given while that check is under way: it needs the next one
+    expect(await Promise.all([during, health.believes(second), health.believes(first)])).toEqual([true, true, true]);
+    expect(canaryChecks(dns)).toBe(2);
+    expect(await health.believes(second)).toBe(true); // judged already
+    expect(canaryChecks(dns)).toBe(2);
+    expect(await health.believes(performance.now())).toBe(true); // a later answer: checked again
+    expect(canaryChecks(dns)).toBe(3);
+    expect(health.status()).toMatchObject({ healthy: true, brokenSince: null, problem: null, checkedAt: expect.any(String) });
   });
 });

@@ -64,7 +64,6 @@ const delivery = z.strictObject({
     cacheSeconds: seconds,
     /** Names that must resolve before an NXDOMAIN may bounce; [] turns the check off. */
     canaries: z.array(z.string().regex(/^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)+\.?$/, 'write a domain name such as gmail.com')),
-    canaryCacheSeconds: seconds,
     canaryRecheckSeconds: z.number().positive(),
   }),
   localAddresses: z.array(ipAddress),

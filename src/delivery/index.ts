@@ -32,7 +32,7 @@ export function deliveryDns(settings: DeliveryConfig, logger: Logger): DeliveryD
   const resolver = createResolver(dns.servers, dns.timeoutMs);
   const health = new ResolverHealth(
     resolver,
-    { canaries: dns.canaries, healthyForMs: dns.canaryCacheSeconds * 1000, recheckMs: dns.canaryRecheckSeconds * 1000 },
+    { canaries: dns.canaries, recheckMs: dns.canaryRecheckSeconds * 1000 },
     logger.child({ stage: 'delivery' }),
   );
   return { resolver, health };

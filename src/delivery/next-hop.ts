@@ -114,12 +114,13 @@ export class NextHopResolver {
 
   /**
    * A DNS failure as it counts: one that rests on the resolver's word (NXDOMAIN, no records, no
-   * answer) stands only while the canaries show the resolver can be believed; otherwise it is a
-   * deferral that names the broken resolver. A null MX is the domain's own record and stands.
+   * answer) stands only if the canaries, asked after it, show the resolver can be believed;
+   * otherwise it is a deferral that names the broken resolver. A null MX is the domain's own
+   * record and stands.
    */
-  private async believed(failure: Classification, cause: LookupFailureCause): Promise<Classification> {
+  private async believed(failure: Classification, cause: LookupFailureCause, answeredAt: number): Promise<Classification> {
     if (cause === 'null-mx' || !this.resolverHealth) return failure;
-    if (await this.resolverHealth.isTruthful()) return failure;
+    if (await this.resolverHealth.believes(answeredAt)) return failure;
     return this.resolverHealth.deferral(failure);
   }
 
@@ -132,7 +133,7 @@ export class NextHopResolver {
       return { nextHop: { hosts: [{ name: host, addresses }], port: port ?? this.defaultPort, routed: true, ...options } };
     }
     const lookup = await lookupMailHosts(domain, this.resolver);
-    if ('failure' in lookup) return { failure: await this.believed(lookup.failure, lookup.cause) };
+    if ('failure' in lookup) return { failure: await this.believed(lookup.failure, lookup.cause, performance.now()) };
     return {
       nextHop: { hosts: lookup.hosts, port: this.defaultPort, routed: false, secure: false, requireTLS: false, verifyCertificate: false },
     };

@@ -6,8 +6,6 @@ import { localFailure } from './failure.js';
 export interface ResolverHealthSettings {
   /** Names that must exist (delivery.dns.canaries); none: the resolver is always believed. */
   canaries: readonly string[];
-  /** How long a healthy verdict is kept (delivery.dns.canaryCacheSeconds). */
-  healthyForMs: number;
   /** While broken, how often the canaries are asked again (delivery.dns.canaryRecheckSeconds). */
   recheckMs: number;
 }
@@ -40,8 +38,9 @@ type DnsError = Error & { code?: string };
  * (asked every recheckMs while broken, so delivery and /healthz recover by themselves).
  */
 export class ResolverHealth {
-  private verdict: { healthy: boolean; at: number } | null = null;
-  private probe: Promise<boolean> | null = null;
+  private verdict: { healthy: boolean; startedAt: number; doneAt: number; checkedAt: Date } | null = null;
+  /** The check under way; at most one at a time. */
+  private probe: { startedAt: number; healthy: Promise<boolean> } | null = null;
   private brokenSince: Date | null = null;
   /** Each canary's answer in the last failed check, "gmail.com: ENOTFOUND". */
   private canaryErrors: string[] = [];
@@ -57,23 +56,37 @@ export class ResolverHealth {
   ) {}
 
   /**
-   * true when the resolver can be believed: from the last check while it is recent, else the
-   * canaries are asked, one probe shared by every caller that asks meanwhile.
+   * Whether the resolver can be believed about an answer it gave at `answeredAt`
+   * (performance.now()). The canaries must resolve in a check that started after that answer,
+   * so a resolver that broke a moment ago is caught before its first false NXDOMAIN bounces
+   * anyone; a healthy verdict is never reused for later answers. Callers share checks: every
+   * answer given before a check started is judged by it. A failed check stands for recheckMs
+   * (it only defers mail).
    */
-  isTruthful(): Promise<boolean> {
-    if (this.settings.canaries.length === 0) return Promise.resolve(true);
-    if (this.verdict) {
-      const keptFor = this.verdict.healthy ? this.settings.healthyForMs : this.settings.recheckMs;
-      if (Date.now() - this.verdict.at < keptFor) return Promise.resolve(this.verdict.healthy);
+  async believes(answeredAt: number): Promise<boolean> {
+    if (this.settings.canaries.length === 0) return true;
+    const verdict = this.verdict;
+    if (verdict && !verdict.healthy && performance.now() - verdict.doneAt < this.settings.recheckMs) return false;
+    if (verdict?.healthy && verdict.startedAt >= answeredAt) return true;
+    const probe = this.probe;
+    if (probe && probe.startedAt < answeredAt) {
+      // Started before this answer came: its "broken" holds for it, its "healthy" says nothing.
+      if (!(await probe.healthy)) return false;
+      return this.believes(answeredAt);
     }
     return this.askNow();
   }
 
   private askNow(): Promise<boolean> {
-    this.probe ??= this.check().finally(() => {
-      this.probe = null;
-    });
-    return this.probe;
+    if (!this.probe) {
+      const startedAt = performance.now();
+      const probe = { startedAt, healthy: this.check(startedAt) };
+      this.probe = probe;
+      void probe.healthy.finally(() => {
+        if (this.probe === probe) this.probe = null;
+      });
+    }
+    return this.probe.healthy;
   }
 
   /**
@@ -92,7 +105,7 @@ export class ResolverHealth {
       brokenSince: this.brokenSince?.toISOString() ?? null,
       servers: this.servers(),
       canaries: [...this.settings.canaries],
-      checkedAt: this.verdict ? new Date(this.verdict.at).toISOString() : null,
+      checkedAt: this.verdict?.checkedAt.toISOString() ?? null,
       problem: broken ? this.problem() : null,
     };
   }
@@ -113,10 +126,10 @@ export class ResolverHealth {
     return `DNS resolver looks broken since ${this.brokenSince?.toISOString() ?? 'now'} (canaries ${this.settings.canaries.join(', ')} did not resolve via ${via})`;
   }
 
-  private async check(): Promise<boolean> {
+  private async check(startedAt: number): Promise<boolean> {
     const errors = await this.askCanaries();
     const now = new Date();
-    this.verdict = { healthy: errors === null, at: now.getTime() };
+    this.verdict = { healthy: errors === null, startedAt, doneAt: performance.now(), checkedAt: now };
     if (errors === null) {
       if (this.brokenSince) {
         this.log.warn(
