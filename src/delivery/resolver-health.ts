@@ -77,16 +77,16 @@ export class ResolverHealth {
     return this.askNow();
   }
 
+  /** The check under way, or a new one. */
   private askNow(): Promise<boolean> {
-    if (!this.probe) {
-      const startedAt = performance.now();
-      const probe = { startedAt, healthy: this.check(startedAt) };
-      this.probe = probe;
-      void probe.healthy.finally(() => {
-        if (this.probe === probe) this.probe = null;
-      });
-    }
-    return this.probe.healthy;
+    if (this.probe) return this.probe.healthy;
+    const startedAt = performance.now();
+    // Cleared before its callers go on, so a caller that needs a newer check starts one.
+    const healthy = this.check(startedAt).finally(() => {
+      this.probe = null;
+    });
+    this.probe = { startedAt, healthy };
+    return healthy;
   }
 
   /**
