@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { startAdmin, type AdminServer } from './admin/server.js';
 import type { VerpSettings } from './bounces/verp.js';
 import type { Config } from './config/load.js';
-import { startDelivery, type DeliveryStage } from './delivery/index.js';
+import { deliveryDns, startDelivery, type DeliveryStage } from './delivery/index.js';
 import { OperatorError } from './errors.js';
 import { startInbound, type InboundStage } from './inbound/index.js';
 import { reportParser } from './inbound/parser.js';
@@ -59,12 +59,14 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
         startInbound(config, db, verp, unsubscribe, reportParser(config.submission.campaignHeader), logger),
       );
     }
+    const dns = config.delivery.enabled ? deliveryDns(config.delivery, logger) : null;
     if (config.admin.enabled) {
-      admin = await listening('admin', config.admin.host, config.admin.port, () => startAdmin(config, db, logger, {}, new Unsubscriber(db, unsubscribe)));
+      const hooks = dns ? { dnsResolver: () => dns.health.status() } : {};
+      admin = await listening('admin', config.admin.host, config.admin.port, () => startAdmin(config, db, logger, hooks, new Unsubscriber(db, unsubscribe)));
     }
     const submission = createSubmissionServer(config, spool, logger);
     address = await listening('submission', config.submission.host, config.submission.port, () => submission.listen());
-    const delivery: DeliveryStage | null = config.delivery.enabled ? startDelivery(config, db, verp, unsubscribe, logger, walSync) : null;
+    const delivery: DeliveryStage | null = dns ? startDelivery(config, db, verp, unsubscribe, logger, walSync, dns) : null;
     if (delivery) spool.onCommitted(() => delivery.wake());
     // Runs even with no endpoints, so outbox rows are marked handled instead of piling up for
     // the first endpoint someone adds.

@@ -73,6 +73,15 @@ describe('config: defaults, file, environment', () => {
     expect(config.delivery).toMatchObject({ routes: { '*': '127.0.0.1:2600' }, localAddresses: ['127.0.0.2', '127.0.0.3'], enabled: false });
   });
 
+  it('has DNS canaries by default, takes them from the environment, [] to turn the check off, and names a bad one', () => {
+    expect(loadConfig({ env: {} }).delivery.dns).toMatchObject({ canaries: ['gmail.com', 'outlook.com', 'yahoo.com'], canaryRecheckSeconds: 10 });
+    expect(loadConfig({ env: { REBOUND_DELIVERY_DNS_CANARIES: 'example.com, example.org' } }).delivery.dns.canaries).toEqual(['example.com', 'example.org']);
+    expect(loadConfig({ file: configFile({ delivery: { dns: { canaries: [] } } }), env: {} }).delivery.dns.canaries).toEqual([]);
+    expect(errorOf(() => loadConfig({ file: configFile({ delivery: { dns: { canaries: ['not a name'] } } }), env: {} }))).toMatch(
+      /delivery\.dns\.canaries\.0: write a domain name such as gmail\.com/,
+    );
+  });
+
   it('takes auth users as JSON from the environment', async () => {
     const users = [{ username: 'app', passwordHash: await hashPassword('pw') }];
     const config = loadConfig({ env: { REBOUND_SUBMISSION_AUTH_USERS: JSON.stringify(users) } });

@@ -198,9 +198,10 @@ describe('delivery to a routed next hop', () => {
 
 describe('delivery through DNS (a real DNS server on 127.0.0.1)', () => {
   async function dnsRelay(zone: Record<string, ZoneEntry>, port: number, extra: Record<string, unknown> = {}): Promise<TestRelay> {
-    const dns = await startDnsServer(zone);
+    // The canary this DNS server answers: the resolver is believed, and NXDOMAIN bounces.
+    const dns = await startDnsServer({ 'canary.test': { MX: [{ preference: 10, exchange: 'mx.canary.test' }] }, ...zone });
     cleanups.push(() => dns.close());
-    return deliveringRelay({ dns: { servers: [dns.address], timeoutMs: 300, cacheSeconds: 60 }, port, ...extra });
+    return deliveringRelay({ dns: { servers: [dns.address], timeoutMs: 300, cacheSeconds: 60, canaries: ['canary.test'] }, port, ...extra });
   }
 
   it('tries the next MX when the first greets with 421, and delivers there', async () => {

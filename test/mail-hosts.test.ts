@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createResolver, lookupMailHosts } from '../src/delivery/mail-hosts.js';
 import { NextHopResolver } from '../src/delivery/next-hop.js';
+import { ResolverHealth } from '../src/delivery/resolver-health.js';
+import { createLogger } from '../src/logger.js';
 import { startDnsServer, type TestDnsServer } from './support/dns-server.js';
 
 describe('MX lookup against a real DNS server on 127.0.0.1', () => {
@@ -45,16 +47,17 @@ describe('MX lookup against a real DNS server on 127.0.0.1', () => {
   it('treats a null MX as permanent bad-domain 556 5.1.10, without A fallback (RFC 7505)', async () => {
     expect(await lookupMailHosts('null-mx.test', resolver())).toMatchObject({
       failure: { severity: 'permanent', type: 'hard', category: 'bad-domain', code: 556, enhancedCode: '5.1.10' },
+      cause: 'null-mx',
     });
   });
 
   it('treats NXDOMAIN, and a name with neither MX nor address, as permanent bad-domain', async () => {
-    expect(await lookupMailHosts('no-such-domain.test', resolver())).toMatchObject({ failure: { severity: 'permanent', category: 'bad-domain' } });
-    expect(await lookupMailHosts('nothing.test', resolver())).toMatchObject({ failure: { severity: 'permanent', category: 'bad-domain' } });
+    expect(await lookupMailHosts('no-such-domain.test', resolver())).toMatchObject({ failure: { severity: 'permanent', category: 'bad-domain' }, cause: 'absent' });
+    expect(await lookupMailHosts('nothing.test', resolver())).toMatchObject({ failure: { severity: 'permanent', category: 'bad-domain' }, cause: 'absent' });
   });
 
   it('treats SERVFAIL and a timeout as temporary', async () => {
-    expect(await lookupMailHosts('servfail.test', resolver())).toMatchObject({ failure: { severity: 'temporary', category: 'routing-errors' } });
+    expect(await lookupMailHosts('servfail.test', resolver())).toMatchObject({ failure: { severity: 'temporary', category: 'routing-errors' }, cause: 'unanswered' });
     expect(await lookupMailHosts('slow.test', resolver())).toMatchObject({
       failure: { severity: 'temporary', category: 'routing-errors', text: expect.stringMatching(/ETIMEOUT/) },
     });
@@ -78,6 +81,23 @@ describe('MX lookup against a real DNS server on 127.0.0.1', () => {
     expect(await hops.lookup('a-only.test')).toMatchObject({ nextHop: { hosts: [{ addresses: ['127.0.0.21'] }], port: 25, routed: false } });
     const smarthost = new NextHopResolver({ '*': 'localhost:2700' }, resolver(), 25, 60_000);
     expect(await smarthost.lookup('anything.example')).toMatchObject({ nextHop: { hosts: [{ name: 'localhost' }], port: 2700 } });
+  });
+
+  it('with canaries that do not resolve, defers what rests on the resolver but keeps a null MX and routes', async () => {
+    const health = new ResolverHealth(resolver(), { canaries: ['absent-canary.test'], recheckMs: 60_000 }, createLogger('silent'));
+    const hops = new NextHopResolver({ 'routed.test': '127.0.0.41:2600' }, resolver(), 25, 60_000, health);
+    try {
+      for (const domain of ['no-such-domain.test', 'nothing.test', 'dangling.test', 'servfail.test']) {
+        expect(await hops.lookup(domain)).toMatchObject({
+          failure: { severity: 'temporary', category: 'routing-errors', enhancedCode: '4.4.3', text: expect.stringMatching(/^DNS resolver looks broken since .*; deferred, not bounced: /) },
+        });
+      }
+      expect(await hops.lookup('null-mx.test')).toMatchObject({ failure: { severity: 'permanent', code: 556 } });
+      expect(await hops.lookup('routed.test')).toMatchObject({ nextHop: { routed: true, port: 2600 } });
+      expect(await hops.lookup('a-only.test')).toMatchObject({ nextHop: { hosts: [{ addresses: ['127.0.0.21'] }] } });
+    } finally {
+      health.stop();
+    }
   });
 
   it('caches answers, shares one lookup among concurrent callers, and forgets temporary failures', async () => {

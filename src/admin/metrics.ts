@@ -3,11 +3,21 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { CATEGORIES, typeOfCategory } from '../bounces/categories.js';
 import type { Database } from '../store/database.js';
 
+/** The delivery resolver's health, as the delivery stage's canary check sees it. */
+export interface DnsResolverStatus {
+  healthy: boolean;
+  /** One line naming the resolver and the canaries while broken. */
+  problem: string | null;
+}
+
+/** Live values from the other stages, for /metrics (and /healthz). */
 export interface MetricsHooks {
   /** Webhook deliveries waiting; without it, read from webhook_outbox and webhook_deliveries. */
   webhookBacklog?: () => number;
   /** Webhook deliveries that gave up (failed or rejected); without it, read from webhook_deliveries. */
   webhookFailures?: () => number;
+  /** The delivery resolver's health; without it (delivery off), no DNS gauge and /healthz does not ask. */
+  dnsResolver?: () => DnsResolverStatus;
 }
 
 /** Seconds from acceptance to delivery: from a local hop in milliseconds to a retry a day later. */
@@ -158,6 +168,17 @@ export class StoreMetrics {
     this.oldestAge = new Gauge({ name: 'rebound_queue_oldest_age_seconds', help: 'Age of the oldest message with a recipient queued or deferred (0 when none)', registers, collect });
     this.webhookBacklog = new Gauge({ name: 'rebound_webhook_backlog', help: 'Webhook posts waiting: events not yet fanned out plus deliveries pending', registers, collect });
     this.webhookFailures = new Counter({ name: 'rebound_webhook_failures_total', help: 'Webhook deliveries that gave up (failed after every retry, or rejected with 406) since the relay started', registers, collect });
+    const dnsResolver = hooks.dnsResolver;
+    if (dnsResolver) {
+      new Gauge({
+        name: 'rebound_dns_resolver_healthy',
+        help: 'Whether the delivery DNS resolver can be believed: 0 while none of delivery.dns.canaries resolves (NXDOMAIN is then deferred, not bounced)',
+        registers,
+        collect() {
+          this.set(dnsResolver().healthy ? 1 : 0);
+        },
+      });
+    }
 
     // Known label sets start at 0, so rate() sees the first one.
     for (const category of CATEGORIES) {

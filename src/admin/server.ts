@@ -80,13 +80,15 @@ export async function startAdmin(
   app.get('/healthz', async (_request, reply) => {
     try {
       healthCheck.get();
-      // A store that was deleted under the relay, or that fails writes, still answers reads.
-      const problem = storeHealthOf(db)?.problem();
-      if (problem) return reply.code(503).send({ ok: false, error: problem.cause, since: problem.since });
-      return { ok: true };
     } catch (error) {
       return reply.code(503).send({ ok: false, error: `the store does not answer: ${(error as Error).message}` });
     }
+    // A store that was deleted under the relay, or that fails writes, still answers reads.
+    const storeProblem = storeHealthOf(db)?.problem();
+    if (storeProblem) return reply.code(503).send({ ok: false, error: storeProblem.cause, since: storeProblem.since });
+    const dns = hooks.dnsResolver?.();
+    if (dns && !dns.healthy) return reply.code(503).send({ ok: false, error: `${dns.problem ?? 'DNS resolver looks broken'}; mail is deferred, not bounced` });
+    return { ok: true };
   });
   app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.scrape()));
   suppressionRoutes(app, db);

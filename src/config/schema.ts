@@ -58,7 +58,14 @@ const delivery = z.strictObject({
   port,
   /** Next hop per recipient domain ("*" = every other domain: a smarthost), before DNS. */
   routes: z.record(z.string().min(1), nextHop),
-  dns: z.strictObject({ servers: z.array(hostAndPort), timeoutMs: positiveInt, cacheSeconds: seconds }),
+  dns: z.strictObject({
+    servers: z.array(hostAndPort),
+    timeoutMs: positiveInt,
+    cacheSeconds: seconds,
+    /** Names that must resolve before an NXDOMAIN may bounce; [] turns the check off. */
+    canaries: z.array(z.string().regex(/^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)+\.?$/, 'write a domain name such as gmail.com')),
+    canaryRecheckSeconds: z.number().positive(),
+  }),
   localAddresses: z.array(ipAddress),
   concurrency: positiveInt,
   perDomainConcurrency: positiveInt,

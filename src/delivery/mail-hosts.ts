@@ -9,7 +9,15 @@ export interface MailHost {
   addresses: string[];
 }
 
-export type MailHostLookup = { hosts: MailHost[] } | { failure: Classification };
+/**
+ * Why a lookup failed. `absent`: the resolver said the domain or its records do not exist
+ * (NXDOMAIN, or no MX and no A/AAAA), which is only as true as the resolver is honest;
+ * `null-mx`: the domain published a record refusing mail; `unanswered`: no answer came
+ * (SERVFAIL, a timeout, a refused query).
+ */
+export type LookupFailureCause = 'absent' | 'null-mx' | 'unanswered';
+
+export type MailHostLookup = { hosts: MailHost[] } | { failure: Classification; cause: LookupFailureCause };
 
 export function createResolver(servers: readonly string[], timeoutMs: number): Resolver {
   // tries: 2 so one lost UDP packet is not a deferral; the timeout is per try.
@@ -25,12 +33,12 @@ const NOT_FOUND = new Set(['ENOTFOUND']);
 /** The name exists but has no record of that type. */
 const NO_DATA = new Set(['ENODATA']);
 
-function dnsFailure(domain: string, what: string, error: DnsError): Classification {
+function dnsFailure(domain: string, what: string, error: DnsError): { failure: Classification; cause: LookupFailureCause } {
   if (error.code !== undefined && NOT_FOUND.has(error.code)) {
-    return localFailure('permanent', 'bad-domain', `${domain}: domain does not exist (NXDOMAIN)`, null, '5.1.2');
+    return { failure: localFailure('permanent', 'bad-domain', `${domain}: domain does not exist (NXDOMAIN)`, null, '5.1.2'), cause: 'absent' };
   }
   // SERVFAIL, timeouts, refused queries: the answer may come later.
-  return localFailure('temporary', 'routing-errors', `${domain}: DNS ${what} lookup failed (${error.code ?? error.message})`, null, '4.4.3');
+  return { failure: localFailure('temporary', 'routing-errors', `${domain}: DNS ${what} lookup failed (${error.code ?? error.message})`, null, '4.4.3'), cause: 'unanswered' };
 }
 
 async function addressesOf(name: string, resolver: Resolver): Promise<string[] | DnsError> {
@@ -62,21 +70,21 @@ export async function lookupMailHosts(domain: string, resolver: Resolver): Promi
     records = await resolver.resolveMx(domain);
   } catch (error) {
     const dnsError = error as DnsError;
-    if (!NO_DATA.has(dnsError.code ?? '')) return { failure: dnsFailure(domain, 'MX', dnsError) };
+    if (!NO_DATA.has(dnsError.code ?? '')) return dnsFailure(domain, 'MX', dnsError);
     records = [];
   }
 
   if (records.some((record) => record.exchange === '' || record.exchange === '.')) {
-    return { failure: localFailure('permanent', 'bad-domain', `${domain} accepts no mail (null MX, RFC 7505)`, 556, '5.1.10') };
+    return { failure: localFailure('permanent', 'bad-domain', `${domain} accepts no mail (null MX, RFC 7505)`, 556, '5.1.10'), cause: 'null-mx' };
   }
 
   if (records.length === 0) {
     const addresses = await addressesOf(domain, resolver);
     if (!Array.isArray(addresses)) {
       if (NO_DATA.has(addresses.code ?? '')) {
-        return { failure: localFailure('permanent', 'bad-domain', `${domain} has no MX and no A/AAAA record`, null, '5.1.2') };
+        return { failure: localFailure('permanent', 'bad-domain', `${domain} has no MX and no A/AAAA record`, null, '5.1.2'), cause: 'absent' };
       }
-      return { failure: dnsFailure(domain, 'A/AAAA', addresses) };
+      return dnsFailure(domain, 'A/AAAA', addresses);
     }
     return { hosts: [{ name: domain, addresses }] };
   }
@@ -94,7 +102,7 @@ export async function lookupMailHosts(domain: string, resolver: Resolver): Promi
   }
   if (hosts.length === 0) {
     // Every MX name failed to resolve: temporary, the MX hosts' DNS may come back.
-    return { failure: dnsFailure(domain, `MX host (${names.join(', ')})`, lastError ?? new Error('no address')) };
+    return dnsFailure(domain, `MX host (${names.join(', ')})`, lastError ?? new Error('no address'));
   }
   return { hosts };
 }

@@ -3,7 +3,8 @@ import { isIP } from 'node:net';
 import type { Classification } from '../bounces/classifier.js';
 import type { NextHopConfig } from '../config/schema.js';
 import { localFailure } from './failure.js';
-import { lookupMailHosts, type MailHost } from './mail-hosts.js';
+import { lookupMailHosts, type LookupFailureCause, type MailHost } from './mail-hosts.js';
+import type { ResolverHealth } from './resolver-health.js';
 
 /** Where a recipient domain's mail goes next, and how to talk to it. */
 export interface NextHop {
@@ -75,6 +76,8 @@ export class NextHopResolver {
     private readonly resolver: Resolver,
     private readonly defaultPort: number,
     private readonly cacheMs: number,
+    /** Checks the resolver before a DNS failure counts (see resolver-health.ts); null: always believed. */
+    private readonly resolverHealth: ResolverHealth | null = null,
   ) {
     this.routes = new Map(Object.entries(routes).map(([domain, route]) => [domain.toLowerCase(), parseRoute(route)]));
   }
@@ -109,6 +112,18 @@ export class NextHopResolver {
     return this.routes.get('*');
   }
 
+  /**
+   * A DNS failure as it counts: one that rests on the resolver's word (NXDOMAIN, no records, no
+   * answer) stands only if the canaries, asked after it, show the resolver can be believed;
+   * otherwise it is a deferral that names the broken resolver. A null MX is the domain's own
+   * record and stands.
+   */
+  private async believed(failure: Classification, cause: LookupFailureCause, answeredAt: number): Promise<Classification> {
+    if (cause === 'null-mx' || !this.resolverHealth) return failure;
+    if (await this.resolverHealth.believes(answeredAt)) return failure;
+    return this.resolverHealth.deferral(failure);
+  }
+
   private async resolve(domain: string): Promise<NextHopLookup> {
     const route = this.routeFor(domain);
     if (route) {
@@ -118,7 +133,7 @@ export class NextHopResolver {
       return { nextHop: { hosts: [{ name: host, addresses }], port: port ?? this.defaultPort, routed: true, ...options } };
     }
     const lookup = await lookupMailHosts(domain, this.resolver);
-    if ('failure' in lookup) return lookup;
+    if ('failure' in lookup) return { failure: await this.believed(lookup.failure, lookup.cause, performance.now()) };
     return {
       nextHop: { hosts: lookup.hosts, port: this.defaultPort, routed: false, secure: false, requireTLS: false, verifyCertificate: false },
     };

@@ -16,6 +16,8 @@ export interface TestDnsServer {
   /** "127.0.0.1:PORT", for delivery.dns.servers. */
   address: string;
   queries: Array<{ name: string; type: string }>;
+  /** Answers from this zone from now on (a resolver that breaks, or comes back). */
+  setZone(zone: Record<string, ZoneEntry>): void;
   close(): Promise<void>;
 }
 
@@ -26,7 +28,8 @@ export interface TestDnsServer {
 export async function startDnsServer(zone: Record<string, ZoneEntry>): Promise<TestDnsServer> {
   const socket = createSocket('udp4');
   const queries: TestDnsServer['queries'] = [];
-  const entries = new Map(Object.entries(zone).map(([name, entry]) => [name.toLowerCase(), entry]));
+  const entriesOf = (from: Record<string, ZoneEntry>) => new Map(Object.entries(from).map(([name, entry]) => [name.toLowerCase(), entry]));
+  let entries = entriesOf(zone);
 
   socket.on('message', (message: Buffer, peer: RemoteInfo) => {
     const query = dnsPacket.decode(message);
@@ -58,6 +61,9 @@ export async function startDnsServer(zone: Record<string, ZoneEntry>): Promise<T
   return {
     address: `127.0.0.1:${port}`,
     queries,
+    setZone: (next) => {
+      entries = entriesOf(next);
+    },
     close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
   };
 }
