@@ -8,6 +8,7 @@ import { BearerAuth } from './bearer-auth.js';
 import { StoreMetrics, type MetricsHooks } from './metrics.js';
 import { queueRoutes } from './queue-routes.js';
 import { reportRoutes } from './report-routes.js';
+import { addSecurityHeaders } from './security-headers.js';
 import { suppressionRoutes } from './suppression-routes.js';
 import type { Unsubscriber } from '../unsubscribe/index.js';
 import { unsubscribeRoutes } from './unsubscribe-routes.js';
@@ -51,6 +52,7 @@ export async function startAdmin(
     return503OnClosing: true,
   });
   app.decorateRequest('actor', '');
+  addSecurityHeaders(app);
 
   // Runs before body parsing, for every route and for unknown ones: no token, no hint of what exists.
   app.addHook('onRequest', async (request) => {
