@@ -177,7 +177,7 @@ describe('the unsubscribe page against script injection', () => {
     expect(form).not.toBeNull();
     const action = new URL(form?.[1] ?? '', shown.url);
     expect(action.href).toBe(`${base}/unsubscribe/${link}`);
-    const fields = new URLSearchParams([...(form?.[2] ?? '').matchAll(/<input type="hidden" name="([^"]*)" value="([^"]*)">/g)].map((m) => [m[1] ?? '', m[2] ?? '']));
+    const fields = new URLSearchParams([...(form?.[2] ?? '').matchAll(/<input type="hidden" name="([^"]*)" value="([^"]*)">/g)].map((m): [string, string] => [m[1] ?? '', m[2] ?? '']));
     const submitted = await fetch(action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: fields.toString() });
     expect(submitted.status).toBe(200);
     expectSecurityHeaders(submitted);

@@ -333,6 +333,44 @@ describe('webhooks against a real HTTP server on 127.0.0.1', () => {
     expect(deliveries(relay).every((d) => d.status === 'delivered')).toBe(true);
     expect(stage.backlog()).toBe(0);
   });
+  it('gives each endpoint its own slots: one that hangs does not slow a healthy one', async () => {
+    const hanging = await receiver(() => 'hang'); // accepts the connection, never answers
+    const healthy = await receiver(() => 200);
+    const mx = await fakeMx();
+    const { relay } = await relayWithWebhooks(
+      mx,
+      [
+        { url: hanging.url, events: ['delivered'] },
+        { url: healthy.url, events: ['delivered'] },
+      ],
+      { timeoutSeconds: 1, concurrency: 2, retryScheduleSeconds: [600] },
+    );
+    const to = Array.from({ length: 20 }, (_, i) => `r${i}@example.test`);
+    await submit(relay, to);
+    await waitFor('all mail delivered', () => statuses(relay), (s) => to.every((a) => s[a] === 'delivered'));
+    // Sharing two slots with the hanging endpoint, the healthy one got about one event per
+    // timeout (1 s): 20 would take ~20 s. On its own slots it gets them all at once.
+    await waitFor('every event at the healthy endpoint', () => healthy.accepted().length, (n) => n === 20, 5_000);
+    expect(new Set(healthy.accepted().map((r) => r.body['event-data'].recipient))).toEqual(new Set(to));
+    expect(hanging.received.length).toBeLessThanOrEqual(4); // its own two slots, each held to the timeout
+  });
+
+  it('gives up deliveries owed to an endpoint no longer in webhooks.endpoints, at start', async () => {
+    const target = await receiver(() => 200);
+    const mx = await fakeMx();
+    const { relay, writer } = await relayWithWebhooks(mx, [{ url: target.url, events: ['delivered'] }]);
+    await submit(relay, ['ok@example.test']);
+    await waitFor('a delivered webhook', () => target.accepted().length, (n) => n === 1);
+    const eventId = (writer.prepare("SELECT id FROM events WHERE event = 'delivered'").get() as { id: number }).id;
+    const at = new Date().toISOString();
+    writer
+      .prepare(`INSERT INTO webhook_deliveries (event_id, endpoint_url, status, attempts, next_attempt_at, created_at, updated_at) VALUES (?, 'http://127.0.0.1:9/gone', 'pending', 0, ?, ?, ?)`)
+      .run(eventId, at, at, at);
+    const stage = startWebhooks(relay.config, writer, createLogger('silent'));
+    cleanups.push(() => stage.stop());
+    expect(deliveries(relay).find((d) => d.endpoint_url === 'http://127.0.0.1:9/gone')).toMatchObject({ status: 'failed', last_error: 'the endpoint is no longer in webhooks.endpoints' });
+  });
+
   it('stops promptly with a try hanging: the cut-off try is recorded and the delivery stays pending for the next start', async () => {
     const target = await receiver(() => 'hang');
     const mx = await fakeMx();
