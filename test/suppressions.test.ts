@@ -5,7 +5,7 @@ import { parse } from 'csv-parse/sync';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openStore } from '../src/store/database.js';
-import { parseSuppressionCsv } from '../src/suppressions/csv.js';
+import { parseSuppressionCsv, readSuppressionCsv, type CsvImportResult } from '../src/suppressions/csv.js';
 import { CLI, PROJECT_ROOT } from './support/child-relay.js';
 import { startFakeMx } from './support/fake-mx.js';
 import { startTestRelay, writeTestConfig } from './support/relay.js';
@@ -118,6 +118,30 @@ describe('rebound suppressions', () => {
     expect(parseSuppressionCsv('email,type\nx@example.com,bounces\n')).toEqual({ rows: [], errors: [{ line: 1, message: 'the header row has no "address" column' }] });
     expect(parseSuppressionCsv('address\nx@example.com\n')).toMatchObject({ errors: [{ line: 1, message: expect.stringMatching(/no "type" column/) }] });
     expect(parseSuppressionCsv('')).toMatchObject({ errors: [{ line: 1, message: expect.stringMatching(/empty/) }] });
+  });
+
+  it('reads a file in batches exactly as at once: lines of multi-line fields, mixed line ends, a BOM, long non-ASCII reasons', async () => {
+    const text =
+      '\uFEFF\naddress,reason\r\n' +
+      'a@example.com,"two\nlines 😀"\r\n' +
+      '\r\n' +
+      'b@example.com,crlf above\n' +
+      'c@example.com,lf above\r' +
+      'not an address\n' +
+      `d@example.com,${'😀'.repeat(20_000)}\n`;
+    const atOnce = parseSuppressionCsv(text, 'bounces');
+    expect(atOnce.rows.map((r) => [r.line, r.address])).toEqual([
+      [3, 'a@example.com'],
+      [6, 'b@example.com'],
+      [7, 'c@example.com'],
+      [9, 'd@example.com'],
+    ]);
+    expect(atOnce.errors).toEqual([{ line: 8, message: '"not an address" is not an email address' }]);
+    expect(atOnce.rows[3]?.reason).toBe('😀'.repeat(20_000));
+    const batches: CsvImportResult[] = [];
+    for await (const batch of readSuppressionCsv(text, 'bounces', 2)) batches.push(batch);
+    expect(batches.length).toBeGreaterThan(1);
+    expect({ rows: batches.flatMap((b) => b.rows), errors: batches.flatMap((b) => b.errors) }).toEqual(atOnce);
   });
 
   it('the allowlist overrides a suppression at delivery, for an address or a whole domain', async () => {

@@ -333,6 +333,44 @@ describe('webhooks against a real HTTP server on 127.0.0.1', () => {
     expect(deliveries(relay).every((d) => d.status === 'delivered')).toBe(true);
     expect(stage.backlog()).toBe(0);
   });
+  it('gives each endpoint its own slots: one that hangs does not slow a healthy one', async () => {
+    const hanging = await receiver(() => 'hang'); // accepts the connection, never answers
+    const healthy = await receiver(() => 200);
+    const mx = await fakeMx();
+    const { relay } = await relayWithWebhooks(
+      mx,
+      [
+        { url: hanging.url, events: ['delivered'] },
+        { url: healthy.url, events: ['delivered'] },
+      ],
+      { timeoutSeconds: 1, concurrency: 2, retryScheduleSeconds: [600] },
+    );
+    const to = Array.from({ length: 20 }, (_, i) => `r${i}@example.test`);
+    await submit(relay, to);
+    await waitFor('all mail delivered', () => statuses(relay), (s) => to.every((a) => s[a] === 'delivered'));
+    // Sharing two slots with the hanging endpoint, the healthy one got about one event per
+    // timeout (1 s): 20 would take ~20 s. On its own slots it gets them all at once.
+    await waitFor('every event at the healthy endpoint', () => healthy.accepted().length, (n) => n === 20, 5_000);
+    expect(new Set(healthy.accepted().map((r) => r.body['event-data'].recipient))).toEqual(new Set(to));
+    expect(hanging.received.length).toBeLessThanOrEqual(4); // its own two slots, each held to the timeout
+  });
+
+  it('gives up deliveries owed to an endpoint no longer in webhooks.endpoints, at start', async () => {
+    const target = await receiver(() => 200);
+    const mx = await fakeMx();
+    const { relay, writer } = await relayWithWebhooks(mx, [{ url: target.url, events: ['delivered'] }]);
+    await submit(relay, ['ok@example.test']);
+    await waitFor('a delivered webhook', () => target.accepted().length, (n) => n === 1);
+    const eventId = (writer.prepare("SELECT id FROM events WHERE event = 'delivered'").get() as { id: number }).id;
+    const at = new Date().toISOString();
+    writer
+      .prepare(`INSERT INTO webhook_deliveries (event_id, endpoint_url, status, attempts, next_attempt_at, created_at, updated_at) VALUES (?, 'http://127.0.0.1:9/gone', 'pending', 0, ?, ?, ?)`)
+      .run(eventId, at, at, at);
+    const stage = startWebhooks(relay.config, writer, createLogger('silent'));
+    cleanups.push(() => stage.stop());
+    expect(deliveries(relay).find((d) => d.endpoint_url === 'http://127.0.0.1:9/gone')).toMatchObject({ status: 'failed', last_error: 'the endpoint is no longer in webhooks.endpoints' });
+  });
+
   it('stops promptly with a try hanging: the cut-off try is recorded and the delivery stays pending for the next start', async () => {
     const target = await receiver(() => 'hang');
     const mx = await fakeMx();
@@ -393,11 +431,7 @@ describe('SSRF: webhook targets on private addresses', () => {
       'fe80::1',
       'fc00::1',
       'fd00:ec2::254',
-      '::ffff:127.0.0.1',
-      '::ffff:169.254.169.254',
-      '::ffff:10.0.0.1',
-      '64:ff9b::a9fe:a9fe',
-      '2002:7f00:1::1',
+      'fec0::1',
       'ff02::1',
       '2001:db8::1',
       'not-an-ip',
@@ -405,10 +439,60 @@ describe('SSRF: webhook targets on private addresses', () => {
     for (const address of refused) expect(forbiddenTargetReason(address), address).not.toBeNull();
     expect(forbiddenTargetReason('169.254.169.254')).toMatch(/link-local.*metadata/);
     expect(forbiddenTargetReason('10.1.2.3')).toMatch(/private/);
-    expect(forbiddenTargetReason('::ffff:127.0.0.1')).toMatch(/loopback.*127\.0\.0\.1 embedded in IPv6/);
-    for (const address of ['93.184.216.34', '8.8.8.8', '172.32.0.1', '2606:4700:4700::1111', '::ffff:8.8.8.8', '64:ff9b::808:808', '2002:808:808::1']) {
+    for (const address of ['93.184.216.34', '8.8.8.8', '172.32.0.1', '2606:4700:4700::1111']) {
       expect(forbiddenTargetReason(address), address).toBeNull();
     }
+  });
+
+  // Each IPv6 form that carries an IPv4 address, written as an attacker would and as the URL
+  // parser hands it on (new URL('http://[::127.0.0.1]').hostname is '[::7f00:1]').
+  const embeddedForms: Array<[form: string, address: string, verdict: RegExp | null]> = [
+    ['IPv4-compatible, as written', '::127.0.0.1', /IPv4-compatible.*127\.0\.0\.1/],
+    ['IPv4-compatible, as the URL parser writes it', new URL('http://[::127.0.0.1]').hostname.slice(1, -1), /IPv4-compatible.*127\.0\.0\.1/],
+    ['IPv4-compatible, metadata', '::a9fe:a9fe', /IPv4-compatible.*169\.254\.169\.254/],
+    ['IPv4-compatible, even a public one (deprecated)', '::8.8.8.8', /IPv4-compatible/],
+    ['IPv4-mapped loopback', '::ffff:127.0.0.1', /loopback.*127\.0\.0\.1 embedded in IPv6/],
+    ['IPv4-mapped, as the URL parser writes it', new URL('http://[::ffff:127.0.0.1]').hostname.slice(1, -1), /loopback/],
+    ['IPv4-mapped metadata', '::ffff:169.254.169.254', /link-local/],
+    ['IPv4-mapped private', '::ffff:10.0.0.1', /private/],
+    ['IPv4-mapped public', '::ffff:8.8.8.8', null],
+    ['IPv4-translated loopback', '::ffff:0:127.0.0.1', /loopback/],
+    ['IPv4-translated private', '::ffff:0:c0a8:101', /private/],
+    ['IPv4-translated public', '::ffff:0:8.8.8.8', null],
+    ['NAT64 metadata', '64:ff9b::a9fe:a9fe', /link-local/],
+    ['NAT64 loopback', '64:ff9b::127.0.0.1', /loopback/],
+    ['NAT64 public', '64:ff9b::808:808', null],
+    ['local-use NAT64', '64:ff9b:1::7f00:1', /local-use NAT64/],
+    ['local-use NAT64, public inside', '64:ff9b:1:808:8:800::', /local-use NAT64/],
+    ['6to4 loopback', '2002:7f00:1::1', /loopback/],
+    ['6to4 private', '2002:a00:1::', /private/],
+    ['6to4 public', '2002:808:808::1', null],
+    ['Teredo, loopback client (XORed)', '2001:0:4136:e378:0:fb2d:80ff:fffe', /loopback.*127\.0\.0\.1.*Teredo client/],
+    ['Teredo, documentation client (RFC 4380 example)', '2001:0:4136:e378:8000:63bf:3fff:fdd2', /reserved.*192\.0\.2\.45.*Teredo client/],
+    ['Teredo, private server', '2001:0:a00:1:0:fb2d:f7f7:f7f7', /private.*10\.0\.0\.1.*Teredo server/],
+    ['Teredo, public server and client', '2001:0:4136:e378:0:fb2d:f7f7:f7f7', null],
+    ['IPv6 loopback, long form', '0:0:0:0:0:0:0:1', /loopback/],
+    ['IPv6 unspecified', '::', /unspecified/],
+    ['IPv6 link-local', 'fe80::a9fe:a9fe', /link-local/],
+    ['IPv6 unique-local', 'fd12:3456::1', /unique-local/],
+    ['IPv6 multicast', 'ff05::2', /multicast/],
+  ];
+  it.each(embeddedForms)('judges %s (%s)', (_form, address, verdict) => {
+    if (verdict === null) expect(forbiddenTargetReason(address)).toBeNull();
+    else expect(forbiddenTargetReason(address)).toMatch(verdict);
+  });
+
+  it('refuses a webhook to http://[::127.0.0.1]:PORT (the IPv4-compatible form of loopback) without sending it', async () => {
+    const target = await receiver(() => 200);
+    const mx = await fakeMx();
+    const url = `http://[::127.0.0.1]:${target.port}/hooks/rebound`;
+    const { relay, stage } = await relayWithWebhooks(mx, [{ url, events: ['delivered'] }], { allowPrivateTargets: false });
+    await submit(relay, ['ok@example.test']);
+    await waitFor('a failed delivery', () => deliveries(relay)[0]?.status, (s) => s === 'failed');
+    expect(target.received).toHaveLength(0);
+    expect(deliveries(relay)).toMatchObject([{ endpoint_url: url, status: 'failed', attempts: 1 }]);
+    expect(attempts(relay)).toMatchObject([{ http_status: null, error: expect.stringMatching(/^refused: ::7f00:1 is a deprecated IPv4-compatible address .*127\.0\.0\.1.*webhooks\.allowPrivateTargets/) }]);
+    expect(stage.failures()).toBe(1);
   });
 });
 

@@ -25,15 +25,18 @@ export interface BodyLimits {
   csv: number;
 }
 
-const mib = (bytes: number): number => Math.round(bytes / 1024 / 1024);
+const size = (bytes: number): string => (bytes >= 1024 * 1024 ? `${Number((bytes / 1024 / 1024).toFixed(2))} MiB` : `${bytes} bytes`);
 
 /** Fastify's own refusals (body parsing, limits) reworded as `{ error }` with the fix. */
-function frameworkMessage(error: FastifyError, limits: BodyLimits): string | null {
+function frameworkMessage(error: FastifyError, limits: BodyLimits, request: FastifyRequest): string | null {
   switch (error.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return 'unsupported Content-Type; send application/json (or text/csv to import suppressions)';
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return `the body is over the limit (${mib(limits.json)} MiB for JSON, ${mib(limits.csv)} MiB for CSV); split it into smaller requests`;
+      if (/^text\/csv\b/i.test(request.headers['content-type'] ?? '')) {
+        return `the CSV file is over ${size(limits.csv)} (admin.maxImportBytes); split it, or raise admin.maxImportBytes`;
+      }
+      return `the JSON body is over ${size(limits.json)}; split the list into smaller requests, or import a large list as CSV (Content-Type: text/csv)`;
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return 'the Content-Length header does not match the body';
     default:
@@ -46,7 +49,7 @@ export function errorReplier(logger: Logger, limits: BodyLimits) {
   return (error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     if (error instanceof ApiError) return reply.code(error.statusCode).headers(error.headers).send({ error: error.message, ...error.extra });
     if (error instanceof SuppressionInputError) return reply.code(400).send({ error: error.message });
-    const known = frameworkMessage(error, limits);
+    const known = frameworkMessage(error, limits, request);
     if (known !== null) return reply.code(error.statusCode ?? 400).send({ error: known });
     if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
       return reply.code(error.statusCode).send({ error: error.message });

@@ -1,33 +1,65 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import type { Unsubscriber } from '../unsubscribe/index.js';
+import { isOneClickBody, ONE_CLICK_FIELD, ONE_CLICK_VALUE } from '../unsubscribe/one-click-body.js';
+import { html, htmlPage } from './html.js';
 
-function page(title: string, body: string): string {
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${title}</title></head><body style="font-family:sans-serif;max-width:32em;margin:3em auto">${body}</body></html>`;
+/** A one-click body is 26 bytes; a multipart one a few hundred. */
+const FORM_BODY_LIMIT = 16 * 1024;
+
+/** A plain page with a status and one sentence; never a form. */
+function refusal(reply: FastifyReply, status: number, sentence: string): FastifyReply {
+  return reply.code(status).type('text/html; charset=utf-8').send(htmlPage('Unsubscribe', html`<h1>Unsubscribe</h1><p>${sentence}</p>`));
 }
 
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+/** The token's problem as a status and words: a malformed one is a bad request, a forged or old one no link of ours. */
+function tokenRefusal(reply: FastifyReply, reason: 'malformed' | 'forged' | 'expired'): FastifyReply {
+  if (reason === 'malformed') return refusal(reply, 400, 'This is not an unsubscribe link: check that the whole link was copied.');
+  if (reason === 'expired') return refusal(reply, 404, 'This unsubscribe link is too old. Use the link in a more recent email.');
+  return refusal(reply, 404, 'This unsubscribe link is not valid.');
 }
 
 /**
- * The one-click endpoint of List-Unsubscribe (RFC 8058): a POST with the body
- * `List-Unsubscribe=One-Click` unsubscribes at once and needs no token of ours but the one in
- * the URL. A GET (a person clicking the link in a client that does not do one-click) only shows
- * a button that POSTs, so that link scanners which follow every URL unsubscribe nobody.
+ * The one-click endpoint of List-Unsubscribe (RFC 8058): a POST whose body says
+ * `List-Unsubscribe=One-Click` (urlencoded or multipart) unsubscribes at once and needs no token
+ * of ours but the one in the URL. A GET (a person clicking the link in a client that does not do
+ * one-click) only shows a button whose form POSTs that same body, so link scanners that follow
+ * every URL unsubscribe nobody. The token is checked before anything is shown.
  */
 export function unsubscribeRoutes(app: FastifyInstance, unsubscriber: Unsubscriber): void {
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => done(null, body));
+  // Its own scope: form bodies are read here only, and its errors are pages, not API JSON.
+  void app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    // Any body is read as text (up to a small limit) and judged by isOneClickBody: a wrong one is a 400, not a 415.
+    scope.addContentTypeParser('*', { parseAs: 'string', bodyLimit: FORM_BODY_LIMIT }, (_request, body, done) => done(null, body));
+    scope.setErrorHandler((error: FastifyError, request, reply) => {
+      if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return refusal(reply, 413, `The request body is too large: an unsubscribe request is "${ONE_CLICK_FIELD}=${ONE_CLICK_VALUE}".`);
+      if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) return refusal(reply, error.statusCode, 'The request could not be read.');
+      request.log.error({ err: error, reqId: request.id }, 'unsubscribe request failed');
+      return refusal(reply, 500, `Something went wrong here; please try again later (reqId ${request.id}).`);
+    });
 
-  app.get<{ Params: { token: string } }>('/unsubscribe/:token', async (request, reply) => {
-    const token = escapeHtml(request.params.token);
-    return reply
-      .type('text/html; charset=utf-8')
-      .send(page('Unsubscribe', `<h1>Unsubscribe</h1><p>Stop receiving these emails?</p><form method="post" action="${token}"><input type="hidden" name="List-Unsubscribe" value="One-Click"><button type="submit">Unsubscribe</button></form>`));
-  });
+    scope.get<{ Params: { token: string } }>('/unsubscribe/:token', async (request, reply) => {
+      const check = unsubscriber.check(request.params.token);
+      if (!check.valid) return tokenRefusal(reply, check.reason);
+      // The form posts back to this page's own URL, built from the checked token alone.
+      const action = `./${encodeURIComponent(request.params.token)}`;
+      return reply.type('text/html; charset=utf-8').send(
+        htmlPage(
+          'Unsubscribe',
+          html`<h1>Unsubscribe</h1><p>Stop receiving these emails?</p><form method="post" action="${action}"><input type="hidden" name="${ONE_CLICK_FIELD}" value="${ONE_CLICK_VALUE}"><button type="submit">Unsubscribe</button></form>`,
+        ),
+      );
+    });
 
-  app.post<{ Params: { token: string } }>('/unsubscribe/:token', async (request, reply) => {
-    const result = unsubscriber.byToken(request.params.token, 'one-click');
-    if (!result.done) return reply.code(404).type('text/html; charset=utf-8').send(page('Unsubscribe', `<h1>Unsubscribe</h1><p>Sorry: ${escapeHtml(result.reason)}.</p>`));
-    return reply.type('text/html; charset=utf-8').send(page('Unsubscribed', `<h1>Unsubscribed</h1><p>${escapeHtml(result.address)} will not get these emails any more.</p>`));
+    scope.post<{ Params: { token: string }; Body: string | undefined }>('/unsubscribe/:token', async (request, reply) => {
+      const check = unsubscriber.check(request.params.token);
+      if (!check.valid) return tokenRefusal(reply, check.reason);
+      if (!isOneClickBody(request.headers['content-type'], request.body)) {
+        return refusal(reply, 400, `Nothing was changed: an unsubscribe request carries "${ONE_CLICK_FIELD}=${ONE_CLICK_VALUE}" in its body (RFC 8058).`);
+      }
+      const result = unsubscriber.byRecipient(check.recipientId, 'one-click');
+      if (!result.done) return refusal(reply, 404, `Sorry: ${result.reason}.`);
+      return reply.type('text/html; charset=utf-8').send(htmlPage('Unsubscribed', html`<h1>Unsubscribed</h1><p>${result.address} will not get these emails any more.</p>`));
+    });
   });
 }

@@ -194,6 +194,8 @@ export const configSchema = z.strictObject({
     port,
     /** Bearer tokens: { name, token }; the name is the actor in the suppression audit. */
     tokens: z.array(z.strictObject({ name: z.string().regex(/^[\w.-]{1,40}$/, 'letters, digits, ".", "_" or "-"'), token: z.string().min(24, 'at least 24 characters') })),
+    /** The largest CSV import the API takes, in bytes (JSON bodies stop at 1 MiB). */
+    maxImportBytes: positiveInt,
   }),
   suppression: z.strictObject({
     /** Hard categories whose permanent failures put the address on the bounces list. */

@@ -1,3 +1,5 @@
+import { Readable } from 'node:stream';
+import { parse as parseStream, type Options } from 'csv-parse';
 import { parse } from 'csv-parse/sync';
 import { stringify } from 'csv-stringify/sync';
 import { normalizeAddress } from '../address.js';
@@ -19,67 +21,151 @@ export interface CsvImportResult {
 const EXPORT_COLUMNS = ['address', 'type', 'source', 'category', 'code', 'enhanced_code', 'text', 'reason', 'queue_id', 'first_at', 'last_at', 'count'] as const;
 
 /**
- * Reads an import file: a header row naming at least `address` (also `type` and `reason`, in any
- * order; Mailgun's exports call the reason `error` and are read too). Each bad row is reported
- * with its line and the good rows still land. Without a `type` column every row takes
- * `defaultType`.
+ * Empty lines are kept as records (and skipped below) so that each record starts on the line
+ * after the one the previous record ended on: errors name lines a person can find, quoted fields
+ * spanning lines included. Any of CRLF, LF or CR ends a record, even mixed in one file.
  */
-export function parseSuppressionCsv(text: string, defaultType?: SuppressionType): CsvImportResult {
-  let records: string[][];
-  try {
-    records = parse(text.replace(/^\uFEFF/, ''), { relax_column_count: true, skip_empty_lines: true, trim: true, info: false }) as string[][];
-  } catch (error) {
-    return { rows: [], errors: [{ line: (error as { lines?: number }).lines ?? 1, message: `not readable as CSV: ${(error as Error).message}` }] };
-  }
-  const lines = lineNumbers(text);
-  const [header, ...body] = records;
-  if (!header) return { rows: [], errors: [{ line: 1, message: 'the file is empty; expected a header row with an "address" column' }] };
-  const columns = header.map((name) => name.toLowerCase());
-  const addressAt = columns.indexOf('address');
-  const typeAt = columns.indexOf('type');
-  const reasonAt = columns.indexOf('reason') !== -1 ? columns.indexOf('reason') : columns.indexOf('error');
-  if (addressAt === -1) return { rows: [], errors: [{ line: 1, message: 'the header row has no "address" column' }] };
-  if (typeAt === -1 && !defaultType) return { rows: [], errors: [{ line: 1, message: `the header row has no "type" column; add one (${SUPPRESSION_TYPES.join(', ')}) or give a type` }] };
+const PARSE_OPTIONS: Options = { relax_column_count: true, skip_empty_lines: false, trim: true, info: true, bom: true, record_delimiter: ['\r\n', '\n', '\r'] };
 
-  const result: CsvImportResult = { rows: [], errors: [] };
-  body.forEach((record, index) => {
-    const line = lines[index + 1] ?? index + 2;
+/** What csv-parse gives with `info: true`: the record and the line it ended on. */
+interface ParsedRecord {
+  record: string[];
+  info: { lines: number };
+}
+
+/** Slices of the text the streaming parser takes one at a time: bounded work between reads. */
+const SLICE_CHARS = 16 * 1024;
+
+/**
+ * Turns parsed records into rows, in order: the first non-empty record is the header row naming
+ * at least `address` (also `type` and `reason`, in any order; Mailgun's exports call the reason
+ * `error` and are read too). Without a `type` column every row takes `defaultType`.
+ */
+class RowReader {
+  private columns: { address: number; type: number; reason: number } | null = null;
+  private previousEnd = 0;
+  /** Set when the header makes the file unreadable: read no further. */
+  stopped = false;
+
+  constructor(private readonly defaultType: SuppressionType | undefined) {}
+
+  read({ record, info }: ParsedRecord, into: CsvImportResult): void {
+    const line = this.previousEnd + 1;
+    this.previousEnd = info.lines;
+    if (record.every((field) => field === '')) return;
+    if (this.columns === null) {
+      this.header(record, into);
+      return;
+    }
+    const { address: addressAt, type: typeAt, reason: reasonAt } = this.columns;
     const rawAddress = record[addressAt] ?? '';
     const normalized = normalizeAddress(rawAddress);
     if (!normalized) {
-      result.errors.push({ line, message: `"${rawAddress}" is not an email address` });
+      into.errors.push({ line, message: `"${rawAddress}" is not an email address` });
       return;
     }
-    const type = typeAt === -1 ? defaultType : record[typeAt]?.toLowerCase();
+    const type = typeAt === -1 ? this.defaultType : record[typeAt]?.toLowerCase();
     if (!SUPPRESSION_TYPES.includes(type as SuppressionType)) {
-      result.errors.push({ line, message: `type "${record[typeAt] ?? ''}" is not one of ${SUPPRESSION_TYPES.join(', ')}` });
+      into.errors.push({ line, message: `type "${record[typeAt] ?? ''}" is not one of ${SUPPRESSION_TYPES.join(', ')}` });
       return;
     }
     const reason = reasonAt === -1 ? null : record[reasonAt] || null;
-    result.rows.push({ line, address: normalized.address, type: type as SuppressionType, reason });
-  });
+    into.rows.push({ line, address: normalized.address, type: type as SuppressionType, reason });
+  }
+
+  /** The line the last record read ended on. */
+  get lastLine(): number {
+    return this.previousEnd;
+  }
+
+  /** At the end of the file: a file without a header row is an error of its own. */
+  finish(into: CsvImportResult): void {
+    if (this.columns === null && !this.stopped) into.errors.push({ line: 1, message: 'the file is empty; expected a header row with an "address" column' });
+  }
+
+  private header(record: string[], into: CsvImportResult): void {
+    const names = record.map((name) => name.toLowerCase());
+    const reason = names.indexOf('reason') !== -1 ? names.indexOf('reason') : names.indexOf('error');
+    const columns = { address: names.indexOf('address'), type: names.indexOf('type'), reason };
+    const line = this.previousEnd;
+    if (columns.address === -1) {
+      into.errors.push({ line, message: 'the header row has no "address" column' });
+      this.stopped = true;
+    } else if (columns.type === -1 && !this.defaultType) {
+      into.errors.push({ line, message: `the header row has no "type" column; add one (${SUPPRESSION_TYPES.join(', ')}) or give a type` });
+      this.stopped = true;
+    } else {
+      this.columns = columns;
+    }
+  }
+}
+
+function unreadable(error: unknown): { line: number; message: string } {
+  return { line: (error as { lines?: number }).lines ?? 1, message: `not readable as CSV: ${(error as Error).message}` };
+}
+
+/**
+ * Reads an import file at once. Each bad row is reported with its line and the good rows still
+ * land; a file that is not CSV at all gives one error and no rows.
+ */
+export function parseSuppressionCsv(text: string, defaultType?: SuppressionType): CsvImportResult {
+  let records: ParsedRecord[];
+  try {
+    records = parse(text, PARSE_OPTIONS) as unknown as ParsedRecord[];
+  } catch (error) {
+    return { rows: [], errors: [unreadable(error)] };
+  }
+  const result: CsvImportResult = { rows: [], errors: [] };
+  const reader = new RowReader(defaultType);
+  for (const record of records) {
+    if (reader.stopped) break;
+    reader.read(record, result);
+  }
+  reader.finish(result);
   return result;
 }
 
-/** The line each CSV record starts on, so errors name lines a person can find (quoted fields may span lines). */
-function lineNumbers(text: string): number[] {
-  const starts: number[] = [];
-  let line = 1;
-  let inQuotes = false;
-  let atRecordStart = true;
-  for (let i = 0; i < text.length; i++) {
-    const char = text[i];
-    if (atRecordStart && char !== '\n' && char !== '\r') {
-      starts.push(line);
-      atRecordStart = false;
+/**
+ * Reads an import file in batches of about `batchSize` rows and errors, parsing a slice of the
+ * text at a time, so that a caller can store each batch and give the event loop back in between
+ * (a million-row file must not stall mail). Rows and errors come in file order. Where the CSV
+ * breaks (an unclosed quote), the last batch ends with that error, which names the last line read.
+ */
+export async function* readSuppressionCsv(text: string, defaultType: SuppressionType | undefined, batchSize: number): AsyncGenerator<CsvImportResult> {
+  const reader = new RowReader(defaultType);
+  let batch: CsvImportResult = { rows: [], errors: [] };
+  const source = Readable.from(slices(text), { objectMode: false });
+  const parser = source.pipe(parseStream(PARSE_OPTIONS));
+  try {
+    for await (const record of parser as AsyncIterable<ParsedRecord>) {
+      reader.read(record, batch);
+      if (reader.stopped) break;
+      if (batch.rows.length + batch.errors.length >= batchSize) {
+        yield batch;
+        batch = { rows: [], errors: [] };
+      }
     }
-    if (char === '"') inQuotes = !inQuotes;
-    else if (char === '\n') {
-      line++;
-      if (!inQuotes) atRecordStart = true;
-    }
+    reader.finish(batch);
+  } catch (error) {
+    const { line, message } = unreadable(error);
+    batch.errors.push({ line, message: `${message}; nothing from line ${reader.lastLine + 1} on was imported: fix the file and import it again` });
+  } finally {
+    source.destroy();
+    parser.destroy();
   }
-  return starts;
+  yield batch;
+}
+
+function* slices(text: string): Generator<string> {
+  let at = 0;
+  while (at < text.length) {
+    let end = Math.min(at + SLICE_CHARS, text.length);
+    // Never between the two halves of a surrogate pair: each slice is encoded on its own.
+    const last = text.charCodeAt(end - 1);
+    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end--;
+    yield text.slice(at, end);
+    at = end;
+  }
 }
 
 /** RFC 4180 export: CRLF line ends, a header row, fields quoted when they need it. */

@@ -1,5 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3';
-import { readSignedToken, signedToken } from '../bounces/verp.js';
+import { readSignedToken, signedToken, type TokenCheck } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
 import { SuppressionLists } from '../suppressions/lists.js';
 
@@ -78,11 +78,9 @@ export class Unsubscriber {
     });
   }
 
-  /** For the one-click URL: the token is the last path segment. */
-  byToken(token: string, via: string): UnsubscribeResult {
-    const check = readSignedToken(this.settings.secret, 'unsubscribe', token, this.settings.maxAgeDays);
-    if (!check.valid) return { done: false, reason: `the link is ${check.reason === 'expired' ? 'too old' : 'not valid'}` };
-    return this.run(check.recipientId, via);
+  /** Whether a one-click URL's token (its last path segment) is one of ours, and still good. */
+  check(token: string): TokenCheck {
+    return readSignedToken(this.settings.secret, 'unsubscribe', token, this.settings.maxAgeDays);
   }
 
   byRecipient(recipientId: number, via: string): UnsubscribeResult {

@@ -25,23 +25,39 @@ const FAN_OUT_BATCHES_PER_POLL = 20;
 
 const USER_AGENT = 'Rebound-Webhooks/1';
 
+/** One endpoint's queue: its own POSTs under way, up to webhooks.concurrency of them. */
+interface Lane {
+  route: EndpointRoute;
+  secret: string;
+  inFlight: Map<number, Promise<void>>;
+}
+
 /**
  * Starts the webhook sender. It works beside delivery, never in its way: events reach it through
  * the outbox table (written by a trigger in the event's own transaction), it polls every
- * webhooks.pollIntervalMs, and its POSTs run at most webhooks.concurrency at a time on their own
- * timers. Delivery to receivers is at least once: a crash between a POST and its record sends it
- * again after the restart, with the same event-data.id.
+ * webhooks.pollIntervalMs, and each endpoint has its own queue with at most webhooks.concurrency
+ * POSTs at a time on their own timers, so an endpoint that hangs or fails holds only its own
+ * slots and never delays the others. Delivery to receivers is at least once: a crash between a
+ * POST and its record sends it again after the restart, with the same event-data.id.
  */
 export function startWebhooks(config: Config, db: Database, logger: Logger): WebhookStage {
   const log = logger.child({ stage: 'webhooks' });
   const settings = config.webhooks;
   const store = new WebhookStore(db);
   const { routes, secrets } = endpointRoutes(settings.endpoints, log);
-  const inFlight = new Map<number, Promise<void>>();
+  const lanes: Lane[] = routes.map((route) => ({ route, secret: secrets.get(route.url) as string, inFlight: new Map() }));
   const coolingDown = new Map<number, number>();
   const stopping = new AbortController();
   let stopped = false;
   let tickScheduled = false;
+
+  // Deliveries owed to an endpoint since taken out of webhooks.endpoints can never be sent.
+  try {
+    const given = store.failOthers(routes.map((route) => route.url), new Date(), 'the endpoint is no longer in webhooks.endpoints');
+    if (given > 0) log.warn({ deliveries: given }, 'webhooks given up: their endpoint is no longer in webhooks.endpoints');
+  } catch (error) {
+    log.error({ err: error }, 'could not give up the webhooks of removed endpoints; they stay pending');
+  }
 
   const wake = (): void => {
     if (stopped || tickScheduled) return;
@@ -61,41 +77,39 @@ export function startWebhooks(config: Config, db: Database, logger: Logger): Web
         if (deliveries > 0) log.debug({ events, deliveries }, 'webhook events fanned out');
         if (events < FAN_OUT_BATCH) break;
       }
-      const capacity = settings.concurrency - inFlight.size;
-      if (capacity <= 0) return;
-      // Ask for more than the free slots: rows already in flight come back and are skipped.
-      for (const due of store.due(now, capacity + inFlight.size)) {
-        if (inFlight.size >= settings.concurrency) break;
-        if (inFlight.has(due.id)) continue;
-        const until = coolingDown.get(due.id);
-        if (until !== undefined && until > now.getTime()) continue;
-        coolingDown.delete(due.id);
-        const job = attempt(due)
-          .catch((error: unknown) => {
-            // Not a failed POST but a fault here (the store, a bug): leave the row as it is and
-            // keep it out of the way for a poll interval rather than spinning on it.
-            coolingDown.set(due.id, Date.now() + settings.pollIntervalMs);
-            log.error({ err: error, deliveryId: due.id }, 'a webhook try failed unexpectedly; it is tried again after the next poll');
-          })
-          .finally(() => {
-            inFlight.delete(due.id);
-            wake();
-          });
-        inFlight.set(due.id, job);
-      }
+      for (const lane of lanes) fill(lane, now);
     } catch (error) {
       log.error({ err: error }, 'could not read the webhook outbox; trying again at the next poll');
     }
   };
 
-  const attempt = async (due: DueDelivery): Promise<void> => {
-    const secret = secrets.get(due.endpointUrl);
-    if (secret === undefined) {
-      const error = 'the endpoint is no longer in webhooks.endpoints';
-      store.record(due.id, null, 'failed', due.attempts, new Date(), error);
-      log.warn({ deliveryId: due.id, endpoint: redactUrl(due.endpointUrl) }, `webhook not sent: ${error}`);
-      return;
+  /** Starts due tries of one endpoint in its free slots. */
+  const fill = (lane: Lane, now: Date): void => {
+    const { inFlight } = lane;
+    if (inFlight.size >= settings.concurrency) return;
+    // Ask for more than the free slots: rows already in flight come back and are skipped.
+    for (const due of store.due(lane.route.url, now, settings.concurrency)) {
+      if (inFlight.size >= settings.concurrency) break;
+      if (inFlight.has(due.id)) continue;
+      const until = coolingDown.get(due.id);
+      if (until !== undefined && until > now.getTime()) continue;
+      coolingDown.delete(due.id);
+      const job = attempt(due, lane.secret)
+        .catch((error: unknown) => {
+          // Not a failed POST but a fault here (the store, a bug): leave the row as it is and
+          // keep it out of the way for a poll interval rather than spinning on it.
+          coolingDown.set(due.id, Date.now() + settings.pollIntervalMs);
+          log.error({ err: error, deliveryId: due.id }, 'a webhook try failed unexpectedly; it is tried again after the next poll');
+        })
+        .finally(() => {
+          inFlight.delete(due.id);
+          wake();
+        });
+      inFlight.set(due.id, job);
     }
+  };
+
+  const attempt = async (due: DueDelivery, secret: string): Promise<void> => {
     const row = store.event(due.eventId);
     if (!row) {
       // Deleted events take their deliveries with them (ON DELETE CASCADE); without foreign keys, give up here.
@@ -145,7 +159,7 @@ export function startWebhooks(config: Config, db: Database, logger: Logger): Web
   const timer = setInterval(wake, settings.pollIntervalMs);
   timer.unref();
   wake();
-  log.info({ endpoints: routes.map((route) => redactUrl(route.url)), concurrency: settings.concurrency }, 'webhooks started');
+  log.info({ endpoints: routes.map((route) => redactUrl(route.url)), concurrencyPerEndpoint: settings.concurrency }, 'webhooks started');
 
   return {
     stop: async () => {
@@ -154,7 +168,7 @@ export function startWebhooks(config: Config, db: Database, logger: Logger): Web
       clearInterval(timer);
       // Tries under way end by themselves within webhooks.timeoutSeconds; after a short grace
       // they are cut off (recorded as failed tries, sent again later: at least once).
-      const settled = Promise.allSettled([...inFlight.values()]);
+      const settled = Promise.allSettled(lanes.flatMap((lane) => [...lane.inFlight.values()]));
       const grace = new Promise<void>((resolve) => setTimeout(resolve, Math.min(settings.timeoutSeconds * 1000, 2_000)).unref());
       await Promise.race([settled, grace]);
       stopping.abort();

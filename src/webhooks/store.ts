@@ -83,6 +83,7 @@ export class WebhookStore {
   private readonly selectEvent: Statement;
   private readonly insertAttempt: Statement;
   private readonly updateDelivery: Statement;
+  private readonly failOtherEndpoints: Statement;
   private readonly countPending: Statement;
   private readonly countFailed: Statement;
   private readonly fanOutTransaction: (routes: readonly EndpointRoute[], at: string, limit: number) => { events: number; deliveries: number };
@@ -98,7 +99,10 @@ export class WebhookStore {
     this.markFannedOut = db.prepare('UPDATE webhook_outbox SET fanned_out = 1 WHERE id = ?');
     this.selectDue = db.prepare(`
       SELECT id, event_id AS eventId, endpoint_url AS endpointUrl, attempts FROM webhook_deliveries
-       WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`);
+       WHERE status = 'pending' AND endpoint_url = ? AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`);
+    this.failOtherEndpoints = db.prepare(`
+      UPDATE webhook_deliveries SET status = 'failed', last_error = ?, updated_at = ?
+       WHERE status = 'pending' AND endpoint_url NOT IN (SELECT value FROM json_each(?))`);
     this.selectEvent = db.prepare(`
       SELECT e.id AS eventId, e.at, e.event, e.source, e.reason, e.severity, e.bounce_type AS bounceType, e.category,
              e.code, e.enhanced_code AS enhancedCode, e.detail, e.local_ip AS localIp, e.mx_host AS mxHost,
@@ -148,9 +152,14 @@ export class WebhookStore {
     return this.fanOutTransaction(routes, now.toISOString(), limit);
   }
 
-  /** Pending deliveries whose next try is due, oldest first. */
-  due(now: Date, limit: number): DueDelivery[] {
-    return this.selectDue.all(now.toISOString(), limit) as DueDelivery[];
+  /** One endpoint's pending deliveries whose next try is due, oldest first. */
+  due(endpointUrl: string, now: Date, limit: number): DueDelivery[] {
+    return this.selectDue.all(endpointUrl, now.toISOString(), limit) as DueDelivery[];
+  }
+
+  /** Gives up the pending deliveries to endpoints not among `urls` (taken out of the config); returns how many. */
+  failOthers(urls: readonly string[], now: Date, error: string): number {
+    return this.failOtherEndpoints.run(error, now.toISOString(), JSON.stringify(urls)).changes;
   }
 
   event(eventId: number): WebhookEventRow | undefined {
