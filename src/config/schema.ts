@@ -93,7 +93,12 @@ export const configSchema = z.strictObject({
     synchronous: z.enum(['FULL', 'EXTRA', 'NORMAL']),
     groupCommitMaxMessages: positiveInt.max(10_000),
     /** Days to keep a finished message's body, and its whole history; 0 keeps them forever. */
-    retention: z.strictObject({ bodyDays: z.number().int().min(0), historyDays: z.number().int().min(0) }),
+    retention: z.strictObject({
+      bodyDays: z.number().int().min(0),
+      historyDays: z.number().int().min(0),
+      /** Days to keep an inbound report that no event names; 0: as long as historyDays. */
+      unmatchedReportDays: z.number().int().min(0),
+    }),
   }),
   submission: z
     .strictObject({
