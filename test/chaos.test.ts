@@ -95,7 +95,7 @@ describe('chaos: kill -9 while reports arrive', () => {
       await relay.exited;
       await Promise.all(clients);
     }
-    expect(acknowledged.size).toBeGreaterThan(KILLS * 5);
+    expect(acknowledged.size).toBeGreaterThanOrEqual(KILLS * 5);
 
     // A clean start takes up what the kills left, then stops.
     const relay = await startChildRelay(configFile);
