@@ -138,8 +138,10 @@ describe('delayed bounces, end to end', () => {
     expect(relay.db.prepare('SELECT count(*) AS n FROM suppressions').get()).toEqual({ n: 0 });
   });
 
+  // The quoted original's Return-Path carries our token: that, not its Message-ID (which every
+  // recipient sees), ties the complaint to the recipient (test/inbound-apply.test.ts has the rule).
   it('puts a complainer on the complaints list from an ARF report sent to abuse@', async () => {
-    const { relay } = await deliveredMessage('grumpy@example.test');
+    const { relay, returnPath } = await deliveredMessage('grumpy@example.test');
     const arf = [
       'From: feedback@isp.example',
       'To: abuse@bounces.relay.test',
@@ -165,6 +167,7 @@ describe('delayed bounces, end to end', () => {
       '--ARF',
       'Content-Type: message/rfc822',
       '',
+      `Return-Path: <${returnPath}>`,
       'From: app@shop.example',
       'To: grumpy@example.test',
       'Subject: hello',

@@ -21,7 +21,7 @@ afterEach(() => {
 
 const NOW = new Date(Date.UTC(2026, 10, 22, 12));
 const daysAgo = (days: number): Date => new Date(NOW.getTime() - days * 86_400_000);
-const SETTINGS = { bodyDays: 7, historyDays: 90 };
+const SETTINGS = { bodyDays: 7, historyDays: 90, unmatchedReportDays: 7 };
 
 interface Fixture {
   dir: string;
@@ -121,10 +121,40 @@ describe('store.retention', () => {
     expect(total).toEqual({ messagesDeleted: 3, reportsDeleted: 1, bodiesDropped: 1 });
   });
 
-  it('keeps everything with both horizons at 0', async () => {
+  it('deletes inbound reports that changed nothing after unmatchedReportDays, keeping those an event names and those not yet processed', async () => {
+    const { db } = await fixture();
+    const insert = db.prepare(`
+      INSERT INTO inbound_reports (received_at, client_ip, mail_from, rcpt_to, size, raw, parse_status, applied_at, outcome)
+      VALUES (?, '198.51.100.7', '', 'postmaster@relay.test', 3, X'616263', ?, ?, ?)`);
+    const report = (age: number, status: string, applied: boolean): number =>
+      Number(insert.run(daysAgo(age).toISOString(), status, applied ? daysAgo(age).toISOString() : null, 'stored, not applied: no valid token').lastInsertRowid);
+    const noToken = report(10, 'parsed', true);
+    const unreadable = report(10, 'failed', false);
+    const notYetProcessed = report(10, 'pending', false);
+    const recent = report(3, 'parsed', true);
+    const named = report(10, 'parsed', true);
+    const { m, r } = db.prepare(`SELECT message_id AS m, id AS r FROM recipients WHERE address = 'mid-done@example.net'`).get() as { m: number; r: number };
+    db.prepare(`INSERT INTO events (at, event, message_id, recipient_id, report_id) VALUES (?, 'permanent_fail', ?, ?, ?)`).run(daysAgo(10).toISOString(), m, r, named);
+
+    const retention = new Retention(db, SETTINGS);
+    // The fixture's 100-day-old report nothing names, and the two unmatched ones.
+    expect(retention.pending(NOW).reportsDeleted).toBe(3);
+    expect((await purgeInSteps(retention, NOW)).reportsDeleted).toBe(3);
+    const left = db.prepare('SELECT id FROM inbound_reports').pluck().all() as number[];
+    expect(left).toEqual(expect.arrayContaining([notYetProcessed, recent, named]));
+    expect(left).not.toContain(noToken);
+    expect(left).not.toContain(unreadable);
+
+    // 0: unmatched reports follow historyDays.
+    const keep = report(10, 'parsed', true);
+    await purgeInSteps(new Retention(db, { ...SETTINGS, unmatchedReportDays: 0 }), NOW);
+    expect(db.prepare('SELECT count(*) FROM inbound_reports WHERE id = ?').pluck().get(keep)).toBe(1);
+  });
+
+  it('keeps everything with every horizon at 0', async () => {
     const { db } = await fixture();
     const before = snapshot(db);
-    const retention = new Retention(db, { bodyDays: 0, historyDays: 0 });
+    const retention = new Retention(db, { bodyDays: 0, historyDays: 0, unmatchedReportDays: 0 });
     expect(retention.enabled).toBe(false);
     expect(await purgeInSteps(retention, NOW)).toEqual({ messagesDeleted: 0, reportsDeleted: 0, bodiesDropped: 0 });
     expect(snapshot(db)).toEqual(before);
@@ -151,7 +181,7 @@ describe('store.retention', () => {
     const run = (args: string[]) => execFileAsync(process.execPath, [CLI, 'purge', '--config', config, ...args], { cwd: PROJECT_ROOT, env: { ...process.env, REBOUND_CONFIG: '' } });
     const before = snapshot(db);
     const dry = await run(['--dry-run', '--json']);
-    expect(JSON.parse(dry.stdout)).toEqual({ dryRun: true, bodyDays: 7, historyDays: 90, messagesDeleted: 1, reportsDeleted: 1, bodiesDropped: 1 });
+    expect(JSON.parse(dry.stdout)).toEqual({ dryRun: true, bodyDays: 7, historyDays: 90, unmatchedReportDays: 7, messagesDeleted: 1, reportsDeleted: 1, bodiesDropped: 1 });
     expect(snapshot(db)).toEqual(before);
     const applied = await run([]);
     expect(applied.stdout).toContain('finished messages older than 90 days: 1 were deleted with their history');

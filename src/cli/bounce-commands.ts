@@ -59,7 +59,7 @@ export function registerBounceCommands(program: Command): void {
       const db = openExistingStore(config);
       const reports = new ReportStore(db);
       try {
-        const processor = new ReportProcessor(reports, new ReportApplier(db, config, verpSettings(config, db)), reportParser(config.submission.campaignHeader), createLogger('silent'));
+        const processor = new ReportProcessor(db, reports, new ReportApplier(db, config, verpSettings(config, db)), reportParser(config.submission.campaignHeader), createLogger('silent'));
         const chosen = options.all ? reports.allIds() : options.failed ? reports.idsWithStatus('failed') : ids.map((id) => positiveInteger(id, 'a report id'));
         for (const id of chosen) {
           const result = await processor.process(id).catch((error: Error) => ({ kind: 'error', outcome: error.message }));

@@ -111,7 +111,7 @@ export function registerRelayCommands(program: Command): void {
     .option('--json', 'print JSON instead of lines')
     .action(async (options: { config?: string; dryRun?: boolean; json?: boolean }) => {
       const config = configFrom(options);
-      const { bodyDays, historyDays } = config.store.retention;
+      const { bodyDays, historyDays, unmatchedReportDays } = config.store.retention;
       const db = openExistingStore(config);
       try {
         const retention = new Retention(db, config.store.retention);
@@ -126,13 +126,13 @@ export function registerRelayCommands(program: Command): void {
           });
         }
         if (options.json) {
-          console.log(JSON.stringify({ dryRun: options.dryRun ?? false, bodyDays, historyDays, ...counts }, null, 2));
+          console.log(JSON.stringify({ dryRun: options.dryRun ?? false, bodyDays, historyDays, unmatchedReportDays, ...counts }, null, 2));
           return;
         }
         const verb = options.dryRun ? 'would be' : 'were';
         const keep = (days: number): string => (days > 0 ? `older than ${days} days` : 'never (0: kept forever)');
         console.log(`finished messages ${keep(historyDays)}: ${counts.messagesDeleted} ${verb} deleted with their history`);
-        console.log(`inbound reports ${keep(historyDays)} that no kept event names: ${counts.reportsDeleted} ${verb} deleted`);
+        console.log(`inbound reports that no kept event names, ${keep(historyDays)} (or, having changed nothing, ${keep(unmatchedReportDays)}): ${counts.reportsDeleted} ${verb} deleted`);
         console.log(`bodies of finished messages ${keep(bodyDays)}: ${counts.bodiesDropped} ${verb} dropped`);
       } finally {
         db.close();

@@ -100,7 +100,12 @@ export const configSchema = z.strictObject({
     synchronous: z.enum(['FULL', 'EXTRA', 'NORMAL']),
     groupCommitMaxMessages: positiveInt.max(10_000),
     /** Days to keep a finished message's body, and its whole history; 0 keeps them forever. */
-    retention: z.strictObject({ bodyDays: z.number().int().min(0), historyDays: z.number().int().min(0) }),
+    retention: z.strictObject({
+      bodyDays: z.number().int().min(0),
+      historyDays: z.number().int().min(0),
+      /** Days to keep an inbound report that no event names; 0: as long as historyDays. */
+      unmatchedReportDays: z.number().int().min(0),
+    }),
   }),
   submission: z
     .strictObject({
@@ -151,17 +156,27 @@ export const configSchema = z.strictObject({
     secret: z.string().min(16, 'at least 16 characters').nullable(),
     maxAgeDays: positiveInt,
   }),
-  inbound: z.strictObject({
-    enabled: z.boolean(),
-    host: z.string().min(1),
-    port,
-    maxMessageSize: positiveInt,
-    maxClients: positiveInt,
-    /** 0: no cap. */
-    maxClientsPerIp: z.number().int().min(0),
-    sessionTimeoutSeconds: z.number().int().min(0),
-    maxJunkCommands: z.number().int().min(0),
-  }),
+  inbound: z
+    .strictObject({
+      enabled: z.boolean(),
+      host: z.string().min(1),
+      port,
+      maxMessageSize: positiveInt,
+      maxClients: positiveInt,
+      /** 0: no cap. */
+      maxClientsPerIp: z.number().int().min(0),
+      sessionTimeoutSeconds: z.number().int().min(0),
+      maxJunkCommands: z.number().int().min(0),
+      /** Largest report taken without a valid token in RCPT TO (postmaster@, abuse@). */
+      maxReportSizeWithoutToken: positiveInt,
+      /** Reports one client (IPv4 address, IPv6 /64) may store per minute and bytes per hour; 0: no limit. */
+      maxReportsPerClientPerMinute: z.number().int().min(0),
+      maxBytesPerClientPerHour: z.number().int().min(0),
+    })
+    .refine((s) => s.maxBytesPerClientPerHour === 0 || s.maxBytesPerClientPerHour >= s.maxMessageSize, {
+      message: 'must be at least inbound.maxMessageSize (or 0), or a report of the largest size is never taken',
+      path: ['maxBytesPerClientPerHour'],
+    }),
   unsubscribe: z
     .strictObject({
       /** Add List-Unsubscribe and List-Unsubscribe-Post (RFC 8058) to outgoing mail. */

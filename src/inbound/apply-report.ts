@@ -20,21 +20,51 @@ interface RecipientRow {
   queueId: string;
 }
 
+/** What the inbound listener recorded about a report's envelope (inbound_reports). */
+export interface ReportEnvelope {
+  receivedAt: string;
+  /** The envelope recipients, comma-separated. */
+  rcptTo: string;
+  /** The recipient row the VERP token in RCPT TO named, when there was one. */
+  recipientId: number | null;
+}
+
+/** The valid VERP token a report carries: the recipient it names and the return path it came in. */
+interface Token {
+  recipientId: number;
+  returnPath: string | null;
+}
+
+/** The outcome of a report that carries no valid token: kept for operators, changes nothing. */
+export const NO_VALID_TOKEN = 'stored, not applied: no valid token';
+
 /**
  * Writes what a delayed report says into the same tables as immediate bounces: a failed
  * recipient is bounced (and suppressed when its category is hard), a delay notice is a `delayed`
  * event, a complaint puts the address on the complaints list. Delayed bounces are never retried.
+ *
+ * Who a report may change. Message-IDs are seen by every recipient, so they prove nothing; the
+ * signed VERP token does. A report changes only recipients of the SMTP transaction whose MAIL FROM
+ * carried its token (attempts.mail_from), and of those only the ones it names by address; when
+ * that transaction had the token's recipient alone and the report names one address that is not
+ * it, forwarding or an alias changed the address, and it is about the token's recipient. The
+ * token is the one in RCPT TO; a report sent to postmaster@ or abuse@ has none there, and counts
+ * the token in the quoted original's Return-Path under the same rule (whoever holds that header
+ * received the transaction, and could as well have sent to the token's address). Without either,
+ * the report is stored and shown to operators but changes nothing.
  */
 export class ReportApplier {
   private readonly byId: Statement;
   private readonly byMessage: Statement;
-  private readonly byMessageIdHeader: Statement;
+  private readonly sentUnderReturnPath: Statement;
+  private readonly eventOfReport: Statement;
+  private readonly anyEventOfReport: Statement;
   private readonly setStatus: Statement;
   private readonly insertEvent: Statement;
   private readonly deliveringAttempt: Statement;
   private readonly suppressions: SuppressionLists;
   private readonly suppressCategories: Set<string>;
-  private readonly applyTransaction: (reportId: number, report: ReportToApply, tokenRecipientId: number | null) => string;
+  private readonly applyTransaction: (reportId: number, report: ReportToApply, envelope: ReportEnvelope) => string;
 
   constructor(
     db: Database,
@@ -45,7 +75,11 @@ export class ReportApplier {
                        FROM recipients r JOIN messages m ON m.id = r.message_id`;
     this.byId = db.prepare(`SELECT ${columns} WHERE r.id = ?`);
     this.byMessage = db.prepare(`SELECT ${columns} WHERE r.message_id = ? ORDER BY r.id`);
-    this.byMessageIdHeader = db.prepare(`SELECT ${columns} WHERE m.message_id_header = ? ORDER BY m.id DESC, r.id`);
+    // The recipients of the transactions sent with this return path (delivery records it on
+    // every attempt; the token's day is in it, so another day's retry is another transaction).
+    this.sentUnderReturnPath = db.prepare(`SELECT DISTINCT recipient_id FROM attempts WHERE message_id = ? AND lower(mail_from) = lower(?)`).pluck();
+    this.eventOfReport = db.prepare(`SELECT 1 FROM events WHERE report_id = ? AND recipient_id = ? LIMIT 1`).pluck();
+    this.anyEventOfReport = db.prepare(`SELECT 1 FROM events WHERE report_id = ? LIMIT 1`).pluck();
     this.setStatus = db.prepare(`UPDATE recipients SET status = ?, next_attempt_at = NULL, last_reply = ?, updated_at = ? WHERE id = ?`);
     this.insertEvent = db.prepare(`
       INSERT INTO events (at, event, message_id, recipient_id, detail, source, reason, severity, bounce_type, category, code, enhanced_code, report_id, local_ip, mx_host)
@@ -55,27 +89,43 @@ export class ReportApplier {
       SELECT local_ip AS localIp, mx_host AS mxHost FROM attempts WHERE recipient_id = ? AND outcome = 'delivered' ORDER BY id DESC LIMIT 1`);
     this.suppressions = new SuppressionLists(db);
     this.suppressCategories = new Set(config.suppression.categories);
-    this.applyTransaction = db.transaction((reportId: number, report: ReportToApply, tokenRecipientId: number | null) =>
-      this.applyNow(reportId, report, tokenRecipientId),
+    this.applyTransaction = db.transaction((reportId: number, report: ReportToApply, envelope: ReportEnvelope) =>
+      this.applyNow(reportId, report, envelope),
     );
   }
 
-  /** Applies a report in one transaction; returns what it did, in words, for inbound_reports.outcome. */
-  apply(reportId: number, report: ReportToApply, tokenRecipientId: number | null): string {
-    return this.applyTransaction(reportId, report, tokenRecipientId);
+  /**
+   * Applies a report in one transaction (a savepoint inside the caller's); returns what it did,
+   * in words, for inbound_reports.outcome. Applying again changes nothing: a recipient that
+   * already has an event of this report is skipped, and so is its suppression.
+   */
+  apply(reportId: number, report: ReportToApply, envelope: ReportEnvelope): string {
+    return this.applyTransaction(reportId, report, envelope);
   }
 
-  private applyNow(reportId: number, report: ReportToApply, tokenRecipientId: number | null): string {
+  /** Whether any event names this report: it was applied, whatever applied_at says. */
+  hasApplied(reportId: number): boolean {
+    return this.anyEventOfReport.get(reportId) !== undefined;
+  }
+
+  private applyNow(reportId: number, report: ReportToApply, envelope: ReportEnvelope): string {
     if (report.kind === 'autoreply' || report.kind === 'delivered' || report.kind === 'unknown') return `nothing to apply (${report.kind})`;
-    const candidates = this.candidates(report, tokenRecipientId);
-    if (candidates.length === 0) return 'no recipient we know: no valid token, no matching Message-ID';
+    const token = this.tokenOf(report, envelope);
+    if (!token) return NO_VALID_TOKEN;
+    const tokenRow = this.byId.get(token.recipientId) as RecipientRow | undefined;
+    if (!tokenRow) return 'not applied: the recipient its token names is no longer stored';
+    const transaction = this.transactionOf(tokenRow, token.returnPath);
     const at = new Date().toISOString();
     const done: string[] = [];
     const entries = report.recipients.length > 0 ? report.recipients : [{ recipient: null, action: null, status: null, diagnosticCode: null }];
     for (const entry of entries) {
-      const row = this.match(entry.recipient, candidates, tokenRecipientId, entries.length);
+      const row = this.match(entry.recipient, transaction, tokenRow, entries.length);
       if (!row) {
-        done.push(`${entry.recipient ?? '(no address)'}: not a recipient of that message`);
+        done.push(`${entry.recipient ?? '(no address)'}: not a recipient of the transaction its token names`);
+        continue;
+      }
+      if (this.eventOfReport.get(reportId, row.id) !== undefined) {
+        done.push(`${row.address}: already applied`);
         continue;
       }
       done.push(`${row.address}: ${this.applyOne(reportId, report.kind, entry, row, at)}`);
@@ -83,30 +133,45 @@ export class ReportApplier {
     return done.join('; ');
   }
 
-  /** The recipient rows the report can be about: the token's message first, else by Message-ID. */
-  private candidates(report: ReportToApply, tokenRecipientId: number | null): RecipientRow[] {
-    let tokenRow = tokenRecipientId !== null ? (this.byId.get(tokenRecipientId) as RecipientRow | undefined) : undefined;
-    if (!tokenRow && report.original.returnPath) {
-      // Reports to postmaster@ or abuse@ often quote the original's Return-Path: our token.
-      const check = readReturnPath(this.verp, report.original.returnPath);
-      if (check.valid) tokenRow = this.byId.get(check.recipientId) as RecipientRow | undefined;
+  /**
+   * The token the report carries: the one in RCPT TO (checked as of when the report arrived, so a
+   * later reparse is not refused for age), else the quoted original's Return-Path.
+   */
+  private tokenOf(report: ReportToApply, envelope: ReportEnvelope): Token | null {
+    const receivedAt = new Date(envelope.receivedAt);
+    if (envelope.recipientId !== null) {
+      const returnPath = envelope.rcptTo.split(', ').find((address) => {
+        const check = readReturnPath(this.verp, address, receivedAt);
+        return check.valid && check.recipientId === envelope.recipientId;
+      });
+      // No address checks out any more (the secret was changed): the token's recipient alone.
+      return { recipientId: envelope.recipientId, returnPath: returnPath ?? null };
     }
-    if (tokenRow) return this.byMessage.all(tokenRow.messageId) as RecipientRow[];
-    if (report.original.messageId) {
-      const rows = this.byMessageIdHeader.all(report.original.messageId.replace(/^<|>$/g, '')) as RecipientRow[];
-      const newest = rows[0]?.messageId;
-      return rows.filter((row) => row.messageId === newest);
+    if (report.original.returnPath) {
+      const check = readReturnPath(this.verp, report.original.returnPath, receivedAt);
+      if (check.valid) return { recipientId: check.recipientId, returnPath: report.original.returnPath };
     }
-    return [];
+    return null;
   }
 
-  private match(address: string | null, candidates: RecipientRow[], tokenRecipientId: number | null, entryCount: number): RecipientRow | undefined {
+  /**
+   * The recipients of the transaction(s) sent with this return path, the token's own first;
+   * `alone` when the attempts show the token's recipient was the only one.
+   */
+  private transactionOf(tokenRow: RecipientRow, returnPath: string | null): { rows: RecipientRow[]; alone: boolean } {
+    const sent = new Set(returnPath === null ? [] : (this.sentUnderReturnPath.all(tokenRow.messageId, returnPath) as number[]));
+    const others = sent.size === 0 ? [] : (this.byMessage.all(tokenRow.messageId) as RecipientRow[]).filter((row) => sent.has(row.id) && row.id !== tokenRow.id);
+    return { rows: [tokenRow, ...others], alone: sent.size === 1 && sent.has(tokenRow.id) };
+  }
+
+  private match(address: string | null, transaction: { rows: RecipientRow[]; alone: boolean }, tokenRow: RecipientRow, entryCount: number): RecipientRow | undefined {
     const normalized = address ? normalizeAddress(address.replace(/^<|>$/g, '').trim())?.address.toLowerCase() : undefined;
-    const exact = normalized ? candidates.find((row) => row.address.toLowerCase() === normalized) : undefined;
+    const exact = normalized ? transaction.rows.find((row) => row.address.toLowerCase() === normalized) : undefined;
     if (exact) return exact;
-    // One recipient reported and a token that names one: forwarding or aliases changed the address.
-    if (entryCount === 1 && tokenRecipientId !== null) return candidates.find((row) => row.id === tokenRecipientId);
-    if (entryCount === 1 && candidates.length === 1) return candidates[0];
+    // One address reported, and the transaction was for the token's recipient alone: forwarding
+    // or an alias changed the address (or an ARF report redacted it). With others in the
+    // transaction, any of them could have written the report, so an unnamed one changes nothing.
+    if (entryCount === 1 && transaction.alone) return tokenRow;
     return undefined;
   }
 

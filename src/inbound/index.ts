@@ -16,7 +16,7 @@ export interface InboundStage {
 
 /**
  * Starts the return-path MX. Reports are parsed one at a time after they are stored; reports a
- * crash left unparsed are picked up at start.
+ * crash left unapplied (stored, or parsed in an older version) are picked up at start.
  */
 export async function startInbound(
   config: Config,
@@ -28,7 +28,7 @@ export async function startInbound(
 ): Promise<InboundStage> {
   const log = logger.child({ stage: 'inbound' });
   const reports = new ReportStore(db);
-  const processor = new ReportProcessor(reports, new ReportApplier(db, config, verp), parse, log);
+  const processor = new ReportProcessor(db, reports, new ReportApplier(db, config, verp), parse, log);
   let chain: Promise<unknown> = Promise.resolve();
   const enqueue = (reportId: number): void => {
     chain = chain
@@ -37,7 +37,7 @@ export async function startInbound(
   };
   const server = createInboundServer(config, verp, reports, enqueue, { settings: unsubscribe, unsubscriber: new Unsubscriber(db, unsubscribe) }, logger);
   const address = await server.listen();
-  for (const reportId of reports.idsWithStatus('pending')) enqueue(reportId);
+  for (const reportId of reports.unappliedIds()) enqueue(reportId);
   return {
     address,
     stop: async () => {

@@ -14,6 +14,9 @@ export interface IncomingReport {
 
 export interface StoredReport {
   id: number;
+  receivedAt: string;
+  /** The envelope recipients, comma-separated, as received (one of them may carry the token). */
+  rcptTo: string;
   recipientId: number | null;
   raw: Buffer;
   parseStatus: 'pending' | 'parsed' | 'failed';
@@ -26,7 +29,9 @@ export class ReportStore {
   private readonly commits: GroupCommit<IncomingReport & { id?: number }>;
   private readonly selectOne: Statement;
   private readonly selectIds: Statement;
+  private readonly selectUnapplied: Statement;
   private readonly selectAllIds: Statement;
+  private readonly selectAppliedAt: Statement;
   private readonly updateParsed: Statement;
   private readonly updateApplied: Statement;
 
@@ -48,8 +53,13 @@ export class ReportStore {
       report.id = Number(lastInsertRowid);
     }, { maxBatch: 64 });
     this.selectOne = db.prepare(`
-      SELECT id, recipient_id AS recipientId, raw, parse_status AS parseStatus, applied_at AS appliedAt FROM inbound_reports WHERE id = ?`);
+      SELECT id, received_at AS receivedAt, rcpt_to AS rcptTo, recipient_id AS recipientId, raw, parse_status AS parseStatus, applied_at AS appliedAt
+        FROM inbound_reports WHERE id = ?`);
     this.selectIds = db.prepare(`SELECT id FROM inbound_reports WHERE parse_status = ? ORDER BY id`);
+    // Parsing, applying and marking are one transaction, so "not applied and not a failed parse"
+    // is exactly the reports whose processing a crash cut short (or never began).
+    this.selectUnapplied = db.prepare(`SELECT id FROM inbound_reports WHERE applied_at IS NULL AND parse_status <> 'failed' ORDER BY id`);
+    this.selectAppliedAt = db.prepare(`SELECT applied_at FROM inbound_reports WHERE id = ?`).pluck();
     this.selectAllIds = db.prepare(`SELECT id FROM inbound_reports ORDER BY id`);
     this.updateParsed = db.prepare(`
       UPDATE inbound_reports SET parse_status = ?, parse_error = ?, kind = ?, format = ?, parsed_at = ? WHERE id = ?`);
@@ -69,6 +79,16 @@ export class ReportStore {
 
   idsWithStatus(status: 'pending' | 'failed'): number[] {
     return (this.selectIds.all(status) as Array<{ id: number }>).map((row) => row.id);
+  }
+
+  /** Reports to process at start: stored but never applied, and not a failed parse. */
+  unappliedIds(): number[] {
+    return (this.selectUnapplied.all() as Array<{ id: number }>).map((row) => row.id);
+  }
+
+  /** When the report was applied, read now (inside the caller's transaction); null if never. */
+  appliedAt(id: number): string | null {
+    return (this.selectAppliedAt.get(id) as string | null | undefined) ?? null;
   }
 
   allIds(): number[] {

@@ -9,6 +9,7 @@ import { recipientOfUnsubscribeAddress, type Unsubscriber, type UnsubscribeSetti
 import type { ReportStore } from './report-store.js';
 import { listenSmtp, smtpReply } from '../smtp-listener.js';
 import { limitSessions } from '../smtp-session-limits.js';
+import { ClientBudget } from './client-budget.js';
 
 /** RFC 5321 4.5.1 and RFC 2142: the role mailboxes a mail domain answers for. */
 const ROLE_MAILBOXES = new Set(['postmaster', 'abuse']);
@@ -35,9 +36,12 @@ export function createInboundServer(
   const log = logger.child({ stage: 'inbound' });
   const settings = config.inbound;
   const tls = config.submission.tls.key !== null && config.submission.tls.cert !== null;
+  const budget = new ClientBudget({ maxReportsPerMinute: settings.maxReportsPerClientPerMinute, maxBytesPerHour: settings.maxBytesPerClientPerHour });
 
   /** The recipient row a RCPT TO address names, null for a role mailbox, undefined if refused. */
   function recipientFor(address: string): number | null | undefined {
+    // RFC 5321 4.5.1: a bare <postmaster>, any case, without a domain, must be taken.
+    if (address.toLowerCase() === 'postmaster') return null;
     const check = readReturnPath(verp, address);
     if (check.valid) return check.recipientId;
     const at = address.lastIndexOf('@');
@@ -60,6 +64,13 @@ export function createInboundServer(
     disabledCommands: tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
     ...(tls ? { key: readFileSync(config.submission.tls.key as string), cert: readFileSync(config.submission.tls.cert as string) } : {}),
 
+    onMailFrom(_from, session, callback) {
+      const refused = budget.refusal(session.remoteAddress);
+      if (refused === null) return callback();
+      log.warn({ client: session.remoteAddress }, 'client over its report budget; told to retry later');
+      callback(smtpReply(451, refused, '4.7.1'));
+    },
+
     onRcptTo(to, session, callback) {
       if (recipientOfUnsubscribeAddress(unsubscribe.settings, to.address) !== null) return callback();
       const recipient = recipientFor(to.address);
@@ -72,17 +83,25 @@ export function createInboundServer(
     },
 
     onData(stream: Readable & { sizeExceeded?: boolean }, session: SMTPServerSession, callback) {
+      const rcptTo = session.envelope.rcptTo.map((rcpt) => rcpt.address);
+      // Anyone may write to postmaster@; a real report without our token is small (a DSN quoting
+      // headers), so only a token earns the full inbound.maxMessageSize.
+      const tokened = rcptTo.some((address) => typeof recipientFor(address) === 'number' || recipientOfUnsubscribeAddress(unsubscribe.settings, address) !== null);
+      const limit = tokened ? settings.maxMessageSize : Math.min(settings.maxMessageSize, settings.maxReportSizeWithoutToken);
       const chunks: Buffer[] = [];
       let length = 0;
       stream.on('data', (chunk: Buffer) => {
-        if (stream.sizeExceeded) return;
-        chunks.push(chunk);
         length += chunk.length;
+        if (stream.sizeExceeded || length > limit) return;
+        chunks.push(chunk);
       });
       stream.once('error', (error: Error) => callback(error));
       stream.once('end', () => {
         if (stream.sizeExceeded) return callback(smtpReply(552, 'Report size exceeds fixed maximum message size'));
-        const rcptTo = session.envelope.rcptTo.map((rcpt) => rcpt.address);
+        if (length > limit) {
+          log.info({ client: session.remoteAddress, rcptTo, bytes: length }, 'report without a token over inbound.maxReportSizeWithoutToken refused');
+          return callback(smtpReply(552, `A report without a valid return-path token may be at most ${limit} bytes`, '5.3.4'));
+        }
         // A mail to a List-Unsubscribe mailto: address is the request itself (RFC 2369): done now.
         const unsubscribing = rcptTo.map((address) => recipientOfUnsubscribeAddress(unsubscribe.settings, address)).filter((id): id is number => id !== null);
         if (unsubscribing.length === rcptTo.length) {
@@ -96,6 +115,11 @@ export function createInboundServer(
             log.error({ err: error }, 'could not record an unsubscribe; the sender was told to retry');
             return callback(smtpReply(451, 'Local error in processing, try again later'));
           }
+        }
+        const overBudget = budget.take(session.remoteAddress, length);
+        if (overBudget !== null) {
+          log.warn({ client: session.remoteAddress, bytes: length }, 'client over its report budget; report refused, the sender retries later');
+          return callback(smtpReply(451, overBudget, '4.7.1'));
         }
         const recipientId = rcptTo.map(recipientFor).find((id): id is number => typeof id === 'number') ?? null;
         reports

@@ -276,6 +276,11 @@ export const MIGRATIONS: readonly string[] = [
   -- attempt-no); NULL on events written before this column, and on delayed ones.
   ALTER TABLE events ADD COLUMN attempt_no INTEGER;
   `,
+  `
+  -- The reports start-up takes up again (ReportStore.unappliedIds): found without reading every
+  -- row, whose raw bytes come before applied_at.
+  CREATE INDEX inbound_reports_unapplied ON inbound_reports (id) WHERE applied_at IS NULL AND parse_status <> 'failed';
+  `,
 ];
 
 export class SchemaTooNewError extends OperatorError {

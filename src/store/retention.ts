@@ -5,6 +5,11 @@ export interface RetentionSettings {
   bodyDays: number;
   /** Days after which a finished message and everything about it is deleted; 0 keeps it forever. */
   historyDays: number;
+  /**
+   * Days after which an inbound report that no event names (no valid token, nothing to change, or
+   * unreadable) is deleted, sooner than historyDays; 0: such reports follow historyDays.
+   */
+  unmatchedReportDays: number;
 }
 
 export interface PurgeCounts {
@@ -25,6 +30,14 @@ function cutoff(now: Date, days: number): string {
   return new Date(now.getTime() - days * DAY_MS).toISOString();
 }
 
+/** A horizon of 0 keeps for ever: '' sorts before every time, so nothing is older. */
+function cutoffOrNever(now: Date, days: number): string {
+  return days > 0 ? cutoff(now, days) : '';
+}
+
+/** A report start-up would still process (ReportStore.unappliedIds) is never purged as unmatched. */
+const PROCESSED_REPORT = `NOT (ir.applied_at IS NULL AND ir.parse_status <> 'failed')`;
+
 /**
  * Keeps the store from growing for ever, as Postfix empties its queue after delivery and a mail
  * service keeps its logs for a while. Two horizons, both counted from when the message was
@@ -36,6 +49,8 @@ function cutoff(now: Date, days: number): string {
  * - historyDays: the message goes with everything about it (the foreign keys cascade to
  *   recipients, events, attempts and webhook rows), then inbound reports as old that no kept
  *   event names. Suppression lists and their audit are never purged.
+ * - unmatchedReportDays: an inbound report that no event names goes sooner. Anyone can send
+ *   reports to postmaster@, so what changed nothing must not stay as long as what did.
  *
  * Work is done in steps of at most `limit` messages, each its own short transaction, so a large
  * purge never holds the store for long.
@@ -59,23 +74,26 @@ export class Retention {
       UPDATE messages SET raw = X'', body_dropped_at = @now
        WHERE id IN (SELECT m.id ${bodies} ORDER BY m.received_at LIMIT @limit)`);
     this.deleteMessages = db.prepare(`DELETE FROM messages WHERE id IN (SELECT m.id ${messages} ORDER BY m.received_at LIMIT @limit)`);
+    // @unmatched: the unmatched reports' cutoff; a report no event names goes after either.
     this.deleteReports = db.prepare(`
       DELETE FROM inbound_reports WHERE id IN (
         SELECT ir.id FROM inbound_reports ir
-         WHERE ir.received_at < @cutoff AND NOT EXISTS (SELECT 1 FROM events e WHERE e.report_id = ir.id)
+         WHERE (ir.received_at < @cutoff OR (ir.received_at < @unmatched AND ${PROCESSED_REPORT}))
+           AND NOT EXISTS (SELECT 1 FROM events e WHERE e.report_id = ir.id)
          ORDER BY ir.received_at LIMIT @limit)`);
     this.countBodies = db.prepare(`SELECT count(*) AS n ${bodies}`);
     this.countMessages = db.prepare(`SELECT count(*) AS n ${messages}`);
     // For the dry run: reports whose events all belong to messages that would go.
     this.countReports = db.prepare(`
       SELECT count(*) AS n FROM inbound_reports ir
-       WHERE ir.received_at < @cutoff
-         AND NOT EXISTS (SELECT 1 FROM events e JOIN messages m ON m.id = e.message_id
-                          WHERE e.report_id = ir.id AND NOT (m.received_at < @cutoff AND ${FINISHED}))`);
+       WHERE (ir.received_at < @cutoff
+              AND NOT EXISTS (SELECT 1 FROM events e JOIN messages m ON m.id = e.message_id
+                               WHERE e.report_id = ir.id AND NOT (m.received_at < @cutoff AND ${FINISHED})))
+          OR (ir.received_at < @unmatched AND ${PROCESSED_REPORT} AND NOT EXISTS (SELECT 1 FROM events e WHERE e.report_id = ir.id))`);
   }
 
   get enabled(): boolean {
-    return this.settings.bodyDays > 0 || this.settings.historyDays > 0;
+    return this.settings.bodyDays > 0 || this.settings.historyDays > 0 || this.settings.unmatchedReportDays > 0;
   }
 
   /** One bounded step: up to `limit` of each kind, in one transaction. All zero means done. */
@@ -84,9 +102,10 @@ export class Retention {
       const counts: PurgeCounts = { bodiesDropped: 0, messagesDeleted: 0, reportsDeleted: 0 };
       const at = now.toISOString();
       if (this.settings.historyDays > 0) {
-        const history = cutoff(now, this.settings.historyDays);
-        counts.messagesDeleted = this.deleteMessages.run({ cutoff: history, limit }).changes;
-        counts.reportsDeleted = this.deleteReports.run({ cutoff: history, limit }).changes;
+        counts.messagesDeleted = this.deleteMessages.run({ cutoff: cutoff(now, this.settings.historyDays), limit }).changes;
+      }
+      if (this.settings.historyDays > 0 || this.settings.unmatchedReportDays > 0) {
+        counts.reportsDeleted = this.deleteReports.run({ cutoff: cutoffOrNever(now, this.settings.historyDays), unmatched: cutoffOrNever(now, this.settings.unmatchedReportDays), limit }).changes;
       }
       if (this.settings.bodyDays > 0) {
         counts.bodiesDropped = this.dropBodies.run({ cutoff: cutoff(now, this.settings.bodyDays), floor: this.historyFloor(now), now: at, limit }).changes;
@@ -104,9 +123,10 @@ export class Retention {
   pending(now: Date): PurgeCounts {
     const counts: PurgeCounts = { bodiesDropped: 0, messagesDeleted: 0, reportsDeleted: 0 };
     if (this.settings.historyDays > 0) {
-      const history = cutoff(now, this.settings.historyDays);
-      counts.messagesDeleted = (this.countMessages.get({ cutoff: history }) as { n: number }).n;
-      counts.reportsDeleted = (this.countReports.get({ cutoff: history }) as { n: number }).n;
+      counts.messagesDeleted = (this.countMessages.get({ cutoff: cutoff(now, this.settings.historyDays) }) as { n: number }).n;
+    }
+    if (this.settings.historyDays > 0 || this.settings.unmatchedReportDays > 0) {
+      counts.reportsDeleted = (this.countReports.get({ cutoff: cutoffOrNever(now, this.settings.historyDays), unmatched: cutoffOrNever(now, this.settings.unmatchedReportDays) }) as { n: number }).n;
     }
     if (this.settings.bodyDays > 0) {
       counts.bodiesDropped = (this.countBodies.get({ cutoff: cutoff(now, this.settings.bodyDays), floor: this.historyFloor(now) }) as { n: number }).n;
