@@ -20,6 +20,7 @@ const VERP: VerpSettings = { domain: 'bounces.relay.test', prefix: 'bounces', se
 const RECIPIENTS = 2000;
 const KILLS = 10;
 const CLIENTS = 4;
+const SUBMITTERS = 2;
 
 /**
  * A store with one delivered message to RECIPIENTS addresses, each sent in its own transaction
@@ -51,8 +52,8 @@ function inboundPortOf(relay: ChildRelay): number {
   return entry.port as number;
 }
 
-describe('chaos: kill -9 while reports arrive', () => {
-  it(`applies every acknowledged report exactly once across ${KILLS} kills and a clean start`, async () => {
+describe('chaos: kill -9 while clients submit messages and reports arrive', () => {
+  it(`keeps every acknowledged message and applies every acknowledged report exactly once across ${KILLS} kills and a clean start`, async () => {
     const temp = makeTempDir('rebound-chaos-');
     cleanups.push(temp.remove);
     const configFile = writeTestConfig(temp.dir, {
@@ -63,7 +64,9 @@ describe('chaos: kill -9 while reports arrive', () => {
     const dbPath = `${temp.dir}/rebound.sqlite`;
     const recipients = await seed(dbPath);
     const acknowledged = new Map<number, string>(); // report id -> the address it is about
+    const queued = new Map<string, string>(); // queue id -> its recipient, for every message with a 250
     let next = 0;
+    let submitted = 0;
 
     for (let run = 0; run < KILLS && next < recipients.length; run++) {
       const relay = await startChildRelay(configFile);
@@ -84,7 +87,21 @@ describe('chaos: kill -9 while reports arrive', () => {
           transport.close();
         }
       };
-      const clients = Array.from({ length: CLIENTS }, client);
+      const submitter = async (): Promise<void> => {
+        const transport = nodemailer.createTransport({ host: '127.0.0.1', port: relay.port, ignoreTLS: true, pool: true, maxConnections: 1 });
+        try {
+          while (!killed && submitted < 5_000) {
+            const to = `sub${submitted++}@example.net`;
+            const info = await transport.sendMail({ from: 'app@shop.example', to, subject: 'chaos', text: 'x'.repeat(2000) });
+            queued.set(/queued as ([0-9A-Z]{18})$/.exec(info.response)?.[1] as string, to);
+          }
+        } catch {
+          // killed: a message without a 250 may or may not be stored
+        } finally {
+          transport.close();
+        }
+      };
+      const clients = [...Array.from({ length: CLIENTS }, client), ...Array.from({ length: SUBMITTERS }, submitter)];
       // Kill at a different point of the stream each run: stored, parsing, applying, marking.
       const before = acknowledged.size;
       await waitFor('reports to arrive', () => acknowledged.size - before, (n) => n >= 5, 10_000);
@@ -96,6 +113,7 @@ describe('chaos: kill -9 while reports arrive', () => {
       await Promise.all(clients);
     }
     expect(acknowledged.size).toBeGreaterThanOrEqual(KILLS * 5);
+    expect(queued.size).toBeGreaterThanOrEqual(KILLS);
 
     // A clean start takes up what the kills left, then stops.
     const relay = await startChildRelay(configFile);
@@ -120,6 +138,9 @@ describe('chaos: kill -9 while reports arrive', () => {
       if (events !== 1 || status !== 'bounced' || suppressed !== stored) wrong.push(`report ${reportId} (${address}): ${events} events, ${status}, suppression count ${suppressed} for ${stored} stored`);
     }
     expect(wrong).toEqual([]);
+    const recipientOf = db.prepare('SELECT r.address FROM recipients r JOIN messages m ON m.id = r.message_id WHERE m.queue_id = ?').pluck();
+    const lost = [...queued].filter(([queueId, to]) => recipientOf.get(queueId) !== to);
+    expect(lost).toEqual([]);
     // Every stored report, acknowledged or not, was applied exactly once.
     expect(db.prepare(`SELECT count(*) FROM inbound_reports r WHERE (SELECT count(*) FROM events e WHERE e.report_id = r.id) <> 1`).pluck().get()).toBe(0);
   }, 90_000);
