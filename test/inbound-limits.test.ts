@@ -1,9 +1,19 @@
+import BetterSqlite3, { type Database } from 'better-sqlite3';
 import nodemailer from 'nodemailer';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { returnPathFor } from '../src/bounces/verp.js';
+import { loadConfig } from '../src/config/load.js';
 import { clientKey } from '../src/inbound/client-budget.js';
-import { relaysStoppedAfterEachTest, type TestRelay } from './support/relay.js';
+import { ReportStore } from '../src/inbound/report-store.js';
+import { createInboundServer, type InboundServer } from '../src/inbound/server.js';
+import { createLogger } from '../src/logger.js';
+import { verpSettings } from '../src/relay.js';
+import { openStore } from '../src/store/database.js';
+import { Unsubscriber, unsubscribeSettings } from '../src/unsubscribe/index.js';
+import { relaysStoppedAfterEachTest, writeTestConfig, type TestRelay } from './support/relay.js';
 import { SmtpDialog, type Reply } from './support/smtp-dialog.js';
+import { makeTempDir } from './support/temp-dir.js';
+import { waitFor } from './support/wait-for.js';
 
 const startRelay = relaysStoppedAfterEachTest();
 
@@ -107,5 +117,61 @@ describe('inbound listener: RFC 5321 4.5.1 postmaster', () => {
     expect((await dialog.read()).text).toMatch(/^250 2\.0\.0 Ok: report stored as \d+$/);
     await dialog.quit();
     expect(relay.db.prepare('SELECT rcpt_to FROM inbound_reports').pluck().get()).toMatch(/^postmaster$/i);
+  });
+});
+
+describe('inbound listener: report content held in memory', () => {
+  const stops: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const stop of stops.splice(0)) await stop();
+  });
+
+  /** The listener alone on a real store, so the test can read what it holds in memory. */
+  async function inboundAlone(inbound: Record<string, unknown>): Promise<{ server: InboundServer; port: number; db: Database }> {
+    const temp = makeTempDir();
+    const config = loadConfig({ file: writeTestConfig(temp.dir, { returnPath: { domain: 'bounces.relay.test' }, inbound: { enabled: true, ...inbound } }), env: {} });
+    const store = openStore(config.store.path, { synchronous: 'NORMAL' });
+    const reports = new ReportStore(store);
+    const verp = verpSettings(config, store);
+    const unsubscribe = unsubscribeSettings(config, verp.domain, verp.secret);
+    const server = createInboundServer(config, verp, reports, () => undefined, { settings: unsubscribe, unsubscriber: new Unsubscriber(store, unsubscribe) }, createLogger('silent'));
+    const { port } = await server.listen();
+    const db = new BetterSqlite3(config.store.path, { readonly: true });
+    stops.push(async () => {
+      await server.close();
+      reports.close();
+      db.close();
+      store.close();
+      temp.remove();
+    });
+    return { server, port, db };
+  }
+
+  it('refuses a report that would go over inbound.maxBytesInFlight with 451 4.3.1, takes the others, and gives every byte back', async () => {
+    // Room for four reports of about 60 kB in transfer, not five.
+    const { server, port, db } = await inboundAlone({ maxMessageSize: 100_000, maxBytesInFlight: 250_000 });
+    const body = reportOf(60_000);
+    const senders: SmtpDialog[] = [];
+    for (let i = 1; i <= 4; i++) {
+      const dialog = await SmtpDialog.start(port, { localAddress: `127.0.0.${i}` });
+      await dialog.command('MAIL FROM:<>', 250);
+      await dialog.command('RCPT TO:<postmaster@bounces.relay.test>', 250);
+      await dialog.command('DATA', 354);
+      dialog.write(`${body}\r\n`);
+      // The parser holds back the last bytes until it knows they do not end the report.
+      await waitFor(`report ${i} to be in memory`, () => server.bytesInFlight(), (bytes) => bytes >= i * (body.length - 4));
+      senders.push(dialog);
+    }
+    const excess = await SmtpDialog.start(port, { localAddress: '127.0.0.5' });
+    expect((await sendOn(excess, 'postmaster@bounces.relay.test', body)).text).toMatch(/^451 4\.3\.1 Insufficient system storage/);
+
+    for (const dialog of senders) dialog.write('.\r\n');
+    expect((await Promise.all(senders.map((dialog) => dialog.read()))).map((reply) => reply.code)).toEqual([250, 250, 250, 250]);
+    expect(db.prepare('SELECT count(*) FROM inbound_reports').pluck().get()).toBe(4);
+    expect(server.bytesInFlight()).toBe(0);
+    // The refused sender's retry gets in once there is room.
+    expect((await sendOn(excess, 'postmaster@bounces.relay.test', body)).code).toBe(250);
+    expect(server.bytesInFlight()).toBe(0);
+    await Promise.all([excess, ...senders].map((dialog) => dialog.quit()));
   });
 });

@@ -167,6 +167,8 @@ export const configSchema = z.strictObject({
       maxClientsPerIp: z.number().int().min(0),
       sessionTimeoutSeconds: z.number().int().min(0),
       maxJunkCommands: z.number().int().min(0),
+      /** Report content in memory at once, across all connections. */
+      maxBytesInFlight: positiveInt,
       /** Largest report taken without a valid token in RCPT TO (postmaster@, abuse@). */
       maxReportSizeWithoutToken: positiveInt,
       /** Reports one client (IPv4 address, IPv6 /64) may store per minute and bytes per hour; 0: no limit. */
@@ -176,6 +178,10 @@ export const configSchema = z.strictObject({
     .refine((s) => s.maxBytesPerClientPerHour === 0 || s.maxBytesPerClientPerHour >= s.maxMessageSize, {
       message: 'must be at least inbound.maxMessageSize (or 0), or a report of the largest size is never taken',
       path: ['maxBytesPerClientPerHour'],
+    })
+    .refine((s) => s.maxBytesInFlight >= s.maxMessageSize, {
+      message: 'must be at least inbound.maxMessageSize, or no report of the largest size could ever be taken',
+      path: ['maxBytesInFlight'],
     }),
   unsubscribe: z
     .strictObject({

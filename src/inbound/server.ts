@@ -9,6 +9,7 @@ import { recipientOfUnsubscribeAddress, type Unsubscriber, type UnsubscribeSetti
 import type { ReportStore } from './report-store.js';
 import { listenSmtp, smtpReply } from '../smtp-listener.js';
 import { limitSessions } from '../smtp-session-limits.js';
+import { ByteBudget } from '../byte-budget.js';
 import { ClientBudget } from './client-budget.js';
 
 /** RFC 5321 4.5.1 and RFC 2142: the role mailboxes a mail domain answers for. */
@@ -17,6 +18,8 @@ const ROLE_MAILBOXES = new Set(['postmaster', 'abuse']);
 
 export interface InboundServer {
   listen(): Promise<AddressInfo>;
+  /** Report bytes held in memory now, across all connections (inbound.maxBytesInFlight bounds them). */
+  bytesInFlight(): number;
   close(): Promise<void>;
 }
 
@@ -36,6 +39,7 @@ export function createInboundServer(
   const log = logger.child({ stage: 'inbound' });
   const settings = config.inbound;
   const tls = config.submission.tls.key !== null && config.submission.tls.cert !== null;
+  const inMemory = new ByteBudget(settings.maxBytesInFlight);
   const budget = new ClientBudget({ maxReportsPerMinute: settings.maxReportsPerClientPerMinute, maxBytesPerHour: settings.maxBytesPerClientPerHour });
 
   /** The recipient row a RCPT TO address names, null for a role mailbox, undefined if refused. */
@@ -88,19 +92,42 @@ export function createInboundServer(
       // headers), so only a token earns the full inbound.maxMessageSize.
       const tokened = rcptTo.some((address) => typeof recipientFor(address) === 'number' || recipientOfUnsubscribeAddress(unsubscribe.settings, address) !== null);
       const limit = tokened ? settings.maxMessageSize : Math.min(settings.maxMessageSize, settings.maxReportSizeWithoutToken);
-      const chunks: Buffer[] = [];
+      let chunks: Buffer[] = [];
       let length = 0;
+      let overBudget = false;
+      // Every byte held is taken from inbound.maxBytesInFlight and given back once the report is
+      // stored or refused, or the sender goes away.
+      let held = 0;
+      const giveBack = (): void => {
+        inMemory.giveBack(held);
+        held = 0;
+        chunks = [];
+      };
+      const finish: typeof callback = (error, message) => {
+        giveBack();
+        callback(error, message);
+      };
       stream.on('data', (chunk: Buffer) => {
         length += chunk.length;
-        if (stream.sizeExceeded || length > limit) return;
+        if (stream.sizeExceeded || length > limit || overBudget) return;
+        if (!inMemory.take(chunk.length)) {
+          overBudget = true;
+          giveBack();
+          return;
+        }
+        held += chunk.length;
         chunks.push(chunk);
       });
-      stream.once('error', (error: Error) => callback(error));
+      stream.once('error', (error: Error) => finish(error));
       stream.once('end', () => {
-        if (stream.sizeExceeded) return callback(smtpReply(552, 'Report size exceeds fixed maximum message size'));
+        if (stream.sizeExceeded) return finish(smtpReply(552, 'Report size exceeds fixed maximum message size'));
+        if (overBudget) {
+          log.warn({ client: session.remoteAddress, maxBytesInFlight: inMemory.limit }, 'report refused: inbound.maxBytesInFlight reached; the sender retries later');
+          return finish(smtpReply(451, 'Insufficient system storage: too many reports in transfer, try again later', '4.3.1'));
+        }
         if (length > limit) {
           log.info({ client: session.remoteAddress, rcptTo, bytes: length }, 'report without a token over inbound.maxReportSizeWithoutToken refused');
-          return callback(smtpReply(552, `A report without a valid return-path token may be at most ${limit} bytes`, '5.3.4'));
+          return finish(smtpReply(552, `A report without a valid return-path token may be at most ${limit} bytes`, '5.3.4'));
         }
         // A mail to a List-Unsubscribe mailto: address is the request itself (RFC 2369): done now.
         const unsubscribing = rcptTo.map((address) => recipientOfUnsubscribeAddress(unsubscribe.settings, address)).filter((id): id is number => id !== null);
@@ -110,16 +137,16 @@ export function createInboundServer(
               const result = unsubscribe.unsubscriber.byRecipient(id, 'mailto');
               log.info({ client: session.remoteAddress, recipientId: id, result }, 'unsubscribe by mail');
             }
-            return callback(null, 'Ok: unsubscribed');
+            return finish(null, 'Ok: unsubscribed');
           } catch (error) {
             log.error({ err: error }, 'could not record an unsubscribe; the sender was told to retry');
-            return callback(smtpReply(451, 'Local error in processing, try again later'));
+            return finish(smtpReply(451, 'Local error in processing, try again later'));
           }
         }
-        const overBudget = budget.take(session.remoteAddress, length);
-        if (overBudget !== null) {
+        const overClientBudget = budget.take(session.remoteAddress, length);
+        if (overClientBudget !== null) {
           log.warn({ client: session.remoteAddress, bytes: length }, 'client over its report budget; report refused, the sender retries later');
-          return callback(smtpReply(451, overBudget, '4.7.1'));
+          return finish(smtpReply(451, overClientBudget, '4.7.1'));
         }
         const recipientId = rcptTo.map(recipientFor).find((id): id is number => typeof id === 'number') ?? null;
         reports
@@ -135,12 +162,12 @@ export function createInboundServer(
           .then(
             (reportId) => {
               log.info({ reportId, client: session.remoteAddress, rcptTo, recipientId, bytes: length }, 'report stored');
-              callback(null, `Ok: report stored as ${reportId}`);
+              finish(null, `Ok: report stored as ${reportId}`);
               onStored(reportId);
             },
             (error: Error) => {
               log.error({ err: error }, 'could not store a report; the sender was told to retry');
-              callback(smtpReply(451, 'Local error in processing: the report could not be stored, try again later'));
+              finish(smtpReply(451, 'Local error in processing: the report could not be stored, try again later'));
             },
           );
       });
@@ -151,6 +178,7 @@ export function createInboundServer(
   server.on('error', (error: NodeJS.ErrnoException) => log.info({ err: error.message }, 'inbound connection error'));
 
   return {
+    bytesInFlight: () => inMemory.inUse,
     listen: async () => {
       const address = await listenSmtp(server, settings.port, settings.host);
       log.info({ host: address.address, port: address.port, domain: verp.domain }, 'inbound listening');

@@ -8,7 +8,7 @@ import type { Logger } from '../logger.js';
 import { newQueueId } from '../store/queue-id.js';
 import type { Spool } from '../store/spool.js';
 import { AuthGuard } from './auth-guard.js';
-import { ByteBudget } from './byte-budget.js';
+import { ByteBudget } from '../byte-budget.js';
 import { findAmbiguousDotLine, findOverlongLine } from './framing.js';
 import { summarizeMessage } from './message-headers.js';
 import { receivedHeader } from './received-header.js';
