@@ -106,7 +106,7 @@ describe('store health: a store file deleted under the running relay', () => {
 describe('store health: writes that fail', () => {
   it('fails /healthz and refuses mail while commits fail (disk full), and recovers by itself', async () => {
     const dir = tempDir();
-    const config = loadConfig({ file: writeTestConfig(dir, { admin: { enabled: true, port: 0 } }), env: {} });
+    const config = loadConfig({ file: writeTestConfig(dir, { admin: { enabled: true, port: 0, tokens: [{ name: 'metrics', token: 'metrics-token-0123456789abcdef' }] } }), env: {} });
     const db = openStore(config.store.path);
     const health = new StoreHealth(db, config.store.path, createLogger('silent')).watch(50);
     const admin = await startAdmin(config, db, createLogger('silent'));
@@ -116,9 +116,12 @@ describe('store health: writes that fail', () => {
       db.close();
     });
     const healthz = async (): Promise<number> => (await fetch(`http://127.0.0.1:${admin.address.port}/healthz`)).status;
+    const storeGauge = async (): Promise<string | undefined> =>
+      /^rebound_store_healthy (\d)$/m.exec(await (await fetch(`http://127.0.0.1:${admin.address.port}/metrics`, { headers: { authorization: 'Bearer metrics-token-0123456789abcdef' } })).text())?.[1];
     const spool = new Spool(db);
     await spool.enqueue(spoolMessage('first@example.net'));
     expect(await healthz()).toBe(200);
+    expect(await storeGauge()).toBe('1');
 
     // A real SQLITE_FULL: the file may not grow past the pages it has.
     const pages = db.pragma('page_count', { simple: true }) as number;
@@ -126,9 +129,11 @@ describe('store health: writes that fail', () => {
     await expect(spool.enqueue(spoolMessage('big@example.net', { raw: Buffer.alloc(1 << 20, 0x61) }))).rejects.toThrow(/full/);
     expect(spool.storeProblem()?.cause).toMatch(/writes to the store at .* fail: database or disk is full/);
     expect(await healthz()).toBe(503);
+    expect(await storeGauge()).toBe('0');
 
     db.pragma(`max_page_count = ${pages * 1000}`);
     await waitFor('the write probe to clear the failure', () => health.problem(), (problem) => problem === null);
     expect(await healthz()).toBe(200);
+    expect(await storeGauge()).toBe('1');
   });
 });

@@ -1,5 +1,6 @@
 import type { Statement } from 'better-sqlite3';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { storeHealthOf } from '../store/store-health.js';
 import { CATEGORIES, typeOfCategory } from '../bounces/categories.js';
 import type { Database } from '../store/database.js';
 
@@ -168,6 +169,14 @@ export class StoreMetrics {
     this.oldestAge = new Gauge({ name: 'rebound_queue_oldest_age_seconds', help: 'Age of the oldest message with a recipient queued or deferred (0 when none)', registers, collect });
     this.webhookBacklog = new Gauge({ name: 'rebound_webhook_backlog', help: 'Webhook posts waiting: events not yet fanned out plus deliveries pending', registers, collect });
     this.webhookFailures = new Counter({ name: 'rebound_webhook_failures_total', help: 'Webhook deliveries that gave up (failed after every retry, or rejected with 406) since the relay started', registers, collect });
+    new Gauge({
+      name: 'rebound_store_healthy',
+      help: 'Whether the store takes writes: 0 while its file was deleted or replaced under the relay, or commits fail (disk full, I/O errors); mail is then refused with 451',
+      registers,
+      collect() {
+        this.set(storeHealthOf(db)?.problem() ? 0 : 1);
+      },
+    });
     const dnsResolver = hooks.dnsResolver;
     if (dnsResolver) {
       new Gauge({
