@@ -12,10 +12,19 @@ import { findRule, loadBounceRules, type BounceRule, type BounceRules, type Rule
 export { BounceRulesError, compileBounceRules, DEFAULT_BOUNCE_RULES_PATH, loadBounceRules } from './rules.js';
 export type { BounceRule, BounceRules } from './rules.js';
 
+/**
+ * The SMTP command a reply answered, when known: `connection` (greeting, EHLO, TLS), `mail`
+ * (MAIL FROM), `rcpt` (RCPT TO) or `data` (the DATA command or the end of the message). A refusal
+ * at `data` came after the address was accepted at RCPT, so it is about the message, not the address.
+ */
+export type SmtpStage = 'connection' | 'mail' | 'rcpt' | 'data';
+
 export interface ReplyInput {
   code?: number | null;
   enhancedCode?: string | null;
   text: string;
+  /** Which command the reply answered, when the caller knows it (delivery, or an NDR that says so). */
+  stage?: SmtpStage | null;
 }
 
 export interface Classification {
