@@ -104,7 +104,9 @@ describe('chaos: kill -9 while clients submit messages and reports arrive', () =
       const clients = [...Array.from({ length: CLIENTS }, client), ...Array.from({ length: SUBMITTERS }, submitter)];
       // Kill at a different point of the stream each run: stored, parsing, applying, marking.
       const before = acknowledged.size;
+      const queuedBefore = queued.size;
       await waitFor('reports to arrive', () => acknowledged.size - before, (n) => n >= 5, 10_000);
+      await waitFor('messages to be queued', () => queued.size - queuedBefore, (n) => n >= 1, 10_000);
       await new Promise((resolve) => setTimeout(resolve, (run * 37) % 300));
       if (process.env.CHAOS_LOG) console.log(`run ${run}: ${acknowledged.size - before} acknowledged before the kill`);
       killed = true;
