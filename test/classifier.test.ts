@@ -895,7 +895,8 @@ describe('the rules file', () => {
       const [cls, subject, detail] = rule.enhancedCodes?.[0] ?? [null, null, null];
       const enhancedClass = cls ?? (code !== null && code < 500 ? 4 : 5);
       const enhancedCode = rule.enhancedCodes === null ? null : `${enhancedClass}.${subject ?? 99}.${detail ?? 99}`;
-      expect(classifyReply({ code, enhancedCode, text: 'x' }).rule, rule.id).toBe(rule.id);
+      const stage = rule.stages === null ? null : ([...rule.stages][0] ?? null);
+      expect(classifyReply({ code, enhancedCode, text: 'x', stage }).rule, rule.id).toBe(rule.id);
     }
   });
 });
