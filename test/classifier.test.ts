@@ -20,6 +20,7 @@ import {
   type ReplyInput,
 } from '../src/bounces/classifier.js';
 import { classifyRecipient, type RecipientFacts } from '../src/bounces/report/recipient.js';
+import { stageInText } from '../src/bounces/reply-text.js';
 
 /**
  * Real-world replies, as providers word them (addresses, IPs and queue ids replaced by example
@@ -684,6 +685,144 @@ const ROWS: Row[] = [
   },
 ];
 
+/**
+ * Phrase families of config/bounce-rules.json, one table each: replies written from the wording of
+ * the family's `source` (an RFC, a provider's published list, an MTA's source), not from samples.
+ */
+const FAMILIES: Record<string, Row[]> = {
+  'expiry (RFC 3463 X.4.7, Exim, Sendmail, qmail, Exchange, Postfix delay template)': [
+    { provider: 'Exim', reply: 'retry timeout exceeded', category: 'message-expired' },
+    { provider: 'Exim', reply: { enhancedCode: '5.0.0', text: 'Connection timed out: retry timeout exceeded' }, category: 'message-expired', severity: 'permanent' },
+    { provider: 'Exchange Online', reply: '550 4.4.7 QUEUE.Expired; message expired', category: 'message-expired' },
+    { provider: 'Exchange', reply: 'The server has tried delivering this message, without success, and has stopped trying.', category: 'message-expired' },
+    { provider: 'Sendmail', reply: 'Cannot send message for 5 days', category: 'message-expired' },
+    { provider: 'Sendmail', reply: 'Warning: could not send message for past 4 hours', category: 'message-expired' },
+    { provider: 'Postfix', reply: 'Your message could not be delivered for more than 4 hour(s).', category: 'message-expired' },
+    { provider: 'qmail', reply: "I'm not going to try again; this message has been in the queue too long.", category: 'message-expired' },
+    { provider: 'RFC 3463', reply: { enhancedCode: '4.4.7', text: '' }, category: 'message-expired', severity: 'temporary' },
+    { provider: 'OpenSMTPD', reply: 'Envelope expired', category: 'message-expired' },
+    { provider: 'generic', reply: 'Delivery time limit reached', category: 'message-expired' },
+    { provider: 'generic', reply: 'maximum number of delivery attempts exceeded', category: 'message-expired' },
+  ],
+  'mailbox full (RFC 3463 X.2.2, Postfix, Dovecot, qmail, Gmail, Exchange)': [
+    { provider: 'qmail', reply: "Sorry, the user's maildir has overdrawn his diskspace quota, please try again later.", category: 'quota-issues' },
+    { provider: 'Dovecot', reply: { enhancedCode: '5.0.0', text: 'Quota exceeded (mailbox for user is full)' }, category: 'quota-issues' },
+    { provider: 'Exchange', reply: "550 5.0.0 The recipient's mailbox is full and can't accept messages now.", category: 'quota-issues' },
+    { provider: 'generic', reply: '550 5.7.1 Inbox full', category: 'quota-issues' },
+    { provider: 'generic', reply: { enhancedCode: '5.0.0', text: 'user is over the quota' }, category: 'quota-issues' },
+  ],
+  'inactive mailbox (RFC 3463 X.2.1, Gmail, Yahoo, Mail.ru, Exchange)': [
+    { provider: 'generic', reply: '550 5.0.0 This account is not active', category: 'inactive-mailbox' },
+    { provider: 'Exchange', reply: '550 5.2.1 RESOLVER.ADR.RecipientDisabled; recipient is disabled', category: 'inactive-mailbox' },
+    { provider: 'generic', reply: { enhancedCode: '5.0.0', text: 'mailbox has been suspended due to inactivity' }, category: 'inactive-mailbox' },
+    { provider: 'generic', reply: '550 5.7.1 account has expired', category: 'inactive-mailbox' },
+  ],
+  'sender refused (Postfix, Exim, Exchange Online 5.7.60)': [
+    { provider: 'Exchange Online', reply: '550 5.7.60 SMTP; Client does not have permissions to send as this sender', category: 'invalid-sender' },
+    { provider: 'generic', reply: '550 5.7.1 You are not permitted to send mail as this address', category: 'invalid-sender' },
+    { provider: 'generic', reply: '553 5.7.1 Sender is not authorized', category: 'invalid-sender' },
+  ],
+  'bad domain (RFC 3463 X.1.2, Exim, Sendmail, Postfix)': [
+    { provider: 'Exim', reply: 'all relevant MX records point to non-existent hosts', category: 'bad-domain' },
+    { provider: 'Sendmail', reply: { enhancedCode: '5.0.0', text: '550 Host unknown (Name server: example.test: host not found)' }, category: 'bad-domain' },
+    { provider: 'generic', reply: '550 5.0.0 unknown mail domain', category: 'bad-domain' },
+    { provider: 'generic', reply: '550 recipient domain does not exist', category: 'bad-domain' },
+  ],
+  'unknown recipient (RFC 3463 X.1.1, Sendmail, qmail, Exchange, Gmail, Postfix)': [
+    { provider: 'Sendmail', reply: { enhancedCode: '5.0.0', text: '550 <x@example.test>... User unknown' }, category: 'bad-mailbox' },
+    { provider: 'qmail', reply: 'Sorry, no mailbox here by that name. (#5.1.1)', category: 'bad-mailbox' },
+    { provider: 'Exchange', reply: '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup', category: 'bad-mailbox' },
+    { provider: 'generic', reply: '550 5.7.1 recipient is not valid', category: 'bad-mailbox' },
+    { provider: 'generic', reply: '550 Address unknown', category: 'bad-mailbox' },
+  ],
+  'connection and rate limits (Postfix anvil, Exchange Online)': [
+    { provider: 'Postfix', reply: '421 4.7.0 Too many concurrent SMTP connections from this client; try again later', category: 'bad-connection' },
+    { provider: 'generic', reply: '550 5.0.0 session limit exceeded', category: 'bad-connection' },
+    { provider: 'generic', reply: '450 4.7.1 sending too fast, slow down', category: 'quota-issues' },
+  ],
+  'virus (ClamAV, amavisd-new, Exchange)': [
+    { provider: 'amavisd-new', reply: '554 5.7.0 Reject, id=12345 - INFECTED: Eicar-Test-Signature', category: 'virus-related' },
+    { provider: 'generic', reply: '550 5.0.0 Message contains a virus', category: 'virus-related' },
+  ],
+};
+
+/** The SMTP stage (RFC 5321 §3.3): the same words mean different things at RCPT TO and after DATA. */
+const STAGE_ROWS: Row[] = [
+  { provider: 'stage data', reply: { code: 550, text: 'Unknown user', stage: 'data' }, category: 'policy-related', severity: 'permanent' },
+  { provider: 'stage data', reply: { enhancedCode: '5.0.0', text: '550 user unknown', stage: 'data' }, category: 'policy-related' },
+  { provider: 'stage data', reply: { code: 550, text: 'Requested action not taken: mailbox unavailable', stage: 'data' }, category: 'policy-related' },
+  { provider: 'stage data, X.1.1', reply: { code: 550, enhancedCode: '5.1.1', text: 'User unknown', stage: 'data' }, category: 'bad-mailbox' },
+  { provider: 'stage data, stated reason', reply: { code: 552, enhancedCode: '5.2.2', text: 'Mailbox full', stage: 'data' }, category: 'quota-issues' },
+  { provider: 'stage rcpt', reply: { code: 550, text: 'Unknown user', stage: 'rcpt' }, category: 'bad-mailbox' },
+  { provider: 'stage unknown', reply: { code: 550, text: 'Unknown user' }, category: 'bad-mailbox' },
+  { provider: 'stage mail', reply: { code: 550, enhancedCode: '5.1.8', text: 'Domain not found', stage: 'mail' }, category: 'invalid-sender' },
+  { provider: 'stage mail', reply: { code: 550, text: 'Please use the SMTP server of your ISP', stage: 'mail' }, category: 'policy-related' },
+  { provider: 'stage connection', reply: { code: 554, text: 'mx.example.test', stage: 'connection' }, category: 'policy-related' },
+  { provider: 'Postfix wording', reply: 'host mx.example.test[192.0.2.1] said: 550 Unknown user (in reply to end of DATA command)', category: 'policy-related' },
+  { provider: 'Postfix wording', reply: 'host mx.example.test[192.0.2.1] said: 550 Unknown user (in reply to RCPT TO command)', category: 'bad-mailbox' },
+  { provider: 'Exim wording', reply: 'SMTP error from remote mail server after end of data: 550 No such user here', category: 'policy-related' },
+];
+
+/** Issue 10 §2: with a vague code (x.0.0, x.7.1, 5.2.0, none) the words decide. */
+const VAGUE_CODE_ROWS: Row[] = [
+  { provider: 'vague 5.0.0', reply: { enhancedCode: '5.0.0', text: 'mailbox full' }, category: 'quota-issues' },
+  { provider: 'vague 5.7.1', reply: '550 5.7.1 account disabled', category: 'inactive-mailbox' },
+  { provider: 'vague 5.7.1', reply: '554 5.7.1 virus found in message', category: 'virus-related' },
+  { provider: 'vague 4.0.0', reply: { enhancedCode: '4.0.0', text: 'too many concurrent sessions' }, category: 'bad-connection' },
+  { provider: 'vague 5.7.1', reply: '550 5.7.1 sender rejected', category: 'invalid-sender' },
+  { provider: 'vague 5.2.0', reply: '550 5.2.0 host not found', category: 'bad-domain' },
+  { provider: 'vague 5.0.0', reply: { enhancedCode: '5.0.0', text: 'no such user' }, category: 'bad-mailbox' },
+  { provider: 'no code', reply: 'retry timeout exceeded', category: 'message-expired' },
+  { provider: 'vague 5.7.1 alone', reply: '550 5.7.1', category: 'policy-related' },
+];
+
+const EXTRA_ROWS: Row[] = [...Object.values(FAMILIES).flat(), ...STAGE_ROWS, ...VAGUE_CODE_ROWS];
+
+describe('phrase families, stage and vague codes', () => {
+  const check = (row: Row): void => {
+    const result = classifyReply(row.reply);
+    expect(result.category).toBe(row.category);
+    if (row.severity !== undefined) expect(result.severity).toBe(row.severity);
+  };
+  for (const [family, rows] of Object.entries(FAMILIES)) {
+    it.each(rows.map((row) => [`${row.provider}: ${shown(row.reply).slice(0, 80)}`, row] as const))(`${family}: %s`, (_name, row) => check(row));
+  }
+  it.each(STAGE_ROWS.map((row) => [`${row.provider}: ${shown(row.reply).slice(0, 80)}`, row] as const))('stage: %s', (_name, row) => check(row));
+  it.each(VAGUE_CODE_ROWS.map((row) => [`${row.provider}: ${shown(row.reply).slice(0, 80)}`, row] as const))('vague code: %s', (_name, row) => check(row));
+
+  it('reads the stage an MTA names in the text, and lets the caller\'s stage win', () => {
+    expect(stageInText('550 x (in reply to end of DATA command)')).toBe('data');
+    expect(stageInText('550 x (in reply to RCPT TO command)')).toBe('rcpt');
+    expect(stageInText('SMTP error from remote mail server after MAIL FROM:<a@b> SIZE=1: 550 no')).toBe('mail');
+    expect(stageInText('SMTP error from remote mail server after initial connection: 554 go away')).toBe('connection');
+    expect(stageInText('550 user unknown')).toBeNull();
+    expect(classifyReply({ text: '550 Unknown user (in reply to end of DATA command)', stage: 'rcpt' }).category).toBe('bad-mailbox');
+  });
+
+  it('every rule in the shipped file names its source; mta tags are corpus family names', () => {
+    const rules = defaultBounceRules().rules;
+    expect(rules.filter((rule) => rule.source === null).map((rule) => rule.id)).toEqual([]);
+    expect(rules.filter((rule) => rule.mta !== null).length).toBeGreaterThanOrEqual(15);
+  });
+
+  it('withoutMta leaves out the rules written from one MTA\'s wording (holdout by family)', () => {
+    const all = loadBounceRules();
+    const withoutOpenSmtpd = loadBounceRules(DEFAULT_BOUNCE_RULES_PATH, { withoutMta: 'opensmtpd' });
+    expect(all.rules.length - withoutOpenSmtpd.rules.length).toBe(all.rules.filter((rule) => rule.mta === 'opensmtpd').length);
+    expect(classifyReply('Envelope expired', all).rule).toBe('expiry-opensmtpd');
+    expect(classifyReply('Envelope expired', withoutOpenSmtpd).rule).not.toBe('expiry-opensmtpd');
+  });
+
+  it('a stage condition never matches a reply of unknown stage, and an unknown stage name is refused', () => {
+    const rules = compileBounceRules({ defaults: { permanent: 'other', temporary: 'other' }, rules: [{ id: 'at-data', stage: 'data', category: 'content-related', why: 'test' }] });
+    expect(classifyReply({ code: 550, text: 'x', stage: 'data' }, rules).category).toBe('content-related');
+    expect(classifyReply({ code: 550, text: 'x' }, rules).category).toBe('other');
+    expect(() => compileBounceRules({ defaults: { permanent: 'other', temporary: 'other' }, rules: [{ id: 'bad', stage: 'DATA', category: 'other', why: 'test' }] })).toThrow(
+      /rules\[0\] \("bad"\): stage: /,
+    );
+  });
+});
+
 describe('classifyReply on real-world replies', () => {
   it('has a table worth trusting', () => {
     expect(ROWS.length).toBeGreaterThanOrEqual(150);
@@ -881,7 +1020,7 @@ describe('the rules file', () => {
   });
 
   it('every text rule decides at least one row of the table', () => {
-    const reached = new Set(ROWS.map((row) => classifyReply(row.reply).rule));
+    const reached = new Set([...ROWS, ...EXTRA_ROWS].map((row) => classifyReply(row.reply).rule));
     const unreached = defaultBounceRules()
       .rules.filter((rule) => rule.pattern !== null || rule.rawPattern !== null)
       .map((rule) => rule.id)
@@ -895,7 +1034,8 @@ describe('the rules file', () => {
       const [cls, subject, detail] = rule.enhancedCodes?.[0] ?? [null, null, null];
       const enhancedClass = cls ?? (code !== null && code < 500 ? 4 : 5);
       const enhancedCode = rule.enhancedCodes === null ? null : `${enhancedClass}.${subject ?? 99}.${detail ?? 99}`;
-      expect(classifyReply({ code, enhancedCode, text: 'x' }).rule, rule.id).toBe(rule.id);
+      const stage = rule.stages === null ? null : ([...rule.stages][0] ?? null);
+      expect(classifyReply({ code, enhancedCode, text: 'x', stage }).rule, rule.id).toBe(rule.id);
     }
   });
 });

@@ -133,6 +133,14 @@ describe('delivery to a routed next hop', () => {
     }
   });
 
+  it('reads a "user unknown" refusal at end of DATA as the recipient\'s filter (the address was accepted at RCPT TO)', async () => {
+    const mx = await fakeMx({ data: () => ({ code: 550, text: 'Unknown user' }) });
+    const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${mx.port}` } });
+    await submit(relay, ['filtered@example.test']);
+    await waitForStatuses(relay, { 'filtered@example.test': 'bounced' });
+    expect(eventsFor(relay, 'filtered@example.test').at(-1)).toMatchObject({ event: 'permanent_fail', code: 550, category: 'policy-related' });
+  });
+
   it('never sends to a suppressed address: drops it with permanent_fail (suppressed), and sends the rest', async () => {
     const mx = await fakeMx();
     const relay = await deliveringRelay({ routes: { 'example.test': `127.0.0.1:${mx.port}` } });

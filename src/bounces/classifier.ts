@@ -7,17 +7,17 @@
  */
 import { typeOfCategory, type BounceType, type Category, type Severity } from './categories.js';
 import { normalizeEnhancedCode, normalizeReplyCode, parseReply, type ParsedReply } from './reply-text.js';
-import { findRule, loadBounceRules, type BounceRule, type BounceRules, type RuleSubject } from './rules.js';
+import { findRule, loadBounceRules, type BounceRule, type BounceRules, type RuleSubject, type SmtpStage } from './rules.js';
 
-export { BounceRulesError, compileBounceRules, DEFAULT_BOUNCE_RULES_PATH, loadBounceRules } from './rules.js';
-export type { BounceRule, BounceRules } from './rules.js';
+export { BounceRulesError, compileBounceRules, DEFAULT_BOUNCE_RULES_PATH, loadBounceRules, SMTP_STAGES } from './rules.js';
+export type { BounceRule, BounceRules, CompileOptions } from './rules.js';
 
 /**
  * The SMTP command a reply answered, when known: `connection` (greeting, EHLO, TLS), `mail`
  * (MAIL FROM), `rcpt` (RCPT TO) or `data` (the DATA command or the end of the message). A refusal
  * at `data` came after the address was accepted at RCPT, so it is about the message, not the address.
  */
-export type SmtpStage = 'connection' | 'mail' | 'rcpt' | 'data';
+export type { SmtpStage };
 
 export interface ReplyInput {
   code?: number | null;
@@ -57,7 +57,9 @@ export function classifyReply(input: ReplyInput | string, rules: BounceRules = d
   const reply = normalizeInput(input);
   const enhanced = splitEnhancedCode(reply.enhancedCode);
   const raw = typeof input === 'string' ? input : input.text;
-  const subject: RuleSubject = { code: reply.code, enhanced, text: reply.text, raw };
+  // The caller's stage (delivery knows the command; a report reader may) wins over one the text names.
+  const stage = (typeof input === 'string' ? null : (input.stage ?? null)) ?? reply.stage;
+  const subject: RuleSubject = { code: reply.code, enhanced, text: reply.text, raw, stage };
   const rule = findRule(rules, subject);
   const severity = decideSeverity(reply.code, enhanced, rule);
   const category = rule?.category ?? rules.defaults[severity];
@@ -82,6 +84,7 @@ function normalizeInput(input: ReplyInput | string): ParsedReply {
     code: normalizeReplyCode(input.code) ?? parsed.code,
     enhancedCode: normalizeEnhancedCode(input.enhancedCode) ?? parsed.enhancedCode,
     text: parsed.text,
+    stage: parsed.stage,
   };
 }
 

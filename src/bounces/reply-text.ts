@@ -9,10 +9,14 @@
  * 5.1.1 ...'`).
  */
 
+import type { SmtpStage } from './rules.js';
+
 export interface ParsedReply {
   code: number | null;
   enhancedCode: string | null;
   text: string;
+  /** The SMTP command the text says the reply answered (Postfix, Exim, Sendmail wording), else null. */
+  stage: SmtpStage | null;
 }
 
 /** RFC 3464 §2.3.6 diagnostic-type: `smtp` or an `X-` extension such as `X-Postfix`. */
@@ -37,6 +41,38 @@ const CALLER_ENHANCED = /(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?![\d.])/;
 const WHITESPACE_RUN = /\s{2,}|[^\S ]/g;
 const LEADING_PUNCTUATION = /^[\s:;,-]+/;
 
+/**
+ * Where MTAs say which command a reply answered: Postfix `(in reply to RCPT TO command)` /
+ * `(in reply to end of DATA command)` (src/smtp/smtp_proto.c), Exim `SMTP error from remote mail
+ * server after RCPT TO:<x>` / `after end of data` / `after initial connection` (deliver.c,
+ * transports/smtp.c), Sendmail's transcript `>>> DATA` / `<<< 554 ...`, and Exchange/other NDRs'
+ * `... while talking to ...` is not specific, so not read.
+ */
+const STAGE_WORDING =
+  /\b(?:in reply to (?:the )?(end of data|data|rcpt to|rcpt|mail from|mail|ehlo|helo|starttls|quit)\b|after (end of data|data|rcpt to|mail from|initial connection|(?:sending )?(?:ehlo|helo|starttls|greeting))\b|>>> (data|rcpt to|mail from)\b)/i;
+const STAGE_OF: Readonly<Record<string, SmtpStage>> = {
+  'end of data': 'data',
+  data: 'data',
+  'rcpt to': 'rcpt',
+  rcpt: 'rcpt',
+  'mail from': 'mail',
+  mail: 'mail',
+  ehlo: 'connection',
+  helo: 'connection',
+  starttls: 'connection',
+  quit: 'connection',
+  'initial connection': 'connection',
+  greeting: 'connection',
+};
+
+/** The stage an MTA's wording names; cheap checks first, this runs once per failed recipient. */
+export function stageInText(text: string): SmtpStage | null {
+  if (!/after |reply to|>>> /i.test(text)) return null;
+  const match = STAGE_WORDING.exec(text);
+  const named = (match?.[1] ?? match?.[2] ?? match?.[3])?.toLowerCase().replace(/^sending /, '');
+  return named === undefined ? null : (STAGE_OF[named] ?? null);
+}
+
 interface LineStart {
   code: number | null;
   enhancedCode: string | null;
@@ -56,7 +92,7 @@ export function parseReply(raw: string): ParsedReply {
     const ses = SES_QUOTED_REPLY.exec(stripped);
     if (ses?.[2] !== undefined && ses[3] !== undefined) {
       const inner = parseReply(`${ses[2]} ${ses[3]}`);
-      return { ...inner, enhancedCode: inner.enhancedCode ?? ses[1] ?? null };
+      return { ...inner, enhancedCode: inner.enhancedCode ?? ses[1] ?? null, stage: inner.stage ?? stageInText(stripped) };
     }
   }
   const lines = splitLines(stripped);
@@ -74,7 +110,7 @@ export function parseReply(raw: string): ParsedReply {
   if (code !== null && lines.length === 1) text = removeFlattenedContinuations(text, code, enhancedCode);
   text = collapseWhitespace(text).replace(LEADING_PUNCTUATION, '').trim();
   const codes = findEmbeddedCodes(text, code, enhancedCode);
-  return { code: codes.code, enhancedCode: codes.enhancedCode, text };
+  return { code: codes.code, enhancedCode: codes.enhancedCode, text, stage: stageInText(text) };
 }
 
 // The checks before each regex below keep the common case (one line, no diagnostic type) cheap:

@@ -26,6 +26,12 @@ const replyCodeSchema = z.number().int().min(200).max(599);
 const severitySchema = z.enum(['permanent', 'temporary'], {
   error: (issue) => `unknown severity ${JSON.stringify(issue.input)}; expected "permanent" or "temporary"`,
 });
+/** The SMTP command a reply answered (classifier.ts `SmtpStage`). */
+export const SMTP_STAGES = ['connection', 'mail', 'rcpt', 'data'] as const;
+export type SmtpStage = (typeof SMTP_STAGES)[number];
+const stageSchema = z.enum(SMTP_STAGES, {
+  error: (issue) => `unknown stage ${JSON.stringify(issue.input)}; expected one of ${SMTP_STAGES.join(', ')}`,
+});
 const categorySchema = z.enum(CATEGORIES, {
   error: (issue) => `unknown category ${JSON.stringify(issue.input)}; expected one of ${CATEGORIES.join(', ')}`,
 });
@@ -34,6 +40,10 @@ const ruleSchema = z
   .strictObject({
     id: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'must be lower-case words joined by "-"'),
     why: z.string().trim().min(1, 'must say why the rule exists'),
+    // Optional for an operator's own rules; every rule shipped in config/ names one (a test checks).
+    source: z.string().trim().min(1, 'must name where the phrases come from (an RFC section, a provider document, an MTA source file)').optional(),
+    mta: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'must be a lower-case MTA or provider name, e.g. "exim", "office365"').optional(),
+    stage: z.union([stageSchema, z.array(stageSchema).min(1)]).optional(),
     code: z.union([replyCodeSchema, z.array(replyCodeSchema).min(1)]).optional(),
     enhancedCode: z.union([enhancedPatternSchema, z.array(enhancedPatternSchema).min(1)]).optional(),
     pattern: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
@@ -43,9 +53,10 @@ const ruleSchema = z
     retryInNewTransaction: z.literal(true).optional(),
   })
   .refine(
-    (rule) => rule.code !== undefined || rule.enhancedCode !== undefined || rule.pattern !== undefined || rule.rawPattern !== undefined,
+    (rule) =>
+      rule.code !== undefined || rule.enhancedCode !== undefined || rule.pattern !== undefined || rule.rawPattern !== undefined || rule.stage !== undefined,
     {
-      message: 'needs at least one of code, enhancedCode, pattern, rawPattern (a rule without conditions would match everything)',
+      message: 'needs at least one of code, enhancedCode, pattern, rawPattern, stage (a rule without conditions would match everything)',
     },
   );
 
@@ -64,6 +75,12 @@ type EnhancedPattern = readonly [EnhancedPart, EnhancedPart, EnhancedPart];
 export interface BounceRule {
   readonly id: string;
   readonly why: string;
+  /** Where the rule's phrases come from: an RFC section, a provider's document, an MTA source file. */
+  readonly source: string | null;
+  /** The one MTA or provider whose wording the rule exists for (corpus family name), or null when generic. */
+  readonly mta: string | null;
+  /** The SMTP stages the reply must have answered; a reply of unknown stage never matches. */
+  readonly stages: ReadonlySet<SmtpStage> | null;
   readonly category: Category;
   readonly severity: Severity | null;
   readonly retryInNewTransaction: boolean;
@@ -88,9 +105,19 @@ export interface RuleSubject {
   readonly text: string;
   /** The reply as received, before codes and a DSN diagnostic type were stripped. */
   readonly raw: string;
+  /** The SMTP command the reply answered, when known. */
+  readonly stage: SmtpStage | null;
 }
 
-export function loadBounceRules(path: string | URL = DEFAULT_BOUNCE_RULES_PATH): BounceRules {
+export interface CompileOptions {
+  /**
+   * Leave out the rules tagged with this `mta` (one name or several): what the rules would do on
+   * an MTA's bounces had they never been written from its wording (`eval:dsn --holdout-by family`).
+   */
+  withoutMta?: string | readonly string[];
+}
+
+export function loadBounceRules(path: string | URL = DEFAULT_BOUNCE_RULES_PATH, options: CompileOptions = {}): BounceRules {
   const source = path instanceof URL ? fileURLToPath(path) : path;
   let raw: string;
   try {
@@ -104,11 +131,12 @@ export function loadBounceRules(path: string | URL = DEFAULT_BOUNCE_RULES_PATH):
   } catch (error) {
     throw new BounceRulesError(`bounce rules ${source} are not valid JSON: ${(error as Error).message}`);
   }
-  return compileBounceRules(data, source);
+  return compileBounceRules(data, source, options);
 }
 
 /** Checks and compiles rules already parsed from JSON (tests and tools build them in memory). */
-export function compileBounceRules(data: unknown, source = '(in memory)'): BounceRules {
+export function compileBounceRules(data: unknown, source = '(in memory)', options: CompileOptions = {}): BounceRules {
+  const without = new Set(typeof options.withoutMta === 'string' ? [options.withoutMta] : (options.withoutMta ?? []));
   const file = fileSchema.safeParse(data);
   if (!file.success) throw new BounceRulesError(`bounce rules ${source}:\n  ${formatIssues(file.error.issues)}`);
   const problems: string[] = [];
@@ -125,7 +153,7 @@ export function compileBounceRules(data: unknown, source = '(in memory)'): Bounc
     if (earlier !== undefined) problems.push(`${label}: id is already used by rules[${earlier}]`);
     seenIds.set(parsed.data.id, index);
     const compiled = compileRule(parsed.data, label, problems);
-    if (compiled !== null) rules.push(compiled);
+    if (compiled !== null && (compiled.mta === null || !without.has(compiled.mta))) rules.push(compiled);
   });
   if (problems.length > 0) throw new BounceRulesError(`bounce rules ${source}:\n  ${problems.join('\n  ')}`);
   return { source, rules, defaults: file.data.defaults };
@@ -138,6 +166,9 @@ function compileRule(source: RuleSource, label: string, problems: string[]): Bou
   return {
     id: source.id,
     why: source.why,
+    source: source.source ?? null,
+    mta: source.mta ?? null,
+    stages: source.stage === undefined ? null : new Set(asArray(source.stage)),
     category: source.category,
     severity: source.severity ?? null,
     retryInNewTransaction: source.retryInNewTransaction === true,
@@ -198,6 +229,7 @@ export function findRule(rules: BounceRules, subject: RuleSubject): BounceRule |
 }
 
 function ruleMatches(rule: BounceRule, subject: RuleSubject): boolean {
+  if (rule.stages !== null && (subject.stage === null || !rule.stages.has(subject.stage))) return false;
   if (rule.codes !== null && (subject.code === null || !rule.codes.has(subject.code))) return false;
   if (rule.enhancedCodes !== null) {
     const enhanced = subject.enhanced;

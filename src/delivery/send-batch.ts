@@ -1,4 +1,4 @@
-import { classifyReply, type Classification } from '../bounces/classifier.js';
+import { classifyReply, type Classification, type SmtpStage } from '../bounces/classifier.js';
 import { localFailure } from './failure.js';
 import type { ConnectionPool, SmtpError } from './connection-pool.js';
 import type { NextHop } from './next-hop.js';
@@ -38,6 +38,23 @@ export interface BatchReport {
 /** Commands after which the host answered the transaction itself; before them, try the next host. */
 const TRANSACTION_COMMANDS = new Set(['MAIL FROM', 'RCPT TO', 'DATA']);
 
+/**
+ * The SMTP stage of a reply, from the command nodemailer names on its error: a refusal at DATA came
+ * after RCPT TO accepted the address, so the classifier reads it as about the message.
+ */
+export function stageOfCommand(command: string | undefined): SmtpStage | null {
+  if (command === 'RCPT TO') return 'rcpt';
+  if (command === 'DATA') return 'data';
+  if (command === 'MAIL FROM') return 'mail';
+  if (command === 'CONN' || command === 'EHLO' || command === 'HELO' || command === 'LHLO' || command === 'STARTTLS') return 'connection';
+  return null;
+}
+
+/** An SMTP error's reply, classified with the stage it answered. */
+function classifyResponse(response: string, command: string | undefined): Classification {
+  return classifyReply({ text: response, stage: stageOfCommand(command) });
+}
+
 function isHostLevel(error: SmtpError): boolean {
   return !TRANSACTION_COMMANDS.has(error.command ?? '');
 }
@@ -47,7 +64,7 @@ function hostFailure(error: SmtpError): Classification {
   if (error.response && error.responseCode) {
     // The host answered (a 421 greeting, a refused EHLO or AUTH): its words, but a host-level
     // refusal is never the recipient's fault, so it is retried rather than bounced.
-    const classified = classifyReply(error.response);
+    const classified = classifyResponse(error.response, error.command);
     if (error.command?.startsWith('AUTH')) return { ...classified, severity: 'temporary', type: 'soft', category: 'bad-configuration' };
     return classified.severity === 'temporary' ? classified : { ...classified, severity: 'temporary' };
   }
@@ -148,6 +165,6 @@ function transactionOutcomes(
 }
 
 function classifyError(error: SmtpError): Classification {
-  if (error.response) return classifyReply(error.response);
+  if (error.response) return classifyResponse(error.response, error.command);
   return hostFailure(error);
 }
