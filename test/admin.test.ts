@@ -625,7 +625,7 @@ describe('admin API: reports, queue, events and metrics of real traffic', () => 
     expect(csv.type).toBe('text/csv; charset=utf-8');
     expect(csv.headers.get('content-disposition')).toBe('attachment; filename="bounces-2000-01-01-2100-01-01.csv"');
     const lines = csv.text.trimEnd().split('\r\n');
-    expect(lines[0]).toBe('ip,bounce_text,amount,type,category,first_at,last_at');
+    expect(lines[0]).toBe('ip,bounce_text,amount,type,category,reason,first_at,last_at');
     expect(lines).toHaveLength(3); // the immediate and the delayed hard bounce
 
     const xlsx = await call(a, 'GET', '/v1/reports/bounces?since=2000-01-01&type=hard&format=xlsx');
@@ -635,7 +635,7 @@ describe('admin API: reports, queue, events and metrics of real traffic', () => 
     const workbook = new ExcelJS.Workbook();
     await workbook.xlsx.load(xlsx.bytes as unknown as ArrayBuffer);
     const sheet = workbook.getWorksheet('Bounces');
-    expect(sheet?.getRow(1).values).toEqual([undefined, 'from-domain', 'bounce_text', 'amount', 'type', 'category', 'first_at', 'last_at']);
+    expect(sheet?.getRow(1).values).toEqual([undefined, 'from-domain', 'bounce_text', 'amount', 'type', 'category', 'reason', 'first_at', 'last_at']);
     expect(sheet?.rowCount).toBe(3);
   });
 

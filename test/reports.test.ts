@@ -61,13 +61,17 @@ function scriptedReply(address: string, attempt: number): Reply | null {
   return null;
 }
 
-/** How Rebound classifies each scripted reply (checked against `rebound classify` by hand). */
-const CLASSIFIED: Record<number, { bounceType: string; category: string }> = {
-  550: { bounceType: 'hard', category: 'bad-mailbox' },
-  552: { bounceType: 'soft', category: 'quota-issues' },
-  452: { bounceType: 'soft', category: 'quota-issues' },
-  554: { bounceType: 'hard', category: 'spam-related' },
-  450: { bounceType: 'soft', category: 'other' },
+/**
+ * How Rebound classifies each scripted reply (checked against `rebound classify` by hand), and
+ * what the event's reason becomes: spam-related is hard but not in the default
+ * suppression.categories, so it is a block.
+ */
+const CLASSIFIED: Record<number, { bounceType: string; category: string; reason: string }> = {
+  550: { bounceType: 'hard', category: 'bad-mailbox', reason: 'bounced' },
+  552: { bounceType: 'soft', category: 'quota-issues', reason: 'bounced' },
+  452: { bounceType: 'soft', category: 'quota-issues', reason: 'deferred' },
+  554: { bounceType: 'hard', category: 'spam-related', reason: 'blocked' },
+  450: { bounceType: 'soft', category: 'other', reason: 'deferred' },
 };
 
 async function recordingMx(phase: () => 1 | 2): Promise<{ port: number; rcpts: RcptLog[]; accepted: Accepted[]; close(): Promise<void> }> {
@@ -137,6 +141,7 @@ interface Observation {
   ip: string;
   bounceType: string;
   category: string;
+  reason: string;
   text: string;
 }
 
@@ -159,7 +164,7 @@ function observations(rcpts: RcptLog[], accepted: Accepted[]): Observation[] {
       phase: entry.phase,
       ...about(entry.address),
       ip: entry.remoteAddress,
-      ...(expired ? { bounceType: 'soft', category: 'message-expired' } : (CLASSIFIED[entry.reply.code] as { bounceType: string; category: string })),
+      ...(expired ? { bounceType: 'soft', category: 'message-expired', reason: 'expired' } : (CLASSIFIED[entry.reply.code] as { bounceType: string; category: string; reason: string })),
       text: mask(expired ? `gave up after ${MAX_ATTEMPTS} attempts; last: ${reply}` : reply, entry.address),
     });
   }
@@ -172,6 +177,7 @@ function observations(rcpts: RcptLog[], accepted: Accepted[]): Observation[] {
     ip: delivery.remoteAddress,
     bounceType: 'hard',
     category: 'bad-mailbox',
+    reason: 'bounced',
     text: delayedText,
   });
   return result;
@@ -189,12 +195,12 @@ function expectedRows(all: Observation[], query: { groupBy: GroupBy; type: Bounc
     if (query.campaign !== null && o.campaign !== query.campaign) continue;
     if (query.type !== 'all' && o.bounceType !== query.type) continue;
     const group = { 'from-domain': o.fromDomain, ip: o.ip, 'recipient-domain': o.recipientDomain, category: o.category }[query.groupBy];
-    const key = JSON.stringify([group, o.text, o.bounceType, o.category]);
-    const row = rows.get(key) ?? { group, text: o.text, amount: 0, bounceType: o.bounceType, category: o.category };
+    const key = JSON.stringify([group, o.text, o.bounceType, o.category, o.reason]);
+    const row = rows.get(key) ?? { group, text: o.text, amount: 0, bounceType: o.bounceType, category: o.category, reason: o.reason };
     row.amount++;
     rows.set(key, row);
   }
-  return [...rows.values()].sort((a, b) => b.amount - a.amount || byText(a.group, b.group) || byText(a.text, b.text) || byText(a.category, b.category));
+  return [...rows.values()].sort((a, b) => b.amount - a.amount || byText(a.group, b.group) || byText(a.text, b.text) || byText(a.category, b.category) || byText(a.reason, b.reason));
 }
 
 const comparable = (rows: BouncesReportRow[]): Comparable[] => rows.map(({ firstAt: _f, lastAt: _l, ...rest }) => rest);
@@ -337,8 +343,9 @@ describe('the store the report reads (filled through the real paths)', () => {
       .prepare(`SELECT e.event, e.reason, e.source, count(*) AS n FROM events e WHERE e.event IN ('permanent_fail', 'temporary_fail') GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`)
       .all();
     expect(events).toEqual([
+      { event: 'permanent_fail', reason: 'blocked', source: 'immediate', n: 1 },
       { event: 'permanent_fail', reason: 'bounced', source: 'delayed', n: 1 },
-      { event: 'permanent_fail', reason: 'bounced', source: 'immediate', n: 7 },
+      { event: 'permanent_fail', reason: 'bounced', source: 'immediate', n: 6 },
       { event: 'permanent_fail', reason: 'expired', source: 'immediate', n: 1 },
       { event: 'permanent_fail', reason: 'suppressed', source: 'immediate', n: 1 },
       { event: 'temporary_fail', reason: null, source: 'immediate', n: 2 },
@@ -350,17 +357,18 @@ describe('bouncesReport', () => {
   it('defaults to soft bounces by from-domain: one row per group and bounce text, the recipient address masked', () => {
     const rows = bouncesReport(relay.db, parseBouncesQuery({ since: start.toISOString(), until: end.toISOString() }));
     expect(comparable(rows)).toEqual([
-      { group: 'shop.example', text: '552 5.2.2 <{recipient}>: Mailbox full', amount: 2, bounceType: 'soft', category: 'quota-issues' },
-      { group: '(none)', text: '552 5.2.2 <{recipient}>: Mailbox full', amount: 1, bounceType: 'soft', category: 'quota-issues' },
-      { group: 'bank.example', text: '450 4.2.1 <{recipient}>: Recipient address rejected: try again later', amount: 1, bounceType: 'soft', category: 'other' },
-      { group: 'bank.example', text: '552 5.2.2 <{recipient}>: Mailbox full', amount: 1, bounceType: 'soft', category: 'quota-issues' },
-      { group: 'shop.example', text: '452 4.2.2 <{recipient}>: Mailbox full, try again later', amount: 1, bounceType: 'soft', category: 'quota-issues' },
+      { group: 'shop.example', text: '552 5.2.2 <{recipient}>: Mailbox full', amount: 2, bounceType: 'soft', category: 'quota-issues', reason: 'bounced' },
+      { group: '(none)', text: '552 5.2.2 <{recipient}>: Mailbox full', amount: 1, bounceType: 'soft', category: 'quota-issues', reason: 'bounced' },
+      { group: 'bank.example', text: '450 4.2.1 <{recipient}>: Recipient address rejected: try again later', amount: 1, bounceType: 'soft', category: 'other', reason: 'deferred' },
+      { group: 'bank.example', text: '552 5.2.2 <{recipient}>: Mailbox full', amount: 1, bounceType: 'soft', category: 'quota-issues', reason: 'bounced' },
+      { group: 'shop.example', text: '452 4.2.2 <{recipient}>: Mailbox full, try again later', amount: 1, bounceType: 'soft', category: 'quota-issues', reason: 'deferred' },
       {
         group: 'shop.example',
         text: 'gave up after 2 attempts; last: 452 4.2.2 <{recipient}>: Mailbox full, try again later',
         amount: 1,
         bounceType: 'soft',
         category: 'message-expired',
+        reason: 'expired',
       },
     ]);
     for (const row of rows) {
@@ -371,10 +379,10 @@ describe('bouncesReport', () => {
 
   it('groups hard bounces by recipient domain and every bounce by category; the delayed one included, the suppressed drop not', () => {
     expect(comparable(bouncesReport(relay.db, query({ groupBy: 'recipient-domain', type: 'hard' })))).toEqual([
-      { group: 'alpha.test', text: '550 5.1.1 <{recipient}>: Recipient address rejected: User unknown', amount: 1, bounceType: 'hard', category: 'bad-mailbox' },
-      { group: 'alpha.test', text: '554 5.7.1 Message rejected as spam', amount: 1, bounceType: 'hard', category: 'spam-related' },
-      { group: 'beta.test', text: delayedText, amount: 1, bounceType: 'hard', category: 'bad-mailbox' },
-      { group: 'beta.test', text: '550 5.1.1 <{recipient}>: Recipient address rejected: User unknown', amount: 1, bounceType: 'hard', category: 'bad-mailbox' },
+      { group: 'alpha.test', text: '550 5.1.1 <{recipient}>: Recipient address rejected: User unknown', amount: 1, bounceType: 'hard', category: 'bad-mailbox', reason: 'bounced' },
+      { group: 'alpha.test', text: '554 5.7.1 Message rejected as spam', amount: 1, bounceType: 'hard', category: 'spam-related', reason: 'blocked' },
+      { group: 'beta.test', text: delayedText, amount: 1, bounceType: 'hard', category: 'bad-mailbox', reason: 'bounced' },
+      { group: 'beta.test', text: '550 5.1.1 <{recipient}>: Recipient address rejected: User unknown', amount: 1, bounceType: 'hard', category: 'bad-mailbox', reason: 'bounced' },
     ]);
     const byCategory = bouncesReport(relay.db, query({ groupBy: 'category', type: 'all' }));
     expect(byCategory.map((r) => [r.group, r.amount])).toEqual([
@@ -423,15 +431,16 @@ describe('bouncesReport', () => {
 
   it('filters by campaign: spring is M1, M2 and M6; mail without a campaign is only in "all campaigns"', () => {
     expect(comparable(bouncesReport(relay.db, query({ campaign: 'spring', groupBy: 'recipient-domain', type: 'all' })))).toEqual([
-      { group: 'alpha.test', text: '552 5.2.2 <{recipient}>: Mailbox full', amount: 2, bounceType: 'soft', category: 'quota-issues' },
-      { group: 'alpha.test', text: '550 5.1.1 <{recipient}>: Recipient address rejected: User unknown', amount: 1, bounceType: 'hard', category: 'bad-mailbox' },
-      { group: 'beta.test', text: '452 4.2.2 <{recipient}>: Mailbox full, try again later', amount: 1, bounceType: 'soft', category: 'quota-issues' },
+      { group: 'alpha.test', text: '552 5.2.2 <{recipient}>: Mailbox full', amount: 2, bounceType: 'soft', category: 'quota-issues', reason: 'bounced' },
+      { group: 'alpha.test', text: '550 5.1.1 <{recipient}>: Recipient address rejected: User unknown', amount: 1, bounceType: 'hard', category: 'bad-mailbox', reason: 'bounced' },
+      { group: 'beta.test', text: '452 4.2.2 <{recipient}>: Mailbox full, try again later', amount: 1, bounceType: 'soft', category: 'quota-issues', reason: 'deferred' },
       {
         group: 'beta.test',
         text: 'gave up after 2 attempts; last: 452 4.2.2 <{recipient}>: Mailbox full, try again later',
         amount: 1,
         bounceType: 'soft',
         category: 'message-expired',
+        reason: 'expired',
       },
     ]);
     expect(bouncesReport(relay.db, query({ campaign: 'Spring', type: 'all' }))).toEqual([]); // ids are compared exactly
@@ -460,7 +469,7 @@ describe('a relay without delivery.localAddresses', () => {
       await nodemailer.createTransport({ host: '127.0.0.1', port: plain.port, ignoreTLS: true }).sendMail({ from: 'news@shop.example', to: 'nobody@alpha.test', subject: 'hi', text: 'hi' });
       await waitFor('the bounce', () => plain.db.prepare('SELECT status FROM recipients').get() as { status: string }, (row) => row.status === 'bounced');
       const rows = bouncesReport(plain.db, { since, until: new Date(Date.now() + 1000), campaign: null, groupBy: 'ip', type: 'hard' });
-      expect(comparable(rows)).toEqual([{ group: '(none)', text: '550 5.1.1 User unknown', amount: 1, bounceType: 'hard', category: 'bad-mailbox' }]);
+      expect(comparable(rows)).toEqual([{ group: '(none)', text: '550 5.1.1 User unknown', amount: 1, bounceType: 'hard', category: 'bad-mailbox', reason: 'bounced' }]);
     } finally {
       await plain.stop();
       await reject.close();
@@ -476,7 +485,7 @@ describe('docs/reports.md', () => {
     const period = sql.replace("'2026-11-01'", `'${start.toISOString()}'`).replace("'2026-12-01'", `'${end.toISOString()}'`);
     const rows = relay.db.prepare(period).all() as Array<Record<string, unknown>>;
     expect(rows).toEqual(
-      bouncesReport(relay.db, query()).map((r) => ({ group: r.group, bounce_text: r.text, amount: r.amount, type: r.bounceType, category: r.category, first_at: r.firstAt, last_at: r.lastAt })),
+      bouncesReport(relay.db, query()).map((r) => ({ group: r.group, bounce_text: r.text, amount: r.amount, type: r.bounceType, category: r.category, reason: r.reason, first_at: r.firstAt, last_at: r.lastAt })),
     );
     expect(rows.length).toBeGreaterThan(3);
   });
@@ -549,18 +558,18 @@ describe('parseBouncesQuery', () => {
 
 describe('CSV and XLSX', () => {
   const sample: BouncesReportRow[] = [
-    { group: 'shop.example', text: '550 5.1.1 "quoted", with a comma\r\nand a second line', amount: 3, bounceType: 'hard', category: 'bad-mailbox', firstAt: '2026-11-01T00:00:00.000Z', lastAt: '2026-11-02T00:00:00.000Z' },
-    { group: 'bank.example', text: '=HYPERLINK("http://evil.example")', amount: 1, bounceType: 'soft', category: 'other', firstAt: '2026-11-03T00:00:00.000Z', lastAt: '2026-11-03T00:00:00.000Z' },
+    { group: 'shop.example', text: '550 5.1.1 "quoted", with a comma\r\nand a second line', amount: 3, bounceType: 'hard', category: 'bad-mailbox', reason: 'bounced', firstAt: '2026-11-01T00:00:00.000Z', lastAt: '2026-11-02T00:00:00.000Z' },
+    { group: 'bank.example', text: '=HYPERLINK("http://evil.example")', amount: 1, bounceType: 'soft', category: 'other', reason: 'deferred', firstAt: '2026-11-03T00:00:00.000Z', lastAt: '2026-11-03T00:00:00.000Z' },
   ];
   const sampleQuery: BouncesReportQuery = { since: new Date('2026-11-01T00:00:00Z'), until: new Date('2026-12-01T00:00:00Z'), campaign: 'spring', groupBy: 'from-domain', type: 'all' };
 
   it('writes RFC 4180: header row, CRLF line ends, quotes doubled, formulas neutralised', () => {
     expect(bouncesCsv(sample, sampleQuery)).toBe(
-      'from-domain,bounce_text,amount,type,category,first_at,last_at\r\n' +
-        'shop.example,"550 5.1.1 ""quoted"", with a comma\r\nand a second line",3,hard,bad-mailbox,2026-11-01T00:00:00.000Z,2026-11-02T00:00:00.000Z\r\n' +
-        `bank.example,"'=HYPERLINK(""http://evil.example"")",1,soft,other,2026-11-03T00:00:00.000Z,2026-11-03T00:00:00.000Z\r\n`,
+      'from-domain,bounce_text,amount,type,category,reason,first_at,last_at\r\n' +
+        'shop.example,"550 5.1.1 ""quoted"", with a comma\r\nand a second line",3,hard,bad-mailbox,bounced,2026-11-01T00:00:00.000Z,2026-11-02T00:00:00.000Z\r\n' +
+        `bank.example,"'=HYPERLINK(""http://evil.example"")",1,soft,other,deferred,2026-11-03T00:00:00.000Z,2026-11-03T00:00:00.000Z\r\n`,
     );
-    expect(bouncesCsv([], { ...sampleQuery, groupBy: 'category' })).toBe('category,bounce_text,amount,type,first_at,last_at\r\n');
+    expect(bouncesCsv([], { ...sampleQuery, groupBy: 'category' })).toBe('category,bounce_text,amount,type,reason,first_at,last_at\r\n');
   });
 
   it('keeps an XLSX cell readable when a remote server put control characters in its text', async () => {
@@ -582,10 +591,10 @@ describe('rebound report bounces', () => {
       stdout: [
         `hard bounces from ${start.toISOString()} to ${end.toISOString()} (excluded), all campaigns, grouped by category`,
         '',
-        'category      amount  type  bounce_text',
-        'bad-mailbox        2  hard  550 5.1.1 <{recipient}>: Recipient address rejected: User unknown',
-        `bad-mailbox        1  hard  ${delayedText}`,
-        'spam-related       1  hard  554 5.7.1 Message rejected as spam',
+        'category      amount  type  reason   bounce_text',
+        'bad-mailbox        2  hard  bounced  550 5.1.1 <{recipient}>: Recipient address rejected: User unknown',
+        `bad-mailbox        1  hard  bounced  ${delayedText}`,
+        'spam-related       1  hard  blocked  554 5.7.1 Message rejected as spam',
         '',
         '4 bounces in 3 rows',
         '',
@@ -599,7 +608,7 @@ describe('rebound report bounces', () => {
     for (const groupBy of ['from-domain', 'ip', 'recipient-domain', 'category'] as const) {
       const result = await rebound(['report', 'bounces', ...period(), '--group-by', groupBy, '--type', 'all', '--format', 'csv']);
       expect(result.code).toBe(0);
-      expect(result.stdout.split('\r\n')[0]).toBe(`${groupBy},bounce_text,amount,type,${groupBy === 'category' ? '' : 'category,'}first_at,last_at`);
+      expect(result.stdout.split('\r\n')[0]).toBe(`${groupBy},bounce_text,amount,type,${groupBy === 'category' ? '' : 'category,'}reason,first_at,last_at`);
       expect(result.stdout.endsWith('\r\n')).toBe(true);
       expect(result.stdout.replace(/\r\n/g, '')).not.toMatch(/[\r\n]/);
       const records = parse(result.stdout, { columns: true }) as Array<Record<string, string>>;
@@ -611,6 +620,7 @@ describe('rebound report bounces', () => {
           amount: String(row.amount),
           type: row.bounceType,
           ...(groupBy === 'category' ? {} : { category: row.category }),
+          reason: row.reason,
           first_at: row.firstAt,
           last_at: row.lastAt,
         })),
@@ -637,10 +647,10 @@ describe('rebound report bounces', () => {
       const sheet = workbook.getWorksheet('Bounces');
       if (!sheet) throw new Error('no Bounces sheet');
       const values = (n: number): unknown[] => (sheet.getRow(n).values as unknown[]).slice(1);
-      expect(values(1)).toEqual(['ip', 'bounce_text', 'amount', 'type', 'category', 'first_at', 'last_at']);
+      expect(values(1)).toEqual(['ip', 'bounce_text', 'amount', 'type', 'category', 'reason', 'first_at', 'last_at']);
       expect(sheet.rowCount).toBe(rows.length + 1);
       expect(Array.from({ length: rows.length }, (_, i) => values(i + 2))).toEqual(
-        rows.map((row) => [row.group, row.text, row.amount, row.bounceType, row.category, row.firstAt, row.lastAt]),
+        rows.map((row) => [row.group, row.text, row.amount, row.bounceType, row.category, row.reason, row.firstAt, row.lastAt]),
       );
       const about = workbook.getWorksheet('Report');
       if (!about) throw new Error('no Report sheet');

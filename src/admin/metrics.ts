@@ -1,7 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { storeHealthOf } from '../store/store-health.js';
-import { CATEGORIES, typeOfCategory } from '../bounces/categories.js';
+import { CATEGORIES, HARD_CATEGORIES, typeOfCategory } from '../bounces/categories.js';
 import type { Database } from '../store/database.js';
 
 /** The delivery resolver's health, as the delivery stage's canary check sees it. */
@@ -77,6 +77,7 @@ export class StoreMetrics {
   private readonly recipientsAccepted: Counter;
   private readonly delivered: Counter;
   private readonly bounced: Counter<'category' | 'type' | 'source'>;
+  private readonly blocked: Counter<'category' | 'source'>;
   private readonly deferred: Counter<'category'>;
   private readonly suppressed: Counter;
   private readonly complaints: Counter;
@@ -136,8 +137,15 @@ export class StoreMetrics {
     this.delivered = new Counter({ name: 'rebound_delivered_total', help: 'Recipients delivered (the MX accepted) since the relay started', registers, collect });
     this.bounced = new Counter({
       name: 'rebound_bounced_total',
-      help: 'Recipients that bounced (permanent_fail: bounced or expired) since the relay started, by category, type (hard/soft) and source (immediate/delayed)',
+      help: 'Recipients that bounced (permanent_fail: bounced or expired; blocks are counted in rebound_blocked_total) since the relay started, by category, type (hard/soft) and source (immediate/delayed)',
       labelNames: ['category', 'type', 'source'] as const,
+      registers,
+      collect,
+    });
+    this.blocked = new Counter({
+      name: 'rebound_blocked_total',
+      help: 'Recipients whose mail was blocked (permanent_fail: blocked, a hard failure about the sender or the message, not suppressed) since the relay started, by category and source (immediate/delayed)',
+      labelNames: ['category', 'source'] as const,
       registers,
       collect,
     });
@@ -194,6 +202,7 @@ export class StoreMetrics {
       for (const source of ['immediate', 'delayed']) this.bounced.inc({ category, type: typeOfCategory(category), source }, 0);
       this.deferred.inc({ category }, 0);
     }
+    for (const category of HARD_CATEGORIES) for (const source of ['immediate', 'delayed']) this.blocked.inc({ category, source }, 0);
     for (const kind of INBOUND_KINDS) this.inboundReports.inc({ kind }, 0);
     this.depth.set({ status: 'queued' }, 0);
     this.depth.set({ status: 'deferred' }, 0);
@@ -265,6 +274,7 @@ export class StoreMetrics {
           break;
         case 'permanent_fail':
           if (group.reason === 'suppressed') this.suppressed.inc(group.n);
+          else if (group.reason === 'blocked') this.blocked.inc({ category: group.category ?? 'none', source: group.source ?? 'immediate' }, group.n);
           else this.bounced.inc({ category: group.category ?? 'none', type: group.bounceType ?? 'none', source: group.source ?? 'immediate' }, group.n);
           break;
         case 'complained':

@@ -6,6 +6,7 @@ import { GroupCommit } from '../store/group-commit.js';
 import { storeHealthOf, type StoreProblem } from '../store/store-health.js';
 import type { WalSync } from '../store/wal-sync.js';
 import { SuppressionLists } from '../suppressions/lists.js';
+import { SuppressionPolicy } from '../suppressions/policy.js';
 import { isExpired, nextRetry } from './retry-policy.js';
 import type { BatchReport, DeliveryBatch, HostTry, RecipientOutcome } from './send-batch.js';
 import { localFailure } from './failure.js';
@@ -28,7 +29,7 @@ export type ClaimedBatch = Omit<DeliveryBatch, 'content'>;
 
 export interface EventFields {
   event: 'delivered' | 'temporary_fail' | 'permanent_fail';
-  reason?: 'bounced' | 'expired' | 'suppressed' | null;
+  reason?: 'bounced' | 'blocked' | 'expired' | 'suppressed' | null;
   detail: string | null;
   classification: Classification | null;
   /** The try the event is about: where it went out from and to. */
@@ -60,7 +61,7 @@ export class DeliveryState {
   private readonly suppressions: SuppressionLists;
   private readonly claimTransaction: (now: Date, perDomain: number, limit: number) => ClaimResult;
   private readonly results: GroupCommit<{ batch: DeliveryBatch; report: BatchReport; now: Date }>;
-  private readonly suppressCategories: Set<string>;
+  private readonly policy: SuppressionPolicy;
   /** List-Unsubscribe names one recipient, so with it each transaction carries one recipient. */
   private readonly batchSize: number;
 
@@ -70,7 +71,7 @@ export class DeliveryState {
     walSync: WalSync | null = null,
   ) {
     this.suppressions = new SuppressionLists(db);
-    this.suppressCategories = new Set(config.suppression.categories);
+    this.policy = new SuppressionPolicy(config.suppression.categories);
     this.batchSize = config.unsubscribe.enabled ? 1 : config.delivery.batchSize;
     // Due recipients, oldest due first, read in the order of the recipients_due index, so a claim
     // reads about as many rows as it takes however long the queue is.
@@ -297,8 +298,11 @@ export class DeliveryState {
     const reply = describe(failure);
     if (failure.severity === 'permanent') {
       this.writeAttempt(batch, recipientId, outcome.at, 'permanent_fail', failure, null);
-      this.finish(recipientId, batch.messageId, 'bounced', attempts, reply, at, { event: 'permanent_fail', reason: 'bounced', detail: reply, classification: failure, at: outcome.at });
-      if (this.suppressCategories.has(failure.category)) {
+      // A block (hard, but about the sender or the message) ends the recipient like a bounce;
+      // only the event's reason and the bounces list tell them apart.
+      const reason = this.policy.reasonOf(failure);
+      this.finish(recipientId, batch.messageId, 'bounced', attempts, reply, at, { event: 'permanent_fail', reason, detail: reply, classification: failure, at: outcome.at });
+      if (this.policy.suppresses(failure)) {
         this.suppressions.add({ address, type: 'bounces', source: 'immediate', evidence: failure, queueId: batch.queueId, at, actor: 'relay' });
       }
       return;

@@ -1,16 +1,36 @@
 import type { Database, Statement } from 'better-sqlite3';
 import { normalizeAddress } from '../address.js';
-import { classifyReply, type Classification } from '../bounces/classifier.js';
+import type { BounceType, Category, Severity } from '../bounces/categories.js';
+import type { Classification } from '../bounces/classifier.js';
+import { parseReply } from '../bounces/reply-text.js';
 import { readReturnPath, type VerpSettings } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
 import { SuppressionLists } from '../suppressions/lists.js';
+import { SuppressionPolicy } from '../suppressions/policy.js';
+
+/**
+ * One recipient of a parsed report, with the parser's classification (null for recipients that
+ * did not fail). The applier stores that classification as it is, never classifies again, so
+ * what is stored is what `rebound parse` prints.
+ */
+export interface RecipientToApply {
+  recipient: string | null;
+  action: string | null;
+  status: string | null;
+  diagnosticCode: string | null;
+  severity: Severity | null;
+  type: BounceType | null;
+  category: Category | null;
+}
 
 /** What applying needs of a parsed report (the parser's ParsedReport has these and more). */
 export interface ReportToApply {
   kind: 'bounce' | 'delay' | 'complaint' | 'autoreply' | 'delivered' | 'unknown';
-  recipients: ReadonlyArray<{ recipient: string | null; action: string | null; status: string | null; diagnosticCode: string | null }>;
+  recipients: ReadonlyArray<RecipientToApply>;
   original: { messageId: string | null; returnPath?: string | null };
 }
+
+const NO_RECIPIENT: RecipientToApply = { recipient: null, action: null, status: null, diagnosticCode: null, severity: null, type: null, category: null };
 
 interface RecipientRow {
   id: number;
@@ -63,7 +83,7 @@ export class ReportApplier {
   private readonly insertEvent: Statement;
   private readonly deliveringAttempt: Statement;
   private readonly suppressions: SuppressionLists;
-  private readonly suppressCategories: Set<string>;
+  private readonly policy: SuppressionPolicy;
   private readonly applyTransaction: (reportId: number, report: ReportToApply, envelope: ReportEnvelope) => string;
 
   constructor(
@@ -88,7 +108,7 @@ export class ReportApplier {
     this.deliveringAttempt = db.prepare(`
       SELECT local_ip AS localIp, mx_host AS mxHost FROM attempts WHERE recipient_id = ? AND outcome = 'delivered' ORDER BY id DESC LIMIT 1`);
     this.suppressions = new SuppressionLists(db);
-    this.suppressCategories = new Set(config.suppression.categories);
+    this.policy = new SuppressionPolicy(config.suppression.categories);
     this.applyTransaction = db.transaction((reportId: number, report: ReportToApply, envelope: ReportEnvelope) =>
       this.applyNow(reportId, report, envelope),
     );
@@ -117,7 +137,7 @@ export class ReportApplier {
     const transaction = this.transactionOf(tokenRow, token.returnPath);
     const at = new Date().toISOString();
     const done: string[] = [];
-    const entries = report.recipients.length > 0 ? report.recipients : [{ recipient: null, action: null, status: null, diagnosticCode: null }];
+    const entries = report.recipients.length > 0 ? report.recipients : [NO_RECIPIENT];
     for (const entry of entries) {
       const row = this.match(entry.recipient, transaction, tokenRow, entries.length);
       if (!row) {
@@ -175,11 +195,12 @@ export class ReportApplier {
     return undefined;
   }
 
-  private applyOne(reportId: number, kind: ReportToApply['kind'], entry: ReportToApply['recipients'][number], row: RecipientRow, at: string): string {
-    const classification = classifyReply({ enhancedCode: entry.status, text: entry.diagnosticCode ?? '' });
+  private applyOne(reportId: number, kind: ReportToApply['kind'], entry: RecipientToApply, row: RecipientRow, at: string): string {
+    const classification = classificationOf(entry);
     const detail = [entry.status, entry.diagnosticCode].filter(Boolean).join(' ') || null;
     if (kind === 'complaint') {
-      this.suppressions.add({ address: row.address, type: 'complaints', source: 'delayed', evidence: classification, queueId: row.queueId, at, actor: 'relay' });
+      const evidence = classification ?? { enhancedCode: entry.status, text: entry.diagnosticCode };
+      this.suppressions.add({ address: row.address, type: 'complaints', source: 'delayed', evidence, queueId: row.queueId, at, actor: 'relay' });
       this.event(at, 'complained', row, detail, null, null, reportId);
       return 'complained; added to complaints';
     }
@@ -189,15 +210,18 @@ export class ReportApplier {
       return 'delayed';
     }
     if (action !== '' && action !== 'failed') return `not a failure (${action})`;
-    // The remote MTA gave up: for us the delivery failed for good, whatever class its Status has.
-    const failure: Classification = { ...classification, severity: 'permanent' };
+    // The remote MTA gave up: for us the delivery failed for good (permanent_fail, never retried),
+    // whatever class its Status has; the event keeps the report's own severity, and only a
+    // failure the report itself calls permanent can put the address on the bounces list.
+    const reason = classification ? this.policy.reasonOf(classification) : 'bounced';
     this.setStatus.run('bounced', detail, at, row.id);
-    this.event(at, 'permanent_fail', row, detail, 'bounced', failure, reportId);
-    if (this.suppressCategories.has(failure.category) && classification.severity === 'permanent') {
-      this.suppressions.add({ address: row.address, type: 'bounces', source: 'delayed', evidence: failure, queueId: row.queueId, at, actor: 'relay' });
-      return `bounced (${failure.category}); added to bounces`;
+    this.event(at, 'permanent_fail', row, detail, reason, classification, reportId);
+    if (classification && this.policy.suppresses(classification)) {
+      this.suppressions.add({ address: row.address, type: 'bounces', source: 'delayed', evidence: classification, queueId: row.queueId, at, actor: 'relay' });
+      return `bounced (${classification.category}); added to bounces`;
     }
-    return `bounced (${failure.category}, ${failure.type})`;
+    if (!classification) return 'bounced (not classified)';
+    return `${reason} (${classification.category}, ${classification.type})`;
   }
 
   private event(at: string, event: string, row: RecipientRow, detail: string | null, reason: string | null, c: Classification | null, reportId: number): void {
@@ -208,4 +232,23 @@ export class ReportApplier {
       reportId, sent?.localIp ?? null, sent?.mxHost ?? null,
     );
   }
+}
+
+/**
+ * The parser's classification of a recipient, as the event and the suppression store it: the
+ * parser's severity, type, category and Status; the reply code and text read from the
+ * Diagnostic-Code it classified (reading, not classifying again). Null when the parser did not
+ * classify the recipient (it did not fail).
+ */
+export function classificationOf(entry: RecipientToApply): Classification | null {
+  if (entry.severity === null || entry.type === null || entry.category === null) return null;
+  const reply = entry.diagnosticCode ? parseReply(entry.diagnosticCode) : null;
+  return {
+    severity: entry.severity,
+    type: entry.type,
+    category: entry.category,
+    code: reply?.code ?? null,
+    enhancedCode: entry.status ?? reply?.enhancedCode ?? null,
+    text: reply?.text ?? '',
+  };
 }

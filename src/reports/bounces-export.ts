@@ -10,8 +10,8 @@ export interface BouncesColumn {
 
 /**
  * The columns every format shows, in order: the group (headed by what it is), the bounce text,
- * the amount, then type, category and the first and last bounce. Grouped by category, the
- * category column would repeat the group, so it is left out.
+ * the amount, then type, category, reason (bounced, blocked, expired, deferred) and the first and
+ * last bounce. Grouped by category, the category column would repeat the group, so it is left out.
  */
 export function bouncesColumns(groupBy: GroupBy): BouncesColumn[] {
   const columns: BouncesColumn[] = [
@@ -20,6 +20,7 @@ export function bouncesColumns(groupBy: GroupBy): BouncesColumn[] {
     { key: 'amount', header: 'amount' },
     { key: 'bounceType', header: 'type' },
     { key: 'category', header: 'category' },
+    { key: 'reason', header: 'reason' },
     { key: 'firstAt', header: 'first_at' },
     { key: 'lastAt', header: 'last_at' },
   ];
@@ -50,7 +51,7 @@ function printable(value: string): string {
 export function bouncesTable(rows: readonly BouncesReportRow[], query: BouncesReportQuery): string {
   const title = describeBouncesQuery(query);
   if (rows.length === 0) return `${title}\n\nno bounces in this period\n`;
-  const keys: Array<keyof BouncesReportRow> = ['group', 'amount', 'bounceType', 'category', 'text'];
+  const keys: Array<keyof BouncesReportRow> = ['group', 'amount', 'bounceType', 'category', 'reason', 'text'];
   const columns = keys
     .map((key) => bouncesColumns(query.groupBy).find((column) => column.key === key))
     .filter((column): column is BouncesColumn => column !== undefined);

@@ -5,7 +5,8 @@ import { OperatorError } from '../errors.js';
  * The bounces report: bounces in a period, for one campaign or all, grouped by the From domain,
  * the sending IP, the recipient domain or the category; one row per group and bounce text, with
  * the number of bounces. Read from the `v_bounces` view (migration 4): one row per
- * `permanent_fail` or `temporary_fail` event, suppressed drops left out. A recipient tried three
+ * `permanent_fail` or `temporary_fail` event, suppressed drops left out; its reason tells a block
+ * (hard, about the sender or the message, not suppressed) from a bounce. A recipient tried three
  * times before it expired counts three bounces (two deferrals and the expiry), as the seeds count.
  *
  * The CLI (`rebound report bounces`) and the admin API both call this module; see docs/reports.md.
@@ -39,6 +40,12 @@ export interface BouncesReportRow {
   bounceType: string;
   /** One of the 17 bounce categories. */
   category: string;
+  /**
+   * What became of the recipient: `bounced`, `blocked` (a hard failure about the sender or the
+   * message, not suppressed: see suppression.categories), `expired`, or `deferred` for a
+   * temporary failure that was retried.
+   */
+  reason: string;
   /** The first and the last bounce of the row in the period (ISO-8601 UTC). */
   firstAt: string;
   lastAt: string;
@@ -51,6 +58,8 @@ export class ReportQueryError extends OperatorError {
 
 /** What the group value and the bounce text show when the store has nothing for them. */
 export const NONE = '(none)';
+/** The reason column of a temporary failure (a temporary_fail event has no reason of its own). */
+export const DEFERRED = 'deferred';
 /** What the recipient's own address becomes in the bounce text. */
 export const RECIPIENT_PLACEHOLDER = '{recipient}';
 
@@ -155,6 +164,7 @@ interface RawRow {
   bounce_text: string;
   bounce_type: string;
   category: string;
+  reason: string;
   amount: number;
   first_at: string;
   last_at: string;
@@ -169,13 +179,14 @@ export function bouncesSql(groupBy: GroupBy, withCampaign: boolean, withType: bo
            coalesce(nullif(replace(text, address, '${RECIPIENT_PLACEHOLDER}'), ''), '${NONE}') AS bounce_text,
            coalesce(bounce_type, '${NONE}') AS bounce_type,
            coalesce(category, '${NONE}') AS category,
+           coalesce(reason, '${DEFERRED}') AS reason,
            count(*) AS amount,
            min(at) AS first_at,
            max(at) AS last_at
       FROM v_bounces
      WHERE at >= @since AND at < @until${withCampaign ? '\n       AND campaign_id = @campaign' : ''}${withType ? '\n       AND bounce_type = @type' : ''}
-     GROUP BY 1, 2, 3, 4
-     ORDER BY amount DESC, grp, bounce_text, category`;
+     GROUP BY 1, 2, 3, 4, 5
+     ORDER BY amount DESC, grp, bounce_text, category, reason`;
 }
 
 const statements = new WeakMap<Database, Map<string, Statement>>();
@@ -210,6 +221,7 @@ export function bouncesReport(db: Database, query: BouncesReportQuery): BouncesR
     amount: row.amount,
     bounceType: row.bounce_type,
     category: row.category,
+    reason: row.reason,
     firstAt: row.first_at,
     lastAt: row.last_at,
   }));

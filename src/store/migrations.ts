@@ -281,6 +281,19 @@ export const MIGRATIONS: readonly string[] = [
   -- row, whose raw bytes come before applied_at.
   CREATE INDEX inbound_reports_unapplied ON inbound_reports (id) WHERE applied_at IS NULL AND parse_status <> 'failed';
   `,
+  `
+  -- The bounces report tells blocks from bounces: v_bounces gains the event's reason (bounced,
+  -- blocked, expired; NULL for a temporary_fail), appended so older column positions hold.
+  DROP VIEW v_bounces;
+  CREATE VIEW v_bounces AS
+  SELECT e.at, e.source, e.severity, e.bounce_type, e.category, e.code, e.enhanced_code, e.detail AS text,
+         e.local_ip, e.mx_host, r.address, r.domain AS recipient_domain, m.queue_id, m.from_domain,
+         m.campaign_id, m.subject, e.reason
+    FROM events e
+    JOIN recipients r ON r.id = e.recipient_id
+    JOIN messages m ON m.id = e.message_id
+   WHERE e.event IN ('permanent_fail', 'temporary_fail') AND coalesce(e.reason, '') <> 'suppressed';
+  `,
 ];
 
 export class SchemaTooNewError extends OperatorError {

@@ -54,7 +54,8 @@ const SUPPRESSION_CODES: Record<string, number> = { 'suppress-bounce': 605, 'sup
 
 /**
  * The failure's Mailgun `reason`. Our permanent_fail reasons: bounced (the MX, now or later in a
- * DSN, refused) → "bounce"; expired (retries ran out, or the message aged out before a try) →
+ * DSN, refused) and blocked (the same, for the sender or the message; `rebound.reason` keeps the
+ * difference, as Mailgun has no word for it) → "bounce"; expired (retries ran out, or the message aged out before a try) →
  * "old"; suppressed (the address is on a list) → "suppress-bounce" | "suppress-complaint" |
  * "suppress-unsubscribe" by the list named in the event. Every temporary failure → "generic".
  */

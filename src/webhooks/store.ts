@@ -70,7 +70,7 @@ const attemptNoSql = `
     THEN min(r.attempts, (SELECT count(*) FROM events c
                            WHERE c.recipient_id = e.recipient_id AND c.id <= e.id AND c.source = 'immediate'
                              AND c.event IN ('delivered', 'temporary_fail', 'permanent_fail')
-                             AND coalesce(c.reason, 'bounced') = 'bounced'))
+                             AND coalesce(c.reason, 'bounced') IN ('bounced', 'blocked')))
     ELSE r.attempts
   END`;
 
