@@ -14,7 +14,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseReport, type ParsedReport, type ReportRecipient } from '../src/bounces/report/index.js';
+import type { BounceRules } from '../src/bounces/classifier.js';
+import { parseReport, type ParsedReport, type ReportPatterns, type ReportRecipient } from '../src/bounces/report/index.js';
 
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const DEFAULT_CORPUS_DIR = resolve(PROJECT_ROOT, '../shared/corpus/dsn');
@@ -73,8 +74,24 @@ export function readCorpus(dir = DEFAULT_CORPUS_DIR): { entries: CorpusEntry[]; 
 
 const NOT_A_BOUNCE = new Set(['unknown', 'success']);
 
-export async function scoreCorpus(dir = DEFAULT_CORPUS_DIR): Promise<CorpusScore> {
+/** What the parser is given while scoring; the defaults are config/bounce-rules.json and config/ndr-patterns.json. */
+export interface ScoreOptions {
+  rules?: BounceRules;
+  patterns?: ReportPatterns;
+}
+
+export async function scoreCorpus(dir = DEFAULT_CORPUS_DIR, options: ScoreOptions = {}): Promise<CorpusScore> {
   const { entries, files } = readCorpus(dir);
+  return scoreEntries(entries, files, options);
+}
+
+/** Scores these manifest entries (their bytes in `files`, by path) with the given rules and patterns. */
+export async function scoreEntries(
+  entries: readonly CorpusEntry[],
+  files: ReadonlyMap<string, Buffer>,
+  options: ScoreOptions = {},
+): Promise<CorpusScore> {
+  const parseOptions = { ...(options.rules ? { rules: options.rules } : {}), ...(options.patterns ? { patterns: options.patterns } : {}) };
   const score: CorpusScore = {
     files: entries.length,
     parsed: 0,
@@ -90,7 +107,7 @@ export async function scoreCorpus(dir = DEFAULT_CORPUS_DIR): Promise<CorpusScore
     const raw = files.get(entry.path) ?? Buffer.alloc(0);
     let report: ParsedReport;
     try {
-      report = await parseReport(raw);
+      report = await parseReport(raw, parseOptions);
     } catch (error) {
       score.misses.push({ file: entry.path, index: 0, what: ['threw'], expected: entry.kind, got: String(error) });
       continue;

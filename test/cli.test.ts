@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { promisify } from 'node:util';
 import nodemailer from 'nodemailer';
@@ -164,6 +165,44 @@ describe('rebound CLI', () => {
     const missing = await rebound(['parse', '/nonexistent.eml']);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toBe('rebound: cannot read /nonexistent.eml (ENOENT)\n');
+    const compact = await rebound(['parse', '--json', fixture('postfix-delayed.eml')]);
+    expect(compact.stdout.trim().split('\n')).toHaveLength(1);
+    expect(JSON.parse(compact.stdout)).toEqual(JSON.parse(one.stdout));
+  });
+
+  describe('each command loads only what it uses (start-up time)', () => {
+    const RECORDER = `${PROJECT_ROOT}/test/support/record-imports.mjs`;
+    /** The URLs of the modules `rebound ARGS` imports. */
+    async function loadedBy(args: string[]): Promise<string[]> {
+      const temp = makeTempDir('rebound-imports-');
+      cleanups.push(temp.remove);
+      const log = `${temp.dir}/imports.log`;
+      await execFileAsync(process.execPath, ['--import', RECORDER, CLI, ...args], {
+        cwd: PROJECT_ROOT,
+        env: { ...process.env, REBOUND_CONFIG: '', REBOUND_IMPORT_LOG: log },
+      });
+      return readFileSync(log, 'utf8').trim().split('\n');
+    }
+    const packages = (urls: string[]): string[] =>
+      [...new Set(urls.flatMap((url) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url)?.[1] ?? []))].sort();
+    const ours = (urls: string[]): string[] => urls.flatMap((url) => /\/dist\/(.+)\.js$/.exec(url)?.[1] ?? []);
+
+    /** Dependencies that take tens of milliseconds each to load. */
+    const HEAVY = ['zod', 'libmime', 'mailparser', 'better-sqlite3', 'pino', 'smtp-server', 'nodemailer', 'fastify', 'exceljs', 'csv-parse', 'prom-client'];
+
+    it('`--help` loads commander and the command definitions, no heavy dependency', async () => {
+      const urls = await loadedBy(['--help']);
+      expect(packages(urls)).toContain('commander');
+      expect(packages(urls).filter((name) => HEAVY.includes(name))).toEqual([]);
+      expect(ours(urls).filter((module) => /^(relay|logger|config\/|store\/database|bounces\/|inbound\/|submission\/|delivery\/)/.test(module))).toEqual([]);
+    });
+
+    it('`parse` loads the parser, not the relay, the store, the logger or the configuration loader', async () => {
+      const urls = await loadedBy(['parse', `${PROJECT_ROOT}/fixtures/dsn/postfix-delayed.eml`]);
+      expect(ours(urls)).toContain('bounces/report/index');
+      expect(packages(urls).filter((name) => HEAVY.includes(name) && !['zod', 'libmime'].includes(name))).toEqual([]);
+      expect(ours(urls).filter((module) => /^(relay|logger|config\/|store\/database|inbound\/|submission\/|delivery\/)/.test(module))).toEqual([]);
+    });
   });
 
   it('`config --env` lists the environment variables, and `config` hides password hashes', async () => {

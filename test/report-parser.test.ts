@@ -33,19 +33,48 @@ function dsn(blocks: string, extraHeaders = ''): Buffer {
   );
 }
 
+/**
+ * Fixtures whose .json is the right reading but which the parser gets wrong today (written for
+ * issue 10, one per NDR family of config/ndr-patterns.json). `it.fails` keeps them run: when the
+ * parser learns one, its test fails, and the name comes off this list.
+ */
+const KNOWN_FAILURES: Record<string, string> = {
+  'sendmail-plain.eml': 'diagnosticCode runs on into "----- Transcript of session follows -----"',
+  'notes-plain.eml': 'diagnosticCode starts with the "------- Failure Reasons --------" line',
+  'domino.eml': 'read as exchange2003 ("Your message" line), diagnosticCode keeps "because:"',
+  'x6.eml': 'diagnosticCode runs on into "Original message headers:"; the returned Return-Path is not read',
+  'fml-not-member.eml': 'the recipient is taken from the help text (members-ctl@) and the refusal falls to `other`',
+  'zoho.eml': 'read as postfix (the subject) before the zoho family',
+  'trendmicro-imss.eml': 'diagnosticCode keeps "Received >>>" and the line after the reply',
+  'kddi.eml': 'the returned Return-Path is not read',
+  'verizon-vtext.eml': 'read as notes before the verizon family',
+  'mfilter.eml': 'read as qmail (subject "failure notice"): the server message is not read, category `other`',
+};
+
 describe('fixtures/dsn: each report gives exactly the result written beside it', () => {
   it('every fixture has its expected .json', () => {
     expect(fixtureNames.length).toBeGreaterThanOrEqual(17);
     for (const name of fixtureNames) expect(() => expected(name), name).not.toThrow();
+    for (const name of Object.keys(KNOWN_FAILURES)) expect(fixtureNames).toContain(name);
   });
 
-  it.each(fixtureNames)('%s', async (name) => {
+  it.each(fixtureNames.filter((name) => !(name in KNOWN_FAILURES)))('%s', async (name) => {
     expect(await parseReport(fixture(name))).toEqual(expected(name));
+  });
+
+  it.fails.each(Object.keys(KNOWN_FAILURES))('%s (known failure, see KNOWN_FAILURES)', async (name) => {
+    expect(await parseReport(fixture(name))).toEqual(expected(name));
+  });
+
+  it('has a fixture for every NDR family of config/ndr-patterns.json', () => {
+    const families = (JSON.parse(readFileSync(new URL('../config/ndr-patterns.json', import.meta.url), 'utf8')) as { families: Array<{ id: string }> }).families.map((f) => f.id);
+    const formats = new Set(fixtureNames.map((name) => expected(name).format));
+    expect(families.filter((id) => !formats.has(id as ParsedReport['format']))).toEqual([]);
   });
 
   it('reads each MTA family, kind and format as documented', async () => {
     const seen: Record<string, string> = {};
-    for (const name of fixtureNames) {
+    for (const name of fixtureNames.filter((name) => !(name in KNOWN_FAILURES))) {
       const report = await parseReport(fixture(name));
       seen[name] = `${report.kind}/${report.format}`;
     }
@@ -54,15 +83,23 @@ describe('fixtures/dsn: each report gives exactly the result written beside it',
       'autoreply-out-of-office.eml': 'autoreply/autoreply',
       'broken-mime.eml': 'unknown/none',
       'delivered-relayed.eml': 'delivered/rfc3464',
+      'dragonfly-dma.eml': 'bounce/dragonfly',
       'empty.eml': 'unknown/none',
       'exchange-rfc3464.eml': 'bounce/rfc3464',
+      'exchange2003.eml': 'bounce/exchange2003',
+      'exchange2007-plain.eml': 'bounce/exchange2007',
       'exim-plain.eml': 'bounce/exim',
       'exim-rfc3464.eml': 'bounce/rfc3464',
       'gmail-plain.eml': 'bounce/gmail',
+      'googlegroups.eml': 'bounce/googlegroups',
+      'imailserver.eml': 'bounce/imailserver',
+      'mailmarshal.eml': 'bounce/mailmarshal',
       'malformed-boundary.eml': 'bounce/rfc3464',
       'nested-forwarded-report.eml': 'bounce/rfc3464',
       'no-known-recipient.eml': 'bounce/rfc3464',
+      'opensmtpd-plain.eml': 'bounce/opensmtpd',
       'postfix-delayed.eml': 'delay/rfc3464',
+      'postfix-plain.eml': 'bounce/postfix',
       'postfix-rfc3464.eml': 'bounce/rfc3464',
       'qmail-plain.eml': 'bounce/qmail',
       'rfc6533-global.eml': 'bounce/rfc6533',

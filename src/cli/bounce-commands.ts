@@ -1,24 +1,20 @@
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { classifyReply } from '../bounces/classifier.js';
-import { parseReport, toParseOutput } from '../bounces/report/index.js';
 import { OperatorError } from '../errors.js';
-import { ReportApplier } from '../inbound/apply-report.js';
-import { reportParser } from '../inbound/parser.js';
-import { ReportProcessor } from '../inbound/process-reports.js';
-import { ReportStore } from '../inbound/report-store.js';
-import { createLogger } from '../logger.js';
-import { verpSettings } from '../relay.js';
 import { configFrom, configOption, openExistingStore, positiveInteger } from './common.js';
 
-/** classify, parse, reparse: how Rebound reads replies and reports. */
+/**
+ * classify, parse, reparse: how Rebound reads replies and reports. Each command imports what it
+ * needs when it runs: `parse` loads the parser, not the relay, the store or the logger.
+ */
 export function registerBounceCommands(program: Command): void {
   program
       .command('classify')
     .description('classify an SMTP reply or DSN diagnostic as Rebound does: severity, type (hard/soft), category, codes')
     .argument('<reply...>', 'the reply, e.g. "550 5.1.1 <x@y>: Recipient address rejected: User unknown" (quote it)')
     .option('--status <code>', 'an enhanced status code given apart from the text (a DSN Status: field)')
-    .action((words: string[], options: { status?: string }) => {
+    .action(async (words: string[], options: { status?: string }) => {
+      const { classifyReply } = await import('../bounces/classifier.js');
       const text = words.join(' ');
       const classification = classifyReply(options.status ? { enhancedCode: options.status, text } : text);
       console.log(JSON.stringify(classification, null, 2));
@@ -30,18 +26,21 @@ export function registerBounceCommands(program: Command): void {
     .option('--json', 'compact JSON (always JSON; kept for scripts that pass it)')
     .option('--campaign-header <name>', 'header that carries the campaign id in the returned original', 'X-Campaign-ID')
     .action(async (files: string[], options: { json?: boolean; campaignHeader: string }) => {
+      const { parseReportSync, toParseOutput } = await import('../bounces/report/index.js');
       const many = files.length > 1;
       let failures = 0;
+      // Synchronous reads and parses: one file at a time is all a command-line run does, and a
+      // promise per file costs more than the read of a small report.
       for (const file of files) {
         let raw: Buffer;
         try {
-          raw = await readFile(file);
+          raw = readFileSync(file);
         } catch (error) {
           failures++;
           console.error(`rebound: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
           continue;
         }
-        const output = toParseOutput(await parseReport(raw, { campaignHeader: options.campaignHeader }), many ? file : undefined);
+        const output = toParseOutput(parseReportSync(raw, { campaignHeader: options.campaignHeader }), many ? file : undefined);
         console.log(many || options.json ? JSON.stringify(output) : JSON.stringify(output, null, 2));
       }
       if (failures > 0) process.exitCode = 2;
@@ -54,9 +53,17 @@ export function registerBounceCommands(program: Command): void {
     .option('--all', 'every stored report')
     .option('--failed', 'the reports whose parse failed')
     .action(async (ids: string[], options: { config?: string; all?: boolean; failed?: boolean }) => {
-      const config = configFrom(options);
+      const config = await configFrom(options);
       if (!options.all && !options.failed && ids.length === 0) throw new OperatorError('say which reports: ids, --failed or --all');
-      const db = openExistingStore(config);
+      const [{ ReportApplier }, { reportParser }, { ReportProcessor }, { ReportStore }, { createLogger }, { verpSettings }] = await Promise.all([
+        import('../inbound/apply-report.js'),
+        import('../inbound/parser.js'),
+        import('../inbound/process-reports.js'),
+        import('../inbound/report-store.js'),
+        import('../logger.js'),
+        import('../relay.js'),
+      ]);
+      const db = await openExistingStore(config);
       const reports = new ReportStore(db);
       try {
         const processor = new ReportProcessor(db, reports, new ReportApplier(db, config, verpSettings(config, db)), reportParser(config.submission.campaignHeader), createLogger('silent'));

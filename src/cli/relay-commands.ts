@@ -1,25 +1,25 @@
 import type { Command } from 'commander';
-import { environmentVariables } from '../config/load.js';
-import { createLogger } from '../logger.js';
-import { startRelay, type RunningRelay } from '../relay.js';
-import { flushDeferred, queueSummary, RECIPIENT_STATUSES } from '../store/queue.js';
 import { OperatorError } from '../errors.js';
+import type { RunningRelay } from '../relay.js';
+import { flushDeferred, queueSummary, RECIPIENT_STATUSES } from '../store/queue.js';
 import { purgeInSteps, Retention, type PurgeCounts } from '../store/retention.js';
-import { hashPassword } from '../submission/passwords.js';
 import { configFrom, configOption, openExistingStore, positiveInteger } from './common.js';
-import { readPassword } from './read-password.js';
 
 /** How often a relay run by `npm start` checks that npm is still there. */
 const PARENT_CHECK_MS = 500;
 
-/** start, queue, flush, purge, passwd, config: running the relay and looking at it. */
+/**
+ * start, queue, flush, purge, passwd, config: running the relay and looking at it. The relay, the
+ * logger and the password hashing load only in the command that uses them (`--help` stays fast).
+ */
 export function registerRelayCommands(program: Command): void {
   program
       .command('start')
     .description('start the relay: the spool and the submission server; SIGINT/SIGTERM stop it cleanly')
     .addOption(configOption())
     .action(async (options: { config?: string }) => {
-      const config = configFrom(options);
+      const config = await configFrom(options);
+      const [{ createLogger }, { startRelay }] = await Promise.all([import('../logger.js'), import('../relay.js')]);
       const logger = createLogger(config.log.level);
       let relay: RunningRelay | null = null;
       let stopping = false;
@@ -62,9 +62,9 @@ export function registerRelayCommands(program: Command): void {
     .addOption(configOption())
     .option('-n, --limit <count>', 'how many of the oldest entries to show', (v) => positiveInteger(v, '--limit'), 10)
     .option('--json', 'print JSON instead of a table')
-    .action((options: { config?: string; limit: number; json?: boolean }) => {
-      const config = configFrom(options);
-      const db = openExistingStore(config);
+    .action(async (options: { config?: string; limit: number; json?: boolean }) => {
+      const config = await configFrom(options);
+      const db = await openExistingStore(config);
       try {
         const summary = queueSummary(db, options.limit);
         if (options.json) {
@@ -90,9 +90,9 @@ export function registerRelayCommands(program: Command): void {
     .description('make deferred mail due now (all of it, or these messages), as postqueue -f does; the running relay sends it at its next poll')
     .argument('[queueIds...]', 'queue ids of the messages to retry now; none: every deferred recipient')
     .addOption(configOption())
-    .action((queueIds: string[], options: { config?: string }) => {
-      const config = configFrom(options);
-      const db = openExistingStore(config);
+    .action(async (queueIds: string[], options: { config?: string }) => {
+      const config = await configFrom(options);
+      const db = await openExistingStore(config);
       try {
         const result = flushDeferred(db, queueIds.length > 0 ? queueIds : null);
         console.log(`${result.recipients} deferred recipient(s) are due now; the relay sends them within delivery.pollIntervalMs (${config.delivery.pollIntervalMs} ms)`);
@@ -110,9 +110,9 @@ export function registerRelayCommands(program: Command): void {
     .option('--dry-run', 'count what would go, change nothing')
     .option('--json', 'print JSON instead of lines')
     .action(async (options: { config?: string; dryRun?: boolean; json?: boolean }) => {
-      const config = configFrom(options);
+      const config = await configFrom(options);
       const { bodyDays, historyDays, unmatchedReportDays } = config.store.retention;
-      const db = openExistingStore(config);
+      const db = await openExistingStore(config);
       try {
         const retention = new Retention(db, config.store.retention);
         const now = new Date();
@@ -142,6 +142,7 @@ export function registerRelayCommands(program: Command): void {
       .command('passwd')
     .description('hash a password for submission.auth.users (reads it from the terminal, or one line from stdin)')
     .action(async () => {
+      const [{ readPassword }, { hashPassword }] = await Promise.all([import('./read-password.js'), import('../submission/passwords.js')]);
       const password = await readPassword();
       console.log(await hashPassword(password));
     });
@@ -150,12 +151,13 @@ export function registerRelayCommands(program: Command): void {
     .description('print the effective configuration, or the environment variables that override single keys')
     .addOption(configOption())
     .option('--env', 'list the REBOUND_* environment variables instead')
-    .action((options: { config?: string; env?: boolean }) => {
+    .action(async (options: { config?: string; env?: boolean }) => {
       if (options.env) {
+        const { environmentVariables } = await import('../config/load.js');
         for (const variable of environmentVariables()) console.log(`${variable.name.padEnd(44)} ${variable.path.join('.')}`);
         return;
       }
-      const config = configFrom(options);
+      const config = await configFrom(options);
       const redacted = {
         ...config,
         submission: {

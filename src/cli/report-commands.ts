@@ -66,7 +66,7 @@ export function registerReportCommands(program: Command): void {
       if (options.out !== undefined && options.out.trim() === '') throw new OperatorError('--out: give a file name');
       if (format === 'xlsx' && options.out === undefined) throw new OperatorError('--format xlsx writes a workbook: add --out FILE (e.g. --out bounces.xlsx)');
 
-      const db = openExistingStore(configFrom(options));
+      const db = await openExistingStore(await configFrom(options));
       let rows;
       try {
         rows = bouncesReport(db, query);

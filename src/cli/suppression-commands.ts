@@ -2,7 +2,6 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { OperatorError } from '../errors.js';
-import { parseSuppressionCsv, suppressionsCsv } from '../suppressions/csv.js';
 import { addressOrThrow, SUPPRESSION_TYPES, SuppressionInputError, SuppressionLists, type SuppressionEntry, type SuppressionType } from '../suppressions/lists.js';
 import { configFrom, configOption, openExistingStore, positiveInteger } from './common.js';
 
@@ -32,7 +31,7 @@ function address(value: string): string {
 
 /** Runs `work` on the suppression lists of the configured store, and closes the store after. */
 async function withLists<T>(options: { config?: string }, work: (lists: SuppressionLists) => T | Promise<T>): Promise<T> {
-  const db = openExistingStore(configFrom(options));
+  const db = await openExistingStore(await configFrom(options));
   try {
     return await work(new SuppressionLists(db));
   } finally {
@@ -47,7 +46,7 @@ function printEntries(entries: readonly SuppressionEntry[]): void {
   }
 }
 
-/** rebound suppressions list|show|add|remove|import|export|allow|disallow. */
+/** rebound suppressions list|show|add|remove|import|export|allow|disallow. The CSV reader and writer load only for import and export. */
 export function registerSuppressionCommands(program: Command): void {
   const suppressions = program
     .command('suppressions')
@@ -134,6 +133,7 @@ export function registerSuppressionCommands(program: Command): void {
       } catch (error) {
         throw new OperatorError(`cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
       }
+      const { parseSuppressionCsv } = await import('../suppressions/csv.js');
       const { rows, errors } = parseSuppressionCsv(text, type);
       await withLists(options, (lists) => {
         const actor = cliActor();
@@ -156,6 +156,7 @@ export function registerSuppressionCommands(program: Command): void {
       const type = suppressionType(options.type);
       if (options.format !== 'csv' && options.format !== 'json') throw new OperatorError(`--format: "${options.format}" is not csv or json`);
       const entries = await withLists(options, (lists) => lists.list({ ...(type ? { type } : {}), limit: Number.MAX_SAFE_INTEGER }).entries);
+      const { suppressionsCsv } = await import('../suppressions/csv.js');
       const output = options.format === 'csv' ? suppressionsCsv(entries) : `${JSON.stringify(entries, null, 2)}\n`;
       if (options.out) {
         await writeFile(options.out, output);
