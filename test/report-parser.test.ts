@@ -91,7 +91,7 @@ describe('fixtures/dsn: each report gives exactly the result written beside it',
 });
 
 describe('the public `rebound parse` shape', () => {
-  it('has kind and recipients with exactly eight fields each, in this order', async () => {
+  it('has kind and recipients with exactly nine fields each, in this order', async () => {
     const output = toParseOutput(await parseReport(fixture('postfix-rfc3464.eml')));
     expect(Object.keys(output)).toEqual(['kind', 'recipients']);
     expect(Object.keys(output.recipients[0] ?? {})).toEqual([
@@ -103,6 +103,7 @@ describe('the public `rebound parse` shape', () => {
       'severity',
       'type',
       'category',
+      'stage',
     ]);
     expect(output.recipients[1]).toEqual({
       recipient: 'b.ng@example.net',
@@ -113,6 +114,7 @@ describe('the public `rebound parse` shape', () => {
       severity: 'permanent',
       type: 'soft',
       category: 'quota-issues',
+      stage: 'rcpt',
     });
   });
 

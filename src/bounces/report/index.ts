@@ -51,6 +51,8 @@ import {
 } from './plain-text.js';
 import { classifyRecipient, kindOfRecipients, type RecipientFacts } from './recipient.js';
 import { emptyFacts, readDeliveryStatus } from './rfc3464.js';
+import { findStage, mentionsStage } from './stage.js';
+import type { SmtpStage } from '../classifier.js';
 import { isAutoReply } from './rfc3834.js';
 import { readFeedbackReport } from './rfc5965.js';
 import type { ParsedReport, ParseOptions, ParseOutput, ReportKind, ReportRecipient, ReturnedMessage } from './types.js';
@@ -116,6 +118,7 @@ export function toParseOutput(report: ParsedReport, file?: string): ParseOutput 
       severity: r.severity,
       type: r.type,
       category: r.category,
+      stage: r.stage ?? null,
     })),
   };
   return file === undefined ? output : { file, ...output };
@@ -280,7 +283,7 @@ class ReportReader {
     }
     const reason = sectionReason(section, this.patterns);
     const sectionLines = linesOf(section);
-    const temporary = anyLine(this.patterns.temporary, sectionLines);
+    const temporary = result.temporary;
     const transient = anyLine(this.patterns.transient, sectionLines);
     const recipients = (addresses.length > 0 ? addresses : [null]).map((address) => {
       const facts = emptyFacts();
@@ -288,6 +291,7 @@ class ReportReader {
       facts.action = temporary ? 'delayed' : 'failed';
       facts.transient = transient;
       facts.impliedStatus = result.impliedStatus;
+      facts.stage = result.stage;
       fillFromReason(facts, reason, this.patterns);
       return facts;
     });
@@ -311,15 +315,22 @@ class ReportReader {
   private completeFromText(facts: RecipientFacts[], container: Entity): void {
     const missingAddress = facts.some((f) => f.recipient === null);
     const missingReason = facts.some((f) => f.diagnosticCode === null);
-    if (!missingAddress && !missingReason) return;
+    for (const f of facts) f.stage ??= findStage(f.diagnosticCode, this.patterns);
+    const missingStage = facts.some((f) => f.stage === null && f.action !== null && f.action !== 'delivered');
+    if (!missingAddress && !missingReason && !missingStage) return;
     const text = readableText(container);
+    // The text part is read for a stage only when it names one (Exim's "SMTP error from remote mail
+    // server after RCPT TO:<addr>:", a Sendmail transcript): most DSNs need nothing from it.
+    if (!missingAddress && !missingReason && !mentionsStage(text, this.patterns)) return;
     let found: RecipientFacts[] = [];
+    let textStage: SmtpStage | null = null;
     if (text !== '') {
       const input = { ...this.plainTextInput(), lines: linesOf(unquoteForwarded(text)) };
       for (const family of [...matchFamily(input, this.patterns), null]) {
         const result = readWithFamily(input, family, this.patterns);
         if (result.recipients.length > 0) {
           found = result.recipients;
+          textStage = result.stage;
           break;
         }
       }
@@ -334,6 +345,10 @@ class ReportReader {
         f.diagnosticCode = match.diagnosticCode;
         f.replyCode ??= match.replyCode;
       }
+      // Only the text's reason for this same address (or the one stage of the whole transcript)
+      // tells the stage: a position match could pair the wrong recipient.
+      const sameAddress = f.recipient !== null && match?.recipient?.toLowerCase() === f.recipient.toLowerCase();
+      if (f.stage === null || f.stage === undefined) f.stage = (sameAddress ? match?.stage : null) ?? textStage;
     });
     if (facts.some((f) => f.recipient === null)) {
       const fallback = addressesOf(first(this.root.headers, 'x-failed-recipients'));
@@ -353,6 +368,7 @@ class ReportReader {
   }
 
   private finish(kind: ReportKind | null, format: string, facts: RecipientFacts[], original: ReturnedMessage): ParsedReport {
+    for (const f of facts) f.stage ??= findStage(f.diagnosticCode, this.patterns);
     const recipients: ReportRecipient[] = facts.map((f) => classifyRecipient(f, this.rules));
     const decided = kind ?? kindOfRecipients(recipients) ?? (recipients.length > 0 ? 'bounce' : 'unknown');
     return { kind: decided, format, recipients, original };

@@ -12,6 +12,8 @@ import { normalizeAddress } from './fields.js';
 import type { FamilyPatterns, ReportPatterns } from './patterns.js';
 import type { RecipientFacts } from './recipient.js';
 import { emptyFacts } from './rfc3464.js';
+import { findStage } from './stage.js';
+import type { SmtpStage } from '../classifier.js';
 
 /**
  * Only the head of a huge text is searched (NDR error sections are short), and every pattern is
@@ -49,6 +51,10 @@ export interface PlainTextResult {
   readonly originalText: string | null;
   /** The error section, for callers that need a reason when no recipient line was found. */
   readonly section: string;
+  /** The one stage the whole error section names (a session transcript), for recipients without their own. */
+  readonly stage: SmtpStage | null;
+  /** The report is a delay notice (a warning: the MTA is still trying), not a failure. */
+  readonly temporary: boolean;
 }
 
 interface Section {
@@ -106,16 +112,17 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
   const section = findSection(lines, family, patterns);
   const sectionLines = lines.slice(section.start, section.end);
   const sectionText = sectionLines.join('\n');
-  const temporary =
-    (family?.temporary != null && anyLine(family.temporary, sectionLines)) || anyLine(patterns.temporary, sectionLines);
+  const temporary = isDelayNotice(input, sectionLines, section.end, family, patterns);
   const transient = anyLine(patterns.transient, sectionLines);
+  const stage = sectionStage(sectionLines, patterns);
   // The same address again right after (a transcript line, a quoted reply) belongs to the same reason.
   const mentions = findMentions(section, family, patterns, input.excluded).filter(
     (mention, index, all) => index === 0 || all[index - 1]?.address.toLowerCase() !== mention.address.toLowerCase(),
   );
   const originalText = section.end < lines.length ? lines.slice(section.end + 1).join('\n') : null;
   const impliedStatus = family?.impliedStatus ?? null;
-  if (mentions.length === 0) return { family: family?.id ?? 'generic', impliedStatus, recipients: [], originalText, section: sectionText };
+  const result = { family: family?.id ?? 'generic', impliedStatus, originalText, section: sectionText, stage, temporary };
+  if (mentions.length === 0) return { ...result, recipients: [] };
   const byAddress = new Map<string, RecipientFacts>();
   const recipients: RecipientFacts[] = [];
   mentions.forEach((mention, index) => {
@@ -127,7 +134,14 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
         : reasonOf(section, mention, next, previousEnd, patterns);
     const key = mention.address.toLowerCase();
     const seen = byAddress.get(key);
+    // The stage is read from the recipient's own lines (its reply, a transcript line naming it),
+    // then from a session transcript that names one stage for the whole report.
+    const ownStage =
+      family?.reasonAbove === true
+        ? findStage(blockText(section, previousEnd, mention.line + 1), patterns)
+        : findStage(blockText(section, mention.line, next), patterns);
     if (seen !== undefined) {
+      seen.stage ??= ownStage;
       // The same address again (a translated copy, a transcript): a reason that quotes the
       // remote reply replaces one that did not.
       const better = seen.diagnosticCode === null || (seen.replyCode === null && findReplyCode(reason) !== null);
@@ -140,11 +154,57 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
     facts.action = temporary ? 'delayed' : 'failed';
     facts.transient = transient;
     facts.impliedStatus = family?.impliedStatus ?? null;
+    facts.stage = ownStage;
     fillFromReason(facts, reason, patterns);
     byAddress.set(key, facts);
     recipients.push(facts);
   });
-  return { family: family?.id ?? 'generic', impliedStatus, recipients, originalText, section: sectionText };
+  for (const facts of recipients) facts.stage ??= stage;
+  return { ...result, recipients };
+}
+
+/** The lines from..to of a section, as one text (the stage phrases may wrap over lines). */
+function blockText(section: Section, from: number, to: number): string {
+  return section.lines.slice(Math.max(from, section.start), Math.min(to, section.end)).join('\n');
+}
+
+/**
+ * The stage a whole section names when every stage phrase in it agrees, and that stage is not RCPT:
+ * a refusal at RCPT is about one address, so it never speaks for the others.
+ */
+function sectionStage(lines: readonly string[], patterns: ReportPatterns): SmtpStage | null {
+  let found: SmtpStage | null = null;
+  for (let i = 0; i < lines.length; i += 1) {
+    const line = lines[i] ?? '';
+    if (!patterns.anyStage.test(line) && !line.startsWith('>>>') && !line.includes('in reply to')) continue;
+    // A phrase may wrap onto the next lines (Postfix "in reply to RCPT TO\n command", a
+    // transcript's reply on the line after its command).
+    const stage = findStage(lines.slice(i, i + 3).join('\n'), patterns);
+    if (stage === null) continue;
+    if (found !== null && found !== stage) return null;
+    found = stage;
+  }
+  return found === 'rcpt' ? null : found;
+}
+
+/**
+ * A delay notice, not a failure: the family's own or the common "still trying" wording in the error
+ * section, or a delay-notice subject or banner (config `warning`: Sendmail's "THIS IS A WARNING
+ * MESSAGE ONLY", Postfix's "Delayed Mail (still being retried)", ...) before the returned message.
+ */
+export function isDelayNotice(
+  input: PlainTextInput,
+  sectionLines: readonly string[],
+  end: number,
+  family: FamilyPatterns | null,
+  patterns: ReportPatterns,
+): boolean {
+  return (
+    (family?.temporary != null && anyLine(family.temporary, sectionLines)) ||
+    anyLine(patterns.temporary, sectionLines) ||
+    patterns.warning.subject.test(input.subject) ||
+    anyLine(patterns.warning.body, input.lines, end)
+  );
 }
 
 /** Sets the diagnostic and what it quotes: reply code, enhanced status code, remote host. */
