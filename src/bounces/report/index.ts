@@ -304,7 +304,15 @@ class ReportReader {
 
   private looksLikeBounce(): boolean {
     const signs = this.patterns.bounce;
-    return signs.from.test(this.from) || signs.subject.test(this.subject) || anyLine(signs.body, this.plainTextInput().lines, 400);
+    const lines = this.plainTextInput().lines;
+    return (
+      signs.from.test(this.from) ||
+      signs.subject.test(this.subject) ||
+      anyLine(signs.body, lines, 400) ||
+      // A delay notice is a report too, whoever sends it (Exchange Online's "Delivery delayed:").
+      this.patterns.warning.subject.test(this.subject) ||
+      anyLine(this.patterns.warning.body, lines, 400)
+    );
   }
 
   /**
