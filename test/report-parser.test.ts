@@ -106,7 +106,7 @@ describe('the public `rebound parse` shape', () => {
       'stage',
     ]);
     expect(output.recipients[1]).toEqual({
-      recipient: 'b.ng@example.net',
+      recipient: 'B.Ng@example.net', // Original-Recipient: the address as we sent it
       action: 'failed',
       status: '5.2.2',
       diagnosticCode: 'smtp; 552 5.2.2 <b.ng@example.net>: Mailbox full',

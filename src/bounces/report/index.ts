@@ -15,7 +15,7 @@
  */
 import { defaultBounceRules, type BounceRules } from '../classifier.js';
 import { readSesNotification } from './amazon-ses.js';
-import { cleanAddress, isAddress } from './fields.js';
+import { cleanAddress, isAddress, isEncapsulated } from './fields.js';
 import {
   decodeCharset,
   decodeTransfer,
@@ -195,6 +195,7 @@ class ReportReader {
     if (facts.length === 0) return null;
     const container = this.reportContaining(part);
     this.completeFromText(facts, container);
+    preferOriginalRecipient(facts);
     return this.finish(null, global ? 'rfc6533' : 'rfc3464', facts, this.returnedMessage(container));
   }
 
@@ -221,6 +222,7 @@ class ReportReader {
     const facts = readDeliveryStatus((end === -1 ? lines : lines.slice(0, end)).join('\n'));
     if (facts.length === 0 || facts.every((f) => f.recipient === null && f.action === null)) return null;
     this.completeFromText(facts, this.root);
+    preferOriginalRecipient(facts);
     return this.finish(null, 'rfc3464', facts, this.returnedMessage(this.root));
   }
 
@@ -425,6 +427,18 @@ class ReportReader {
       excluded,
     };
     return this.plainInput;
+  }
+}
+
+/**
+ * The address we sent to is the one to act on: Original-Recipient (RFC 3464 §2.3.1, the ORCPT or
+ * the RCPT TO as first given) when it is a mail address, else Final-Recipient. They differ after
+ * forwarding or alias expansion (a list, a .forward, a mailbox that moved to another domain).
+ */
+function preferOriginalRecipient(facts: RecipientFacts[]): void {
+  for (const f of facts) {
+    const original = f.originalRecipient;
+    if (isAddress(original) && !isEncapsulated(original)) f.recipient = original;
   }
 }
 

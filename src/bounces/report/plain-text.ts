@@ -8,7 +8,7 @@
  * line where the original message begins); every line there that names a recipient opens that
  * recipient's reason, which runs to the next recipient or the end of the section.
  */
-import { normalizeAddress } from './fields.js';
+import { normalizeAddress, rewriteX400 } from './fields.js';
 import type { FamilyPatterns, ReportPatterns } from './patterns.js';
 import type { RecipientFacts } from './recipient.js';
 import { emptyFacts } from './rfc3464.js';
@@ -128,10 +128,15 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
   mentions.forEach((mention, index) => {
     const next = mentions[index + 1]?.line ?? section.end;
     const previousEnd = index === 0 ? section.start : (mentions[index - 1]?.line ?? 0) + 1;
+    // A list of addresses on consecutive lines ("was not delivered to: a, b because: ...") shares
+    // the reason written after the list's last address.
+    const last = family?.reasonAbove === true || mention.reason !== '' ? index : lastOfList(mentions, index);
     const reason =
       family?.reasonAbove === true
         ? reasonAbove(section, mention, previousEnd, patterns)
-        : reasonOf(section, mention, next, previousEnd, patterns);
+        : last === index
+          ? reasonOf(section, mention, next, previousEnd, patterns)
+          : reasonOf(section, mentions[last] ?? mention, mentions[last + 1]?.line ?? section.end, previousEnd, patterns);
     const key = mention.address.toLowerCase();
     const seen = byAddress.get(key);
     // The stage is read from the recipient's own lines (its reply, a transcript line naming it),
@@ -161,6 +166,19 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
   });
   for (const facts of recipients) facts.stage ??= stage;
   return { ...result, recipients };
+}
+
+/** The index of the last mention of the run of address-only lines that starts at `index`. */
+function lastOfList(mentions: readonly Mention[], index: number): number {
+  let last = index;
+  while (
+    last + 1 < mentions.length &&
+    mentions[last]?.reason === '' &&
+    (mentions[last + 1]?.line ?? -1) === (mentions[last]?.line ?? -2) + 1
+  ) {
+    last += 1;
+  }
+  return last;
 }
 
 /** The lines from..to of a section, as one text (the stage phrases may wrap over lines). */
@@ -274,7 +292,8 @@ function findMentions(
   const own = family?.recipient ?? [];
   const common = family === null || family.commonRecipients;
   for (let i = section.start; i < section.end; i += 1) {
-    const line = section.lines[i] ?? '';
+    // Old Exchange and X.400 gateways name a recipient as an O/R name ("/RFC-822=ann(a)example.org/").
+    const line = rewriteX400(section.lines[i] ?? '');
     if (!line.includes('@')) continue;
     const mention =
       matchLine(line, own, i, null) ??
