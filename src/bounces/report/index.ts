@@ -45,6 +45,7 @@ import {
   matchFamily,
   readWithFamily,
   sectionReason,
+  sectionStage,
   unquoteForwarded,
   type PlainTextInput,
   type PlainTextResult,
@@ -325,22 +326,24 @@ class ReportReader {
   private completeFromText(facts: RecipientFacts[], container: Entity): void {
     const missingAddress = facts.some((f) => f.recipient === null);
     const missingReason = facts.some((f) => f.diagnosticCode === null);
-    for (const f of facts) f.stage ??= findStage(f.diagnosticCode, this.patterns);
+    for (const f of facts) if (f.stage === undefined) f.stage = findStage(f.diagnosticCode, this.patterns);
     const missingStage = facts.some((f) => f.stage === null && f.action !== null && f.action !== 'delivered');
     if (!missingAddress && !missingReason && !missingStage) return;
     const text = readableText(container);
-    // The text part is read for a stage only when it names one (Exim's "SMTP error from remote mail
-    // server after RCPT TO:<addr>:", a Sendmail transcript): most DSNs need nothing from it.
-    if (!missingAddress && !missingReason && !mentionsStage(text, this.patterns)) return;
+    if (missingAddress || missingReason) this.recipientsFromText(facts, text, container);
+    // The text part is searched for a stage only when it names one (Exim's "SMTP error from remote
+    // mail server after RCPT TO:<addr>:", a Sendmail transcript): most DSNs need nothing from it.
+    if (missingStage && text !== '' && mentionsStage(text, this.patterns)) stagesFromText(facts, linesOf(unquoteForwarded(text)), this.patterns);
+  }
+
+  private recipientsFromText(facts: RecipientFacts[], text: string, container: Entity): void {
     let found: RecipientFacts[] = [];
-    let textStage: SmtpStage | null = null;
     if (text !== '') {
       const input = { ...this.plainTextInput(), lines: linesOf(unquoteForwarded(text)) };
       for (const family of [...matchFamily(input, this.patterns), null]) {
         const result = readWithFamily(input, family, this.patterns);
         if (result.recipients.length > 0) {
           found = result.recipients;
-          textStage = result.stage;
           break;
         }
       }
@@ -354,11 +357,8 @@ class ReportReader {
       if (f.diagnosticCode === null && match?.diagnosticCode) {
         f.diagnosticCode = match.diagnosticCode;
         f.replyCode ??= match.replyCode;
+        if (f.stage === null) f.stage = findStage(f.diagnosticCode, this.patterns);
       }
-      // Only the text's reason for this same address (or the one stage of the whole transcript)
-      // tells the stage: a position match could pair the wrong recipient.
-      const sameAddress = f.recipient !== null && match?.recipient?.toLowerCase() === f.recipient.toLowerCase();
-      if (f.stage === null || f.stage === undefined) f.stage = (sameAddress ? match?.stage : null) ?? textStage;
     });
     if (facts.some((f) => f.recipient === null)) {
       const fallback = addressesOf(first(this.root.headers, 'x-failed-recipients'));
@@ -378,7 +378,8 @@ class ReportReader {
   }
 
   private finish(kind: ReportKind | null, format: string, facts: RecipientFacts[], original: ReturnedMessage): ParsedReport {
-    for (const f of facts) f.stage ??= findStage(f.diagnosticCode, this.patterns);
+    // undefined: not looked for yet (null: looked for, none found).
+    for (const f of facts) if (f.stage === undefined) f.stage = findStage(f.diagnosticCode, this.patterns);
     const recipients: ReportRecipient[] = facts.map((f) => classifyRecipient(f, this.rules));
     const decided = kind ?? kindOfRecipients(recipients) ?? (recipients.length > 0 ? 'bounce' : 'unknown');
     return { kind: decided, format, recipients, original };
@@ -427,6 +428,35 @@ class ReportReader {
       excluded,
     };
     return this.plainInput;
+  }
+}
+
+/** Lines after a recipient's address searched for its stage, unless another recipient comes first. */
+const STAGE_BLOCK_LINES = 12;
+
+/**
+ * A DSN recipient's stage from the report's text part: the lines where its address appears (its
+ * reason, a transcript line naming it), up to the next recipient's address; else the one stage the
+ * whole text names (a transcript's ">>> DATA"). Only the same address counts: a position match
+ * could pair the wrong recipient.
+ */
+function stagesFromText(facts: RecipientFacts[], lines: readonly string[], patterns: ReportPatterns): void {
+  const lower = lines.map((line) => line.toLowerCase());
+  const addresses = facts.flatMap((f) => (f.recipient === null ? [] : [f.recipient.toLowerCase()]));
+  const textStage = sectionStage(lines, patterns);
+  for (const f of facts) {
+    if (f.stage !== null && f.stage !== undefined) continue;
+    const own = f.recipient?.toLowerCase();
+    const others = addresses.filter((address) => address !== own);
+    let stage: SmtpStage | null = null;
+    for (let at = own === undefined ? -1 : lower.findIndex((line) => line.includes(own)); at !== -1 && stage === null; ) {
+      let end = at + 1;
+      while (end < lines.length && end < at + STAGE_BLOCK_LINES && !others.some((address) => lower[end]?.includes(address))) end += 1;
+      stage = findStage(lines.slice(at, end).join('\n'), patterns);
+      const next = own === undefined ? -1 : lower.slice(end).findIndex((line) => line.includes(own));
+      at = next === -1 ? -1 : end + next;
+    }
+    f.stage = stage ?? textStage;
   }
 }
 

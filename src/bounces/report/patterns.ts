@@ -96,6 +96,8 @@ const fileSchema = z.strictObject({
       z.strictObject({
         source: z.string().trim().min(1, 'must name the MTA source or document the wording comes from'),
         stage: z.enum(['connection', 'mail', 'rcpt', 'data']).optional(),
+        /** Words (case-insensitive, plain text) one of which every text the patterns match holds: a cheap test first. */
+        markers: z.array(z.string().min(1)).min(1),
         patterns: regexList,
       }),
     )
@@ -151,6 +153,8 @@ export interface FamilyPatterns {
 export interface StagePatterns {
   readonly source: string;
   readonly stage: SmtpStage | null;
+  /** Lower-case words one of which a text must hold before the patterns are tried. */
+  readonly markers: readonly string[];
   readonly patterns: readonly RegExp[];
 }
 
@@ -166,8 +170,10 @@ export interface ReportPatterns {
   readonly transient: RegExp;
   readonly remoteMta: readonly RegExp[];
   readonly stage: readonly StagePatterns[];
-  /** Every stage pattern as one alternation: a quick test before the per-family search. */
+  /** Every stage pattern as one alternation (a line-by-line test). */
   readonly anyStage: RegExp;
+  /** Every family's markers as one case-insensitive alternation of literals. */
+  readonly stageMarker: RegExp;
   readonly warning: { readonly subject: RegExp; readonly body: RegExp };
   readonly families: readonly FamilyPatterns[];
   readonly autoReply: {
@@ -256,11 +262,16 @@ export function compileReportPatterns(data: unknown, source = '(in memory)'): Re
     stage: file.stage.map((entry, index) => ({
       source: entry.source,
       stage: entry.stage ?? null,
+      markers: entry.markers.map((marker) => marker.toLowerCase()),
       patterns: entry.stage === undefined ? compiler.each(entry.patterns, `stage[${index}].patterns`, 'command') : entry.patterns.map((item, i) => compiler.one(item, `stage[${index}].patterns[${i}]`)),
     })),
     anyStage: compiler.required(
       file.stage.flatMap((entry) => entry.patterns.map((item) => item.replace(/\(\?<[A-Za-z]+>/g, '('))),
       'stage',
+    ),
+    stageMarker: new RegExp(
+      file.stage.flatMap((entry) => entry.markers.map((marker) => marker.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('|'),
+      'i',
     ),
     warning: {
       subject: compiler.required(file.warning.flatMap((entry) => entry.subject ?? []), 'warning.subject'),

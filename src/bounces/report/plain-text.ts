@@ -12,7 +12,7 @@ import { normalizeAddress, rewriteX400 } from './fields.js';
 import type { FamilyPatterns, ReportPatterns } from './patterns.js';
 import type { RecipientFacts } from './recipient.js';
 import { emptyFacts } from './rfc3464.js';
-import { findStage } from './stage.js';
+import { findStage, mentionsStage } from './stage.js';
 import type { SmtpStage } from '../classifier.js';
 
 /**
@@ -114,7 +114,9 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
   const sectionText = sectionLines.join('\n');
   const temporary = isDelayNotice(input, sectionLines, section.end, family, patterns);
   const transient = anyLine(patterns.transient, sectionLines);
-  const stage = sectionStage(sectionLines, patterns);
+  // Stage phrases are looked for only in a section that holds one of their markers.
+  const stageMarked = mentionsStage(sectionText, patterns);
+  const stage = stageMarked ? sectionStage(sectionLines, patterns) : null;
   // The same address again right after (a transcript line, a quoted reply) belongs to the same reason.
   const mentions = findMentions(section, family, patterns, input.excluded).filter(
     (mention, index, all) => index === 0 || all[index - 1]?.address.toLowerCase() !== mention.address.toLowerCase(),
@@ -141,8 +143,9 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
     const seen = byAddress.get(key);
     // The stage is read from the recipient's own lines (its reply, a transcript line naming it),
     // then from a session transcript that names one stage for the whole report.
-    const ownStage =
-      family?.reasonAbove === true
+    const ownStage = !stageMarked
+      ? null
+      : family?.reasonAbove === true
         ? findStage(blockText(section, previousEnd, mention.line + 1), patterns)
         : findStage(blockText(section, mention.line, next), patterns);
     if (seen !== undefined) {
@@ -190,11 +193,11 @@ function blockText(section: Section, from: number, to: number): string {
  * The stage a whole section names when every stage phrase in it agrees, and that stage is not RCPT:
  * a refusal at RCPT is about one address, so it never speaks for the others.
  */
-function sectionStage(lines: readonly string[], patterns: ReportPatterns): SmtpStage | null {
+export function sectionStage(lines: readonly string[], patterns: ReportPatterns): SmtpStage | null {
   let found: SmtpStage | null = null;
   for (let i = 0; i < lines.length; i += 1) {
     const line = lines[i] ?? '';
-    if (!patterns.anyStage.test(line) && !line.startsWith('>>>') && !line.includes('in reply to')) continue;
+    if (!patterns.stageMarker.test(line)) continue;
     // A phrase may wrap onto the next lines (Postfix "in reply to RCPT TO\n command", a
     // transcript's reply on the line after its command).
     const stage = findStage(lines.slice(i, i + 3).join('\n'), patterns);
@@ -221,7 +224,8 @@ export function isDelayNotice(
     (family?.temporary != null && anyLine(family.temporary, sectionLines)) ||
     anyLine(patterns.temporary, sectionLines) ||
     patterns.warning.subject.test(input.subject) ||
-    anyLine(patterns.warning.body, input.lines, end)
+    // Banners and delay sentences stand near the top, before the returned message.
+    anyLine(patterns.warning.body, input.lines, Math.min(end, SIGNATURE_LINES))
   );
 }
 

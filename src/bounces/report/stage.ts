@@ -21,10 +21,14 @@ const MAX_STAGE_TEXT = 4000;
  */
 export function findStage(text: string | null, patterns: ReportPatterns): SmtpStage | null {
   if (text === null || text === '') return null;
-  const flat = (text.length > MAX_STAGE_TEXT ? text.slice(0, MAX_STAGE_TEXT) : text).replace(/\s+/g, ' ');
-  if (!patterns.anyStage.test(flat)) return null;
+  const head = text.length > MAX_STAGE_TEXT ? text.slice(0, MAX_STAGE_TEXT) : text;
+  if (!patterns.stageMarker.test(head)) return null;
+  const lower = head.toLowerCase();
+  let flat: string | null = null;
   let best: { index: number; stage: SmtpStage } | null = null;
   for (const family of patterns.stage) {
+    if (!family.markers.some((marker) => lower.includes(marker))) continue;
+    flat ??= head.replace(/\s+/g, ' ');
     for (const pattern of family.patterns) {
       const match = pattern.exec(flat);
       if (match === null || (best !== null && match.index >= best.index)) continue;
@@ -35,9 +39,12 @@ export function findStage(text: string | null, patterns: ReportPatterns): SmtpSt
   return best?.stage ?? null;
 }
 
-/** True when the text holds any stage phrase at all (cheap test before reading a text part). */
+/** The longest text searched for a stage marker before reading a text part's recipients. */
+const MAX_MARKER_TEXT = 16 * 1024;
+
+/** True when the text holds any family's stage marker (a cheap test before reading a text part). */
 export function mentionsStage(text: string, patterns: ReportPatterns): boolean {
-  return patterns.anyStage.test(text);
+  return patterns.stageMarker.test(text.length > MAX_MARKER_TEXT ? text.slice(0, MAX_MARKER_TEXT) : text);
 }
 
 /**
