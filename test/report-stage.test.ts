@@ -5,7 +5,8 @@
  * Sendmail's transcript, qmail-remote.c), not copied from any corpus.
  */
 import { describe, expect, it } from 'vitest';
-import { parseReportSync, toParseOutput } from '../src/bounces/report/index.js';
+import { readFileSync } from 'node:fs';
+import { compileReportPatterns, parseReportSync, ReportPatternsError, toParseOutput } from '../src/bounces/report/index.js';
 
 const RETURN_PATH = 'rb+x@bounces.rebound.example';
 
@@ -201,5 +202,22 @@ describe('stage: which SMTP command the failing reply answered', () => {
     const raw = dsn('See below.', ['Final-Recipient: rfc822; f@example.org', 'Action: failed', 'Status: 5.1.1', 'Diagnostic-Code: smtp; 550 5.1.1 User unknown'].join('\n'));
     expect(stages(raw)).toEqual([['f@example.org', null]]);
     expect(parseReportSync(raw).recipients[0]).not.toHaveProperty('stage');
+  });
+});
+
+describe('config/ndr-patterns.json `stage` and `warning` are checked at load', () => {
+  const shipped = JSON.parse(readFileSync(new URL('../config/ndr-patterns.json', import.meta.url), 'utf8')) as Record<string, unknown>;
+
+  it('a stage family without a source, or a pattern that names neither a stage nor a command, is refused', () => {
+    const noSource = { ...shipped, stage: [{ markers: ['x'], patterns: ['x (?<command>DATA)'] }] };
+    expect(() => compileReportPatterns(noSource)).toThrow(ReportPatternsError);
+    const noCommand = { ...shipped, stage: [{ source: 'test', markers: ['after'], patterns: ['after DATA'] }] };
+    expect(() => compileReportPatterns(noCommand)).toThrow(/stage\[0\]\.patterns\[0\]: needs a \(\?<command>\.\.\.\) group/);
+    const noMarkers = { ...shipped, stage: [{ source: 'test', stage: 'data', patterns: ['after DATA'] }] };
+    expect(() => compileReportPatterns(noMarkers)).toThrow(ReportPatternsError);
+  });
+
+  it('a warning family without a source is refused', () => {
+    expect(() => compileReportPatterns({ ...shipped, warning: [{ subject: ['^Delayed'] }] })).toThrow(ReportPatternsError);
   });
 });
