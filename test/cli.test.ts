@@ -152,6 +152,7 @@ describe('rebound CLI', () => {
           severity: 'temporary',
           type: 'soft',
           category: 'no-answer-from-host',
+          stage: 'connection',
         },
       ],
     });

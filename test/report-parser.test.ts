@@ -128,7 +128,7 @@ describe('fixtures/dsn: each report gives exactly the result written beside it',
 });
 
 describe('the public `rebound parse` shape', () => {
-  it('has kind and recipients with exactly eight fields each, in this order', async () => {
+  it('has kind and recipients with exactly nine fields each, in this order', async () => {
     const output = toParseOutput(await parseReport(fixture('postfix-rfc3464.eml')));
     expect(Object.keys(output)).toEqual(['kind', 'recipients']);
     expect(Object.keys(output.recipients[0] ?? {})).toEqual([
@@ -140,9 +140,10 @@ describe('the public `rebound parse` shape', () => {
       'severity',
       'type',
       'category',
+      'stage',
     ]);
     expect(output.recipients[1]).toEqual({
-      recipient: 'b.ng@example.net',
+      recipient: 'B.Ng@example.net', // Original-Recipient: the address as we sent it
       action: 'failed',
       status: '5.2.2',
       diagnosticCode: 'smtp; 552 5.2.2 <b.ng@example.net>: Mailbox full',
@@ -150,6 +151,7 @@ describe('the public `rebound parse` shape', () => {
       severity: 'permanent',
       type: 'soft',
       category: 'quota-issues',
+      stage: 'rcpt',
     });
   });
 

@@ -63,6 +63,8 @@ export function decodeXtext(value: string): string {
   return value.includes('+') ? value.replace(/\+([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))) : value;
 }
 
+const IMCEA_SMTP = /^IMCEASMTP-([^@]+)@/i;
+const INVISIBLE = /[\p{Cc}\p{Cf}]/gu;
 const ANGLE_ADDRESS = /<([^<>\s]+@[^<>\s]+)>/;
 const BARE_ADDRESS = /[^\s<>"'(),;:[\]\\]+@[^\s<>"'(),;:[\]\\]+/;
 
@@ -73,9 +75,16 @@ const BARE_ADDRESS = /[^\s<>"'(),;:[\]\\]+@[^\s<>"'(),;:[\]\\]+/;
  */
 export function cleanAddress(value: string | null | undefined): string | null {
   if (value === null || value === undefined) return null;
-  const text = (value.length > 1000 ? value.slice(0, 1000) : value).trim();
+  // Control and format characters (a NUL from "+00", a zero-width space, a BOM) are never part
+  // of an address; a value of nothing else is no recipient, not an empty-string one.
+  const text = (value.length > 1000 ? value.slice(0, 1000) : value).replace(INVISIBLE, '').trim();
   if (text === '') return null;
+  const x400 = X400_NAME.test(text) ? addressOfX400(text) : null;
+  if (x400 !== null) return normalizeAddress(x400);
   const found = ANGLE_ADDRESS.exec(text)?.[1] ?? BARE_ADDRESS.exec(text)?.[0];
+  // Exchange encapsulates a foreign address as IMCEA<type>-<address, "+XX" escaped>@<its domain>.
+  const imcea = found === undefined ? null : IMCEA_SMTP.exec(found)?.[1];
+  if (imcea != null && isAddress(decodeXtext(imcea))) return normalizeAddress(decodeXtext(imcea));
   if (found === undefined) {
     const stripped = text.replace(/^[<"']+|[>"']+$/g, '').trim();
     return stripped === '' ? null : stripped;
@@ -91,9 +100,70 @@ export function normalizeAddress(address: string): string {
   return `${trimmed.slice(0, at)}@${trimmed.slice(at + 1).toLowerCase()}`;
 }
 
+/** An Exchange-internal encapsulated name (IMCEAEX-_O=ORG_OU=...@domain): not an address anyone sent to. */
+export function isEncapsulated(value: string): boolean {
+  return /^IMCEA[A-Z0-9]*-/i.test(value);
+}
+
 /** True for a value that holds a mailbox address (local@domain). */
 export function isAddress(value: string | null): value is string {
   if (value === null) return false;
   const at = value.lastIndexOf('@');
   return at > 0 && at < value.length - 1 && !/\s/.test(value);
+}
+
+/** An X.400 O/R name in its text form (RFC 1685): "/S=user/OU=sales/O=example/C=jp/", "/RFC-822=user(a)example.com/". */
+const X400_NAME = /\/(?:[A-Za-z][A-Za-z0-9.:-]*=[^/]*\/){1,16}/;
+const X400_ATTRIBUTE = /([A-Za-z][A-Za-z0-9.:-]*)=([^/]*)/g;
+/** RFC 2156 §4.3.2 escapes of characters an X.400 printable string cannot hold. */
+const X400_ESCAPES: Readonly<Record<string, string>> = { a: '@', p: '%', b: '!', q: '"', u: '_', l: '(', r: ')' };
+
+/**
+ * The mail address an X.400 O/R name stands for, or null. The RFC 822 address itself when the
+ * name carries it (the `RFC-822` domain-defined attribute, RFC 2156 §4.3.4: "/RFC-822=user(a)example.com/",
+ * also written "RFC822=", "DDA:RFC-822=", "DD.RFC-822="), its escapes decoded ("(a)" → "@",
+ * "(p)" → "%", "(065)" → "A"). Else, for a personal name ("/G=ann/S=lee/OU=sales/O=example/C=jp/"),
+ * the local part from the given name and surname and the domain from the organisational units
+ * (most specific first), the organisation and the country: the tree a gateway's mapping table
+ * (RFC 2156 §4.3) most often mirrors; null when that gives no dotted domain.
+ */
+export function addressOfX400(text: string): string | null {
+  const name = X400_NAME.exec(text)?.[0];
+  if (name === undefined) return null;
+  const values = new Map<string, string[]>();
+  for (const [, key = '', raw = ''] of name.matchAll(X400_ATTRIBUTE)) {
+    const attribute = key.toUpperCase().replace(/^DDA?[.:]/, '').replace(/^RFC822$/, 'RFC-822');
+    const value = raw.trim();
+    if (value === '') continue;
+    values.set(attribute, [...(values.get(attribute) ?? []), value]);
+  }
+  const rfc822 = values.get('RFC-822')?.[0];
+  if (rfc822 !== undefined) {
+    const address = decodeX400Escapes(rfc822);
+    return isAddress(address) ? address : null;
+  }
+  const surname = values.get('S')?.[0];
+  if (surname === undefined) return null;
+  const given = values.get('G')?.[0];
+  const local = decodeX400Escapes(given === undefined ? surname : `${given}.${surname}`);
+  const domain = [...(values.get('OU') ?? []).reverse(), ...(values.get('O') ?? []), ...(values.get('C') ?? [])]
+    .map((part) => decodeX400Escapes(part).toLowerCase())
+    .join('.');
+  const address = `${local}@${domain}`;
+  return domain.includes('.') && /^[a-z0-9.-]+$/.test(domain) && isAddress(address) ? address : null;
+}
+
+const X400_NAMES = new RegExp(X400_NAME.source, 'g');
+
+/** A line with every X.400 O/R name that stands for a mail address written as that address. */
+export function rewriteX400(line: string): string {
+  if (!line.includes('=') || !line.includes('/')) return line;
+  return line.replace(X400_NAMES, (name) => addressOfX400(name) ?? name);
+}
+
+function decodeX400Escapes(value: string): string {
+  return value.replace(/\((\d{3}|[a-z])\)/gi, (whole, code: string) => {
+    if (/^\d{3}$/.test(code)) return String.fromCharCode(Number(code));
+    return X400_ESCAPES[code.toLowerCase()] ?? whole;
+  });
 }

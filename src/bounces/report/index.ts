@@ -15,7 +15,7 @@
  */
 import { defaultBounceRules, type BounceRules } from '../classifier.js';
 import { readSesNotification } from './amazon-ses.js';
-import { cleanAddress, isAddress } from './fields.js';
+import { cleanAddress, isAddress, isEncapsulated } from './fields.js';
 import {
   decodeCharset,
   decodeTransfer,
@@ -45,12 +45,15 @@ import {
   matchFamily,
   readWithFamily,
   sectionReason,
+  sectionStage,
   unquoteForwarded,
   type PlainTextInput,
   type PlainTextResult,
 } from './plain-text.js';
 import { classifyRecipient, kindOfRecipients, type RecipientFacts } from './recipient.js';
 import { emptyFacts, readDeliveryStatus } from './rfc3464.js';
+import { findStage, mentionsStage } from './stage.js';
+import type { SmtpStage } from '../classifier.js';
 import { isAutoReply } from './rfc3834.js';
 import { readFeedbackReport } from './rfc5965.js';
 import type { ParsedReport, ParseOptions, ParseOutput, ReportKind, ReportRecipient, ReturnedMessage } from './types.js';
@@ -116,6 +119,7 @@ export function toParseOutput(report: ParsedReport, file?: string): ParseOutput 
       severity: r.severity,
       type: r.type,
       category: r.category,
+      stage: r.stage ?? null,
     })),
   };
   return file === undefined ? output : { file, ...output };
@@ -192,6 +196,7 @@ class ReportReader {
     if (facts.length === 0) return null;
     const container = this.reportContaining(part);
     this.completeFromText(facts, container);
+    preferOriginalRecipient(facts);
     return this.finish(null, global ? 'rfc6533' : 'rfc3464', facts, this.returnedMessage(container));
   }
 
@@ -218,6 +223,7 @@ class ReportReader {
     const facts = readDeliveryStatus((end === -1 ? lines : lines.slice(0, end)).join('\n'));
     if (facts.length === 0 || facts.every((f) => f.recipient === null && f.action === null)) return null;
     this.completeFromText(facts, this.root);
+    preferOriginalRecipient(facts);
     return this.finish(null, 'rfc3464', facts, this.returnedMessage(this.root));
   }
 
@@ -280,7 +286,7 @@ class ReportReader {
     }
     const reason = sectionReason(section, this.patterns);
     const sectionLines = linesOf(section);
-    const temporary = anyLine(this.patterns.temporary, sectionLines);
+    const temporary = result.temporary;
     const transient = anyLine(this.patterns.transient, sectionLines);
     const recipients = (addresses.length > 0 ? addresses : [null]).map((address) => {
       const facts = emptyFacts();
@@ -288,6 +294,7 @@ class ReportReader {
       facts.action = temporary ? 'delayed' : 'failed';
       facts.transient = transient;
       facts.impliedStatus = result.impliedStatus;
+      facts.stage = result.stage;
       fillFromReason(facts, reason, this.patterns);
       return facts;
     });
@@ -300,7 +307,15 @@ class ReportReader {
 
   private looksLikeBounce(): boolean {
     const signs = this.patterns.bounce;
-    return signs.from.test(this.from) || signs.subject.test(this.subject) || anyLine(signs.body, this.plainTextInput().lines, 400);
+    const lines = this.plainTextInput().lines;
+    return (
+      signs.from.test(this.from) ||
+      signs.subject.test(this.subject) ||
+      anyLine(signs.body, lines, 400) ||
+      // A delay notice is a report too, whoever sends it (Exchange Online's "Delivery delayed:").
+      this.patterns.warning.subject.test(this.subject) ||
+      anyLine(this.patterns.warning.body, lines, 400)
+    );
   }
 
   /**
@@ -311,8 +326,17 @@ class ReportReader {
   private completeFromText(facts: RecipientFacts[], container: Entity): void {
     const missingAddress = facts.some((f) => f.recipient === null);
     const missingReason = facts.some((f) => f.diagnosticCode === null);
-    if (!missingAddress && !missingReason) return;
+    for (const f of facts) if (f.stage === undefined) f.stage = findStage(f.diagnosticCode, this.patterns);
+    const missingStage = facts.some((f) => f.stage === null && f.action !== null && f.action !== 'delivered');
+    if (!missingAddress && !missingReason && !missingStage) return;
     const text = readableText(container);
+    if (missingAddress || missingReason) this.recipientsFromText(facts, text, container);
+    // The text part is searched for a stage only when it names one (Exim's "SMTP error from remote
+    // mail server after RCPT TO:<addr>:", a Sendmail transcript): most DSNs need nothing from it.
+    if (missingStage && text !== '' && mentionsStage(text, this.patterns)) stagesFromText(facts, linesOf(unquoteForwarded(text)), this.patterns);
+  }
+
+  private recipientsFromText(facts: RecipientFacts[], text: string, container: Entity): void {
     let found: RecipientFacts[] = [];
     if (text !== '') {
       const input = { ...this.plainTextInput(), lines: linesOf(unquoteForwarded(text)) };
@@ -333,6 +357,7 @@ class ReportReader {
       if (f.diagnosticCode === null && match?.diagnosticCode) {
         f.diagnosticCode = match.diagnosticCode;
         f.replyCode ??= match.replyCode;
+        if (f.stage === null) f.stage = findStage(f.diagnosticCode, this.patterns);
       }
     });
     if (facts.some((f) => f.recipient === null)) {
@@ -353,6 +378,8 @@ class ReportReader {
   }
 
   private finish(kind: ReportKind | null, format: string, facts: RecipientFacts[], original: ReturnedMessage): ParsedReport {
+    // undefined: not looked for yet (null: looked for, none found).
+    for (const f of facts) if (f.stage === undefined) f.stage = findStage(f.diagnosticCode, this.patterns);
     const recipients: ReportRecipient[] = facts.map((f) => classifyRecipient(f, this.rules));
     const decided = kind ?? kindOfRecipients(recipients) ?? (recipients.length > 0 ? 'bounce' : 'unknown');
     return { kind: decided, format, recipients, original };
@@ -401,6 +428,47 @@ class ReportReader {
       excluded,
     };
     return this.plainInput;
+  }
+}
+
+/** Lines after a recipient's address searched for its stage, unless another recipient comes first. */
+const STAGE_BLOCK_LINES = 12;
+
+/**
+ * A DSN recipient's stage from the report's text part: the lines where its address appears (its
+ * reason, a transcript line naming it), up to the next recipient's address; else the one stage the
+ * whole text names (a transcript's ">>> DATA"). Only the same address counts: a position match
+ * could pair the wrong recipient.
+ */
+function stagesFromText(facts: RecipientFacts[], lines: readonly string[], patterns: ReportPatterns): void {
+  const lower = lines.map((line) => line.toLowerCase());
+  const addresses = facts.flatMap((f) => (f.recipient === null ? [] : [f.recipient.toLowerCase()]));
+  const textStage = sectionStage(lines, patterns);
+  for (const f of facts) {
+    if (f.stage !== null && f.stage !== undefined) continue;
+    const own = f.recipient?.toLowerCase();
+    const others = addresses.filter((address) => address !== own);
+    let stage: SmtpStage | null = null;
+    for (let at = own === undefined ? -1 : lower.findIndex((line) => line.includes(own)); at !== -1 && stage === null; ) {
+      let end = at + 1;
+      while (end < lines.length && end < at + STAGE_BLOCK_LINES && !others.some((address) => lower[end]?.includes(address))) end += 1;
+      stage = findStage(lines.slice(at, end).join('\n'), patterns);
+      const next = own === undefined ? -1 : lower.slice(end).findIndex((line) => line.includes(own));
+      at = next === -1 ? -1 : end + next;
+    }
+    f.stage = stage ?? textStage;
+  }
+}
+
+/**
+ * The address we sent to is the one to act on: Original-Recipient (RFC 3464 §2.3.1, the ORCPT or
+ * the RCPT TO as first given) when it is a mail address, else Final-Recipient. They differ after
+ * forwarding or alias expansion (a list, a .forward, a mailbox that moved to another domain).
+ */
+function preferOriginalRecipient(facts: RecipientFacts[]): void {
+  for (const f of facts) {
+    const original = f.originalRecipient;
+    if (isAddress(original) && !isEncapsulated(original)) f.recipient = original;
   }
 }
 

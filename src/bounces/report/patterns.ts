@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import type { SmtpStage } from '../classifier.js';
 
 export const DEFAULT_REPORT_PATTERNS_PATH = new URL('../../../config/ndr-patterns.json', import.meta.url);
 
@@ -86,6 +87,34 @@ const fileSchema = z.strictObject({
   transient: regexList,
   /** Where a remote host is named in a reason: group `host`. */
   remoteMta: regexList,
+  /**
+   * Which SMTP command a quoted reply answered, as each MTA words it. A phrase family either
+   * states its `stage` or captures the command in a `(?<command>...)` group (see stage.ts).
+   */
+  stage: z
+    .array(
+      z.strictObject({
+        source: z.string().trim().min(1, 'must name the MTA source or document the wording comes from'),
+        stage: z.enum(['connection', 'mail', 'rcpt', 'data']).optional(),
+        /** Words (case-insensitive, plain text) one of which every text the patterns match holds: a cheap test first. */
+        markers: z.array(z.string().min(1)).min(1),
+        patterns: regexList,
+      }),
+    )
+    .min(1),
+  /**
+   * Delay notices (warnings, not failures) in plain text: a subject or a line of the report text
+   * before the returned message says the MTA is still trying. One entry per MTA family.
+   */
+  warning: z
+    .array(
+      z.strictObject({
+        source: z.string().trim().min(1, 'must name the MTA source or document the wording comes from'),
+        subject: optionalRegexList,
+        body: optionalRegexList,
+      }),
+    )
+    .min(1),
   families: z.array(z.unknown()).min(1),
   autoReply: z.strictObject({
     /** Header name → pattern its value must match ("" matches any value). */
@@ -120,6 +149,15 @@ export interface FamilyPatterns {
   readonly impliedStatus: string | null;
 }
 
+/** One family of stage phrases: a fixed stage, or the command its `command` group names. */
+export interface StagePatterns {
+  readonly source: string;
+  readonly stage: SmtpStage | null;
+  /** Lower-case words one of which a text must hold before the patterns are tried. */
+  readonly markers: readonly string[];
+  readonly patterns: readonly RegExp[];
+}
+
 export interface ReportPatterns {
   readonly source: string;
   readonly bounce: { readonly from: RegExp; readonly subject: RegExp; readonly body: RegExp };
@@ -131,6 +169,12 @@ export interface ReportPatterns {
   readonly temporary: RegExp;
   readonly transient: RegExp;
   readonly remoteMta: readonly RegExp[];
+  readonly stage: readonly StagePatterns[];
+  /** Every stage pattern as one alternation (a line-by-line test). */
+  readonly anyStage: RegExp;
+  /** Every family's markers as one case-insensitive alternation of literals. */
+  readonly stageMarker: RegExp;
+  readonly warning: { readonly subject: RegExp; readonly body: RegExp };
   readonly families: readonly FamilyPatterns[];
   readonly autoReply: {
     readonly headers: ReadonlyArray<readonly [string, RegExp]>;
@@ -215,6 +259,24 @@ export function compileReportPatterns(data: unknown, source = '(in memory)'): Re
     temporary: compiler.required(file.temporary, 'temporary'),
     transient: compiler.required(file.transient, 'transient'),
     remoteMta: compiler.each(file.remoteMta, 'remoteMta', 'host'),
+    stage: file.stage.map((entry, index) => ({
+      source: entry.source,
+      stage: entry.stage ?? null,
+      markers: entry.markers.map((marker) => marker.toLowerCase()),
+      patterns: entry.stage === undefined ? compiler.each(entry.patterns, `stage[${index}].patterns`, 'command') : entry.patterns.map((item, i) => compiler.one(item, `stage[${index}].patterns[${i}]`)),
+    })),
+    anyStage: compiler.required(
+      file.stage.flatMap((entry) => entry.patterns.map((item) => item.replace(/\(\?<[A-Za-z]+>/g, '('))),
+      'stage',
+    ),
+    stageMarker: new RegExp(
+      file.stage.flatMap((entry) => entry.markers.map((marker) => marker.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('|'),
+      'i',
+    ),
+    warning: {
+      subject: compiler.required(file.warning.flatMap((entry) => entry.subject ?? []), 'warning.subject'),
+      body: compiler.required(file.warning.flatMap((entry) => entry.body ?? []), 'warning.body'),
+    },
     families,
     autoReply: {
       headers: compiler.headerPatterns(file.autoReply.headers, 'autoReply.headers'),

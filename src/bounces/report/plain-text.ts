@@ -8,10 +8,12 @@
  * line where the original message begins); every line there that names a recipient opens that
  * recipient's reason, which runs to the next recipient or the end of the section.
  */
-import { normalizeAddress } from './fields.js';
+import { normalizeAddress, rewriteX400 } from './fields.js';
 import type { FamilyPatterns, ReportPatterns } from './patterns.js';
 import type { RecipientFacts } from './recipient.js';
 import { emptyFacts } from './rfc3464.js';
+import { findStage, mentionsStage } from './stage.js';
+import type { SmtpStage } from '../classifier.js';
 
 /**
  * Only the head of a huge text is searched (NDR error sections are short), and every pattern is
@@ -49,6 +51,10 @@ export interface PlainTextResult {
   readonly originalText: string | null;
   /** The error section, for callers that need a reason when no recipient line was found. */
   readonly section: string;
+  /** The one stage the whole error section names (a session transcript), for recipients without their own. */
+  readonly stage: SmtpStage | null;
+  /** The report is a delay notice (a warning: the MTA is still trying), not a failure. */
+  readonly temporary: boolean;
 }
 
 interface Section {
@@ -106,28 +112,44 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
   const section = findSection(lines, family, patterns);
   const sectionLines = lines.slice(section.start, section.end);
   const sectionText = sectionLines.join('\n');
-  const temporary =
-    (family?.temporary != null && anyLine(family.temporary, sectionLines)) || anyLine(patterns.temporary, sectionLines);
+  const temporary = isDelayNotice(input, sectionLines, section.end, family, patterns);
   const transient = anyLine(patterns.transient, sectionLines);
+  // Stage phrases are looked for only in a section that holds one of their markers.
+  const stageMarked = mentionsStage(sectionText, patterns);
+  const stage = stageMarked ? sectionStage(sectionLines, patterns) : null;
   // The same address again right after (a transcript line, a quoted reply) belongs to the same reason.
   const mentions = findMentions(section, family, patterns, input.excluded).filter(
     (mention, index, all) => index === 0 || all[index - 1]?.address.toLowerCase() !== mention.address.toLowerCase(),
   );
   const originalText = section.end < lines.length ? lines.slice(section.end + 1).join('\n') : null;
   const impliedStatus = family?.impliedStatus ?? null;
-  if (mentions.length === 0) return { family: family?.id ?? 'generic', impliedStatus, recipients: [], originalText, section: sectionText };
+  const result = { family: family?.id ?? 'generic', impliedStatus, originalText, section: sectionText, stage, temporary };
+  if (mentions.length === 0) return { ...result, recipients: [] };
   const byAddress = new Map<string, RecipientFacts>();
   const recipients: RecipientFacts[] = [];
   mentions.forEach((mention, index) => {
     const next = mentions[index + 1]?.line ?? section.end;
     const previousEnd = index === 0 ? section.start : (mentions[index - 1]?.line ?? 0) + 1;
+    // A list of addresses on consecutive lines ("was not delivered to: a, b because: ...") shares
+    // the reason written after the list's last address.
+    const last = family?.reasonAbove === true || mention.reason !== '' ? index : lastOfList(mentions, index);
     const reason =
       family?.reasonAbove === true
         ? reasonAbove(section, mention, previousEnd, patterns)
-        : reasonOf(section, mention, next, previousEnd, patterns);
+        : last === index
+          ? reasonOf(section, mention, next, previousEnd, patterns)
+          : reasonOf(section, mentions[last] ?? mention, mentions[last + 1]?.line ?? section.end, previousEnd, patterns);
     const key = mention.address.toLowerCase();
     const seen = byAddress.get(key);
+    // The stage is read from the recipient's own lines (its reply, a transcript line naming it),
+    // then from a session transcript that names one stage for the whole report.
+    const ownStage = !stageMarked
+      ? null
+      : family?.reasonAbove === true
+        ? findStage(blockText(section, previousEnd, mention.line + 1), patterns)
+        : findStage(blockText(section, mention.line, next), patterns);
     if (seen !== undefined) {
+      seen.stage ??= ownStage;
       // The same address again (a translated copy, a transcript): a reason that quotes the
       // remote reply replaces one that did not.
       const better = seen.diagnosticCode === null || (seen.replyCode === null && findReplyCode(reason) !== null);
@@ -140,11 +162,71 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
     facts.action = temporary ? 'delayed' : 'failed';
     facts.transient = transient;
     facts.impliedStatus = family?.impliedStatus ?? null;
+    facts.stage = ownStage;
     fillFromReason(facts, reason, patterns);
     byAddress.set(key, facts);
     recipients.push(facts);
   });
-  return { family: family?.id ?? 'generic', impliedStatus, recipients, originalText, section: sectionText };
+  for (const facts of recipients) facts.stage ??= stage;
+  return { ...result, recipients };
+}
+
+/** The index of the last mention of the run of address-only lines that starts at `index`. */
+function lastOfList(mentions: readonly Mention[], index: number): number {
+  let last = index;
+  while (
+    last + 1 < mentions.length &&
+    mentions[last]?.reason === '' &&
+    (mentions[last + 1]?.line ?? -1) === (mentions[last]?.line ?? -2) + 1
+  ) {
+    last += 1;
+  }
+  return last;
+}
+
+/** The lines from..to of a section, as one text (the stage phrases may wrap over lines). */
+function blockText(section: Section, from: number, to: number): string {
+  return section.lines.slice(Math.max(from, section.start), Math.min(to, section.end)).join('\n');
+}
+
+/**
+ * The stage a whole section names when every stage phrase in it agrees, and that stage is not RCPT:
+ * a refusal at RCPT is about one address, so it never speaks for the others.
+ */
+export function sectionStage(lines: readonly string[], patterns: ReportPatterns): SmtpStage | null {
+  let found: SmtpStage | null = null;
+  for (let i = 0; i < lines.length; i += 1) {
+    const line = lines[i] ?? '';
+    if (!patterns.stageMarker.test(line)) continue;
+    // A phrase may wrap onto the next lines (Postfix "in reply to RCPT TO\n command", a
+    // transcript's reply on the line after its command).
+    const stage = findStage(lines.slice(i, i + 3).join('\n'), patterns);
+    if (stage === null) continue;
+    if (found !== null && found !== stage) return null;
+    found = stage;
+  }
+  return found === 'rcpt' ? null : found;
+}
+
+/**
+ * A delay notice, not a failure: the family's own or the common "still trying" wording in the error
+ * section, or a delay-notice subject or banner (config `warning`: Sendmail's "THIS IS A WARNING
+ * MESSAGE ONLY", Postfix's "Delayed Mail (still being retried)", ...) before the returned message.
+ */
+export function isDelayNotice(
+  input: PlainTextInput,
+  sectionLines: readonly string[],
+  end: number,
+  family: FamilyPatterns | null,
+  patterns: ReportPatterns,
+): boolean {
+  return (
+    (family?.temporary != null && anyLine(family.temporary, sectionLines)) ||
+    anyLine(patterns.temporary, sectionLines) ||
+    patterns.warning.subject.test(input.subject) ||
+    // Banners and delay sentences stand near the top, before the returned message.
+    anyLine(patterns.warning.body, input.lines, Math.min(end, SIGNATURE_LINES))
+  );
 }
 
 /** Sets the diagnostic and what it quotes: reply code, enhanced status code, remote host. */
@@ -214,7 +296,8 @@ function findMentions(
   const own = family?.recipient ?? [];
   const common = family === null || family.commonRecipients;
   for (let i = section.start; i < section.end; i += 1) {
-    const line = section.lines[i] ?? '';
+    // Old Exchange and X.400 gateways name a recipient as an O/R name ("/RFC-822=ann(a)example.org/").
+    const line = rewriteX400(section.lines[i] ?? '');
     if (!line.includes('@')) continue;
     const mention =
       matchLine(line, own, i, null) ??

@@ -2,13 +2,15 @@
  * One recipient of a report, as read (facts), and as classified: the same classifier as an
  * immediate bounce, fed the report's Status and Diagnostic-Code (DESIGN.md: one classifier).
  */
-import { classifyReply, defaultBounceRules, type BounceRules } from '../classifier.js';
+import { classifyReply, defaultBounceRules, type BounceRules, type SmtpStage } from '../classifier.js';
 import { parseReply } from '../reply-text.js';
 import { typeOfCategory, type Category, type Severity } from '../categories.js';
 import type { ReportAction, ReportKind, ReportRecipient } from './types.js';
 
 /** What a reader found for one recipient, before classification. */
-export interface RecipientFacts extends Omit<ReportRecipient, 'severity' | 'type' | 'category'> {
+export interface RecipientFacts extends Omit<ReportRecipient, 'severity' | 'type' | 'category' | 'stage'> {
+  /** The SMTP command the failing reply answered, when the report says (stage.ts); null or absent: unknown. */
+  stage?: SmtpStage | null;
   /** An SMTP reply code a plain-text reader found next to the reason; DSNs carry it in the text. */
   replyCode: number | null;
   /** True when `status` is the report's own Status field (RFC 3464 §2.3.4), not read from prose. */
@@ -43,10 +45,12 @@ export function classifyRecipient(facts: RecipientFacts, rules: BounceRules = de
     type: null,
     category: null,
   };
+  const stage = facts.stage ?? null;
+  if (stage !== null) base.stage = stage;
   if (!FAILURE_ACTIONS.has(facts.action)) return base;
   const code = facts.replyCode ?? quoted?.code ?? null;
   const fallback = code === null ? (facts.action === 'delayed' || facts.transient ? '4.0.0' : '5.0.0') : null;
-  const classification = classifyReply({ code, enhancedCode: status ?? facts.impliedStatus ?? fallback, text }, rules);
+  const classification = classifyReply({ code, enhancedCode: status ?? facts.impliedStatus ?? fallback, text, stage }, rules);
   // A delivery-status Status field is the reporting MTA's own verdict for this recipient: its
   // class decides severity even when the quoted reply says otherwise ("554 4.4.7 Message expired").
   const severity = (facts.statusGiven && facts.status !== null ? severityOfStatus(facts.status) : null) ?? classification.severity;

@@ -3,6 +3,7 @@
  * public, stable shape `rebound parse` prints (docs/report-parser.md): change it only additively.
  */
 import type { BounceType, Category, Severity } from '../categories.js';
+import type { SmtpStage } from '../classifier.js';
 
 /**
  * - `bounce`: at least one recipient failed (RFC 3464 Action `failed`, or a plain-text NDR).
@@ -40,6 +41,11 @@ export interface ReportRecipient {
   severity: Severity | null;
   type: BounceType | null;
   category: Category | null;
+  /**
+   * The SMTP command the failing reply answered, when the report says (`rcpt`: "in reply to RCPT
+   * TO command"; `data`: "after end of data"; ...). Present only when the report names it.
+   */
+  stage?: SmtpStage;
 }
 
 export interface ReturnedMessage {
@@ -77,6 +83,8 @@ export interface ParseOutputRecipient {
   severity: Severity | null;
   type: BounceType | null;
   category: Category | null;
+  /** The SMTP command the failing reply answered (`connection`, `mail`, `rcpt`, `data`); null when the report does not say. */
+  stage: SmtpStage | null;
 }
 
 /** The public JSON object `rebound parse` prints for one message. */

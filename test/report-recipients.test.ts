@@ -1,0 +1,157 @@
+/**
+ * Which address a report names for each recipient: the one we sent to (Original-Recipient, an
+ * alias's "expanded from"), X.400 O/R names read as mail addresses, every address of a
+ * multi-recipient plain-text NDR, and never an empty or invisible recipient. Every report is
+ * written for the test from the format's published shape (RFC 3464, RFC 1685/2156, the MTA's
+ * template), not copied from any corpus.
+ */
+import { describe, expect, it } from 'vitest';
+import { parseReportSync, toParseOutput } from '../src/bounces/report/index.js';
+
+function dsn(blocks: string): Buffer {
+  return Buffer.from(
+    `From: MAILER-DAEMON@mx.example.net\r\nTo: rb+x@bounces.rebound.example\r\nSubject: Delivery Status Notification (Failure)\r\n` +
+      `MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n` +
+      `--b\r\nContent-Type: text/plain\r\n\r\nThe message could not be delivered.\r\n\r\n` +
+      `--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n${blocks.replace(/\n/g, '\r\n')}\r\n` +
+      `--b--\r\n`,
+  );
+}
+
+function plain(from: string, subject: string, body: string): Buffer {
+  return Buffer.from(`From: ${from}\r\nTo: rb+x@bounces.rebound.example\r\nSubject: ${subject}\r\n\r\n${body.replace(/\n/g, '\r\n')}\r\n`);
+}
+
+function recipients(raw: Buffer): Array<string | null> {
+  return toParseOutput(parseReportSync(raw)).recipients.map((r) => r.recipient);
+}
+
+describe('recipients: the address we sent to', () => {
+  it('prefers Original-Recipient (RFC 3464 §2.3.1) over Final-Recipient after forwarding', () => {
+    const raw = dsn(
+      [
+        'Original-Recipient: rfc822;ann@old-domain.example',
+        'Final-Recipient: rfc822;ann.smith@new-host.example',
+        'Action: failed',
+        'Status: 5.1.1',
+      ].join('\n'),
+    );
+    expect(recipients(raw)).toEqual(['ann@old-domain.example']);
+  });
+
+  it('guard: keeps Final-Recipient when Original-Recipient is no mail address (an Exchange IMCEAEX name)', () => {
+    const raw = dsn(
+      [
+        'Original-Recipient: rfc822;IMCEAEX-_O=EXAMPLE_OU=SITE_CN=RECIPIENTS_CN=ANN@corp.example',
+        'Final-Recipient: rfc822;ann@corp.example',
+        'Action: failed',
+        'Status: 5.1.1',
+      ].join('\n'),
+    );
+    expect(recipients(raw)).toEqual(['ann@corp.example']);
+  });
+
+  it('Postfix plain text: an alias or list member is named by the address we sent to ("expanded from")', () => {
+    const raw = plain(
+      'MAILER-DAEMON@mx.example.net (Mail Delivery System)',
+      'Undelivered Mail Returned to Sender',
+      [
+        'This is the mail system at host mx.example.net.',
+        '',
+        "I'm sorry to have to inform you that your message could not",
+        "be delivered to one or more recipients. It's attached below.",
+        '',
+        '                   The mail system',
+        '',
+        '<bob@example.org> (expanded from <team@example.org>): cannot access mailbox',
+        '    /var/mail/bob for user bob. error writing message: Disk quota exceeded',
+      ].join('\n'),
+    );
+    expect(recipients(raw)).toEqual(['team@example.org']);
+  });
+});
+
+describe('recipients: X.400 O/R names (RFC 1685 text form, RFC 2156 escapes)', () => {
+  it('reads Final-Recipient "x400; /RFC-822=user(a)domain/" as the mail address', () => {
+    const raw = dsn(['Final-Recipient: x400; /RFC-822=ann.lee(a)example.org/', 'Action: failed', 'Status: 5.1.1'].join('\n'));
+    expect(recipients(raw)).toEqual(['ann.lee@example.org']);
+  });
+
+  it('reads O/R names in an Exchange 2000/2003 plain-text NDR: RFC-822 attribute and a personal name', () => {
+    const raw = plain(
+      'postmaster@mail.example.com',
+      'Undeliverable: hello',
+      [
+        'Your message',
+        '',
+        '  Subject: hello',
+        '',
+        'did not reach the following recipient(s):',
+        '',
+        '/RFC-822=ann(a)example.org/ on Mon, 4 Mar 2024 10:00:05 +0000',
+        '    The recipient name is not recognized',
+        '/DDA:RFC822=cy(u)ng(a)example.net/ on Mon, 4 Mar 2024 10:00:05 +0000',
+        '    The recipient name is not recognized',
+        '/G=bob/S=lee/OU=sales/O=example/C=org/ on Mon, 4 Mar 2024 10:00:05 +0000',
+        '    The recipient name is not recognized',
+      ].join('\n'),
+    );
+    expect(recipients(raw)).toEqual(['ann@example.org', 'cy_ng@example.net', 'bob.lee@sales.example.org']);
+  });
+});
+
+describe('recipients: never an empty or invisible one', () => {
+  it('a Final-Recipient of only invisible characters names nobody (null), never ""', () => {
+    for (const value of ['rfc822;\u200b', 'rfc822; \ufeff', 'rfc822; +00']) {
+      const raw = dsn([`Final-Recipient: ${value}`, 'Action: failed', 'Status: 5.1.1'].join('\n'));
+      const found = recipients(raw);
+      expect(found.every((r) => r === null || (r.trim() !== '' && !/[\u0000-\u001f\u200b\ufeff]/.test(r))), value).toBe(true);
+    }
+    const invisible = dsn(['Final-Recipient: rfc822;\u200b', 'Action: failed', 'Status: 5.1.1'].join('\n'));
+    expect(recipients(invisible)).toEqual([null]);
+  });
+});
+
+describe('recipients: every address of a multi-recipient plain-text NDR', () => {
+  it('Domino: the addresses listed under "was not delivered to:" share the reason under "because:"', () => {
+    const raw = plain(
+      'Postmaster@domino.example.com',
+      'DELIVERY FAILURE: User not listed in Domino Directory',
+      [
+        'Your message',
+        '',
+        '  Subject: hello',
+        '',
+        'was not delivered to:',
+        '',
+        '  ann@example.org',
+        '  bob@example.org',
+        '',
+        'because:',
+        '',
+        '  User not listed in Domino Directory',
+      ].join('\n'),
+    );
+    const output = toParseOutput(parseReportSync(raw));
+    expect(output.recipients.map((r) => [r.recipient, r.category])).toEqual([
+      ['ann@example.org', 'bad-mailbox'],
+      ['bob@example.org', 'bad-mailbox'],
+    ]);
+    expect(parseReportSync(raw).format).toBe('domino');
+  });
+
+  it('a list of "Name (address)" lines (GroupWise-style) names every address', () => {
+    const raw = plain(
+      'postmaster@gw.example.com',
+      'Undeliverable mail',
+      [
+        'The message that you sent was undeliverable to the following:',
+        '\tAnn Lee (ann@example.org)',
+        '\tBob Ng (bob@example.org)',
+        '',
+        'Possible causes: user does not exist',
+      ].join('\n'),
+    );
+    expect(recipients(raw)).toEqual(['ann@example.org', 'bob@example.org']);
+  });
+});

@@ -1,0 +1,84 @@
+/**
+ * Warnings are not failures: a plain-text delay notice (the MTA is still trying) gives kind
+ * `delay`, action `delayed` and severity `temporary` (config/ndr-patterns.json `warning`, one
+ * entry per MTA family with its source). Every report is written for the test from the MTA's
+ * published delay template, not copied from any corpus.
+ */
+import { describe, expect, it } from 'vitest';
+import { parseReportSync, toParseOutput } from '../src/bounces/report/index.js';
+
+function plain(from: string, subject: string, body: string): Buffer {
+  return Buffer.from(`From: ${from}\r\nTo: rb+x@bounces.rebound.example\r\nSubject: ${subject}\r\n\r\n${body.replace(/\n/g, '\r\n')}\r\n`);
+}
+
+function summary(raw: Buffer): { kind: string; rows: Array<[string | null, string | null, string | null]> } {
+  const output = toParseOutput(parseReportSync(raw));
+  return { kind: output.kind, rows: output.recipients.map((r) => [r.recipient, r.action, r.severity]) };
+}
+
+describe('warnings are not failures (plain-text delay notices)', () => {
+  it('Sendmail: the "THIS IS A WARNING MESSAGE ONLY" banner above the error section makes a delay notice', () => {
+    const raw = plain(
+      'Mail Delivery Subsystem <MAILER-DAEMON@relay.example.net>',
+      'Returned mail: warning',
+      [
+        '    **      THIS IS A WARNING MESSAGE ONLY      **',
+        '',
+        '   ----- The following addresses had delivery problems -----',
+        '<late@example.org>',
+        '    (reason: 451 4.4.1 reply: read error from mx.example.org.)',
+      ].join('\n'),
+    );
+    expect(summary(raw)).toEqual({ kind: 'delay', rows: [['late@example.org', 'delayed', 'temporary']] });
+  });
+
+  it('Postfix: the "Delayed Mail (still being retried)" subject of a shortened delay template (bounce(5))', () => {
+    const raw = plain(
+      'MAILER-DAEMON@mx.example.net (Mail Delivery System)',
+      'Delayed Mail (still being retried)',
+      [
+        'This is the mail system at host mx.example.net.',
+        '',
+        'Your message could not be delivered for more than 4 hour(s).',
+        '',
+        '<wait@example.org>: host mx.example.org[192.0.2.9] said: 450 4.2.0 Mailbox',
+        '    temporarily unavailable (in reply to RCPT TO command)',
+      ].join('\n'),
+    );
+    expect(summary(raw)).toEqual({ kind: 'delay', rows: [['wait@example.org', 'delayed', 'temporary']] });
+  });
+
+  it('Exchange Online: "Delivery delayed:" and "The server will keep trying to deliver this message"', () => {
+    const raw = plain(
+      'Microsoft Outlook <MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@example.com>',
+      'Delivery delayed:Quarterly report',
+      [
+        "Delivery is delayed to these recipients or groups:",
+        '',
+        'pending@example.org',
+        '',
+        "This message hasn't been delivered yet. Delivery will continue to be attempted.",
+        '',
+        'The server will keep trying to deliver this message for the next 1 days, 19 hours and 52 minutes.',
+      ].join('\n'),
+    );
+    expect(summary(raw)).toEqual({ kind: 'delay', rows: [['pending@example.org', 'delayed', 'temporary']] });
+  });
+
+  it('guard: a final failure is still a failure ("retry timeout exceeded" is no warning)', () => {
+    const raw = plain(
+      'Mail Delivery System <Mailer-Daemon@relay.example.net>',
+      'Mail delivery failed: returning message to sender',
+      [
+        'This message was created automatically by mail delivery software.',
+        '',
+        'A message that you sent could not be delivered to one or more of its',
+        'recipients. This is a permanent error. The following address(es) failed:',
+        '',
+        '  gone@example.org',
+        '    retry timeout exceeded',
+      ].join('\n'),
+    );
+    expect(summary(raw).kind).toBe('bounce');
+  });
+});
