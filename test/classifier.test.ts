@@ -758,6 +758,11 @@ const STAGE_ROWS: Row[] = [
   { provider: 'stage mail', reply: { code: 550, enhancedCode: '5.1.8', text: 'Domain not found', stage: 'mail' }, category: 'invalid-sender' },
   { provider: 'stage mail', reply: { code: 550, text: 'Please use the SMTP server of your ISP', stage: 'mail' }, category: 'policy-related' },
   { provider: 'stage connection', reply: { code: 554, text: 'mx.example.test', stage: 'connection' }, category: 'policy-related' },
+  // A stated reason wins over the stage catch-alls (Postfix's postscreen and smtpd limits, RFC 1870 SIZE at MAIL FROM).
+  { provider: 'stage mail, stated rate', reply: { code: 452, enhancedCode: '4.3.2', text: 'Connection rate limit exceeded.', stage: 'mail' }, category: 'bad-connection' },
+  { provider: 'stage mail, stated size', reply: { code: 552, enhancedCode: '5.2.3', text: 'Message size exceeds fixed maximum message size (10485760)', stage: 'mail' }, category: 'content-related' },
+  // Yahoo's published SMTP error codes: the answer for a mailbox that does not exist, sent after DATA.
+  { provider: 'stage data, Yahoo no account', reply: { code: 554, text: "delivery error: dd This user doesn't have a yahoo.com account (someone@yahoo.com) [0]", stage: 'data' }, category: 'bad-mailbox' },
   { provider: 'Postfix wording', reply: 'host mx.example.test[192.0.2.1] said: 550 Unknown user (in reply to end of DATA command)', category: 'policy-related' },
   { provider: 'Postfix wording', reply: 'host mx.example.test[192.0.2.1] said: 550 Unknown user (in reply to RCPT TO command)', category: 'bad-mailbox' },
   { provider: 'Exim wording', reply: 'SMTP error from remote mail server after end of data: 550 No such user here', category: 'policy-related' },
