@@ -28,6 +28,8 @@ const SIGNATURE_LINES = 400;
 const MAX_REASON_CHARS = 1500;
 const MAX_REASON_PARAGRAPHS = 4;
 const MAX_RECIPIENTS = 10_000;
+/** Lines under a recipient searched for the remote host when its reason names none. */
+const HOST_SEARCH_LINES = 8;
 
 export interface PlainTextInput {
   /** The report's human-readable text, decoded, as lines (see `linesOf`). */
@@ -164,8 +166,9 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
     facts.impliedStatus = family?.impliedStatus ?? null;
     facts.stage = ownStage;
     fillFromReason(facts, reason, patterns);
-    // The host may be named outside the reason, in the recipient's transcript ("... while talking to host.:").
-    facts.remoteMta ??= remoteHost(blockText(section, mention.line, next), patterns);
+    // The host may be named outside the reason, in the transcript right under the recipient
+    // (Sendmail's "... while talking to host.:"); only those few lines are searched.
+    facts.remoteMta ??= remoteHost(blockText(section, mention.line, Math.min(next, mention.line + HOST_SEARCH_LINES)), patterns);
     byAddress.set(key, facts);
     recipients.push(facts);
   });
