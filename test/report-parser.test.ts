@@ -127,6 +127,25 @@ describe('fixtures/dsn: each report gives exactly the result written beside it',
   });
 });
 
+describe('plain-text NDRs: a reason ends where the next part of the report begins', () => {
+  const ndr = (body: string): Buffer =>
+    Buffer.from(`From: MAILER-DAEMON@mx.example.net\nTo: rb+x@bounces.rebound.example\nSubject: Undeliverable mail\n\n${body}`);
+
+  it('a returned header written without a space after its colon ("Received:from") starts the original', async () => {
+    const report = await parseReport(
+      ndr('Your message could not be delivered.\n\nana@example.net Invalid Address, 550 5.1.1 User unknown\nReceived:from relay.rebound.example by mx.example.net\nReturn-Path:<rb+x@bounces.rebound.example>\n'),
+    );
+    expect(report.recipients[0]).toMatchObject({ recipient: 'ana@example.net', diagnosticCode: 'Invalid Address, 550 5.1.1 User unknown' });
+  });
+
+  it('a transcript reply under the recipient is its reason; the paragraph after it is not', async () => {
+    const report = await parseReport(
+      ndr('Sent <<< RCPT TO:<ana@example.net>\nReceived >>> 550 5.1.1 <ana@example.net>... User unknown\n\nThe remote server refused the message.\n'),
+    );
+    expect(report.recipients[0]?.diagnosticCode).toBe('550 5.1.1 <ana@example.net>... User unknown');
+  });
+});
+
 describe('the public `rebound parse` shape', () => {
   it('has kind and recipients with exactly nine fields each, in this order', async () => {
     const output = toParseOutput(await parseReport(fixture('postfix-rfc3464.eml')));
