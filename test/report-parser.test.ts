@@ -39,16 +39,7 @@ function dsn(blocks: string, extraHeaders = ''): Buffer {
  * parser learns one, its test fails, and the name comes off this list.
  */
 const KNOWN_FAILURES: Record<string, string> = {
-  'sendmail-plain.eml': 'diagnosticCode runs on into "----- Transcript of session follows -----"',
-  'notes-plain.eml': 'diagnosticCode starts with the "------- Failure Reasons --------" line',
-  'domino.eml': 'read as exchange2003 ("Your message" line), diagnosticCode keeps "because:"',
-  'x6.eml': 'diagnosticCode runs on into "Original message headers:"; the returned Return-Path is not read',
-  'fml-not-member.eml': 'the recipient is taken from the help text (members-ctl@) and the refusal falls to `other`',
-  'zoho.eml': 'read as postfix (the subject) before the zoho family',
-  'trendmicro-imss.eml': 'diagnosticCode keeps "Received >>>" and the line after the reply',
-  'kddi.eml': 'the returned Return-Path is not read',
-  'verizon-vtext.eml': 'read as notes before the verizon family',
-  'mfilter.eml': 'read as qmail (subject "failure notice"): the server message is not read, category `other`',
+  'fml-not-member.eml': 'the classifier (config/bounce-rules.json) reads "not a member of this mailing list" as `other`, not `policy-related`',
 };
 
 describe('fixtures/dsn: each report gives exactly the result written beside it', () => {
@@ -83,6 +74,7 @@ describe('fixtures/dsn: each report gives exactly the result written beside it',
       'autoreply-out-of-office.eml': 'autoreply/autoreply',
       'broken-mime.eml': 'unknown/none',
       'delivered-relayed.eml': 'delivered/rfc3464',
+      'domino.eml': 'bounce/domino',
       'dragonfly-dma.eml': 'bounce/dragonfly',
       'empty.eml': 'unknown/none',
       'exchange-rfc3464.eml': 'bounce/rfc3464',
@@ -93,17 +85,25 @@ describe('fixtures/dsn: each report gives exactly the result written beside it',
       'gmail-plain.eml': 'bounce/gmail',
       'googlegroups.eml': 'bounce/googlegroups',
       'imailserver.eml': 'bounce/imailserver',
+      'kddi.eml': 'bounce/kddi',
       'mailmarshal.eml': 'bounce/mailmarshal',
       'malformed-boundary.eml': 'bounce/rfc3464',
+      'mfilter.eml': 'bounce/mfilter',
       'nested-forwarded-report.eml': 'bounce/rfc3464',
       'no-known-recipient.eml': 'bounce/rfc3464',
+      'notes-plain.eml': 'bounce/notes',
       'opensmtpd-plain.eml': 'bounce/opensmtpd',
       'postfix-delayed.eml': 'delay/rfc3464',
       'postfix-plain.eml': 'bounce/postfix',
       'postfix-rfc3464.eml': 'bounce/rfc3464',
       'qmail-plain.eml': 'bounce/qmail',
       'rfc6533-global.eml': 'bounce/rfc6533',
+      'sendmail-plain.eml': 'bounce/sendmail',
       'thousand-recipients.eml': 'bounce/rfc3464',
+      'trendmicro-imss.eml': 'bounce/trendmicro',
+      'verizon-vtext.eml': 'bounce/verizon',
+      'x6.eml': 'bounce/x6',
+      'zoho.eml': 'bounce/zoho',
     });
   });
 
@@ -124,6 +124,25 @@ describe('fixtures/dsn: each report gives exactly the result written beside it',
     });
     const custom = await parseReport(fixture('postfix-rfc3464.eml'), { campaignHeader: 'Subject' });
     expect(custom.original.campaignId).toBe('Spring sale');
+  });
+});
+
+describe('plain-text NDRs: a reason ends where the next part of the report begins', () => {
+  const ndr = (body: string): Buffer =>
+    Buffer.from(`From: MAILER-DAEMON@mx.example.net\nTo: rb+x@bounces.rebound.example\nSubject: Undeliverable mail\n\n${body}`);
+
+  it('a returned header written without a space after its colon ("Received:from") starts the original', async () => {
+    const report = await parseReport(
+      ndr('Your message could not be delivered.\n\nana@example.net Invalid Address, 550 5.1.1 User unknown\nReceived:from relay.rebound.example by mx.example.net\nReturn-Path:<rb+x@bounces.rebound.example>\n'),
+    );
+    expect(report.recipients[0]).toMatchObject({ recipient: 'ana@example.net', diagnosticCode: 'Invalid Address, 550 5.1.1 User unknown' });
+  });
+
+  it('a transcript reply under the recipient is its reason; the paragraph after it is not', async () => {
+    const report = await parseReport(
+      ndr('Sent <<< RCPT TO:<ana@example.net>\nReceived >>> 550 5.1.1 <ana@example.net>... User unknown\n\nThe remote server refused the message.\n'),
+    );
+    expect(report.recipients[0]?.diagnosticCode).toBe('550 5.1.1 <ana@example.net>... User unknown');
   });
 });
 

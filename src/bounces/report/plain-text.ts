@@ -28,6 +28,8 @@ const SIGNATURE_LINES = 400;
 const MAX_REASON_CHARS = 1500;
 const MAX_REASON_PARAGRAPHS = 4;
 const MAX_RECIPIENTS = 10_000;
+/** Lines under a recipient searched for the remote host when its reason names none. */
+const HOST_SEARCH_LINES = 8;
 
 export interface PlainTextInput {
   /** The report's human-readable text, decoded, as lines (see `linesOf`). */
@@ -121,7 +123,7 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
   const mentions = findMentions(section, family, patterns, input.excluded).filter(
     (mention, index, all) => index === 0 || all[index - 1]?.address.toLowerCase() !== mention.address.toLowerCase(),
   );
-  const originalText = section.end < lines.length ? lines.slice(section.end + 1).join('\n') : null;
+  const originalText = section.end < lines.length ? lines.slice(originalStart(lines, section.end)).join('\n') : null;
   const impliedStatus = family?.impliedStatus ?? null;
   const result = { family: family?.id ?? 'generic', impliedStatus, originalText, section: sectionText, stage, temporary };
   if (mentions.length === 0) return { ...result, recipients: [] };
@@ -164,6 +166,9 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
     facts.impliedStatus = family?.impliedStatus ?? null;
     facts.stage = ownStage;
     fillFromReason(facts, reason, patterns);
+    // The host may be named outside the reason, in the transcript right under the recipient
+    // (Sendmail's "... while talking to host.:"); only those few lines are searched.
+    facts.remoteMta ??= remoteHost(blockText(section, mention.line, Math.min(next, mention.line + HOST_SEARCH_LINES)), patterns);
     byAddress.set(key, facts);
     recipients.push(facts);
   });
@@ -239,22 +244,36 @@ export function fillFromReason(facts: RecipientFacts, reason: string, patterns: 
   }
   facts.status ??= findStatus(reason);
   facts.replyCode ??= findReplyCode(reason);
-  if (facts.remoteMta === null) {
-    for (const pattern of patterns.remoteMta) {
-      const host = pattern.exec(reason)?.groups?.host;
-      if (host !== undefined) {
-        facts.remoteMta = host.replace(/\.$/, '');
-        break;
-      }
-    }
-  }
+  facts.remoteMta ??= remoteHost(reason, patterns);
 }
+
+function remoteHost(text: string, patterns: ReportPatterns): string | null {
+  for (const pattern of patterns.remoteMta) {
+    const host = pattern.exec(text)?.groups?.host;
+    if (host !== undefined) return host.replace(/\.$/, '');
+  }
+  return null;
+}
+
+/**
+ * Where the returned message's text begins after the section's end line: on that line itself when
+ * it is already one of the original's header fields (Return-Path, Received, ...), else after it
+ * (a separator such as "----- Original message follows -----", or a Content-Type line).
+ */
+function originalStart(lines: readonly string[], end: number): number {
+  const line = lines[end] ?? '';
+  return ORIGINAL_HEADER_FIELD.test(line) && !/^Content-/i.test(line) ? end : end + 1;
+}
+
+const ORIGINAL_HEADER_FIELD = /^[A-Za-z][A-Za-z0-9-]*:[ \t]/;
 
 /** The remote server's reply quoted in a reason, when the NDR introduces one and it has a code. */
 function remoteReply(reason: string, patterns: ReportPatterns): string | null {
   const intro = patterns.replyIntroducer.exec(reason);
   if (intro === null) return null;
-  const reply = reason.slice(intro.index + intro[0].length).trim();
+  let reply = reason.slice(intro.index + intro[0].length).trim();
+  // An introducer that opens a parenthesis (Sendmail's "(reason: 550 ...)") closes it after the reply.
+  if (intro[0].includes('(') && reply.endsWith(')')) reply = reply.slice(0, -1).trimEnd();
   return reply !== '' && (findReplyCode(reply) !== null || findStatus(reply) !== null) ? reply : null;
 }
 
@@ -330,9 +349,13 @@ function reasonOf(section: Section, mention: Mention, next: number, previousEnd:
   let paragraphs = 0;
   let inParagraph = false;
   let length = mention.reason.length;
+  // A remote reply quoted on the lines under the recipient (a transcript's "Received >>> 550 ...")
+  // is the reason: its paragraph ends it, what follows is commentary.
+  let quotesReply = false;
   for (let i = mention.line + 1; i < next; i += 1) {
     const line = (section.lines[i] ?? '').trim();
     if (line === '') {
+      if (quotesReply) break;
       if (inParagraph) {
         paragraphs += 1;
         inParagraph = false;
@@ -341,6 +364,8 @@ function reasonOf(section: Section, mention: Mention, next: number, previousEnd:
       }
       continue;
     }
+    // A label alone on its line before the reason ("because:", Domino) only introduces it.
+    if (parts.length === 0 && REASON_LABEL.test(line)) continue;
     // Boilerplate after the reason ends it; a rule line before any reason is only decoration.
     if (patterns.reasonStop.test(line)) {
       if (parts.length > 0) break;
@@ -348,6 +373,7 @@ function reasonOf(section: Section, mention: Mention, next: number, previousEnd:
     }
     inParagraph = true;
     parts.push(line);
+    quotesReply ||= findReplyCode(line) !== null;
     length += line.length;
     if (length > MAX_REASON_CHARS) break;
   }
@@ -383,7 +409,11 @@ function reasonAbove(section: Section, mention: Mention, previousEnd: number, pa
       }
       continue;
     }
-    if (patterns.reasonStop.test(line)) break;
+    // A rule or section title before any reason is decoration ("------- Failure Reasons --------").
+    if (patterns.reasonStop.test(line)) {
+      if (parts.length > 0) break;
+      continue;
+    }
     parts.push(line);
     length += line.length;
     if (length > MAX_REASON_CHARS) break;
@@ -391,6 +421,8 @@ function reasonAbove(section: Section, mention: Mention, previousEnd: number, pa
   if (mention.reason !== '') parts.push(mention.reason);
   return collapse(parts.join(' ')).slice(0, MAX_REASON_CHARS);
 }
+
+const REASON_LABEL = /^\p{L}[\p{L} ]{0,30}:$/u;
 
 function collapse(text: string): string {
   return text.replace(/\s+/g, ' ').trim();
