@@ -703,6 +703,11 @@ const FAMILIES: Record<string, Row[]> = {
     { provider: 'OpenSMTPD', reply: 'Envelope expired', category: 'message-expired' },
     { provider: 'generic', reply: 'Delivery time limit reached', category: 'message-expired' },
     { provider: 'generic', reply: 'maximum number of delivery attempts exceeded', category: 'message-expired' },
+    { provider: 'Sendmail', reply: { enhancedCode: '5.0.0', text: 'Could not deliver for the last 5 days' }, category: 'message-expired' },
+    { provider: 'generic', reply: 'Delivery failed after 12 attempts', category: 'message-expired' },
+    { provider: 'generic', reply: 'Message undeliverable after 30 retries', category: 'message-expired' },
+    { provider: 'generic', reply: { enhancedCode: '4.0.0', text: 'unable to deliver after 3 days' }, category: 'message-expired', severity: 'temporary' },
+    { provider: 'generic', reply: 'The message has been undeliverable for 48 hours', category: 'message-expired' },
   ],
   'mailbox full (RFC 3463 X.2.2, Postfix, Dovecot, qmail, Gmail, Exchange)': [
     { provider: 'qmail', reply: "Sorry, the user's maildir has overdrawn his diskspace quota, please try again later.", category: 'quota-issues' },
@@ -710,17 +715,37 @@ const FAMILIES: Record<string, Row[]> = {
     { provider: 'Exchange', reply: "550 5.0.0 The recipient's mailbox is full and can't accept messages now.", category: 'quota-issues' },
     { provider: 'generic', reply: '550 5.7.1 Inbox full', category: 'quota-issues' },
     { provider: 'generic', reply: { enhancedCode: '5.0.0', text: 'user is over the quota' }, category: 'quota-issues' },
+    { provider: 'Gmail', reply: "452 4.2.2 The recipient's inbox is out of storage space. Please direct the recipient to manage their storage.", category: 'quota-issues', severity: 'temporary' },
   ],
   'inactive mailbox (RFC 3463 X.2.1, Gmail, Yahoo, Mail.ru, Exchange)': [
     { provider: 'generic', reply: '550 5.0.0 This account is not active', category: 'inactive-mailbox' },
     { provider: 'Exchange', reply: '550 5.2.1 RESOLVER.ADR.RecipientDisabled; recipient is disabled', category: 'inactive-mailbox' },
     { provider: 'generic', reply: { enhancedCode: '5.0.0', text: 'mailbox has been suspended due to inactivity' }, category: 'inactive-mailbox' },
     { provider: 'generic', reply: '550 5.7.1 account has expired', category: 'inactive-mailbox' },
+    { provider: 'GMX', reply: '550 5.0.0 mailbox temporarily disabled', category: 'inactive-mailbox' },
   ],
   'sender refused (Postfix, Exim, Exchange Online 5.7.60)': [
     { provider: 'Exchange Online', reply: '550 5.7.60 SMTP; Client does not have permissions to send as this sender', category: 'invalid-sender' },
     { provider: 'generic', reply: '550 5.7.1 You are not permitted to send mail as this address', category: 'invalid-sender' },
     { provider: 'generic', reply: '553 5.7.1 Sender is not authorized', category: 'invalid-sender' },
+  ],
+  'no permission to send or post (Exchange Online 5.7.1, Google Groups)': [
+    { provider: 'Exchange Online', reply: "550 5.7.1 Delivery not authorized: you don't have permission to send to this recipient", category: 'policy-related' },
+    { provider: 'Google Groups', reply: 'The group you tried to contact may not exist, or you may not have permission to post messages to the group.', category: 'policy-related' },
+    { provider: 'generic', reply: { enhancedCode: '5.0.0', text: 'You do not have permission to send to this distribution list' }, category: 'policy-related' },
+  ],
+  'service or access refused (Orange / La Poste postmaster, Exchange Online access denied)': [
+    { provider: 'Orange', reply: '421 Service refuse. Veuillez essayer plus tard. Service refused, please try later.', category: 'policy-related', severity: 'temporary' },
+    { provider: 'generic', reply: { enhancedCode: '4.0.0', text: 'Service temporarily denied, try again later' }, category: 'policy-related', severity: 'temporary' },
+    { provider: 'Exchange Online', reply: '550 5.4.1 All recipient addresses rejected : Access denied', category: 'policy-related' },
+  ],
+  'SMTP authentication required (RFC 4954, MessageLabs)': [
+    { provider: 'RFC 4954', reply: '530 5.7.0 You must authenticate first', category: 'bad-configuration' },
+    { provider: 'generic', reply: { enhancedCode: '5.0.0', text: 'SMTP authentication is required for relaying' }, category: 'bad-configuration' },
+    { provider: 'generic', reply: '550 Please enable SMTP authentication in your mail client', category: 'bad-configuration' },
+  ],
+  'DNS failure (Exchange Online 5.4.312)': [
+    { provider: 'Exchange Online', reply: '451 4.4.312 DNS query failed', category: 'routing-errors', severity: 'temporary' },
   ],
   'bad domain (RFC 3463 X.1.2, Exim, Sendmail, Postfix)': [
     { provider: 'Exim', reply: 'all relevant MX records point to non-existent hosts', category: 'bad-domain' },
