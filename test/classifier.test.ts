@@ -708,6 +708,8 @@ const FAMILIES: Record<string, Row[]> = {
     { provider: 'generic', reply: 'Message undeliverable after 30 retries', category: 'message-expired' },
     { provider: 'generic', reply: { enhancedCode: '4.0.0', text: 'unable to deliver after 3 days' }, category: 'message-expired', severity: 'temporary' },
     { provider: 'generic', reply: 'The message has been undeliverable for 48 hours', category: 'message-expired' },
+    { provider: 'generic', reply: 'unable to deliver message within the allowed time', category: 'message-expired' },
+    { provider: 'generic', reply: 'The remote server did not respond for 5 days; delivery has been abandoned', category: 'message-expired' },
   ],
   'mailbox full (RFC 3463 X.2.2, Postfix, Dovecot, qmail, Gmail, Exchange)': [
     { provider: 'qmail', reply: "Sorry, the user's maildir has overdrawn his diskspace quota, please try again later.", category: 'quota-issues' },
@@ -728,16 +730,17 @@ const FAMILIES: Record<string, Row[]> = {
     { provider: 'Exchange Online', reply: '550 5.7.60 SMTP; Client does not have permissions to send as this sender', category: 'invalid-sender' },
     { provider: 'generic', reply: '550 5.7.1 You are not permitted to send mail as this address', category: 'invalid-sender' },
     { provider: 'generic', reply: '553 5.7.1 Sender is not authorized', category: 'invalid-sender' },
+    { provider: 'generic', reply: '554 5.7.1 Sender address someone@example.com rejected: domain does not resolve', category: 'invalid-sender' },
   ],
   'no permission to send or post (Exchange Online 5.7.1, Google Groups)': [
     { provider: 'Exchange Online', reply: "550 5.7.1 Delivery not authorized: you don't have permission to send to this recipient", category: 'policy-related' },
     { provider: 'Google Groups', reply: 'The group you tried to contact may not exist, or you may not have permission to post messages to the group.', category: 'policy-related' },
     { provider: 'generic', reply: { enhancedCode: '5.0.0', text: 'You do not have permission to send to this distribution list' }, category: 'policy-related' },
   ],
-  'service or access refused (Orange / La Poste postmaster, Exchange Online access denied)': [
+  'service refused (Orange / La Poste postmaster)': [
     { provider: 'Orange', reply: '421 Service refuse. Veuillez essayer plus tard. Service refused, please try later.', category: 'policy-related', severity: 'temporary' },
     { provider: 'generic', reply: { enhancedCode: '4.0.0', text: 'Service temporarily denied, try again later' }, category: 'policy-related', severity: 'temporary' },
-    { provider: 'Exchange Online', reply: '550 5.4.1 All recipient addresses rejected : Access denied', category: 'policy-related' },
+    { provider: 'generic', reply: { enhancedCode: '5.0.0', text: 'Mailbox unavailable or access denied' }, category: 'bad-mailbox' },
   ],
   'SMTP authentication required (RFC 4954, MessageLabs)': [
     { provider: 'RFC 4954', reply: '530 5.7.0 You must authenticate first', category: 'bad-configuration' },
@@ -757,6 +760,7 @@ const FAMILIES: Record<string, Row[]> = {
     { provider: 'Sendmail', reply: { enhancedCode: '5.0.0', text: '550 <x@example.test>... User unknown' }, category: 'bad-mailbox' },
     { provider: 'qmail', reply: 'Sorry, no mailbox here by that name. (#5.1.1)', category: 'bad-mailbox' },
     { provider: 'Exchange', reply: '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup', category: 'bad-mailbox' },
+    { provider: 'RFC 5321', reply: '553 Requested action not taken: mailbox name not allowed', category: 'bad-mailbox' },
     { provider: 'generic', reply: '550 5.7.1 recipient is not valid', category: 'bad-mailbox' },
     { provider: 'generic', reply: '550 Address unknown', category: 'bad-mailbox' },
   ],
