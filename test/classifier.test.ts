@@ -709,6 +709,11 @@ const FAMILIES: Record<string, Row[]> = {
     { provider: 'generic', reply: { enhancedCode: '4.0.0', text: 'unable to deliver after 3 days' }, category: 'message-expired', severity: 'temporary' },
     { provider: 'generic', reply: 'The message has been undeliverable for 48 hours', category: 'message-expired' },
     { provider: 'generic', reply: 'unable to deliver message within the allowed time', category: 'message-expired' },
+    { provider: 'Exchange Server', reply: 'Could not deliver the message in the time limit specified. Please retry or contact your administrator.', category: 'message-expired' },
+    { provider: 'generic', reply: 'The time limit was exceeded', category: 'message-expired' },
+    { provider: 'Courier', reply: 'This message has been in the queue for too long', category: 'message-expired' },
+    { provider: 'generic', reply: 'Exceeded the maximum number of delivery attempts', category: 'message-expired' },
+    { provider: 'Exim', reply: 'all hosts for example.com have been failing for a long time and were last tried after this message arrived', category: 'message-expired' },
     { provider: 'generic', reply: 'The remote server did not respond for 5 days; delivery has been abandoned', category: 'message-expired' },
   ],
   'mailbox full (RFC 3463 X.2.2, Postfix, Dovecot, qmail, Gmail, Exchange)': [
@@ -725,6 +730,7 @@ const FAMILIES: Record<string, Row[]> = {
     { provider: 'generic', reply: { enhancedCode: '5.0.0', text: 'mailbox has been suspended due to inactivity' }, category: 'inactive-mailbox' },
     { provider: 'generic', reply: '550 5.7.1 account has expired', category: 'inactive-mailbox' },
     { provider: 'GMX', reply: '550 5.0.0 mailbox temporarily disabled', category: 'inactive-mailbox' },
+    { provider: 'generic', reply: '550 5.0.0 Addressee has been deactivated', category: 'inactive-mailbox' },
   ],
   'sender refused (Postfix, Exim, Exchange Online 5.7.60)': [
     { provider: 'Exchange Online', reply: '550 5.7.60 SMTP; Client does not have permissions to send as this sender', category: 'invalid-sender' },
