@@ -722,6 +722,7 @@ const FAMILIES: Record<string, Row[]> = {
     { provider: 'Exchange', reply: "550 5.0.0 The recipient's mailbox is full and can't accept messages now.", category: 'quota-issues' },
     { provider: 'generic', reply: '550 5.7.1 Inbox full', category: 'quota-issues' },
     { provider: 'generic', reply: { enhancedCode: '5.0.0', text: 'user is over the quota' }, category: 'quota-issues' },
+    { provider: 'generic', reply: '550 Mailbox quota usage exceeded', category: 'quota-issues' },
     { provider: 'Gmail', reply: "452 4.2.2 The recipient's inbox is out of storage space. Please direct the recipient to manage their storage.", category: 'quota-issues', severity: 'temporary' },
   ],
   'inactive mailbox (RFC 3463 X.2.1, Gmail, Yahoo, Mail.ru, Exchange)': [
@@ -752,6 +753,12 @@ const FAMILIES: Record<string, Row[]> = {
     { provider: 'RFC 4954', reply: '530 5.7.0 You must authenticate first', category: 'bad-configuration' },
     { provider: 'generic', reply: { enhancedCode: '5.0.0', text: 'SMTP authentication is required for relaying' }, category: 'bad-configuration' },
     { provider: 'generic', reply: '550 Please enable SMTP authentication in your mail client', category: 'bad-configuration' },
+  ],
+  'provider codes (Comcast, Mimecast)': [
+    { provider: 'Comcast', reply: '421 4.7.0 192.0.2.1 temporarily deferred, see http://postmaster.comcast.net/smtp-error-codes.php#RL000001', category: 'quota-issues', severity: 'temporary' },
+    { provider: 'Comcast', reply: '554 comcast 192.0.2.1 see http://postmaster.comcast.net/smtp-error-codes.php#ES000010', category: 'policy-related' },
+    { provider: 'generic', reply: '421 4.0.0 Mail from dynamic IP space, use the mail server of your provider', category: 'policy-related', severity: 'temporary' },
+    { provider: 'Mimecast', reply: '554 Email rejected due to security policies - MCSpamSignature.sa.12.345', category: 'spam-related' },
   ],
   'DNS failure (Exchange Online 5.4.312)': [
     { provider: 'Exchange Online', reply: '451 4.4.312 DNS query failed', category: 'routing-errors', severity: 'temporary' },
