@@ -108,7 +108,8 @@ describe('store health: writes that fail', () => {
     const dir = tempDir();
     const config = loadConfig({ file: writeTestConfig(dir, { admin: { enabled: true, port: 0, tokens: [{ name: 'metrics', token: 'metrics-token-0123456789abcdef' }] } }), env: {} });
     const db = openStore(config.store.path);
-    const health = new StoreHealth(db, config.store.path, createLogger('silent')).watch(50);
+    // Not watched yet: the watch's probe write is small enough to fit a page still free, and would clear the failure early.
+    const health = new StoreHealth(db, config.store.path, createLogger('silent'));
     const admin = await startAdmin(config, db, createLogger('silent'));
     cleanups.push(async () => {
       await admin.stop();
@@ -132,6 +133,7 @@ describe('store health: writes that fail', () => {
     expect(await storeGauge()).toBe('0');
 
     db.pragma(`max_page_count = ${pages * 1000}`);
+    health.watch(50);
     await waitFor('the write probe to clear the failure', () => health.problem(), (problem) => problem === null);
     expect(await healthz()).toBe(200);
     expect(await storeGauge()).toBe('1');
