@@ -92,17 +92,7 @@ export async function scoreEntries(
   options: ScoreOptions = {},
 ): Promise<CorpusScore> {
   const parseOptions = { ...(options.rules ? { rules: options.rules } : {}), ...(options.patterns ? { patterns: options.patterns } : {}) };
-  const score: CorpusScore = {
-    files: entries.length,
-    parsed: 0,
-    expectedRecipients: 0,
-    foundRecipients: 0,
-    severityAgree: 0,
-    categoryAgree: 0,
-    hardOnNotBounce: [],
-    misses: [],
-    reports: new Map(),
-  };
+  const score = emptyScore(entries.length);
   for (const entry of entries) {
     const raw = files.get(entry.path) ?? Buffer.alloc(0);
     let report: ParsedReport;
@@ -196,4 +186,9 @@ function truncate(text: string, length: number): string {
 
 export function percent(part: number, whole: number): number {
   return whole === 0 ? 100 : (100 * part) / whole;
+}
+
+/** A score of `files` files before any is read. */
+export function emptyScore(files = 0): CorpusScore {
+  return { files, parsed: 0, expectedRecipients: 0, foundRecipients: 0, severityAgree: 0, categoryAgree: 0, hardOnNotBounce: [], misses: [], reports: new Map() };
 }

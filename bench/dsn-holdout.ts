@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { compileBounceRules, DEFAULT_BOUNCE_RULES_PATH } from '../src/bounces/classifier.js';
 import { compileReportPatterns } from '../src/bounces/report/index.js';
 import { DEFAULT_REPORT_PATTERNS_PATH } from '../src/bounces/report/patterns.js';
-import { readCorpus, scoreEntries, type CorpusEntry, type CorpusScore, type ScoreOptions } from './dsn-corpus.js';
+import { emptyScore, readCorpus, scoreEntries, type CorpusEntry, type CorpusScore, type ScoreOptions } from './dsn-corpus.js';
 
 /** The family a corpus group belongs to: the group name without `lhost-`/`rhost-`. */
 export function familyOf(group: string): string {
@@ -125,17 +125,7 @@ export async function scoreHoldoutByFamily(dir: string, sources: HoldoutSources 
 
 /** Adds up scores of disjoint sets of files. */
 export function sumScores(scores: readonly CorpusScore[]): CorpusScore {
-  const total: CorpusScore = {
-    files: 0,
-    parsed: 0,
-    expectedRecipients: 0,
-    foundRecipients: 0,
-    severityAgree: 0,
-    categoryAgree: 0,
-    hardOnNotBounce: [],
-    misses: [],
-    reports: new Map(),
-  };
+  const total = emptyScore();
   for (const score of scores) {
     total.files += score.files;
     total.parsed += score.parsed;

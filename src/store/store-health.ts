@@ -22,7 +22,7 @@ export function storeHealthOf(db: Database): StoreHealth | undefined {
  * A SQLite connection keeps working on a file that was unlinked or replaced under it: every
  * commit succeeds, into an inode nobody will open again, and a restart finds the store empty.
  * So the file at `store.path` is compared with the one opened (device and inode) before every
- * group commit and once a second; once they differ, the store is *lost* for this process: every
+ * group commit and once a second (`watch`); once they differ, the store is *lost* for this process: every
  * later commit is refused (the client gets a 451 and retries elsewhere or later), delivery stops
  * claiming, /healthz fails, and what the connection still holds is copied out with SQLite's
  * backup API to a rescue file next to `store.path`, so no acknowledged message is gone.
@@ -63,9 +63,12 @@ export class StoreHealth {
     healthOfConnection.delete(this.db);
   }
 
-  /** The reason writes are refused or failing now, null when the store is healthy. */
+  /**
+   * The reason writes are refused or failing now, null when the store is healthy. Read on every
+   * MAIL FROM and delivery claim, so it only reads what the commit path and the watch found.
+   */
   problem(): StoreProblem | null {
-    return this.check() ?? this.writeFailure;
+    return this.lost ?? this.writeFailure;
   }
 
   /** Throws when the file is no longer the one open: the commit would go nowhere. */
