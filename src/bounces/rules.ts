@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { CATEGORIES, type Category, type Severity } from './categories.js';
+import { LiteralIndex, requiredLiterals } from './regex-literals.js';
 
 export const DEFAULT_BOUNCE_RULES_PATH = new URL('../../config/bounce-rules.json', import.meta.url);
 
@@ -222,21 +223,71 @@ function asArray<T>(value: T | T[]): T[] {
 
 /** The first rule whose every stated condition holds, or null. */
 export function findRule(rules: BounceRules, subject: RuleSubject): BounceRule | null {
-  for (const rule of rules.rules) {
-    if (ruleMatches(rule, subject)) return rule;
+  const precheck = new Precheck(prechecksOf(rules.rules), subject);
+  for (let index = 0; index < rules.rules.length; index += 1) {
+    const rule = rules.rules[index] as BounceRule;
+    if (ruleMatches(rule, subject, precheck, index)) return rule;
   }
   return null;
 }
 
-function ruleMatches(rule: BounceRule, subject: RuleSubject): boolean {
+function ruleMatches(rule: BounceRule, subject: RuleSubject, precheck: Precheck, index: number): boolean {
   if (rule.stages !== null && (subject.stage === null || !rule.stages.has(subject.stage))) return false;
   if (rule.codes !== null && (subject.code === null || !rule.codes.has(subject.code))) return false;
   if (rule.enhancedCodes !== null) {
     const enhanced = subject.enhanced;
     if (enhanced === null || !rule.enhancedCodes.some((pattern) => enhancedMatches(pattern, enhanced))) return false;
   }
-  if (rule.pattern !== null && !rule.pattern.test(subject.text)) return false;
-  return rule.rawPattern === null || rule.rawPattern.test(subject.raw);
+  if (rule.pattern !== null && !(precheck.textMayMatch(index) && rule.pattern.test(subject.text))) return false;
+  return rule.rawPattern === null || (precheck.rawMayMatch(index) && rule.rawPattern.test(subject.raw));
+}
+
+/**
+ * Per rule list, an index of the literals one of which a text must hold before each rule's pattern
+ * (and rawPattern) can match (regex-literals.ts). Most rules are phrase lists: one pass over the
+ * reply rules most of them out, instead of running each alternation over the text.
+ */
+interface RulePrechecks {
+  readonly pattern: LiteralIndex;
+  readonly rawPattern: LiteralIndex;
+  readonly length: number;
+}
+
+/** Worked out once per rule list (whoever built it) and kept as long as the list is. */
+const prechecks = new WeakMap<readonly BounceRule[], RulePrechecks>();
+
+function prechecksOf(rules: readonly BounceRule[]): RulePrechecks {
+  let built = prechecks.get(rules);
+  if (built === undefined || built.length !== rules.length) {
+    built = {
+      pattern: new LiteralIndex(rules.map((rule) => (rule.pattern === null ? null : requiredLiterals(rule.pattern)))),
+      rawPattern: new LiteralIndex(rules.map((rule) => (rule.rawPattern === null ? null : requiredLiterals(rule.rawPattern)))),
+      length: rules.length,
+    };
+    prechecks.set(rules, built);
+  }
+  return built;
+}
+
+/** One search's prechecks: each text is scanned once, and only when a rule gets as far as its pattern. */
+class Precheck {
+  private text: Int32Array | undefined;
+  private raw: Int32Array | undefined;
+
+  constructor(
+    private readonly index: RulePrechecks,
+    private readonly subject: RuleSubject,
+  ) {}
+
+  textMayMatch(rule: number): boolean {
+    this.text ??= this.index.pattern.candidates(this.subject.text);
+    return LiteralIndex.has(this.text, rule);
+  }
+
+  rawMayMatch(rule: number): boolean {
+    this.raw ??= this.index.rawPattern.candidates(this.subject.raw);
+    return LiteralIndex.has(this.raw, rule);
+  }
 }
 
 function enhancedMatches(pattern: EnhancedPattern, code: readonly [number, number, number]): boolean {
