@@ -48,12 +48,19 @@ export function requiredLiterals(regex: RegExp): readonly string[] | null {
 
 /** Trigrams hash into this many buckets (a power of two). */
 const BUCKET_BITS = 16;
+/** Up to this many literals, an index compares them with `includes` (see `few`). */
+const FEW_LITERALS = 8;
+/**
+ * How common each ASCII character is in English mail text, most common first (space, then letter
+ * frequency); characters not listed are rare. Only steers which trigram a literal is filed under.
+ */
+const COMMON_CHARACTERS = ' etaoinsrhldcumfpgwybv.,kx-';
 
-/** A literal filed under one of its trigrams: where that trigram sits in it, and whose it is. */
+/** A literal filed under one of its trigrams: where that trigram sits in it, and the entries it is a literal of. */
 interface Probe {
-  readonly entry: number;
   readonly literal: string;
   readonly offset: number;
+  readonly entries: number[];
 }
 
 /**
@@ -69,14 +76,15 @@ export class LiteralIndex {
   private readonly probes: Probe[][] = [];
   private readonly always: Int32Array;
 
+  /** With few literals, `includes` on the lower-cased text beats a pass over it: this list, else null. */
+  private readonly few: ReadonlyArray<readonly [entry: number, literal: string]> | null;
+
   /** `entries[i]`: the literals of regex i (requiredLiterals), or null when it has none. */
   constructor(entries: ReadonlyArray<readonly string[] | null>) {
     this.words = Math.max(1, Math.ceil(entries.length / 32));
     this.slots = new Int32Array(1 << BUCKET_BITS);
     this.always = new Int32Array(this.words);
-    // Filed under the trigram fewest literals share: fewer literals to compare on a hit.
-    const counts = new Map<number, number>();
-    for (const literals of entries) for (const literal of literals ?? []) for (const key of trigramKeys(literal)) counts.set(key, (counts.get(key) ?? 0) + 1);
+    const all: Array<readonly [number, string]> = [];
     entries.forEach((literals, entry) => {
       if (literals === null) {
         this.always[entry >>> 5] = (this.always[entry >>> 5] ?? 0) | (1 << (entry & 31));
@@ -86,21 +94,32 @@ export class LiteralIndex {
         if (!/^[\x00-\x7f]{3,}$/.test(literal) || literal !== literal.toLowerCase()) {
           throw new Error(`literal ${JSON.stringify(literal)} is not lower-case ASCII of 3 characters or more`);
         }
+        all.push([entry, literal]);
+        // Filed under the trigram least likely in a text: fewer hits to compare in place.
         const keys = trigramKeys(literal);
         let offset = 0;
         keys.forEach((key, at) => {
-          if ((counts.get(key) ?? 0) < (counts.get(keys[offset] ?? 0) ?? 0)) offset = at;
+          if (commonness(key) < commonness(keys[offset] ?? 0)) offset = at;
         });
         const bucket = bucketOf(keys[offset] ?? 0);
         if (this.slots[bucket] === 0) this.slots[bucket] = this.probes.push([]);
-        this.probes[(this.slots[bucket] ?? 1) - 1]?.push({ entry, literal, offset });
+        const filed = this.probes[(this.slots[bucket] ?? 1) - 1] ?? [];
+        const same = filed.find((probe) => probe.literal === literal);
+        if (same === undefined) filed.push({ literal, offset, entries: [entry] });
+        else if (!same.entries.includes(entry)) same.entries.push(entry);
       }
     });
+    this.few = all.length <= FEW_LITERALS ? all : null;
   }
 
   /** The entries `text` may match, as a bit set (see `has`). */
   candidates(text: string): Int32Array {
-    const found = this.always.slice();
+    const found = new Int32Array(this.always);
+    if (this.few !== null) {
+      const lower = this.few.length === 0 ? '' : text.toLowerCase();
+      for (const [entry, literal] of this.few) if (lower.includes(literal)) found[entry >>> 5] = (found[entry >>> 5] as number) | (1 << (entry & 31));
+      return found;
+    }
     const { slots, probes } = this;
     let key = 0;
     let run = 0;
@@ -117,10 +136,8 @@ export class LiteralIndex {
       const slot = slots[bucketOf(key)] as number;
       if (slot === 0) continue;
       for (const probe of probes[slot - 1] as Probe[]) {
-        const word = probe.entry >>> 5;
-        const bit = 1 << (probe.entry & 31);
-        if (((found[word] as number) & bit) !== 0) continue;
-        if (foldedAt(text, i - 2 - probe.offset, probe.literal)) found[word] = (found[word] as number) | bit;
+        if (!foldedAt(text, i - 2 - probe.offset, probe.literal)) continue;
+        for (const entry of probe.entries) found[entry >>> 5] = (found[entry >>> 5] as number) | (1 << (entry & 31));
       }
     }
     return found;
@@ -149,6 +166,16 @@ function trigramKeys(literal: string): number[] {
     keys.push((literal.charCodeAt(i) << 14) | (literal.charCodeAt(i + 1) << 7) | literal.charCodeAt(i + 2));
   }
   return keys;
+}
+
+/** Lower is rarer: the sum of the ranks of the trigram's characters in COMMON_CHARACTERS, reversed. */
+function commonness(key: number): number {
+  let score = 0;
+  for (const code of [key >>> 14, (key >>> 7) & 0x7f, key & 0x7f]) {
+    const rank = COMMON_CHARACTERS.indexOf(String.fromCharCode(code));
+    score += rank === -1 ? 0 : COMMON_CHARACTERS.length - rank;
+  }
+  return score;
 }
 
 function bucketOf(key: number): number {
