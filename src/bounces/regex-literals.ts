@@ -95,11 +95,12 @@ export class LiteralIndex {
           throw new Error(`literal ${JSON.stringify(literal)} is not lower-case ASCII of 3 characters or more`);
         }
         all.push([entry, literal]);
-        // Filed under the trigram least likely in a text: fewer hits to compare in place.
+        // Filed under a trigram unlikely in a text and not yet crowded: fewer literals to compare on a hit.
         const keys = trigramKeys(literal);
+        const cost = (key: number): number => commonness(key) + 2 * (this.probes[(this.slots[bucketOf(key)] ?? 0) - 1]?.length ?? 0);
         let offset = 0;
         keys.forEach((key, at) => {
-          if (commonness(key) < commonness(keys[offset] ?? 0)) offset = at;
+          if (cost(key) < cost(keys[offset] ?? 0)) offset = at;
         });
         const bucket = bucketOf(keys[offset] ?? 0);
         if (this.slots[bucket] === 0) this.slots[bucket] = this.probes.push([]);
