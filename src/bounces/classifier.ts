@@ -53,8 +53,12 @@ export function defaultBounceRules(): BounceRules {
   return defaultRules;
 }
 
-export function classifyReply(input: ReplyInput | string, rules: BounceRules = defaultBounceRules()): Classification {
-  const reply = normalizeInput(input);
+/**
+ * `parsed`: the caller's own `parseReply(input.text)`, when it has one already (a report reader
+ * parses the diagnostic for its codes first); saves reading the same text twice.
+ */
+export function classifyReply(input: ReplyInput | string, rules: BounceRules = defaultBounceRules(), parsed?: ParsedReply): Classification {
+  const reply = normalizeInput(input, parsed);
   const enhanced = splitEnhancedCode(reply.enhancedCode);
   const raw = typeof input === 'string' ? input : input.text;
   // The caller's stage (delivery knows the command; a report reader may) wins over one the text names.
@@ -77,9 +81,9 @@ export function classifyReply(input: ReplyInput | string, rules: BounceRules = d
 }
 
 /** Codes given by the caller win; codes found in the text fill in what the caller did not give. */
-function normalizeInput(input: ReplyInput | string): ParsedReply {
-  if (typeof input === 'string') return parseReply(input);
-  const parsed = parseReply(input.text);
+function normalizeInput(input: ReplyInput | string, known?: ParsedReply): ParsedReply {
+  if (typeof input === 'string') return known ?? parseReply(input);
+  const parsed = known ?? parseReply(input.text);
   return {
     code: normalizeReplyCode(input.code) ?? parsed.code,
     enhancedCode: normalizeEnhancedCode(input.enhancedCode) ?? parsed.enhancedCode,

@@ -50,7 +50,7 @@ export function classifyRecipient(facts: RecipientFacts, rules: BounceRules = de
   if (!FAILURE_ACTIONS.has(facts.action)) return base;
   const code = facts.replyCode ?? quoted?.code ?? null;
   const fallback = code === null ? (facts.action === 'delayed' || facts.transient ? '4.0.0' : '5.0.0') : null;
-  const classification = classifyReply({ code, enhancedCode: status ?? facts.impliedStatus ?? fallback, text, stage }, rules);
+  const classification = classifyReply({ code, enhancedCode: status ?? facts.impliedStatus ?? fallback, text, stage }, rules, quoted ?? undefined);
   // A delivery-status Status field is the reporting MTA's own verdict for this recipient: its
   // class decides severity even when the quoted reply says otherwise ("554 4.4.7 Message expired").
   const severity = (facts.statusGiven && facts.status !== null ? severityOfStatus(facts.status) : null) ?? classification.severity;
