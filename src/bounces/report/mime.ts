@@ -102,18 +102,18 @@ export function parseHeaderSection(head: string): Headers {
   const headers = new Map<string, string[]>();
   let name: string | null = null;
   let value = '';
-  const keep = (): void => {
-    if (name === null) return;
-    const list = headers.get(name);
-    if (list === undefined) headers.set(name, [value.trim()]);
-    else list.push(value.trim());
-  };
-  for (const line of head.split('\n')) {
-    if (line.startsWith(' ') || line.startsWith('\t')) {
+  // Line by line without splitting the section into an array first: this runs for every part.
+  for (let start = 0; start <= head.length; ) {
+    let end = head.indexOf('\n', start);
+    if (end === -1) end = head.length;
+    const line = head.slice(start, end);
+    start = end + 1;
+    const first = line.charCodeAt(0);
+    if (first === 0x20 || first === 0x09) {
       if (name !== null) value += ` ${line.trim()}`;
       continue;
     }
-    keep();
+    if (name !== null) addHeader(headers, name, value);
     name = null;
     const colon = line.indexOf(':');
     if (colon <= 0) continue; // an mbox "From " line or garbage
@@ -122,8 +122,14 @@ export function parseHeaderSection(head: string): Headers {
     name = candidate;
     value = line.slice(colon + 1);
   }
-  keep();
+  if (name !== null) addHeader(headers, name, value);
   return headers;
+}
+
+function addHeader(headers: Map<string, string[]>, name: string, value: string): void {
+  const list = headers.get(name);
+  if (list === undefined) headers.set(name, [value.trim()]);
+  else list.push(value.trim());
 }
 
 export function first(headers: Headers, name: string): string | undefined {
