@@ -258,11 +258,30 @@ export function decodeTransfer(headers: Headers, body: string): string {
 }
 
 const QP_SOFT_BREAK = /=[ \t]*\n/g;
-const QP_OCTET = /=([0-9A-Fa-f]{2})/g;
 
+/** Soft line breaks out, then each `=XX` octet, left to right (a callback per octet was slow). */
 function decodeQuotedPrintable(body: string): string {
   if (!body.includes('=')) return body;
-  return body.replace(QP_SOFT_BREAK, '').replace(QP_OCTET, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+  const text = body.replace(QP_SOFT_BREAK, '');
+  let decoded = '';
+  let copied = 0;
+  for (let at = text.indexOf('='); at !== -1; at = text.indexOf('=', at + 1)) {
+    const high = hexDigit(text.charCodeAt(at + 1));
+    const low = high === -1 ? -1 : hexDigit(text.charCodeAt(at + 2));
+    if (low === -1) continue;
+    decoded += text.slice(copied, at) + String.fromCharCode(high * 16 + low);
+    copied = at + 3;
+    at += 2;
+  }
+  return copied === 0 ? text : decoded + text.slice(copied);
+}
+
+/** The value of an ASCII hex digit, or -1 (NaN past the end of the text gives -1 too). */
+function hexDigit(code: number): number {
+  if (code >= 48 && code <= 57) return code - 48;
+  if (code >= 65 && code <= 70) return code - 55;
+  if (code >= 97 && code <= 102) return code - 87;
+  return -1;
 }
 
 const decoders = new Map<string, TextDecoder | null>();
