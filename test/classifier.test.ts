@@ -953,6 +953,7 @@ const FAMILIES: Record<string, Row[]> = {
     { provider: 'Coremail', reply: '550 Content reject', category: 'content-related' },
     { provider: 'Coremail', reply: '451 DNS query error', category: 'routing-errors', severity: 'temporary' },
     { provider: 'Coremail', reply: '555 helohost error', category: 'policy-related' },
+    { provider: 'Barracuda', reply: '420 The message has been deferred due to suspect content', category: 'spam-related', severity: 'temporary' },
   ],
   'virus (ClamAV, amavisd-new, Exchange)': [
     { provider: 'amavisd-new', reply: '554 5.7.0 Reject, id=12345 - INFECTED: Eicar-Test-Signature', category: 'virus-related' },
