@@ -822,6 +822,8 @@ const FAMILIES: Record<string, Row[]> = {
     { provider: 'generic', reply: '552 Recipient rejected: mailbox would exceed maximum allowed storage', category: 'quota-issues' },
     { provider: 'NetEase', reply: "550 The user's space has been used up", category: 'quota-issues' },
     { provider: 'generic', reply: '550 account disabled temporarly for exceeding receiving limits', category: 'quota-issues' },
+    { provider: 'generic', reply: '550 5.0.0 write error: No space left on device', category: 'quota-issues' },
+    { provider: 'generic', reply: '550 not sufficient disk space', category: 'quota-issues' },
   ],
   'message too big (Sisimai MesgTooBig.pm, EmailTooLarge.pm, ExceedLimit.pm)': [
     { provider: 'Postfix', reply: '552 5.3.4 Error: message file too big', category: 'content-related' },
