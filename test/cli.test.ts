@@ -151,7 +151,7 @@ describe('rebound CLI', () => {
           remoteMta: null,
           severity: 'temporary',
           type: 'soft',
-          category: 'no-answer-from-host',
+          category: 'message-expired',
           stage: 'connection',
         },
       ],

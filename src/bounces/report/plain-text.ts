@@ -347,7 +347,8 @@ function reasonOf(section: Section, mention: Mention, next: number, previousEnd:
   const parts: string[] = [];
   if (mention.reason !== '') parts.push(mention.reason);
   let paragraphs = 0;
-  let inParagraph = false;
+  // A reason on the recipient's own line is a paragraph already: a blank line right after it ends it.
+  let inParagraph = mention.reason !== '';
   let length = mention.reason.length;
   // A remote reply quoted on the lines under the recipient (a transcript's "Received >>> 550 ...")
   // is the reason: its paragraph ends it, what follows is commentary.

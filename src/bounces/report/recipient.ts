@@ -69,15 +69,20 @@ export function classifyRecipient(facts: RecipientFacts, rules: BounceRules = de
  * - Action `failed` with a transient outcome (a 4.x.x Status, or a 4xx reply) and a connection
  *   that was refused or timed out: the reporting MTA gave up retrying (Postfix after
  *   maximal_queue_lifetime: "connect to x[192.0.2.1]:25: Connection timed out", Status 4.4.1),
- *   so the message expired (RFC 3464 §2.3.3: failed is final). A `delayed` report with the same
- *   text keeps no-answer-from-host: the MTA is still trying, and that is why it is late.
+ *   so the message expired (RFC 3464 §2.3.3: failed is final).
+ * - Action `delayed` (a delay notice) whose reason is only the connection (nobody answered, or
+ *   the connection broke): the message waits out its queue lifetime, and that is the news
+ *   (Sisimai files such warnings, "will be retried for N more day(s)", as expired).
  * - Action `delayed` with no diagnostic at all: a bare delay notice, whose only news is that the
  *   message is ageing in the queue.
  * Other categories (a block, a full mailbox, a DNS failure) are kept: they name a cause.
  */
+/** The categories that say only "the connection failed", not why the mail was refused. */
+const CONNECTION_CATEGORIES = new Set<Category>(['no-answer-from-host', 'bad-connection']);
+
 function queueTimeCategory(action: ReportAction | null, severity: Severity, category: Category, noDiagnostic: boolean): Category {
   if (category === 'no-answer-from-host' && action === 'failed' && severity === 'temporary') return 'message-expired';
-  if (action === 'delayed' && noDiagnostic) return 'message-expired';
+  if (action === 'delayed' && (noDiagnostic || CONNECTION_CATEGORIES.has(category))) return 'message-expired';
   return category;
 }
 
