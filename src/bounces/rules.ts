@@ -6,8 +6,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { CATEGORIES, type Category, type Severity } from './categories.js';
+import { lazyZod } from './lazy-zod.js';
+import { validatedAtBuild } from './shipped-data.js';
 
 export const DEFAULT_BOUNCE_RULES_PATH = new URL('../../config/bounce-rules.json', import.meta.url);
 
@@ -19,54 +21,71 @@ export class BounceRulesError extends Error {
 /** `5.1.1`, `*.1.1` / `X.1.1` (any class, RFC 3463's notation), `5.7.*`. */
 const ENHANCED_PATTERN = /^([245*xX])\.(\d{1,3}|\*)\.(\d{1,3}|\*)$/;
 
-const enhancedPatternSchema = z
-  .string()
-  .regex(ENHANCED_PATTERN, 'must look like "5.1.1", "*.1.1", "X.1.1" or "5.7.*" (class 2, 4 or 5)');
-const replyCodeSchema = z.number().int().min(200).max(599);
-const severitySchema = z.enum(['permanent', 'temporary'], {
-  error: (issue) => `unknown severity ${JSON.stringify(issue.input)}; expected "permanent" or "temporary"`,
-});
 /** The SMTP command a reply answered (classifier.ts `SmtpStage`). */
 export const SMTP_STAGES = ['connection', 'mail', 'rcpt', 'data'] as const;
 export type SmtpStage = (typeof SMTP_STAGES)[number];
-const stageSchema = z.enum(SMTP_STAGES, {
-  error: (issue) => `unknown stage ${JSON.stringify(issue.input)}; expected one of ${SMTP_STAGES.join(', ')}`,
-});
-const categorySchema = z.enum(CATEGORIES, {
-  error: (issue) => `unknown category ${JSON.stringify(issue.input)}; expected one of ${CATEGORIES.join(', ')}`,
-});
 
-const ruleSchema = z
-  .strictObject({
-    id: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'must be lower-case words joined by "-"'),
-    why: z.string().trim().min(1, 'must say why the rule exists'),
-    // Optional for an operator's own rules; every rule shipped in config/ names one (a test checks).
-    source: z.string().trim().min(1, 'must name where the phrases come from (an RFC section, a provider document, an MTA source file)').optional(),
-    mta: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'must be a lower-case MTA or provider name, e.g. "exim", "office365"').optional(),
-    stage: z.union([stageSchema, z.array(stageSchema).min(1)]).optional(),
-    code: z.union([replyCodeSchema, z.array(replyCodeSchema).min(1)]).optional(),
-    enhancedCode: z.union([enhancedPatternSchema, z.array(enhancedPatternSchema).min(1)]).optional(),
-    pattern: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
-    rawPattern: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
-    category: categorySchema,
-    severity: severitySchema.optional(),
-    retryInNewTransaction: z.literal(true).optional(),
-  })
-  .refine(
-    (rule) =>
-      rule.code !== undefined || rule.enhancedCode !== undefined || rule.pattern !== undefined || rule.rawPattern !== undefined || rule.stage !== undefined,
-    {
-      message: 'needs at least one of code, enhancedCode, pattern, rawPattern, stage (a rule without conditions would match everything)',
-    },
-  );
+/**
+ * The schema of a rules file. Built on first use with zod loaded then (lazy-zod.ts): the shipped
+ * file was checked at build time, so only an operator's own rules pay for zod.
+ */
+function buildSchemas(z: typeof import('zod').z) {
+  const enhancedPatternSchema = z
+    .string()
+    .regex(ENHANCED_PATTERN, 'must look like "5.1.1", "*.1.1", "X.1.1" or "5.7.*" (class 2, 4 or 5)');
+  const replyCodeSchema = z.number().int().min(200).max(599);
+  const severitySchema = z.enum(['permanent', 'temporary'], {
+    error: (issue) => `unknown severity ${JSON.stringify(issue.input)}; expected "permanent" or "temporary"`,
+  });
+  const stageSchema = z.enum(SMTP_STAGES, {
+    error: (issue) => `unknown stage ${JSON.stringify(issue.input)}; expected one of ${SMTP_STAGES.join(', ')}`,
+  });
+  const categorySchema = z.enum(CATEGORIES, {
+    error: (issue) => `unknown category ${JSON.stringify(issue.input)}; expected one of ${CATEGORIES.join(', ')}`,
+  });
 
-const fileSchema = z.strictObject({
-  about: z.union([z.string(), z.array(z.string())]).optional(),
-  defaults: z.strictObject({ permanent: categorySchema, temporary: categorySchema }),
-  rules: z.array(z.unknown()).min(1, 'must hold at least one rule'),
-});
+  const ruleSchema = z
+    .strictObject({
+      id: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'must be lower-case words joined by "-"'),
+      why: z.string().trim().min(1, 'must say why the rule exists'),
+      // Optional for an operator's own rules; every rule shipped in config/ names one (a test checks).
+      source: z.string().trim().min(1, 'must name where the phrases come from (an RFC section, a provider document, an MTA source file)').optional(),
+      mta: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'must be a lower-case MTA or provider name, e.g. "exim", "office365"').optional(),
+      stage: z.union([stageSchema, z.array(stageSchema).min(1)]).optional(),
+      code: z.union([replyCodeSchema, z.array(replyCodeSchema).min(1)]).optional(),
+      enhancedCode: z.union([enhancedPatternSchema, z.array(enhancedPatternSchema).min(1)]).optional(),
+      pattern: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+      rawPattern: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+      category: categorySchema,
+      severity: severitySchema.optional(),
+      retryInNewTransaction: z.literal(true).optional(),
+    })
+    .refine(
+      (rule) =>
+        rule.code !== undefined || rule.enhancedCode !== undefined || rule.pattern !== undefined || rule.rawPattern !== undefined || rule.stage !== undefined,
+      {
+        message: 'needs at least one of code, enhancedCode, pattern, rawPattern, stage (a rule without conditions would match everything)',
+      },
+    );
 
-type RuleSource = z.infer<typeof ruleSchema>;
+  const fileSchema = z.strictObject({
+    about: z.union([z.string(), z.array(z.string())]).optional(),
+    defaults: z.strictObject({ permanent: categorySchema, temporary: categorySchema }),
+    rules: z.array(z.unknown()).min(1, 'must hold at least one rule'),
+  });
+  return { ruleSchema, fileSchema };
+}
+
+type Schemas = ReturnType<typeof buildSchemas>;
+let schemas: Schemas | undefined;
+
+function rulesSchemas(): Schemas {
+  schemas ??= buildSchemas(lazyZod());
+  return schemas;
+}
+
+type RuleSource = z.infer<Schemas['ruleSchema']>;
+type FileSource = z.infer<Schemas['fileSchema']>;
 
 /** One part of an enhanced-code pattern; null is a wildcard. */
 type EnhancedPart = number | null;
@@ -131,42 +150,56 @@ export function loadBounceRules(path: string | URL = DEFAULT_BOUNCE_RULES_PATH, 
   } catch (error) {
     throw new BounceRulesError(`bounce rules ${source} are not valid JSON: ${(error as Error).message}`);
   }
+  // The shipped file, as it was when the build checked it: compiled without the schema check.
+  if (validatedAtBuild('bounce-rules', raw)) return compileRules(data as FileSource, source, options, true, (item) => item as RuleSource);
   return compileBounceRules(data, source, options);
 }
 
 /** Checks and compiles rules already parsed from JSON (tests and tools build them in memory). */
 export function compileBounceRules(data: unknown, source = '(in memory)', options: CompileOptions = {}): BounceRules {
-  const without = new Set(typeof options.withoutMta === 'string' ? [options.withoutMta] : (options.withoutMta ?? []));
+  const { fileSchema, ruleSchema } = rulesSchemas();
   const file = fileSchema.safeParse(data);
   if (!file.success) throw new BounceRulesError(`bounce rules ${source}:\n  ${formatIssues(file.error.issues)}`);
+  return compileRules(file.data, source, options, false, (item, label, problems) => {
+    const parsed = ruleSchema.safeParse(item);
+    if (parsed.success) return parsed.data;
+    problems.push(...parsed.error.issues.map((issue) => `${label}: ${describeIssue(issue)}`));
+    return null;
+  });
+}
+
+/** A rule as the schema gives it, or null after adding its problems to `problems`. */
+type RuleReader = (item: unknown, label: string, problems: string[]) => RuleSource | null;
+
+/** `checked`: the file passed the full check at build time (see compilePattern). */
+function compileRules(file: FileSource, source: string, options: CompileOptions, checked: boolean, readRule: RuleReader): BounceRules {
+  const without = new Set(typeof options.withoutMta === 'string' ? [options.withoutMta] : (options.withoutMta ?? []));
   const problems: string[] = [];
   const rules: BounceRule[] = [];
   const seenIds = new Map<string, number>();
-  file.data.rules.forEach((item, index) => {
+  file.rules.forEach((item, index) => {
     const label = ruleLabel(index, item);
-    const parsed = ruleSchema.safeParse(item);
-    if (!parsed.success) {
-      problems.push(...parsed.error.issues.map((issue) => `${label}: ${describeIssue(issue)}`));
-      return;
-    }
-    const earlier = seenIds.get(parsed.data.id);
+    const rule = readRule(item, label, problems);
+    if (rule === null) return;
+    const earlier = seenIds.get(rule.id);
     if (earlier !== undefined) problems.push(`${label}: id is already used by rules[${earlier}]`);
-    seenIds.set(parsed.data.id, index);
-    const compiled = compileRule(parsed.data, label, problems);
+    seenIds.set(rule.id, index);
+    const compiled = compileRule(rule, label, problems, checked);
     if (compiled !== null && (compiled.mta === null || !without.has(compiled.mta))) rules.push(compiled);
   });
   if (problems.length > 0) throw new BounceRulesError(`bounce rules ${source}:\n  ${problems.join('\n  ')}`);
-  return { source, rules, defaults: file.data.defaults };
+  return { source, rules, defaults: file.defaults };
 }
 
-function compileRule(source: RuleSource, label: string, problems: string[]): BounceRule | null {
-  const pattern = source.pattern === undefined ? null : compilePattern(source.pattern, label, problems, 'pattern');
-  const rawPattern = source.rawPattern === undefined ? null : compilePattern(source.rawPattern, label, problems, 'rawPattern');
+function compileRule(source: RuleSource, label: string, problems: string[], checked: boolean): BounceRule | null {
+  const pattern = source.pattern === undefined ? null : compilePattern(source.pattern, label, problems, 'pattern', checked);
+  const rawPattern = source.rawPattern === undefined ? null : compilePattern(source.rawPattern, label, problems, 'rawPattern', checked);
   if (pattern === undefined || rawPattern === undefined) return null;
   return {
     id: source.id,
-    why: source.why,
-    source: source.source ?? null,
+    // The schema trims these; the same here for the shipped file, compiled without it.
+    why: source.why.trim(),
+    source: source.source?.trim() ?? null,
     mta: source.mta ?? null,
     stages: source.stage === undefined ? null : new Set(asArray(source.stage)),
     category: source.category,
@@ -181,18 +214,21 @@ function compileRule(source: RuleSource, label: string, problems: string[]): Bou
 
 /**
  * A pattern is one regular expression or a list of alternatives (one phrase per line reads better
- * in a long rule); a list compiles to one alternation. Undefined when it does not compile.
+ * in a long rule); a list compiles to one alternation. Undefined when it does not compile. Each
+ * alternative is compiled alone first to name the broken one, unless the build already `checked`.
  */
-function compilePattern(pattern: string | string[], label: string, problems: string[], field: string): RegExp | undefined {
+function compilePattern(pattern: string | string[], label: string, problems: string[], field: string, checked: boolean): RegExp | undefined {
   const alternatives = asArray(pattern);
   let valid = true;
-  alternatives.forEach((alternative, index) => {
-    const where = Array.isArray(pattern) ? `${field}[${index}]` : field;
-    const problem = regexProblem(alternative);
-    if (problem === null) return;
-    problems.push(`${label}: ${where} is not a valid regular expression: ${problem}`);
-    valid = false;
-  });
+  if (!checked) {
+    alternatives.forEach((alternative, index) => {
+      const where = Array.isArray(pattern) ? `${field}[${index}]` : field;
+      const problem = regexProblem(alternative);
+      if (problem === null) return;
+      problems.push(`${label}: ${where} is not a valid regular expression: ${problem}`);
+      valid = false;
+    });
+  }
   if (!valid) return undefined;
   // Case-insensitive: providers capitalise freely ("User Unknown", "USER UNKNOWN").
   return new RegExp(alternatives.map((alternative) => `(?:${alternative})`).join('|'), 'i');

@@ -6,7 +6,7 @@
  * reader keeps the raw bytes as a latin1 string and decodes only the parts that are read.
  */
 import { TextDecoder } from 'node:util';
-import libmime from 'libmime';
+import { decodeWords, headerParams } from './header-values.js';
 
 export const MAX_INPUT_BYTES = 8 * 1024 * 1024;
 const MAX_DEPTH = 6;
@@ -141,9 +141,7 @@ export function parseContentType(value: string): ContentType {
   // The type is read alone first: "text/plain charset=..." (a missing ";") still says text/plain.
   const type = MEDIA_TYPE.exec(value)?.[1]?.toLowerCase() ?? '';
   try {
-    const parsed = libmime.parseHeaderValue(value);
-    const params: Record<string, string> = {};
-    for (const [key, param] of Object.entries(parsed.params)) params[key.toLowerCase()] = String(param);
+    const params = headerParams(value);
     if (params.charset === undefined) {
       const charset = /charset\s*=\s*"?([\w.:-]+)/i.exec(value)?.[1];
       if (charset !== undefined) params.charset = charset;
@@ -271,7 +269,7 @@ export function headerText(value: string | undefined): string {
   const text = NON_ASCII.test(value) ? decodeCharset(value, 'utf-8') : value;
   if (!text.includes('=?')) return text;
   try {
-    return libmime.decodeWords(text);
+    return decodeWords(text);
   } catch {
     return text;
   }
