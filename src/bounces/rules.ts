@@ -10,6 +10,11 @@ import { z } from 'zod';
 import { CATEGORIES, type Category, type Severity } from './categories.js';
 
 export const DEFAULT_BOUNCE_RULES_PATH = new URL('../../config/bounce-rules.json', import.meta.url);
+/**
+ * Provider rules keyed on the remote host (Sisimai's Rhost modules): tried before the generic
+ * rules, because a provider's own code means what that provider says it means.
+ */
+export const DEFAULT_REMOTE_HOST_RULES_PATH = new URL('../../config/remote-host-rules.json', import.meta.url);
 
 /** A rules file that cannot be used; the message names the file, the rule index and the problem. */
 export class BounceRulesError extends Error {
@@ -32,6 +37,10 @@ export type SmtpStage = (typeof SMTP_STAGES)[number];
 const stageSchema = z.enum(SMTP_STAGES, {
   error: (issue) => `unknown stage ${JSON.stringify(issue.input)}; expected one of ${SMTP_STAGES.join(', ')}`,
 });
+/** A host name or domain, matched as a suffix on label boundaries: `secureserver.net`, `.qq.com`. */
+const remoteHostSchema = z
+  .string()
+  .regex(/^\.?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*$/, 'must be a host name or domain such as "secureserver.net" (matched as a suffix)');
 const categorySchema = z.enum(CATEGORIES, {
   error: (issue) => `unknown category ${JSON.stringify(issue.input)}; expected one of ${CATEGORIES.join(', ')}`,
 });
@@ -44,6 +53,7 @@ const ruleSchema = z
     source: z.string().trim().min(1, 'must name where the phrases come from (an RFC section, a provider document, an MTA source file)').optional(),
     mta: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'must be a lower-case MTA or provider name, e.g. "exim", "office365"').optional(),
     stage: z.union([stageSchema, z.array(stageSchema).min(1)]).optional(),
+    remoteHost: z.union([remoteHostSchema, z.array(remoteHostSchema).min(1)]).optional(),
     code: z.union([replyCodeSchema, z.array(replyCodeSchema).min(1)]).optional(),
     enhancedCode: z.union([enhancedPatternSchema, z.array(enhancedPatternSchema).min(1)]).optional(),
     pattern: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
@@ -66,6 +76,12 @@ const fileSchema = z.strictObject({
   rules: z.array(z.unknown()).min(1, 'must hold at least one rule'),
 });
 
+/** The remote-host rules file: no defaults of its own (the generic file's apply). */
+const remoteHostFileSchema = z.strictObject({
+  about: z.union([z.string(), z.array(z.string())]).optional(),
+  rules: z.array(z.unknown()).min(1, 'must hold at least one rule'),
+});
+
 type RuleSource = z.infer<typeof ruleSchema>;
 
 /** One part of an enhanced-code pattern; null is a wildcard. */
@@ -81,6 +97,11 @@ export interface BounceRule {
   readonly mta: string | null;
   /** The SMTP stages the reply must have answered; a reply of unknown stage never matches. */
   readonly stages: ReadonlySet<SmtpStage> | null;
+  /**
+   * Domains (lower case, no leading dot) one of which the remote host must be or end in; a reply
+   * of unknown remote host never matches.
+   */
+  readonly remoteHosts: readonly string[] | null;
   readonly category: Category;
   readonly severity: Severity | null;
   readonly retryInNewTransaction: boolean;
@@ -94,6 +115,8 @@ export interface BounceRule {
 export interface BounceRules {
   /** Where the rules came from, for messages and the benchmark. */
   readonly source: string;
+  /** Where the remote-host rules came from, when any were loaded. */
+  readonly remoteHostSource?: string | null;
   readonly rules: readonly BounceRule[];
   readonly defaults: Readonly<Record<Severity, Category>>;
 }
@@ -107,6 +130,8 @@ export interface RuleSubject {
   readonly raw: string;
   /** The SMTP command the reply answered, when known. */
   readonly stage: SmtpStage | null;
+  /** The remote MTA's host name, lower case without a trailing dot, when known. */
+  readonly remoteHost?: string | null;
 }
 
 export interface CompileOptions {
@@ -115,23 +140,43 @@ export interface CompileOptions {
    * an MTA's bounces had they never been written from its wording (`eval:dsn --holdout-by family`).
    */
   withoutMta?: string | readonly string[];
+  /**
+   * The remote-host rules (config/remote-host-rules.json, parsed) and where they came from: they
+   * are checked like the generic rules, each must state `remoteHost`, and they are tried first.
+   */
+  remoteHostRules?: { data: unknown; source: string };
 }
 
-export function loadBounceRules(path: string | URL = DEFAULT_BOUNCE_RULES_PATH, options: CompileOptions = {}): BounceRules {
+export interface LoadOptions extends Omit<CompileOptions, 'remoteHostRules'> {
+  /** The remote-host rules file; default config/remote-host-rules.json; null loads none. */
+  remoteHostRules?: string | URL | null;
+}
+
+/**
+ * Reads and compiles the generic rules file and the remote-host rules file (by default both
+ * shipped files; an operator may point to their own). A broken file of either kind is refused
+ * with every problem named.
+ */
+export function loadBounceRules(path: string | URL = DEFAULT_BOUNCE_RULES_PATH, options: LoadOptions = {}): BounceRules {
+  const { remoteHostRules: remotePath = DEFAULT_REMOTE_HOST_RULES_PATH, ...compileOptions } = options;
+  const generic = readRulesJson(path, 'bounce rules');
+  const remote = remotePath === null ? undefined : readRulesJson(remotePath, 'remote-host rules');
+  return compileBounceRules(generic.data, generic.source, { ...compileOptions, ...(remote ? { remoteHostRules: remote } : {}) });
+}
+
+function readRulesJson(path: string | URL, what: string): { data: unknown; source: string } {
   const source = path instanceof URL ? fileURLToPath(path) : path;
   let raw: string;
   try {
     raw = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new BounceRulesError(`cannot read bounce rules ${source}: ${(error as Error).message}`);
+    throw new BounceRulesError(`cannot read ${what} ${source}: ${(error as Error).message}`);
   }
-  let data: unknown;
   try {
-    data = JSON.parse(raw);
+    return { data: JSON.parse(raw) as unknown, source };
   } catch (error) {
-    throw new BounceRulesError(`bounce rules ${source} are not valid JSON: ${(error as Error).message}`);
+    throw new BounceRulesError(`${what} ${source} are not valid JSON: ${(error as Error).message}`);
   }
-  return compileBounceRules(data, source, options);
 }
 
 /** Checks and compiles rules already parsed from JSON (tests and tools build them in memory). */
@@ -156,7 +201,39 @@ export function compileBounceRules(data: unknown, source = '(in memory)', option
     if (compiled !== null && (compiled.mta === null || !without.has(compiled.mta))) rules.push(compiled);
   });
   if (problems.length > 0) throw new BounceRulesError(`bounce rules ${source}:\n  ${problems.join('\n  ')}`);
-  return { source, rules, defaults: file.data.defaults };
+  if (options.remoteHostRules === undefined) return { source, rules, defaults: file.data.defaults };
+  const remote = compileRemoteHostRules(options.remoteHostRules.data, options.remoteHostRules.source, without, seenIds);
+  return { source, remoteHostSource: options.remoteHostRules.source, rules: [...remote, ...rules], defaults: file.data.defaults };
+}
+
+/**
+ * The remote-host rules: the same rule format, each rule stating `remoteHost`, ids unique across
+ * both files (a classification's `rule` names one rule). Tried before the generic rules.
+ */
+function compileRemoteHostRules(data: unknown, source: string, without: ReadonlySet<string>, genericIds: ReadonlyMap<string, number>): BounceRule[] {
+  const file = remoteHostFileSchema.safeParse(data);
+  if (!file.success) throw new BounceRulesError(`remote-host rules ${source}:\n  ${formatIssues(file.error.issues)}`);
+  const problems: string[] = [];
+  const rules: BounceRule[] = [];
+  const seenIds = new Map<string, number>();
+  file.data.rules.forEach((item, index) => {
+    const label = ruleLabel(index, item);
+    const parsed = ruleSchema.safeParse(item);
+    if (!parsed.success) {
+      problems.push(...parsed.error.issues.map((issue) => `${label}: ${describeIssue(issue)}`));
+      return;
+    }
+    if (parsed.data.remoteHost === undefined) problems.push(`${label}: needs remoteHost (the rules of this file apply to one provider's hosts)`);
+    const earlier = seenIds.get(parsed.data.id);
+    if (earlier !== undefined) problems.push(`${label}: id is already used by rules[${earlier}]`);
+    const generic = genericIds.get(parsed.data.id);
+    if (generic !== undefined) problems.push(`${label}: id is already used by rules[${generic}] of the bounce rules`);
+    seenIds.set(parsed.data.id, index);
+    const compiled = compileRule(parsed.data, label, problems);
+    if (compiled !== null && (compiled.mta === null || !without.has(compiled.mta))) rules.push(compiled);
+  });
+  if (problems.length > 0) throw new BounceRulesError(`remote-host rules ${source}:\n  ${problems.join('\n  ')}`);
+  return rules;
 }
 
 function compileRule(source: RuleSource, label: string, problems: string[]): BounceRule | null {
@@ -169,6 +246,7 @@ function compileRule(source: RuleSource, label: string, problems: string[]): Bou
     source: source.source ?? null,
     mta: source.mta ?? null,
     stages: source.stage === undefined ? null : new Set(asArray(source.stage)),
+    remoteHosts: source.remoteHost === undefined ? null : asArray(source.remoteHost).map((host) => host.toLowerCase().replace(/^\./, '')),
     category: source.category,
     severity: source.severity ?? null,
     retryInNewTransaction: source.retryInNewTransaction === true,
@@ -230,6 +308,7 @@ export function findRule(rules: BounceRules, subject: RuleSubject): BounceRule |
 
 function ruleMatches(rule: BounceRule, subject: RuleSubject): boolean {
   if (rule.stages !== null && (subject.stage === null || !rule.stages.has(subject.stage))) return false;
+  if (rule.remoteHosts !== null && !remoteHostMatches(rule.remoteHosts, subject.remoteHost ?? null)) return false;
   if (rule.codes !== null && (subject.code === null || !rule.codes.has(subject.code))) return false;
   if (rule.enhancedCodes !== null) {
     const enhanced = subject.enhanced;
@@ -237,6 +316,12 @@ function ruleMatches(rule: BounceRule, subject: RuleSubject): boolean {
   }
   if (rule.pattern !== null && !rule.pattern.test(subject.text)) return false;
   return rule.rawPattern === null || rule.rawPattern.test(subject.raw);
+}
+
+/** The host is one of the domains or a host under one (`p3smtp.secureserver.net` under `secureserver.net`). */
+function remoteHostMatches(domains: readonly string[], host: string | null): boolean {
+  if (host === null) return false;
+  return domains.some((domain) => host === domain || (host.endsWith(domain) && host.charCodeAt(host.length - domain.length - 1) === 46));
 }
 
 function enhancedMatches(pattern: EnhancedPattern, code: readonly [number, number, number]): boolean {
