@@ -113,15 +113,22 @@ const ROWS: Row[] = [
   { provider: 'Exchange Online', host: 'example-com.mail.protection.outlook.com', reply: '550 5.6.11 SMTPSEND.BareLinefeedsAreIllegal; message contains bare linefeeds, which cannot be sent via DATA and receiving system does not support BDAT (invalid characters)', category: 'content-related' },
   { provider: 'Exchange Online', host: 'example-com.mail.protection.outlook.com', reply: '550 5.4.300 Message expired', category: 'message-expired' },
   { provider: 'Exchange Online', host: 'example-com.mail.protection.outlook.com', reply: '451 4.4.317 Starttls is required to send mail', category: 'bad-configuration' },
+  { provider: 'Exchange Online', host: 'example-com.mail.protection.outlook.com', reply: '451 4.4.4 Mail received as unauthenticated, incoming to a recipient domain configured in a hosted tenant which has no mail-enabled subscriptions.', category: 'bad-domain', generic: 'policy-related' },
   { provider: 'Exchange Online', host: 'example-com.mail.protection.outlook.com', reply: '554 5.4.14 Hop count exceeded - possible mail loop ATTR34', category: 'routing-errors' },
 
   // Google: support.google.com/a/answer/3726730
   { provider: 'Gmail', host: 'gmail-smtp-in.l.google.com', reply: '550 5.7.1 Our system has detected that this message is likely suspicious due to the very low reputation of the sending domain.', category: 'spam-related' },
   { provider: 'Gmail', host: 'aspmx.l.google.com', reply: '421 4.7.0 IP not in whitelist for RCPT domain, closing connection.', category: 'policy-related' },
   { provider: 'Gmail', host: 'aspmx.l.google.com', reply: '421 4.7.0 TLS required for RCPT domain, closing connection.', category: 'bad-configuration' },
-  { provider: 'Gmail', host: 'smtp-relay.gmail.com.google.com', reply: '550 5.7.0 Mail relay denied 192.0.2.1. Invalid credentials for relay for one of the domains in: example.com', category: 'relaying-issues' },
+  { provider: 'Gmail', host: 'smtp-relay.gmail.com', reply: '550 5.7.0 Mail relay denied 192.0.2.1. Invalid credentials for relay for one of the domains in: example.com', category: 'relaying-issues' },
   { provider: 'Gmail', host: 'aspmx.l.google.com', reply: '554 5.4.6 Message exceeded 50 hops, this may indicate a mail loop.', category: 'routing-errors' },
   { provider: 'Google Workspace', host: 'mail-sor-f41.google.com', reply: "Your message wasn't delivered to user@example.com because the address couldn't be found. Check for typos or unnecessary spaces and try again.", category: 'bad-mailbox' },
+
+  { provider: 'Gmail', host: 'aspmx.l.google.com', reply: '421 4.7.28 Gmail has detected this message exceeded its quota for sending messages with the same Message-ID:. To best protect our users, the message has been temporarily rejected.', category: 'policy-related', generic: 'quota-issues' },
+  { provider: 'Gmail', host: 'aspmx.l.google.com', reply: '550 5.7.1 Encoded-word syntax is not permitted in message header Subject. To reduce the amount of spam sent to Gmail, this message has been blocked.', category: 'content-related' },
+  { provider: 'Gmail', host: 'aspmx.l.google.com', reply: '525 5.7.10 SMTP protocol violation, no commands allowed to pipeline after STARTTLS.', category: 'protocol-errors', generic: 'bad-configuration' },
+  { provider: 'Gmail', host: 'smtp.gmail.com', reply: '534 5.7.14 Please log in through your web browser and then try again.', category: 'bad-configuration' },
+  { provider: 'Gmail', host: 'aspmx.l.google.com', reply: '421 4.4.5 Server busy, try again later.', category: 'other', generic: 'bad-connection' },
 
   // Mimecast: community.mimecast.com, Mimecast SMTP error codes
   { provider: 'Mimecast', host: 'eu-smtp-inbound-1.mimecast.com', reply: '550 SPF Sender Invalid - envelope rejected', category: 'policy-related' },
