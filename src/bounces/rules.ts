@@ -321,7 +321,13 @@ function ruleMatches(rule: BounceRule, subject: RuleSubject): boolean {
 /** The host is one of the domains or a host under one (`p3smtp.secureserver.net` under `secureserver.net`). */
 function remoteHostMatches(domains: readonly string[], host: string | null): boolean {
   if (host === null) return false;
-  return domains.some((domain) => host === domain || (host.endsWith(domain) && host.charCodeAt(host.length - domain.length - 1) === 46));
+  // A plain loop: this runs for every provider rule of every reply whose host is known.
+  for (const domain of domains) {
+    if (host.length === domain.length ? host === domain : host.length > domain.length && host.charCodeAt(host.length - domain.length - 1) === 46 && host.endsWith(domain)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 function enhancedMatches(pattern: EnhancedPattern, code: readonly [number, number, number]): boolean {
