@@ -186,7 +186,7 @@ const ROWS: Row[] = [
   { provider: 'Spectrum', host: 'mx.charter.net', reply: '554 5.7.1 This email account has been blocked from sending emails. AUP#O-1010', category: 'invalid-sender' },
   { provider: 'Spectrum', host: 'mx.charter.net', reply: '554 5.7.1 A reverse DNS entry is required. AUP#I-1100', category: 'policy-related' },
   { provider: 'Spectrum', host: 'mx.charter.net', reply: '421 4.7.0 Too many connections. AUP#I-1310', category: 'bad-connection' },
-  { provider: 'Spectrum', host: 'mx.charter.net', reply: '452 4.7.0 Message limit exceeded. AUP#O-1400', category: 'other' },
+  { provider: 'Spectrum', host: 'mx.charter.net', reply: '421 4.7.0 cmsmtp 192.0.2.1 blocked. AUP#In-1370', category: 'other' },
   { provider: 'Spectrum', host: 'mx.charter.net', reply: '552 5.3.4 Message larger than the maximum size of 20MB. AUP#O-1530', category: 'content-related' },
 ];
 
