@@ -86,6 +86,7 @@ const ROWS: Row[] = [
   // Yahoo: senders.yahooinc.com/smtp-error-codes
   { provider: 'Yahoo', host: 'mta5.am0.yahoodns.net', reply: '421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints; see https://postmaster.yahooinc.com/error-codes', category: 'policy-related', generic: 'spam-related' },
   { provider: 'Yahoo', host: 'mta5.am0.yahoodns.net', reply: '553 5.7.2 [TSS09] All messages from 192.0.2.1 will be permanently deferred; Retrying will NOT succeed.', category: 'policy-related' },
+  { provider: 'Yahoo', host: 'mta7.am0.yahoodns.net', reply: '421 4.7.1 [TS03] All messages from 192.0.2.1 permanently deferred; Retrying will NOT succeed.', category: 'policy-related', generic: 'spam-related' },
   { provider: 'Yahoo', host: 'mta5.am0.yahoodns.net', reply: '550 5.7.9 This mail has been blocked because the sender is unauthenticated. Yahoo requires all senders to authenticate with either SPF or DKIM.', category: 'policy-related' },
   { provider: 'Yahoo', host: 'mta5.am0.yahoodns.net', reply: "553 5.7.1 [BL21] Connections will not be accepted from 192.0.2.1, because the ip is in Spamhaus's list", category: 'spam-related' },
   { provider: 'Yahoo', host: 'mta5.am0.yahoodns.net', reply: '554 Message not allowed - [PH01] Email not accepted for policy reasons.', category: 'policy-related' },
