@@ -117,6 +117,10 @@ const ROWS: Row[] = [
   { provider: 'Exchange Online', host: 'example-com.mail.protection.outlook.com', reply: '451 4.4.4 Mail received as unauthenticated, incoming to a recipient domain configured in a hosted tenant which has no mail-enabled subscriptions.', category: 'bad-domain', generic: 'policy-related' },
   { provider: 'Exchange Online', host: 'example-com.mail.protection.outlook.com', reply: '554 5.4.14 Hop count exceeded - possible mail loop ATTR34', category: 'routing-errors' },
 
+  // Outlook.com (consumer)
+  { provider: 'Outlook.com', host: 'mx1.hotmail.com', reply: '554 The mail could not be delivered to the recipient because the domain is not reachable. Please check the domain and try again', category: 'bad-domain' },
+  { provider: 'Outlook.com', host: 'mx4.hotmail.com', reply: '550 Requested action not taken: mailbox unavailable', category: 'bad-mailbox' },
+
   // Google: support.google.com/a/answer/3726730
   { provider: 'Gmail', host: 'gmail-smtp-in.l.google.com', reply: '550 5.7.1 Our system has detected that this message is likely suspicious due to the very low reputation of the sending domain.', category: 'spam-related' },
   { provider: 'Gmail', host: 'aspmx.l.google.com', reply: '421 4.7.0 IP not in whitelist for RCPT domain, closing connection.', category: 'policy-related' },
