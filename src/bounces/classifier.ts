@@ -7,7 +7,7 @@
  */
 import { typeOfCategory, type BounceType, type Category, type Severity } from './categories.js';
 import { normalizeEnhancedCode, normalizeReplyCode, parseReply, type ParsedReply } from './reply-text.js';
-import { findRule, loadBounceRules, type BounceRule, type BounceRules, type RuleSubject, type SmtpStage } from './rules.js';
+import { findRule, hostNamedByRules, loadBounceRules, type BounceRule, type BounceRules, type RuleSubject, type SmtpStage } from './rules.js';
 
 export { BounceRulesError, compileBounceRules, DEFAULT_BOUNCE_RULES_PATH, DEFAULT_REMOTE_HOST_RULES_PATH, loadBounceRules, SMTP_STAGES } from './rules.js';
 export type { BounceRule, BounceRules, CompileOptions, LoadOptions } from './rules.js';
@@ -64,7 +64,7 @@ export function classifyReply(input: ReplyInput | string, rules: BounceRules = d
   const raw = typeof input === 'string' ? input : input.text;
   // The caller's stage (delivery knows the command; a report reader may) wins over one the text names.
   const stage = (typeof input === 'string' ? null : (input.stage ?? null)) ?? reply.stage;
-  const remoteHost = typeof input === 'string' ? null : remoteHostName(input.remoteHost);
+  const remoteHost = typeof input === 'string' ? null : hostNamedByRules(rules, remoteHostName(input.remoteHost));
   const subject: RuleSubject = { code: reply.code, enhanced, text: reply.text, raw, stage, remoteHost };
   const rule = findRule(rules, subject);
   const severity = decideSeverity(reply.code, enhanced, rule);

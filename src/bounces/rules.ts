@@ -119,6 +119,8 @@ export interface BounceRules {
   readonly remoteHostSource?: string | null;
   readonly rules: readonly BounceRule[];
   readonly defaults: Readonly<Record<Severity, Category>>;
+  /** Every domain a rule's `remoteHost` names; absent: not collected (every host is looked at). */
+  readonly remoteHostDomains?: ReadonlySet<string>;
 }
 
 /** What a rule is matched against: the parsed reply, enhanced code split into numbers. */
@@ -201,9 +203,15 @@ export function compileBounceRules(data: unknown, source = '(in memory)', option
     if (compiled !== null && (compiled.mta === null || !without.has(compiled.mta))) rules.push(compiled);
   });
   if (problems.length > 0) throw new BounceRulesError(`bounce rules ${source}:\n  ${problems.join('\n  ')}`);
-  if (options.remoteHostRules === undefined) return { source, rules, defaults: file.data.defaults };
-  const remote = compileRemoteHostRules(options.remoteHostRules.data, options.remoteHostRules.source, without, seenIds);
-  return { source, remoteHostSource: options.remoteHostRules.source, rules: [...remote, ...rules], defaults: file.data.defaults };
+  const remote = options.remoteHostRules === undefined ? [] : compileRemoteHostRules(options.remoteHostRules.data, options.remoteHostRules.source, without, seenIds);
+  const all = [...remote, ...rules];
+  return {
+    source,
+    ...(options.remoteHostRules === undefined ? {} : { remoteHostSource: options.remoteHostRules.source }),
+    rules: all,
+    defaults: file.data.defaults,
+    remoteHostDomains: new Set(all.flatMap((rule) => rule.remoteHosts ?? [])),
+  };
 }
 
 /**
@@ -316,6 +324,19 @@ function ruleMatches(rule: BounceRule, subject: RuleSubject): boolean {
   }
   if (rule.pattern !== null && !rule.pattern.test(subject.text)) return false;
   return rule.rawPattern === null || rule.rawPattern.test(subject.raw);
+}
+
+/**
+ * The host when some rule names it or a domain it is under, else null: most replies come from
+ * hosts no rule names, and a null host lets every provider rule fail at its first check.
+ */
+export function hostNamedByRules(rules: BounceRules, host: string | null): string | null {
+  const domains = rules.remoteHostDomains;
+  if (host === null || domains === undefined) return host;
+  for (let at = 0; at !== -1; at = host.indexOf('.', at) + 1 || -1) {
+    if (domains.has(at === 0 ? host : host.slice(at))) return host;
+  }
+  return null;
 }
 
 /** The host is one of the domains or a host under one (`p3smtp.secureserver.net` under `secureserver.net`). */
