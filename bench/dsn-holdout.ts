@@ -62,7 +62,9 @@ function rulesHeldOut(sources: HoldoutSources, family: string): { rules: BounceR
   const generic = rulesWithout(sources.rules, family);
   const remote = sources.remoteHostRules === undefined ? null : rulesWithout(sources.remoteHostRules, family);
   const label = family === '' ? 'bounce rules' : `bounce rules without mta "${family}"`;
-  const rules = compileBounceRules(generic.data, label, remote === null ? {} : { remoteHostRules: { data: remote.data, source: `remote-host ${label}` } });
+  // A family may own every provider rule: then there is no remote-host file left to compile.
+  const remoteLeft = remote !== null && ((remote.data as { rules?: unknown[] }).rules?.length ?? 0) > 0;
+  const rules = compileBounceRules(generic.data, label, remoteLeft ? { remoteHostRules: { data: remote?.data, source: label } } : {});
   return { rules, removed: [...(remote?.removed ?? []), ...generic.removed] };
 }
 
