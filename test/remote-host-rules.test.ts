@@ -46,7 +46,7 @@ const ROWS: Row[] = [
   { provider: 'GoDaddy', host: 'mailstore1.secureserver.net', reply: '550 Account disabled', category: 'inactive-mailbox' },
   { provider: 'GoDaddy', host: 'mailstore1.secureserver.net', reply: '552 Account storage limit', category: 'quota-issues' },
 
-  // Cox: cox.com/residential/support/email-error-codes
+  // Cox: postmaster.cox.net Error Codes
   { provider: 'Cox', host: 'cxr.mx.a.cloudfilter.net', reply: '554 5.7.1 192.0.2.1 rejected - AUP#CXBL', category: 'spam-related' },
   { provider: 'Cox', host: 'mx.east.cox.net', reply: '554 5.7.1 message rejected - AUP#URLBL011', category: 'spam-related' },
   { provider: 'Cox', host: 'mx.east.cox.net', reply: '550 5.7.1 sender domain failed authentication - AUP#CXSNDR', category: 'policy-related' },
