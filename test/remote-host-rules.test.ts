@@ -159,6 +159,7 @@ const ROWS: Row[] = [
 
   // NTT docomo
   { provider: 'docomo', host: 'mfsmax.docomo.ne.jp', reply: { text: '550 Unknown user user@docomo.ne.jp', stage: 'data' }, category: 'policy-related' },
+  { provider: 'docomo', host: 'mfsmax.docomo.ne.jp', reply: { enhancedCode: '5.1.1', text: '550 Unknown user user@docomo.ne.jp', stage: 'data' }, category: 'bad-mailbox' },
   { provider: 'docomo', host: 'mfsmax.docomo.ne.jp', reply: { enhancedCode: '5.2.0', text: '550 Unknown user user@docomo.ne.jp' }, category: 'policy-related' },
   { provider: 'docomo', host: 'mfsmax.docomo.ne.jp', reply: { text: '550 Unknown user user@docomo.ne.jp', stage: 'rcpt' }, category: 'bad-mailbox' },
   { provider: 'docomo', host: 'mfsmax.docomo.ne.jp', reply: '552 Too much mail data', category: 'quota-issues' },
