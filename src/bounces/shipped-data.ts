@@ -1,5 +1,5 @@
 /**
- * The data files shipped in config/ (bounce rules, report patterns) are validated once, when the
+ * The data files shipped in config/ (bounce rules, remote-host rules, report patterns) are validated once, when the
  * project is built (src/build/stamp-shipped-data.ts), and their SHA-256 written next to the built
  * code. A loader that reads a file with that exact content can skip the schema check: the file is
  * the one that passed it. Any other content (an operator's own file, a shipped file edited after the
@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 export const SHIPPED_DATA_STAMP = new URL('../shipped-data.json', import.meta.url);
 
 /** Which schema a file passed: the same text is trusted only by the loader that checked it. */
-export type ShippedKind = 'bounce-rules' | 'report-patterns';
+export type ShippedKind = 'bounce-rules' | 'remote-host-rules' | 'report-patterns';
 
 export type ShippedStamp = Partial<Record<ShippedKind, string>>;
 

@@ -6,17 +6,21 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { compileBounceRules, DEFAULT_BOUNCE_RULES_PATH } from '../bounces/rules.js';
+import { compileBounceRules, DEFAULT_BOUNCE_RULES_PATH, DEFAULT_REMOTE_HOST_RULES_PATH } from '../bounces/rules.js';
 import { compileReportPatterns, DEFAULT_REPORT_PATTERNS_PATH } from '../bounces/report/patterns.js';
 import { digestOf, SHIPPED_DATA_STAMP, type ShippedStamp } from '../bounces/shipped-data.js';
 
 /** Parses and fully checks each shipped file; returns the stamp that trusts exactly these contents. */
 export function checkShippedData(): ShippedStamp {
   const rules = readFileSync(DEFAULT_BOUNCE_RULES_PATH, 'utf8');
-  compileBounceRules(parseJson(rules, DEFAULT_BOUNCE_RULES_PATH), fileURLToPath(DEFAULT_BOUNCE_RULES_PATH));
+  const remoteHostRules = readFileSync(DEFAULT_REMOTE_HOST_RULES_PATH, 'utf8');
+  // Compiled together: ids must be unique across the two files.
+  compileBounceRules(parseJson(rules, DEFAULT_BOUNCE_RULES_PATH), fileURLToPath(DEFAULT_BOUNCE_RULES_PATH), {
+    remoteHostRules: { data: parseJson(remoteHostRules, DEFAULT_REMOTE_HOST_RULES_PATH), source: fileURLToPath(DEFAULT_REMOTE_HOST_RULES_PATH) },
+  });
   const patterns = readFileSync(DEFAULT_REPORT_PATTERNS_PATH, 'utf8');
   compileReportPatterns(parseJson(patterns, DEFAULT_REPORT_PATTERNS_PATH), fileURLToPath(DEFAULT_REPORT_PATTERNS_PATH));
-  return { 'bounce-rules': digestOf(rules), 'report-patterns': digestOf(patterns) };
+  return { 'bounce-rules': digestOf(rules), 'remote-host-rules': digestOf(remoteHostRules), 'report-patterns': digestOf(patterns) };
 }
 
 function parseJson(text: string, path: URL): unknown {

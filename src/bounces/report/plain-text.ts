@@ -247,7 +247,8 @@ export function fillFromReason(facts: RecipientFacts, reason: string, patterns: 
   facts.remoteMta ??= remoteHost(reason, patterns);
 }
 
-function remoteHost(text: string, patterns: ReportPatterns): string | null {
+/** The remote host a reason names (Postfix `host X[ip] said:`, Exim `host X [ip]:`), by patterns `remoteMta`. */
+export function remoteHost(text: string, patterns: ReportPatterns): string | null {
   for (const pattern of patterns.remoteMta) {
     const host = pattern.exec(text)?.groups?.host;
     if (host !== undefined) return host.replace(/\.$/, '');

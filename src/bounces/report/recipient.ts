@@ -2,7 +2,7 @@
  * One recipient of a report, as read (facts), and as classified: the same classifier as an
  * immediate bounce, fed the report's Status and Diagnostic-Code (DESIGN.md: one classifier).
  */
-import { classifyReply, defaultBounceRules, type BounceRules, type SmtpStage } from '../classifier.js';
+import { classifyReply, defaultBounceRules, remoteHostName, type BounceRules, type SmtpStage } from '../classifier.js';
 import { parseReply } from '../reply-text.js';
 import { typeOfCategory, type Category, type Severity } from '../categories.js';
 import type { ReportAction, ReportKind, ReportRecipient } from './types.js';
@@ -19,6 +19,13 @@ export interface RecipientFacts extends Omit<ReportRecipient, 'severity' | 'type
   transient: boolean;
   /** What the report's family always means when it quotes no status (patterns `impliedStatus`). */
   impliedStatus: string | null;
+  /** The DSN's Reporting-MTA (RFC 3464 §2.2.2): the host that wrote the report. */
+  reportingMta?: string | null;
+  /**
+   * The host whose reply the diagnostic is, for provider rules: Remote-MTA, else the host the
+   * diagnostic names, else the Reporting-MTA (it wrote the diagnostic itself). Set by the reader.
+   */
+  remoteHost?: string | null;
 }
 
 const FAILURE_ACTIONS = new Set<ReportAction | null>(['failed', 'delayed']);
@@ -50,7 +57,8 @@ export function classifyRecipient(facts: RecipientFacts, rules: BounceRules = de
   if (!FAILURE_ACTIONS.has(facts.action)) return base;
   const code = facts.replyCode ?? quoted?.code ?? null;
   const fallback = code === null ? (facts.action === 'delayed' || facts.transient ? '4.0.0' : '5.0.0') : null;
-  const classification = classifyReply({ code, enhancedCode: status ?? facts.impliedStatus ?? fallback, text, stage }, rules);
+  const remoteHost = facts.remoteHost ?? remoteHostName(facts.remoteMta);
+  const classification = classifyReply({ code, enhancedCode: status ?? facts.impliedStatus ?? fallback, text, stage, remoteHost }, rules);
   // A delivery-status Status field is the reporting MTA's own verdict for this recipient: its
   // class decides severity even when the quoted reply says otherwise ("554 4.4.7 Message expired").
   const severity = (facts.statusGiven && facts.status !== null ? severityOfStatus(facts.status) : null) ?? classification.severity;
