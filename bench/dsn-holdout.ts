@@ -2,7 +2,8 @@
  * The held-out score (`npm run eval:dsn -- --holdout-by family`): how the parser and classifier do
  * on an MTA/provider family whose own rules they do not have, as on bounces from a family never
  * seen. For each family F of the corpus, F's files are scored with the classifier rules tagged
- * `"mta": "F"` (config/bounce-rules.json) and the NDR family `F` (config/ndr-patterns.json
+ * `"mta": "F"` (config/bounce-rules.json and the provider rules of config/remote-host-rules.json)
+ * and the NDR family `F` (config/ndr-patterns.json
  * `families`) removed; the files of every family, each scored so, add up to the held-out score,
  * printed beside the usual one.
  *
@@ -11,7 +12,7 @@
  * A family from which nothing is removed scores the same held out; its files are parsed once.
  */
 import { readFileSync } from 'node:fs';
-import { compileBounceRules, DEFAULT_BOUNCE_RULES_PATH } from '../src/bounces/classifier.js';
+import { compileBounceRules, DEFAULT_BOUNCE_RULES_PATH, DEFAULT_REMOTE_HOST_RULES_PATH, type BounceRules } from '../src/bounces/classifier.js';
 import { compileReportPatterns } from '../src/bounces/report/index.js';
 import { DEFAULT_REPORT_PATTERNS_PATH } from '../src/bounces/report/patterns.js';
 import { emptyScore, readCorpus, scoreEntries, type CorpusEntry, type CorpusScore, type ScoreOptions } from './dsn-corpus.js';
@@ -42,13 +43,29 @@ export interface HoldoutScore {
 export interface HoldoutSources {
   rules: unknown;
   patterns: unknown;
+  /** config/remote-host-rules.json, parsed; absent: no provider rules. */
+  remoteHostRules?: unknown;
 }
 
 export function readHoldoutSources(
   rulesPath: string | URL = DEFAULT_BOUNCE_RULES_PATH,
   patternsPath: string | URL = DEFAULT_REPORT_PATTERNS_PATH,
+  remoteHostRulesPath: string | URL | null = DEFAULT_REMOTE_HOST_RULES_PATH,
 ): HoldoutSources {
-  return { rules: JSON.parse(readFileSync(rulesPath, 'utf8')), patterns: JSON.parse(readFileSync(patternsPath, 'utf8')) };
+  const sources: HoldoutSources = { rules: JSON.parse(readFileSync(rulesPath, 'utf8')), patterns: JSON.parse(readFileSync(patternsPath, 'utf8')) };
+  if (remoteHostRulesPath !== null) sources.remoteHostRules = JSON.parse(readFileSync(remoteHostRulesPath, 'utf8'));
+  return sources;
+}
+
+/** Both rules files without the rules tagged `family` ('' keeps every rule), compiled. */
+function rulesHeldOut(sources: HoldoutSources, family: string): { rules: BounceRules; removed: string[] } {
+  const generic = rulesWithout(sources.rules, family);
+  const remote = sources.remoteHostRules === undefined ? null : rulesWithout(sources.remoteHostRules, family);
+  const label = family === '' ? 'bounce rules' : `bounce rules without mta "${family}"`;
+  // A family may own every provider rule: then there is no remote-host file left to compile.
+  const remoteLeft = remote !== null && ((remote.data as { rules?: unknown[] }).rules?.length ?? 0) > 0;
+  const rules = compileBounceRules(generic.data, label, remoteLeft ? { remoteHostRules: { data: remote?.data, source: label } } : {});
+  return { rules, removed: [...(remote?.removed ?? []), ...generic.removed] };
 }
 
 interface Tagged {
@@ -97,20 +114,19 @@ export async function scoreHoldoutByFamily(dir: string, sources: HoldoutSources 
     list.push(entry);
     byFamily.set(family, list);
   }
-  const all = { rules: rulesWithout(sources.rules, '').data, patterns: sources.patterns };
   const normalOptions: ScoreOptions = {
-    rules: compileBounceRules(all.rules, 'bounce rules'),
-    patterns: compileReportPatterns(all.patterns, 'report patterns'),
+    rules: rulesHeldOut(sources, '').rules,
+    patterns: compileReportPatterns(sources.patterns, 'report patterns'),
   };
   const families: FamilyHoldout[] = [];
   for (const [family, familyEntries] of [...byFamily].sort(([a], [b]) => a.localeCompare(b))) {
     const normal = await scoreEntries(familyEntries, files, normalOptions);
-    const rules = rulesWithout(sources.rules, family);
+    const rules = rulesHeldOut(sources, family);
     const patterns = patternsWithout(sources.patterns, family);
     const changed = rules.removed.length > 0 || patterns.removed;
     const heldOut = changed
       ? await scoreEntries(familyEntries, files, {
-          rules: compileBounceRules(rules.data, `bounce rules without mta "${family}"`),
+          rules: rules.rules,
           patterns: compileReportPatterns(patterns.data, `report patterns without family "${family}"`),
         })
       : normal;

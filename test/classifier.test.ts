@@ -442,7 +442,7 @@ const ROWS: Row[] = [
   { provider: 'Zoho', reply: '550 5.1.1 User does not exist - <someone@zoho.com>', category: 'bad-mailbox' },
   { provider: 'Zoho', reply: '552 5.2.2 Mailbox size limit exceeded - <someone@zohomail.com>', category: 'quota-issues' },
   { provider: 'Zoho', reply: '554 5.7.7 Email policy violation detected', category: 'policy-related' },
-  { provider: 'Zoho', reply: '550 5.4.6 Unrouteable address', category: 'routing-errors' },
+  { provider: 'Zoho', reply: '550 5.4.6 Unrouteable address', category: 'bad-domain' },
   { provider: 'Fastmail', reply: '550 5.1.1 <someone@fastmail.com>: Recipient address rejected: User unknown in virtual mailbox table', category: 'bad-mailbox' },
   { provider: 'Fastmail', reply: '550 5.7.1 Email rejected due to security policies - https://www.fastmail.help/hc/en-us/articles/360058753594', category: 'policy-related' },
   { provider: 'Fastmail', reply: '452 4.2.2 <someone@fastmail.com>: Recipient address rejected: Mailbox is over quota', category: 'quota-issues' },
@@ -534,7 +534,7 @@ const ROWS: Row[] = [
   { provider: 'Postfix (DSN)', reply: 'X-Postfix; Cannot start TLS: handshake failure', category: 'bad-connection' },
 
   // Exim / cPanel
-  { provider: 'Exim', reply: '550 Unrouteable address', category: 'routing-errors' },
+  { provider: 'Exim', reply: '550 Unrouteable address', category: 'bad-domain' },
   { provider: 'Exim', reply: '550-Verification failed for <sender@example.com>\n550-Unrouteable address\n550 Sender verify failed', category: 'invalid-sender' },
   { provider: 'Exim', reply: '550 Administrative prohibition', category: 'policy-related' },
   { provider: 'cPanel (Exim)', reply: '550 No Such User Here', category: 'bad-mailbox' },
@@ -781,6 +781,181 @@ const FAMILIES: Record<string, Row[]> = {
     { provider: 'Postfix', reply: '421 4.7.0 Too many concurrent SMTP connections from this client; try again later', category: 'bad-connection' },
     { provider: 'generic', reply: '550 5.0.0 session limit exceeded', category: 'bad-connection' },
     { provider: 'generic', reply: '450 4.7.1 sending too fast, slow down', category: 'quota-issues' },
+  ],
+  // Sisimai's reason modules (lib/Sisimai/Reason/*.pm): their evidence phrases, as our own families.
+  'unknown recipient (Sisimai UserUnknown.pm)': [
+    { provider: 'LDAP MTA', reply: '550 5.1.1 <someone@example.org>: address not present in directory', category: 'bad-mailbox' },
+    { provider: 'generic', reply: '550 no someone in name directory', category: 'bad-mailbox' },
+    { provider: 'generic', reply: "550 Sorry, can't accept user someone@example.org", category: 'bad-mailbox' },
+    { provider: 'generic', reply: '550 5.1.1 destination addresses were unknown', category: 'bad-mailbox' },
+    { provider: 'generic', reply: '550 5.1.1 The destination server rejected recipients', category: 'bad-mailbox' },
+    { provider: 'generic', reply: '550 someone@example.org is not an active address at this host', category: 'bad-mailbox' },
+    { provider: 'generic', reply: '550 5.0.0 mailbox invalid', category: 'bad-mailbox' },
+    { provider: 'generic', reply: '550 mailbox not present', category: 'bad-mailbox' },
+    { provider: 'Italian ISP', reply: '550 nessun utente simile in questo indirizzo', category: 'bad-mailbox' },
+    { provider: 'Spanish ISP', reply: '550 no existe dicha persona', category: 'bad-mailbox' },
+    { provider: 'generic', reply: '550 no mail box available for this user', category: 'bad-mailbox' },
+    { provider: 'generic', reply: '550 No thank you rejected: account unavailable', category: 'bad-mailbox' },
+    { provider: 'generic', reply: '554 no valid recipients, bye', category: 'bad-mailbox' },
+    { provider: 'generic', reply: '550 someone@example.org is not a local address', category: 'bad-mailbox' },
+    { provider: 'Postfix access', reply: '550 5.1.1 <someone@example.org>: Recipient address rejected: userunknown', category: 'bad-mailbox' },
+    { provider: 'generic', reply: '550 recipient not OK', category: 'bad-mailbox' },
+    { provider: 'Exchange', reply: '550 5.1.1 RESOLVER.ADR.Recip NotFound; not found', category: 'bad-mailbox' },
+    { provider: 'qmail', reply: '553 sorry, your envelope recipient has been denied (#5.7.1)', category: 'bad-mailbox' },
+    { provider: 'generic', reply: '550 There is no one at this address', category: 'bad-mailbox' },
+    { provider: 'qmail', reply: '553 sorry, this recipient is not in my validrcptto list (#5.7.1)', category: 'bad-mailbox' },
+    { provider: 'Sendmail', reply: '550 5.1.1 someone... user missing home directory', category: 'bad-mailbox' },
+    { provider: 'French ISP', reply: '550 Utilisateur inconnu !', category: 'bad-mailbox' },
+    { provider: 'vpopmail', reply: 'vdeliver: Invalid or unknown virtual user someone@example.org', category: 'bad-mailbox' },
+    { provider: 'generic', reply: '550 <someone@example.org> not found', category: 'bad-mailbox' },
+  ],
+  'bad domain (Sisimai HostUnknown.pm)': [
+    { provider: 'generic', reply: '550 5.1.2 Recipient domain must exist', category: 'bad-domain' },
+    { provider: 'generic', reply: '550 mail domain mentioned in email address is unknown', category: 'bad-domain' },
+  ],
+  'mailbox full (Sisimai MailboxFull.pm)': [
+    { provider: 'generic', reply: '552 5.2.2 Account is exceeding their quota', category: 'quota-issues' },
+    { provider: 'generic', reply: '552 someone@example.org does not have enough space', category: 'quota-issues' },
+    { provider: 'vpopmail', reply: 'maildir delivery failed: userdisk quota 104857600 exceeded', category: 'quota-issues' },
+    { provider: 'generic', reply: '552 message would be over the allowed quota', category: 'quota-issues' },
+    { provider: 'generic', reply: '552 recipient reached disk quota', category: 'quota-issues' },
+    { provider: 'generic', reply: '552 Recipient rejected: mailbox would exceed maximum allowed storage', category: 'quota-issues' },
+    { provider: 'NetEase', reply: "550 The user's space has been used up", category: 'quota-issues' },
+    { provider: 'generic', reply: '550 account disabled temporarly for exceeding receiving limits', category: 'quota-issues' },
+    { provider: 'generic', reply: '550 5.0.0 write error: No space left on device', category: 'quota-issues' },
+    { provider: 'generic', reply: '550 not sufficient disk space', category: 'quota-issues' },
+  ],
+  'message too big (Sisimai MesgTooBig.pm, EmailTooLarge.pm, ExceedLimit.pm)': [
+    { provider: 'Postfix', reply: '552 5.3.4 Error: message file too big', category: 'content-related' },
+    { provider: 'generic', reply: '552 message exceeds the size limit', category: 'content-related' },
+    { provider: 'French ISP', reply: '552 taille limite du message atteinte', category: 'content-related' },
+    { provider: 'generic', reply: '552 message header size exceeds limit', category: 'content-related' },
+  ],
+  'expiry and delay notices (Sisimai Expired.pm)': [
+    { provider: 'Sendmail', reply: 'Warning: message still undelivered; delivery attempts will continue to be made for 4 day(s)', category: 'message-expired' },
+    { provider: 'Gmail (delay notice)', reply: 'Message will be retried for 2 more day(s)', category: 'message-expired' },
+    { provider: 'generic', reply: 'Your message has been delayed', category: 'message-expired' },
+    { provider: 'generic', reply: 'Giving up on 192.0.2.1', category: 'message-expired' },
+    { provider: 'POP gateway', reply: 'The message has not been collected after 14 days', category: 'message-expired' },
+    { provider: 'generic', reply: 'Message timed out', category: 'message-expired' },
+    { provider: 'generic', reply: 'example.org was not reachable within the allowed queue period', category: 'message-expired' },
+  ],
+  'network and routing (Sisimai NetworkError.pm, NotAccept.pm)': [
+    { provider: 'Postfix', reply: 'Malformed name server reply', category: 'routing-errors' },
+    { provider: 'Exchange', reply: 'DNS records for the destination computer could not be found', category: 'routing-errors' },
+    { provider: 'generic', reply: 'unable to resolve route example.org', category: 'routing-errors' },
+    { provider: 'Sendmail', reply: '554 5.4.6 mail forwarding loop for someone@example.org', category: 'routing-errors' },
+    { provider: 'generic', reply: '554 message looping', category: 'routing-errors' },
+    { provider: 'generic', reply: '550 no route for current request', category: 'routing-errors' },
+  ],
+  'inactive mailbox (Sisimai Suspend.pm, HasMoved.pm)': [
+    { provider: 'generic', reply: '550 someone@example.org is currently suspended', category: 'inactive-mailbox' },
+    { provider: 'generic', reply: '550 mailbox temporary locked', category: 'inactive-mailbox' },
+    { provider: 'Postfix access', reply: '550 5.2.1 <someone@example.org>: Recipient rejected: Temporarily inactive', category: 'inactive-mailbox' },
+    { provider: 'generic', reply: '550 recipient suspend the service', category: 'inactive-mailbox' },
+    { provider: 'generic', reply: '550 5.1.6 address someone@example.org has been replaced by other@example.org', category: 'inactive-mailbox' },
+  ],
+  'relaying (Sisimai NoRelaying.pm)': [
+    { provider: 'generic', reply: '550 insecure mail relay', category: 'relaying-issues' },
+    { provider: 'MailEnable', reply: '550 This mail server requires authentication when attempting to send to a non-local e-mail address', category: 'relaying-issues' },
+    { provider: 'generic', reply: '550 not a gateway', category: 'relaying-issues' },
+    { provider: 'generic', reply: '550 we are not an open relay, so get lost', category: 'relaying-issues' },
+    { provider: 'generic', reply: '550 not local host example.org, not a gateway', category: 'relaying-issues' },
+    { provider: 'generic', reply: '550 relaying mail to example.org is not allowed', category: 'relaying-issues' },
+    { provider: 'qmail', reply: "553 sorry, that domain isn't in my list of allowed rcpthost", category: 'relaying-issues' },
+    { provider: 'generic', reply: "550 we don't handle mail for example.org", category: 'relaying-issues' },
+  ],
+  'sender refused (Sisimai Rejected.pm)': [
+    { provider: 'SonicWall', reply: '550 BATV failed to verify', category: 'invalid-sender' },
+    { provider: 'MDaemon', reply: '550 Backscatter protection detected an invalid or expired email address', category: 'invalid-sender' },
+    { provider: 'IMail', reply: '550 bogus mail from', category: 'invalid-sender' },
+    { provider: 'French ISP', reply: '550 Emetteur invalide', category: 'invalid-sender' },
+    { provider: 'generic', reply: '550 From: domain is invalid. Please provide a valid From:', category: 'invalid-sender' },
+    { provider: 'McAfee', reply: '550 fully qualified email address required', category: 'invalid-sender' },
+    { provider: 'generic', reply: '553 mail from not owned by user', category: 'invalid-sender' },
+    { provider: 'generic', reply: '554 Transaction failed unsigned DSN for someone@example.org', category: 'invalid-sender' },
+    { provider: 'generic', reply: '550 sender address has been blacklisted', category: 'policy-related' },
+    { provider: 'generic', reply: '550 sender is in my black list', category: 'policy-related' },
+    { provider: 'MessageLabs', reply: '553 Your email address has been blacklisted', category: 'policy-related' },
+    { provider: 'AOL', reply: "550 because the sender isn't on the recipient's list of senders to accept mail from", category: 'policy-related' },
+    { provider: 'generic', reply: '550 sender not pre-approved', category: 'policy-related' },
+    { provider: 'Exchange', reply: '550 5.7.1 Email address is on SenderFilterConfig list', category: 'policy-related' },
+  ],
+  'sender authentication (Sisimai Rejected.pm, AuthFailure.pm, RequirePTR.pm, Blocked.pm, SecurityError.pm)': [
+    { provider: 'Exchange', reply: "550 5.7.1 Can't determine Purported Responsible Address", category: 'policy-related' },
+    { provider: 'generic', reply: '550 5.7.1 verification failure', category: 'policy-related' },
+    { provider: 'generic', reply: '550 5.7.1 See http://spf.pobox.com/why.html', category: 'policy-related' },
+    { provider: 'generic', reply: '550 5.7.1 please inspect your SPF settings', category: 'policy-related' },
+    { provider: 'generic', reply: '550 5.7.1 Bad DNS PTR resource record', category: 'policy-related' },
+    { provider: 'generic', reply: '550 5.7.1 unresolvable relay host name', category: 'policy-related' },
+    { provider: 'generic', reply: '550 5.7.1 192.0.2.1 is not allowed to send mail from example.org', category: 'policy-related' },
+  ],
+  'blocks and spam (Sisimai Blocked.pm, SpamDetected.pm)': [
+    { provider: 'generic', reply: '550 bad sender IP address', category: 'spam-related' },
+    { provider: 'generic', reply: '554 extreme bad ip profile', category: 'spam-related' },
+    { provider: 'generic', reply: '554 server IP 192.0.2.1 listed as abusive', category: 'spam-related' },
+    { provider: 'generic', reply: '554 5.7.1 sender domain listed at dbl.example.org', category: 'spam-related' },
+    { provider: 'Microsoft', reply: '550 5.7.1 Service unavailable; not currently accepting mail from your ip', category: 'spam-related' },
+    { provider: 'Mail.ru', reply: '550 please use the smtp server of your ISP', category: 'policy-related' },
+    { provider: 'generic', reply: '554 go away', category: 'policy-related' },
+    { provider: 'generic', reply: '550 no access from mail server', category: 'policy-related' },
+    { provider: 'generic', reply: '550 sorry, your remotehost looks suspiciously like spammer', category: 'spam-related' },
+    { provider: 'generic', reply: '550 too many unwanted messages have been sent from the following IP address above', category: 'spam-related' },
+    { provider: 'MailMarshal', reply: '550 Message refused by MailMarshal SpamProfiler', category: 'spam-related' },
+    { provider: 'generic', reply: '550 reject bulk.advertising', category: 'spam-related' },
+    { provider: 'generic', reply: "550 you're using a mass mailer", category: 'spam-related' },
+    { provider: 'generic', reply: '550 your message failed several antispam checks', category: 'spam-related' },
+  ],
+  'policy, content, virus, configuration (Sisimai PolicyViolation.pm, ContentError.pm, VirusDetected.pm, SecurityError.pm)': [
+    { provider: 'AOL', reply: '554 because the recipient is not accepting mail with attachments', category: 'policy-related' },
+    { provider: 'generic', reply: '550 message bounced due to organizational settings', category: 'policy-related' },
+    { provider: 'Exchange', reply: '554 5.6.0 header size exceeds maximum permitted', category: 'content-related' },
+    { provider: 'Sendmail', reply: '550 5.6.9 improper use of 8-bit data in message header', category: 'content-related' },
+    { provider: 'generic', reply: '554 message MIME complexity exceeds the policy maximum', category: 'content-related' },
+    { provider: 'generic', reply: '550 this message contain improperly-formatted binary content', category: 'content-related' },
+    { provider: 'generic', reply: '550 this message contain text that uses unnecessary base64 encoding', category: 'content-related' },
+    { provider: 'Gmail', reply: '552 5.7.0 This message was blocked because it has a potentially executable attachment', category: 'virus-related' },
+    { provider: 'generic', reply: '535 5.7.8 authentication credentials invalid', category: 'bad-configuration' },
+    { provider: 'generic', reply: '550 authentication turned on in your email client', category: 'bad-configuration' },
+  ],
+  'mailing list refusing a non-member (fml, Google Groups, Sisimai PolicyViolation.pm, Rejected.pm)': [
+    { provider: 'fml', reply: 'You are not a member of this mailing list <list@example.org>.', category: 'policy-related' },
+    { provider: 'Mailman', reply: 'Post by non-member to a members-only list', category: 'policy-related' },
+    { provider: 'generic', reply: '550 closed mailing list', category: 'policy-related' },
+    { provider: 'Google Groups', reply: 'The email address used to send your message is not subscribed to this group.', category: 'policy-related' },
+    { provider: 'generic', reply: '550 You are not allowed to post to this mailing list', category: 'policy-related' },
+    { provider: 'Google Groups', reply: 'You have exceeded the allowable number of posts without solving a captcha.', category: 'policy-related' },
+  ],
+  // Providers' published reply lists, read into the generic families.
+  'provider reply lists (Mimecast, Gmail, Exchange Online, Yahoo, Coremail, Baruwa, Mail.ru)': [
+    { provider: 'Mimecast', reply: '550 spf sender invalid - envelope rejected', category: 'policy-related' },
+    { provider: 'Mimecast', reply: '451 Open relay not allowed', category: 'relaying-issues', severity: 'temporary' },
+    { provider: 'Mimecast', reply: '550 Submitter failed to authenticate', category: 'bad-configuration' },
+    { provider: 'Mimecast', reply: '553 This route requires high-strength ciphers', category: 'bad-configuration' },
+    { provider: 'Mimecast', reply: '553 This route requires TLS version 1.2 or greater', category: 'bad-configuration' },
+    { provider: 'Gmail', reply: '550 5.7.1 Invalid credentials for relay [192.0.2.1].', category: 'relaying-issues' },
+    { provider: 'Gmail', reply: '550 5.7.1 Messages missing a valid address in the From: header, or having no From: header, are not accepted.', category: 'content-related' },
+    { provider: 'Exchange Online', reply: '451 4.7.500 Access denied, please try again later', category: 'policy-related', severity: 'temporary' },
+    { provider: 'Yahoo', reply: '554 delivery error: dd someone@yahoo.com is no longer valid. [-20]', category: 'inactive-mailbox' },
+    { provider: 'Baruwa', reply: '550 Dictionary attack detected', category: 'spam-related' },
+    { provider: 'Baruwa', reply: '550 Restricted characters in address', category: 'bad-mailbox' },
+    { provider: 'Baruwa', reply: '550 Recipient verification failed', category: 'bad-mailbox' },
+    { provider: 'Mail.ru', reply: '550 Message sending for this account is disabled', category: 'invalid-sender' },
+    { provider: 'Coremail', reply: '550 Requested mail action not taken: Invalid IP', category: 'policy-related' },
+    { provider: 'Coremail', reply: '550 Requested mail action not taken: Fake sender', category: 'invalid-sender' },
+    { provider: 'Coremail', reply: '553 host denies the sender', category: 'invalid-sender' },
+    { provider: 'Coremail', reply: '554 sender is unvalidated', category: 'invalid-sender' },
+    { provider: 'Coremail', reply: '550 Requested action not taken: Local user only', category: 'relaying-issues' },
+    { provider: 'Coremail', reply: '553 host denies relay', category: 'relaying-issues' },
+    { provider: 'Coremail', reply: '550 black ip', category: 'spam-related' },
+    { provider: 'Coremail', reply: '554 rbl deny', category: 'spam-related' },
+    { provider: 'Coremail', reply: '554 Black mail address', category: 'policy-related' },
+    { provider: 'Coremail', reply: '554 attachment is too long', category: 'content-related' },
+    { provider: 'Coremail', reply: '550 exceeded mailsize limit', category: 'content-related' },
+    { provider: 'Coremail', reply: '550 Content reject', category: 'content-related' },
+    { provider: 'Coremail', reply: '451 DNS query error', category: 'routing-errors', severity: 'temporary' },
+    { provider: 'Coremail', reply: '555 helohost error', category: 'policy-related' },
+    { provider: 'Barracuda', reply: '420 The message has been deferred due to suspect content', category: 'spam-related', severity: 'temporary' },
   ],
   'virus (ClamAV, amavisd-new, Exchange)': [
     { provider: 'amavisd-new', reply: '554 5.7.0 Reject, id=12345 - INFECTED: Eicar-Test-Signature', category: 'virus-related' },
@@ -1059,7 +1234,7 @@ describe('the rules file', () => {
     const known = new Set<string>(CATEGORIES);
     expect(raw.rules.map((rule) => rule.category).filter((category) => !known.has(category))).toEqual([]);
     expect(Object.values(raw.defaults).filter((category) => !known.has(category))).toEqual([]);
-    expect(loadBounceRules().rules).toHaveLength(raw.rules.length);
+    expect(loadBounceRules(DEFAULT_BOUNCE_RULES_PATH, { remoteHostRules: null }).rules).toHaveLength(raw.rules.length);
   });
 
   it('is loaded once and kept', () => {
@@ -1068,15 +1243,16 @@ describe('the rules file', () => {
 
   it('every text rule decides at least one row of the table', () => {
     const reached = new Set([...ROWS, ...EXTRA_ROWS].map((row) => classifyReply(row.reply).rule));
+    // The provider rules (config/remote-host-rules.json) have their own table: test/remote-host-rules.test.ts.
     const unreached = defaultBounceRules()
-      .rules.filter((rule) => rule.pattern !== null || rule.rawPattern !== null)
+      .rules.filter((rule) => rule.remoteHosts === null && (rule.pattern !== null || rule.rawPattern !== null))
       .map((rule) => rule.id)
       .filter((id) => !reached.has(id));
     expect(unreached).toEqual([]);
   });
 
   it('no code-only rule is hidden behind an earlier rule', () => {
-    for (const rule of defaultBounceRules().rules.filter((candidate) => candidate.pattern === null && candidate.rawPattern === null)) {
+    for (const rule of defaultBounceRules().rules.filter((candidate) => candidate.remoteHosts === null && candidate.pattern === null && candidate.rawPattern === null)) {
       const code = rule.codes === null ? null : [...rule.codes][0] ?? null;
       const [cls, subject, detail] = rule.enhancedCodes?.[0] ?? [null, null, null];
       const enhancedClass = cls ?? (code !== null && code < 500 ? 4 : 5);
@@ -1186,11 +1362,17 @@ describe('report recipients: what the Action field adds (src/bounces/report/reci
     expect(result).toMatchObject({ severity: 'temporary', category: 'message-expired', type: 'soft' });
   });
 
-  it('a delayed recipient keeps the reason it is late', () => {
+  it('a delay notice for a connection that failed is about the queue time (the message waits out its lifetime)', () => {
     const result = classifyRecipient(
       facts({ action: 'delayed', status: '4.4.1', diagnosticCode: 'X-Postfix; connect to example.org[192.0.2.1]:25: Connection timed out' }),
     );
-    expect(result.category).toBe('no-answer-from-host');
+    expect(result).toMatchObject({ severity: 'temporary', category: 'message-expired', type: 'soft' });
+    expect(classifyRecipient(facts({ action: 'delayed', status: '4.4.2', diagnosticCode: 'smtp; 421 4.4.2 lost connection with mx.example.org' })).category).toBe('message-expired');
+  });
+
+  it('a delay notice that names a specific reason keeps it', () => {
+    expect(classifyRecipient(facts({ action: 'delayed', status: '4.2.2', diagnosticCode: 'smtp; 452 4.2.2 Mailbox full' })).category).toBe('quota-issues');
+    expect(classifyRecipient(facts({ action: 'delayed', status: '4.7.1', diagnosticCode: 'smtp; 451 4.7.1 blocked using zen.spamhaus.org' })).category).toBe('spam-related');
   });
 
   it('a delay notice with no diagnostic is about the queue time', () => {

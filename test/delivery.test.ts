@@ -233,6 +233,30 @@ describe('delivery through DNS (a real DNS server on 127.0.0.1)', () => {
     ]);
   });
 
+  it('classifies a reply with the MX host it came from: a provider code (config/remote-host-rules.json) applies only from that provider', async () => {
+    // Facebook's RCP-P3 (facebook.com/postmaster/response_codes): the recipient's privacy settings
+    // refused the mail; the 5.1.1 beside it does not make the address unknown.
+    const refusal = { code: 550, text: '5.1.1 RCP-P3 http://postmaster.facebook.com/response_codes#rcp The recipient privacy settings blocked the delivery' };
+    const provider = await fakeMx({ host: '127.0.0.11', rcpt: () => refusal });
+    const elsewhere = await fakeMx({ rcpt: () => refusal });
+    const relay = await dnsRelay(
+      {
+        'fb.test': { MX: [{ preference: 10, exchange: 'mx-in.facebook.com' }] },
+        'mx-in.facebook.com': { A: ['127.0.0.11'] },
+      },
+      provider.port,
+      // The routed next hop is an IP literal: no host name, so no provider rule can apply.
+      { routes: { 'example.test': `127.0.0.1:${elsewhere.port}` } },
+    );
+    await submit(relay, ['friend@fb.test', 'friend@example.test']);
+    await waitForStatuses(relay, { 'friend@fb.test': 'bounced', 'friend@example.test': 'bounced' });
+    expect(relay.db.prepare('SELECT mx_host FROM attempts ORDER BY mx_host').all()).toEqual([{ mx_host: '127.0.0.1' }, { mx_host: 'mx-in.facebook.com' }]);
+    expect(eventsFor(relay, 'friend@fb.test').at(-1)).toMatchObject({ event: 'permanent_fail', code: 550, enhanced_code: '5.1.1', category: 'policy-related' });
+    expect(eventsFor(relay, 'friend@example.test').at(-1)).toMatchObject({ event: 'permanent_fail', code: 550, enhanced_code: '5.1.1', category: 'bad-mailbox' });
+    // Only the unknown-address reading suppresses the address.
+    expect(relay.db.prepare('SELECT address FROM suppressions ORDER BY address').all()).toEqual([{ address: 'friend@example.test' }]);
+  });
+
   it('bounces mail for a null-MX domain (556 5.1.10) and an NXDOMAIN one, and defers on SERVFAIL', async () => {
     const relay = await dnsRelay(
       { 'null.test': { MX: [{ preference: 0, exchange: '.' }], A: ['127.0.0.1'] }, 'broken.test': { rcode: 'SERVFAIL' } },

@@ -102,6 +102,20 @@ describe('eval:dsn --holdout-by family (bench/dsn-holdout.ts)', () => {
     expect(beta?.heldOut.categoryAgree).toBe(1);
   });
 
+  it('leaves out the provider rules (remote-host rules file) tagged with the family too', async () => {
+    const { patterns } = readHoldoutSources();
+    // beta's file names its Reporting-MTA mx.example.net; a provider rule for that host decides it.
+    const remoteHostRules = {
+      rules: [{ id: 'beta-host-allotment', mta: 'beta', remoteHost: 'example.net', pattern: 'allotment', category: 'inactive-mailbox', why: 'test' }],
+    };
+    const score = await scoreHoldoutByFamily(corpus.dir, { rules: rules(false), patterns, remoteHostRules });
+    const beta = score.families.find((f) => f.family === 'beta');
+    expect(beta?.heldOutRules).toEqual(['beta-host-allotment']);
+    expect(beta?.normal.reports.get('maildir/bsd/rhost-beta-01.eml')?.recipients[0]?.category).toBe('inactive-mailbox');
+    expect(beta?.heldOut.reports.get('maildir/bsd/rhost-beta-01.eml')?.recipients[0]?.category).toBe('quota-issues');
+    expect(score.families.find((f) => f.family === 'alpha')?.heldOutRules).toEqual([]);
+  });
+
   it('leaves out the NDR pattern family of the same name, and only it', () => {
     const { patterns } = readHoldoutSources();
     const ids = (data: unknown): string[] => (data as { families: Array<{ id: string }> }).families.map((f) => f.id);

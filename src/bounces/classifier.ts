@@ -7,10 +7,10 @@
  */
 import { typeOfCategory, type BounceType, type Category, type Severity } from './categories.js';
 import { normalizeEnhancedCode, normalizeReplyCode, parseReply, type ParsedReply } from './reply-text.js';
-import { findRule, loadBounceRules, type BounceRule, type BounceRules, type RuleSubject, type SmtpStage } from './rules.js';
+import { findRule, hostNamedByRules, loadBounceRules, type BounceRule, type BounceRules, type RuleSubject, type SmtpStage } from './rules.js';
 
-export { BounceRulesError, compileBounceRules, DEFAULT_BOUNCE_RULES_PATH, loadBounceRules, SMTP_STAGES } from './rules.js';
-export type { BounceRule, BounceRules, CompileOptions } from './rules.js';
+export { BounceRulesError, compileBounceRules, DEFAULT_BOUNCE_RULES_PATH, DEFAULT_REMOTE_HOST_RULES_PATH, loadBounceRules, SMTP_STAGES } from './rules.js';
+export type { BounceRule, BounceRules, CompileOptions, LoadOptions } from './rules.js';
 
 /**
  * The SMTP command a reply answered, when known: `connection` (greeting, EHLO, TLS), `mail`
@@ -25,6 +25,11 @@ export interface ReplyInput {
   text: string;
   /** Which command the reply answered, when the caller knows it (delivery, or an NDR that says so). */
   stage?: SmtpStage | null;
+  /**
+   * The host that said it: the MX delivery connected to, a DSN's Remote-MTA, the host an NDR
+   * names. Provider rules (config/remote-host-rules.json) match only when it is known.
+   */
+  remoteHost?: string | null;
 }
 
 export interface Classification {
@@ -47,7 +52,7 @@ export interface Classification {
 
 let defaultRules: BounceRules | undefined;
 
-/** The rules from config/bounce-rules.json, read and compiled on first use, then kept. */
+/** The rules from config/remote-host-rules.json and config/bounce-rules.json, read and compiled on first use, then kept. */
 export function defaultBounceRules(): BounceRules {
   defaultRules ??= loadBounceRules();
   return defaultRules;
@@ -63,7 +68,8 @@ export function classifyReply(input: ReplyInput | string, rules: BounceRules = d
   const raw = typeof input === 'string' ? input : input.text;
   // The caller's stage (delivery knows the command; a report reader may) wins over one the text names.
   const stage = (typeof input === 'string' ? null : (input.stage ?? null)) ?? reply.stage;
-  const subject: RuleSubject = { code: reply.code, enhanced, text: reply.text, raw, stage };
+  const remoteHost = typeof input === 'string' ? null : hostNamedByRules(rules, remoteHostName(input.remoteHost));
+  const subject: RuleSubject = { code: reply.code, enhanced, text: reply.text, raw, stage, remoteHost };
   const rule = findRule(rules, subject);
   const severity = decideSeverity(reply.code, enhanced, rule);
   const category = rule?.category ?? rules.defaults[severity];
@@ -78,6 +84,18 @@ export function classifyReply(input: ReplyInput | string, rules: BounceRules = d
   };
   if (rule?.retryInNewTransaction === true) classification.retryInNewTransaction = true;
   return classification;
+}
+
+/**
+ * A host name as the rules compare it: lower case, without a trailing dot, brackets or what a
+ * report adds after it ("mx.example.net. (192.0.2.1, the server for the domain example.net.)").
+ * An IP literal is kept (no provider rule names one); empty is unknown.
+ */
+export function remoteHostName(value: string | null | undefined): string | null {
+  if (value == null) return null;
+  const first = value.trim().replace(/^dns;\s*/i, '').split(/[\s(]/, 1)[0] ?? '';
+  const host = first.replace(/^\[|\]$/g, '').replace(/\.$/, '').toLowerCase();
+  return host === '' ? null : host;
 }
 
 /** Codes given by the caller win; codes found in the text fill in what the caller did not give. */

@@ -6,11 +6,18 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { CATEGORIES, type Category, type Severity } from './categories.js';
+import { lazyZod } from './lazy-zod.js';
 import { LiteralIndex, requiredLiterals } from './regex-literals.js';
+import { validatedAtBuild } from './shipped-data.js';
 
 export const DEFAULT_BOUNCE_RULES_PATH = new URL('../../config/bounce-rules.json', import.meta.url);
+/**
+ * Provider rules keyed on the remote host (Sisimai's Rhost modules): tried before the generic
+ * rules, because a provider's own code means what that provider says it means.
+ */
+export const DEFAULT_REMOTE_HOST_RULES_PATH = new URL('../../config/remote-host-rules.json', import.meta.url);
 
 /** A rules file that cannot be used; the message names the file, the rule index and the problem. */
 export class BounceRulesError extends Error {
@@ -20,54 +27,82 @@ export class BounceRulesError extends Error {
 /** `5.1.1`, `*.1.1` / `X.1.1` (any class, RFC 3463's notation), `5.7.*`. */
 const ENHANCED_PATTERN = /^([245*xX])\.(\d{1,3}|\*)\.(\d{1,3}|\*)$/;
 
-const enhancedPatternSchema = z
-  .string()
-  .regex(ENHANCED_PATTERN, 'must look like "5.1.1", "*.1.1", "X.1.1" or "5.7.*" (class 2, 4 or 5)');
-const replyCodeSchema = z.number().int().min(200).max(599);
-const severitySchema = z.enum(['permanent', 'temporary'], {
-  error: (issue) => `unknown severity ${JSON.stringify(issue.input)}; expected "permanent" or "temporary"`,
-});
 /** The SMTP command a reply answered (classifier.ts `SmtpStage`). */
 export const SMTP_STAGES = ['connection', 'mail', 'rcpt', 'data'] as const;
 export type SmtpStage = (typeof SMTP_STAGES)[number];
-const stageSchema = z.enum(SMTP_STAGES, {
-  error: (issue) => `unknown stage ${JSON.stringify(issue.input)}; expected one of ${SMTP_STAGES.join(', ')}`,
-});
-const categorySchema = z.enum(CATEGORIES, {
-  error: (issue) => `unknown category ${JSON.stringify(issue.input)}; expected one of ${CATEGORIES.join(', ')}`,
-});
 
-const ruleSchema = z
-  .strictObject({
-    id: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'must be lower-case words joined by "-"'),
-    why: z.string().trim().min(1, 'must say why the rule exists'),
-    // Optional for an operator's own rules; every rule shipped in config/ names one (a test checks).
-    source: z.string().trim().min(1, 'must name where the phrases come from (an RFC section, a provider document, an MTA source file)').optional(),
-    mta: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'must be a lower-case MTA or provider name, e.g. "exim", "office365"').optional(),
-    stage: z.union([stageSchema, z.array(stageSchema).min(1)]).optional(),
-    code: z.union([replyCodeSchema, z.array(replyCodeSchema).min(1)]).optional(),
-    enhancedCode: z.union([enhancedPatternSchema, z.array(enhancedPatternSchema).min(1)]).optional(),
-    pattern: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
-    rawPattern: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
-    category: categorySchema,
-    severity: severitySchema.optional(),
-    retryInNewTransaction: z.literal(true).optional(),
-  })
-  .refine(
-    (rule) =>
-      rule.code !== undefined || rule.enhancedCode !== undefined || rule.pattern !== undefined || rule.rawPattern !== undefined || rule.stage !== undefined,
-    {
-      message: 'needs at least one of code, enhancedCode, pattern, rawPattern, stage (a rule without conditions would match everything)',
-    },
-  );
+/**
+ * The schema of a rules file. Built on first use with zod loaded then (lazy-zod.ts): the shipped
+ * file was checked at build time, so only an operator's own rules pay for zod.
+ */
+function buildSchemas(z: typeof import('zod').z) {
+  const enhancedPatternSchema = z
+    .string()
+    .regex(ENHANCED_PATTERN, 'must look like "5.1.1", "*.1.1", "X.1.1" or "5.7.*" (class 2, 4 or 5)');
+  const replyCodeSchema = z.number().int().min(200).max(599);
+  const severitySchema = z.enum(['permanent', 'temporary'], {
+    error: (issue) => `unknown severity ${JSON.stringify(issue.input)}; expected "permanent" or "temporary"`,
+  });
+  const stageSchema = z.enum(SMTP_STAGES, {
+    error: (issue) => `unknown stage ${JSON.stringify(issue.input)}; expected one of ${SMTP_STAGES.join(', ')}`,
+  });
+  const categorySchema = z.enum(CATEGORIES, {
+    error: (issue) => `unknown category ${JSON.stringify(issue.input)}; expected one of ${CATEGORIES.join(', ')}`,
+  });
+  /** A host name or domain, matched as a suffix on label boundaries: `secureserver.net`, `.qq.com`. */
+  const remoteHostSchema = z
+    .string()
+    .regex(/^\.?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*$/, 'must be a host name or domain such as "secureserver.net" (matched as a suffix)');
 
-const fileSchema = z.strictObject({
-  about: z.union([z.string(), z.array(z.string())]).optional(),
-  defaults: z.strictObject({ permanent: categorySchema, temporary: categorySchema }),
-  rules: z.array(z.unknown()).min(1, 'must hold at least one rule'),
-});
+  const ruleSchema = z
+    .strictObject({
+      id: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'must be lower-case words joined by "-"'),
+      why: z.string().trim().min(1, 'must say why the rule exists'),
+      // Optional for an operator's own rules; every rule shipped in config/ names one (a test checks).
+      source: z.string().trim().min(1, 'must name where the phrases come from (an RFC section, a provider document, an MTA source file)').optional(),
+      mta: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'must be a lower-case MTA or provider name, e.g. "exim", "office365"').optional(),
+      stage: z.union([stageSchema, z.array(stageSchema).min(1)]).optional(),
+      remoteHost: z.union([remoteHostSchema, z.array(remoteHostSchema).min(1)]).optional(),
+      code: z.union([replyCodeSchema, z.array(replyCodeSchema).min(1)]).optional(),
+      enhancedCode: z.union([enhancedPatternSchema, z.array(enhancedPatternSchema).min(1)]).optional(),
+      pattern: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+      rawPattern: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+      category: categorySchema,
+      severity: severitySchema.optional(),
+      retryInNewTransaction: z.literal(true).optional(),
+    })
+    .refine(
+      (rule) =>
+        rule.code !== undefined || rule.enhancedCode !== undefined || rule.pattern !== undefined || rule.rawPattern !== undefined || rule.stage !== undefined,
+      {
+        message: 'needs at least one of code, enhancedCode, pattern, rawPattern, stage (a rule without conditions would match everything)',
+      },
+    );
 
-type RuleSource = z.infer<typeof ruleSchema>;
+  const fileSchema = z.strictObject({
+    about: z.union([z.string(), z.array(z.string())]).optional(),
+    defaults: z.strictObject({ permanent: categorySchema, temporary: categorySchema }),
+    rules: z.array(z.unknown()).min(1, 'must hold at least one rule'),
+  });
+  /** The remote-host rules file: no defaults of its own (the generic file's apply). */
+  const remoteHostFileSchema = z.strictObject({
+    about: z.union([z.string(), z.array(z.string())]).optional(),
+    rules: z.array(z.unknown()).min(1, 'must hold at least one rule'),
+  });
+  return { ruleSchema, fileSchema, remoteHostFileSchema };
+}
+
+type Schemas = ReturnType<typeof buildSchemas>;
+let schemas: Schemas | undefined;
+
+function rulesSchemas(): Schemas {
+  schemas ??= buildSchemas(lazyZod());
+  return schemas;
+}
+
+type RuleSource = z.infer<Schemas['ruleSchema']>;
+type FileSource = z.infer<Schemas['fileSchema']>;
+type RemoteHostFileSource = z.infer<Schemas['remoteHostFileSchema']>;
 
 /** One part of an enhanced-code pattern; null is a wildcard. */
 type EnhancedPart = number | null;
@@ -82,6 +117,11 @@ export interface BounceRule {
   readonly mta: string | null;
   /** The SMTP stages the reply must have answered; a reply of unknown stage never matches. */
   readonly stages: ReadonlySet<SmtpStage> | null;
+  /**
+   * Domains (lower case, no leading dot) one of which the remote host must be or end in; a reply
+   * of unknown remote host never matches.
+   */
+  readonly remoteHosts: readonly string[] | null;
   readonly category: Category;
   readonly severity: Severity | null;
   readonly retryInNewTransaction: boolean;
@@ -95,8 +135,12 @@ export interface BounceRule {
 export interface BounceRules {
   /** Where the rules came from, for messages and the benchmark. */
   readonly source: string;
+  /** Where the remote-host rules came from, when any were loaded. */
+  readonly remoteHostSource?: string | null;
   readonly rules: readonly BounceRule[];
   readonly defaults: Readonly<Record<Severity, Category>>;
+  /** Every domain a rule's `remoteHost` names; absent: not collected (every host is looked at). */
+  readonly remoteHostDomains?: ReadonlySet<string>;
 }
 
 /** What a rule is matched against: the parsed reply, enhanced code split into numbers. */
@@ -108,6 +152,8 @@ export interface RuleSubject {
   readonly raw: string;
   /** The SMTP command the reply answered, when known. */
   readonly stage: SmtpStage | null;
+  /** The remote MTA's host name, lower case without a trailing dot, when known. */
+  readonly remoteHost?: string | null;
 }
 
 export interface CompileOptions {
@@ -116,60 +162,157 @@ export interface CompileOptions {
    * an MTA's bounces had they never been written from its wording (`eval:dsn --holdout-by family`).
    */
   withoutMta?: string | readonly string[];
+  /**
+   * The remote-host rules (config/remote-host-rules.json, parsed) and where they came from: they
+   * are checked like the generic rules, each must state `remoteHost`, and they are tried first.
+   * `checked`: the file passed the full check at build time.
+   */
+  remoteHostRules?: { data: unknown; source: string; checked?: boolean };
 }
 
-export function loadBounceRules(path: string | URL = DEFAULT_BOUNCE_RULES_PATH, options: CompileOptions = {}): BounceRules {
+export interface LoadOptions extends Omit<CompileOptions, 'remoteHostRules'> {
+  /** The remote-host rules file; default config/remote-host-rules.json; null loads none. */
+  remoteHostRules?: string | URL | null;
+}
+
+/**
+ * Reads and compiles the generic rules file and the remote-host rules file (by default both
+ * shipped files; an operator may point to their own). A broken file of either kind is refused
+ * with every problem named.
+ */
+export function loadBounceRules(path: string | URL = DEFAULT_BOUNCE_RULES_PATH, options: LoadOptions = {}): BounceRules {
+  const { remoteHostRules: remotePath = DEFAULT_REMOTE_HOST_RULES_PATH, ...compileOptions } = options;
+  const generic = readRulesJson(path, 'bounce rules');
+  const remote = remotePath === null ? undefined : readRulesJson(remotePath, 'remote-host rules');
+  const withRemote: CompileOptions = {
+    ...compileOptions,
+    ...(remote ? { remoteHostRules: { data: remote.data, source: remote.source, checked: validatedAtBuild('remote-host-rules', remote.raw) } } : {}),
+  };
+  // The shipped file, as it was when the build checked it: compiled without the schema check.
+  if (validatedAtBuild('bounce-rules', generic.raw)) {
+    return compileRules(generic.data as FileSource, generic.source, withRemote, true, (item) => item as RuleSource);
+  }
+  return compileBounceRules(generic.data, generic.source, withRemote);
+}
+
+function readRulesJson(path: string | URL, what: string): { data: unknown; source: string; raw: string } {
   const source = path instanceof URL ? fileURLToPath(path) : path;
   let raw: string;
   try {
     raw = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new BounceRulesError(`cannot read bounce rules ${source}: ${(error as Error).message}`);
+    throw new BounceRulesError(`cannot read ${what} ${source}: ${(error as Error).message}`);
   }
-  let data: unknown;
   try {
-    data = JSON.parse(raw);
+    return { data: JSON.parse(raw) as unknown, source, raw };
   } catch (error) {
-    throw new BounceRulesError(`bounce rules ${source} are not valid JSON: ${(error as Error).message}`);
+    throw new BounceRulesError(`${what} ${source} are not valid JSON: ${(error as Error).message}`);
   }
-  return compileBounceRules(data, source, options);
 }
 
 /** Checks and compiles rules already parsed from JSON (tests and tools build them in memory). */
 export function compileBounceRules(data: unknown, source = '(in memory)', options: CompileOptions = {}): BounceRules {
-  const without = new Set(typeof options.withoutMta === 'string' ? [options.withoutMta] : (options.withoutMta ?? []));
+  const { fileSchema, ruleSchema } = rulesSchemas();
   const file = fileSchema.safeParse(data);
   if (!file.success) throw new BounceRulesError(`bounce rules ${source}:\n  ${formatIssues(file.error.issues)}`);
+  return compileRules(file.data, source, options, false, checkedRuleReader(ruleSchema));
+}
+
+function checkedRuleReader(ruleSchema: Schemas['ruleSchema']): RuleReader {
+  return (item, label, problems) => {
+    const parsed = ruleSchema.safeParse(item);
+    if (parsed.success) return parsed.data;
+    problems.push(...parsed.error.issues.map((issue) => `${label}: ${describeIssue(issue)}`));
+    return null;
+  };
+}
+
+/** A rule as the schema gives it, or null after adding its problems to `problems`. */
+type RuleReader = (item: unknown, label: string, problems: string[]) => RuleSource | null;
+
+/** `checked`: the file passed the full check at build time (see compilePattern). */
+function compileRules(file: FileSource, source: string, options: CompileOptions, checked: boolean, readRule: RuleReader): BounceRules {
+  const without = new Set(typeof options.withoutMta === 'string' ? [options.withoutMta] : (options.withoutMta ?? []));
   const problems: string[] = [];
   const rules: BounceRule[] = [];
   const seenIds = new Map<string, number>();
-  file.data.rules.forEach((item, index) => {
+  file.rules.forEach((item, index) => {
     const label = ruleLabel(index, item);
-    const parsed = ruleSchema.safeParse(item);
-    if (!parsed.success) {
-      problems.push(...parsed.error.issues.map((issue) => `${label}: ${describeIssue(issue)}`));
-      return;
-    }
-    const earlier = seenIds.get(parsed.data.id);
+    const rule = readRule(item, label, problems);
+    if (rule === null) return;
+    const earlier = seenIds.get(rule.id);
     if (earlier !== undefined) problems.push(`${label}: id is already used by rules[${earlier}]`);
-    seenIds.set(parsed.data.id, index);
-    const compiled = compileRule(parsed.data, label, problems);
+    seenIds.set(rule.id, index);
+    const compiled = compileRule(rule, label, problems, checked);
     if (compiled !== null && (compiled.mta === null || !without.has(compiled.mta))) rules.push(compiled);
   });
   if (problems.length > 0) throw new BounceRulesError(`bounce rules ${source}:\n  ${problems.join('\n  ')}`);
-  return { source, rules, defaults: file.data.defaults };
+  const remote = options.remoteHostRules === undefined ? [] : compileRemoteHostRules(options.remoteHostRules, without, seenIds);
+  const all = [...remote, ...rules];
+  return {
+    source,
+    ...(options.remoteHostRules === undefined ? {} : { remoteHostSource: options.remoteHostRules.source }),
+    rules: all,
+    defaults: file.defaults,
+    remoteHostDomains: new Set(all.flatMap((rule) => rule.remoteHosts ?? [])),
+  };
 }
 
-function compileRule(source: RuleSource, label: string, problems: string[]): BounceRule | null {
-  const pattern = source.pattern === undefined ? null : compilePattern(source.pattern, label, problems, 'pattern');
-  const rawPattern = source.rawPattern === undefined ? null : compilePattern(source.rawPattern, label, problems, 'rawPattern');
+/**
+ * The remote-host rules: the same rule format, each rule stating `remoteHost`, ids unique across
+ * both files (a classification's `rule` names one rule). Tried before the generic rules.
+ */
+function compileRemoteHostRules(
+  input: NonNullable<CompileOptions['remoteHostRules']>,
+  without: ReadonlySet<string>,
+  genericIds: ReadonlyMap<string, number>,
+): BounceRule[] {
+  const { data, source } = input;
+  const checked = input.checked === true;
+  let file: RemoteHostFileSource;
+  let readRule: RuleReader;
+  if (checked) {
+    file = data as RemoteHostFileSource;
+    readRule = (item) => item as RuleSource;
+  } else {
+    const { remoteHostFileSchema, ruleSchema } = rulesSchemas();
+    const parsed = remoteHostFileSchema.safeParse(data);
+    if (!parsed.success) throw new BounceRulesError(`remote-host rules ${source}:\n  ${formatIssues(parsed.error.issues)}`);
+    file = parsed.data;
+    readRule = checkedRuleReader(ruleSchema);
+  }
+  const problems: string[] = [];
+  const rules: BounceRule[] = [];
+  const seenIds = new Map<string, number>();
+  file.rules.forEach((item, index) => {
+    const label = ruleLabel(index, item);
+    const rule = readRule(item, label, problems);
+    if (rule === null) return;
+    if (rule.remoteHost === undefined) problems.push(`${label}: needs remoteHost (the rules of this file apply to one provider's hosts)`);
+    const earlier = seenIds.get(rule.id);
+    if (earlier !== undefined) problems.push(`${label}: id is already used by rules[${earlier}]`);
+    const generic = genericIds.get(rule.id);
+    if (generic !== undefined) problems.push(`${label}: id is already used by rules[${generic}] of the bounce rules`);
+    seenIds.set(rule.id, index);
+    const compiled = compileRule(rule, label, problems, checked);
+    if (compiled !== null && (compiled.mta === null || !without.has(compiled.mta))) rules.push(compiled);
+  });
+  if (problems.length > 0) throw new BounceRulesError(`remote-host rules ${source}:\n  ${problems.join('\n  ')}`);
+  return rules;
+}
+
+function compileRule(source: RuleSource, label: string, problems: string[], checked: boolean): BounceRule | null {
+  const pattern = source.pattern === undefined ? null : compilePattern(source.pattern, label, problems, 'pattern', checked);
+  const rawPattern = source.rawPattern === undefined ? null : compilePattern(source.rawPattern, label, problems, 'rawPattern', checked);
   if (pattern === undefined || rawPattern === undefined) return null;
   return {
     id: source.id,
-    why: source.why,
-    source: source.source ?? null,
+    // The schema trims these; the same here for the shipped file, compiled without it.
+    why: source.why.trim(),
+    source: source.source?.trim() ?? null,
     mta: source.mta ?? null,
     stages: source.stage === undefined ? null : new Set(asArray(source.stage)),
+    remoteHosts: source.remoteHost === undefined ? null : asArray(source.remoteHost).map((host) => host.toLowerCase().replace(/^\./, '')),
     category: source.category,
     severity: source.severity ?? null,
     retryInNewTransaction: source.retryInNewTransaction === true,
@@ -182,18 +325,21 @@ function compileRule(source: RuleSource, label: string, problems: string[]): Bou
 
 /**
  * A pattern is one regular expression or a list of alternatives (one phrase per line reads better
- * in a long rule); a list compiles to one alternation. Undefined when it does not compile.
+ * in a long rule); a list compiles to one alternation. Undefined when it does not compile. Each
+ * alternative is compiled alone first to name the broken one, unless the build already `checked`.
  */
-function compilePattern(pattern: string | string[], label: string, problems: string[], field: string): RegExp | undefined {
+function compilePattern(pattern: string | string[], label: string, problems: string[], field: string, checked: boolean): RegExp | undefined {
   const alternatives = asArray(pattern);
   let valid = true;
-  alternatives.forEach((alternative, index) => {
-    const where = Array.isArray(pattern) ? `${field}[${index}]` : field;
-    const problem = regexProblem(alternative);
-    if (problem === null) return;
-    problems.push(`${label}: ${where} is not a valid regular expression: ${problem}`);
-    valid = false;
-  });
+  if (!checked) {
+    alternatives.forEach((alternative, index) => {
+      const where = Array.isArray(pattern) ? `${field}[${index}]` : field;
+      const problem = regexProblem(alternative);
+      if (problem === null) return;
+      problems.push(`${label}: ${where} is not a valid regular expression: ${problem}`);
+      valid = false;
+    });
+  }
   if (!valid) return undefined;
   // Case-insensitive: providers capitalise freely ("User Unknown", "USER UNKNOWN").
   return new RegExp(alternatives.map((alternative) => `(?:${alternative})`).join('|'), 'i');
@@ -233,6 +379,7 @@ export function findRule(rules: BounceRules, subject: RuleSubject): BounceRule |
 
 function ruleMatches(rule: BounceRule, subject: RuleSubject, precheck: Precheck, index: number): boolean {
   if (rule.stages !== null && (subject.stage === null || !rule.stages.has(subject.stage))) return false;
+  if (rule.remoteHosts !== null && !remoteHostMatches(rule.remoteHosts, subject.remoteHost ?? null)) return false;
   if (rule.codes !== null && (subject.code === null || !rule.codes.has(subject.code))) return false;
   if (rule.enhancedCodes !== null) {
     const enhanced = subject.enhanced;
@@ -317,4 +464,29 @@ function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
       return describeIssue(issue);
     })
     .join('\n  ');
+}
+
+/**
+ * The host when some rule names it or a domain it is under, else null: most replies come from
+ * hosts no rule names, and a null host lets every provider rule fail at its first check.
+ */
+export function hostNamedByRules(rules: BounceRules, host: string | null): string | null {
+  const domains = rules.remoteHostDomains;
+  if (host === null || domains === undefined) return host;
+  for (let at = 0; at !== -1; at = host.indexOf('.', at) + 1 || -1) {
+    if (domains.has(at === 0 ? host : host.slice(at))) return host;
+  }
+  return null;
+}
+
+/** The host is one of the domains or a host under one (`p3smtp.secureserver.net` under `secureserver.net`). */
+function remoteHostMatches(domains: readonly string[], host: string | null): boolean {
+  if (host === null) return false;
+  // A plain loop: this runs for every provider rule of every reply whose host is known.
+  for (const domain of domains) {
+    if (host.length === domain.length ? host === domain : host.length > domain.length && host.charCodeAt(host.length - domain.length - 1) === 46 && host.endsWith(domain)) {
+      return true;
+    }
+  }
+  return false;
 }

@@ -28,20 +28,26 @@ export function registerBounceCommands(program: Command): void {
     .action(async (files: string[], options: { json?: boolean; campaignHeader: string }) => {
       const { parseReportSync, toParseOutput } = await import('../bounces/report/index.js');
       const many = files.length > 1;
+      const output = new LineBuffer();
       let failures = 0;
       // Synchronous reads and parses: one file at a time is all a command-line run does, and a
       // promise per file costs more than the read of a small report.
-      for (const file of files) {
-        let raw: Buffer;
-        try {
-          raw = readFileSync(file);
-        } catch (error) {
-          failures++;
-          console.error(`rebound: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-          continue;
+      try {
+        for (const file of files) {
+          let raw: Buffer;
+          try {
+            raw = readFileSync(file);
+          } catch (error) {
+            failures++;
+            output.flush(); // the lines before it first, so a terminal shows them in order
+            console.error(`rebound: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+            continue;
+          }
+          const parsed = toParseOutput(parseReportSync(raw, { campaignHeader: options.campaignHeader }), many ? file : undefined);
+          output.add(many || options.json ? JSON.stringify(parsed) : JSON.stringify(parsed, null, 2));
         }
-        const output = toParseOutput(parseReportSync(raw, { campaignHeader: options.campaignHeader }), many ? file : undefined);
-        console.log(many || options.json ? JSON.stringify(output) : JSON.stringify(output, null, 2));
+      } finally {
+        output.flush(); // also when a parse throws: the lines before it are printed
       }
       if (failures > 0) process.exitCode = 2;
     });
@@ -78,4 +84,26 @@ export function registerBounceCommands(program: Command): void {
         db.close();
       }
     });
+}
+
+/**
+ * Lines for stdout, written in blocks: a console.log per report cost more than the parse of a
+ * small one (a write each, ~20 ms for 250 reports into a pipe).
+ */
+class LineBuffer {
+  private lines: string[] = [];
+  private size = 0;
+
+  add(line: string): void {
+    this.lines.push(line, '\n');
+    this.size += line.length + 1;
+    if (this.size >= 64 * 1024) this.flush();
+  }
+
+  flush(): void {
+    if (this.lines.length === 0) return;
+    process.stdout.write(this.lines.join(''));
+    this.lines = [];
+    this.size = 0;
+  }
 }

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import { OperatorError } from '../errors.js';
 import type { RunningRelay } from '../relay.js';
-import { flushDeferred, queueSummary, RECIPIENT_STATUSES } from '../store/queue.js';
-import { purgeInSteps, Retention, type PurgeCounts } from '../store/retention.js';
+import type { PurgeCounts } from '../store/retention.js';
 import { configFrom, configOption, openExistingStore, positiveInteger } from './common.js';
 
 /** How often a relay run by `npm start` checks that npm is still there. */
@@ -64,6 +63,7 @@ export function registerRelayCommands(program: Command): void {
     .option('--json', 'print JSON instead of a table')
     .action(async (options: { config?: string; limit: number; json?: boolean }) => {
       const config = await configFrom(options);
+      const { queueSummary, RECIPIENT_STATUSES } = await import('../store/queue.js');
       const db = await openExistingStore(config);
       try {
         const summary = queueSummary(db, options.limit);
@@ -92,6 +92,7 @@ export function registerRelayCommands(program: Command): void {
     .addOption(configOption())
     .action(async (queueIds: string[], options: { config?: string }) => {
       const config = await configFrom(options);
+      const { flushDeferred } = await import('../store/queue.js');
       const db = await openExistingStore(config);
       try {
         const result = flushDeferred(db, queueIds.length > 0 ? queueIds : null);
@@ -112,6 +113,7 @@ export function registerRelayCommands(program: Command): void {
     .action(async (options: { config?: string; dryRun?: boolean; json?: boolean }) => {
       const config = await configFrom(options);
       const { bodyDays, historyDays, unmatchedReportDays } = config.store.retention;
+      const { purgeInSteps, Retention } = await import('../store/retention.js');
       const db = await openExistingStore(config);
       try {
         const retention = new Retention(db, config.store.retention);

@@ -50,9 +50,12 @@ export function stageOfCommand(command: string | undefined): SmtpStage | null {
   return null;
 }
 
-/** An SMTP error's reply, classified with the stage it answered. */
-function classifyResponse(response: string, command: string | undefined): Classification {
-  return classifyReply({ text: response, stage: stageOfCommand(command) });
+/**
+ * An SMTP error's reply, classified with the stage it answered and the MX host that gave it (a
+ * provider's own codes, config/remote-host-rules.json, mean what that provider says).
+ */
+function classifyResponse(response: string, command: string | undefined, mxHost: string | null): Classification {
+  return classifyReply({ text: response, stage: stageOfCommand(command), remoteHost: mxHost });
 }
 
 function isHostLevel(error: SmtpError): boolean {
@@ -60,11 +63,11 @@ function isHostLevel(error: SmtpError): boolean {
 }
 
 /** Names what went wrong with a host that never got to the transaction. */
-function hostFailure(error: SmtpError): Classification {
+function hostFailure(error: SmtpError, mxHost: string | null): Classification {
   if (error.response && error.responseCode) {
     // The host answered (a 421 greeting, a refused EHLO or AUTH): its words, but a host-level
     // refusal is never the recipient's fault, so it is retried rather than bounced.
-    const classified = classifyResponse(error.response, error.command);
+    const classified = classifyResponse(error.response, error.command, mxHost);
     if (error.command?.startsWith('AUTH')) return { ...classified, severity: 'temporary', type: 'soft', category: 'bad-configuration' };
     return classified.severity === 'temporary' ? classified : { ...classified, severity: 'temporary' };
   }
@@ -103,12 +106,12 @@ export async function sendBatch(batch: DeliveryBatch, nextHop: NextHop, connecti
           at.durationMs = elapsedSince(at.startedAt);
           // Opportunistic STARTTLS that fails is retried in plaintext once, as Postfix does.
           if (error.code === 'ETLS' && !plaintext && !nextHop.requireTLS && !nextHop.secure) {
-            failedHosts.push({ at, failure: hostFailure(error) });
+            failedHosts.push({ at, failure: hostFailure(error, host.name) });
             plaintext = true;
             continue;
           }
           if (isHostLevel(error)) {
-            failedHosts.push({ at, failure: hostFailure(error) });
+            failedHosts.push({ at, failure: hostFailure(error, host.name) });
             break;
           }
           return { failedHosts, outcomes: transactionOutcomes(batch, at, null, error.rejectedErrors ?? [], error) };
@@ -142,11 +145,11 @@ function transactionOutcomes(
     if (rejection.recipient) refusedAtRcpt.set(rejection.recipient.toLowerCase(), rejection);
   }
   const someoneAccepted = refusedAtRcpt.size < batch.recipients.length;
-  const transactionFailure = transactionError && transactionError.command !== 'RCPT TO' ? classifyError(transactionError) : null;
+  const transactionFailure = transactionError && transactionError.command !== 'RCPT TO' ? classifyError(transactionError, at.mxHost) : null;
   return batch.recipients.map((recipient): RecipientOutcome => {
     const refusal = refusedAtRcpt.get(recipient.address.toLowerCase());
     if (refusal) {
-      const failure = classifyError(refusal);
+      const failure = classifyError(refusal, at.mxHost);
       return {
         recipientId: recipient.id,
         delivered: false,
@@ -159,12 +162,12 @@ function transactionOutcomes(
     if (transactionFailure) return { recipientId: recipient.id, delivered: false, failure: transactionFailure, at, retryInNewTransaction: false };
     if (deliveredReply !== null) return { recipientId: recipient.id, delivered: true, reply: deliveredReply, at };
     // All recipients refused, and this one missing from the list: take the transaction's reply.
-    const failure = transactionError ? classifyError(transactionError) : localFailure('temporary', 'other', 'no reply for this recipient');
+    const failure = transactionError ? classifyError(transactionError, at.mxHost) : localFailure('temporary', 'other', 'no reply for this recipient');
     return { recipientId: recipient.id, delivered: false, failure, at, retryInNewTransaction: false };
   });
 }
 
-function classifyError(error: SmtpError): Classification {
-  if (error.response) return classifyResponse(error.response, error.command);
-  return hostFailure(error);
+function classifyError(error: SmtpError, mxHost: string | null): Classification {
+  if (error.response) return classifyResponse(error.response, error.command, mxHost);
+  return hostFailure(error, mxHost);
 }

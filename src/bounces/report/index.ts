@@ -13,7 +13,7 @@
  *   7. RFC 3834 auto-replies
  *   8. a generic plain-text reader for bounces in no known wording
  */
-import { defaultBounceRules, type BounceRules } from '../classifier.js';
+import { defaultBounceRules, remoteHostName, type BounceRules } from '../classifier.js';
 import { readSesNotification } from './amazon-ses.js';
 import { cleanAddress, isAddress, isEncapsulated } from './fields.js';
 import {
@@ -44,6 +44,7 @@ import {
   linesOf,
   matchFamily,
   readWithFamily,
+  remoteHost,
   sectionReason,
   sectionStage,
   unquoteForwarded,
@@ -380,6 +381,7 @@ class ReportReader {
   private finish(kind: ReportKind | null, format: string, facts: RecipientFacts[], original: ReturnedMessage): ParsedReport {
     // undefined: not looked for yet (null: looked for, none found).
     for (const f of facts) if (f.stage === undefined) f.stage = findStage(f.diagnosticCode, this.patterns);
+    for (const f of facts) f.remoteHost ??= replyingHost(f, this.patterns);
     const recipients: ReportRecipient[] = facts.map((f) => classifyRecipient(f, this.rules));
     const decided = kind ?? kindOfRecipients(recipients) ?? (recipients.length > 0 ? 'bounce' : 'unknown');
     return { kind: decided, format, recipients, original };
@@ -458,6 +460,20 @@ function stagesFromText(facts: RecipientFacts[], lines: readonly string[], patte
     }
     f.stage = stage ?? textStage;
   }
+}
+
+/**
+ * Who said what the diagnostic quotes, for the provider rules (config/remote-host-rules.json):
+ * the Remote-MTA; else the host the diagnostic names (Postfix "host mx.example.net[192.0.2.1]
+ * said:"); else the Reporting-MTA, which then wrote the diagnostic itself (a provider bouncing
+ * mail for its own mailbox). Null when the report names none.
+ */
+function replyingHost(facts: RecipientFacts, patterns: ReportPatterns): string | null {
+  return (
+    remoteHostName(facts.remoteMta) ??
+    (facts.diagnosticCode === null ? null : remoteHostName(remoteHost(facts.diagnosticCode, patterns))) ??
+    remoteHostName(facts.reportingMta)
+  );
 }
 
 /**

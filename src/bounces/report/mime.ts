@@ -6,7 +6,7 @@
  * reader keeps the raw bytes as a latin1 string and decodes only the parts that are read.
  */
 import { TextDecoder } from 'node:util';
-import libmime from 'libmime';
+import { decodeWords, headerParams } from './header-values.js';
 
 export const MAX_INPUT_BYTES = 8 * 1024 * 1024;
 const MAX_DEPTH = 6;
@@ -147,9 +147,7 @@ export function parseContentType(value: string): ContentType {
   // The type is read alone first: "text/plain charset=..." (a missing ";") still says text/plain.
   const type = MEDIA_TYPE.exec(value)?.[1]?.toLowerCase() ?? '';
   try {
-    const parsed = simpleParams(value) ?? libmime.parseHeaderValue(value).params;
-    const params: Record<string, string> = {};
-    for (const [key, param] of Object.entries(parsed)) params[key.toLowerCase()] = String(param);
+    const params = headerParams(value);
     if (params.charset === undefined) {
       const charset = /charset\s*=\s*"?([\w.:-]+)/i.exec(value)?.[1];
       if (charset !== undefined) params.charset = charset;
@@ -158,36 +156,6 @@ export function parseContentType(value: string): ContentType {
   } catch {
     return { type, params: {} };
   }
-}
-
-/** `type/subtype` then `; name=token` or `; name="text"` parameters, nothing else (no comment, escape, RFC 2231 `*`). */
-const SIMPLE_HEAD = /^[^;"\\()]*/;
-const SIMPLE_PARAM = /;[ \t]*([A-Za-z0-9_.-]+)[ \t]*=[ \t]*(?:"([^"\\]*)"|([^\s;"\\()]+))[ \t]*/y;
-const SIMPLE_END = /;?[ \t]*$/y;
-
-/**
- * The parameters of a Content-Type in the plain form nearly every report uses, read as
- * libmime.parseHeaderValue reads them (names in lower case, the first of a repeated name kept,
- * quotes removed); null for any other form, which libmime then reads. libmime's general reader
- * was a few per cent of all parse time.
- */
-function simpleParams(value: string): Record<string, string> | null {
-  let at = SIMPLE_HEAD.exec(value)?.[0].length ?? 0;
-  const params: Record<string, string> = {};
-  const seen = new Set<string>();
-  for (;;) {
-    SIMPLE_PARAM.lastIndex = at;
-    const param = SIMPLE_PARAM.exec(value);
-    if (param === null) break;
-    const name = (param[1] ?? '').toLowerCase();
-    if (!seen.has(name)) {
-      seen.add(name);
-      params[name] = param[2] ?? param[3] ?? '';
-    }
-    at = SIMPLE_PARAM.lastIndex;
-  }
-  SIMPLE_END.lastIndex = at;
-  return SIMPLE_END.test(value) && SIMPLE_END.lastIndex === value.length ? params : null;
 }
 
 /**
@@ -326,7 +294,7 @@ export function headerText(value: string | undefined): string {
   const text = NON_ASCII.test(value) ? decodeCharset(value, 'utf-8') : value;
   if (!text.includes('=?')) return text;
   try {
-    return libmime.decodeWords(text);
+    return decodeWords(text);
   } catch {
     return text;
   }

@@ -247,7 +247,8 @@ export function fillFromReason(facts: RecipientFacts, reason: string, patterns: 
   facts.remoteMta ??= remoteHost(reason, patterns);
 }
 
-function remoteHost(text: string, patterns: ReportPatterns): string | null {
+/** The remote host a reason names (Postfix `host X[ip] said:`, Exim `host X [ip]:`), by patterns `remoteMta`. */
+export function remoteHost(text: string, patterns: ReportPatterns): string | null {
   for (const pattern of patterns.remoteMta) {
     const host = pattern.exec(text)?.groups?.host;
     if (host !== undefined) return host.replace(/\.$/, '');
@@ -347,7 +348,8 @@ function reasonOf(section: Section, mention: Mention, next: number, previousEnd:
   const parts: string[] = [];
   if (mention.reason !== '') parts.push(mention.reason);
   let paragraphs = 0;
-  let inParagraph = false;
+  // A reason on the recipient's own line is a paragraph already: a blank line right after it ends it.
+  let inParagraph = mention.reason !== '';
   let length = mention.reason.length;
   // A remote reply quoted on the lines under the recipient (a transcript's "Received >>> 550 ...")
   // is the reason: its paragraph ends it, what follows is commentary.

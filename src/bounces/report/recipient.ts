@@ -2,7 +2,7 @@
  * One recipient of a report, as read (facts), and as classified: the same classifier as an
  * immediate bounce, fed the report's Status and Diagnostic-Code (DESIGN.md: one classifier).
  */
-import { classifyReply, defaultBounceRules, type BounceRules, type SmtpStage } from '../classifier.js';
+import { classifyReply, defaultBounceRules, remoteHostName, type BounceRules, type SmtpStage } from '../classifier.js';
 import { parseReply } from '../reply-text.js';
 import { typeOfCategory, type Category, type Severity } from '../categories.js';
 import type { ReportAction, ReportKind, ReportRecipient } from './types.js';
@@ -19,6 +19,13 @@ export interface RecipientFacts extends Omit<ReportRecipient, 'severity' | 'type
   transient: boolean;
   /** What the report's family always means when it quotes no status (patterns `impliedStatus`). */
   impliedStatus: string | null;
+  /** The DSN's Reporting-MTA (RFC 3464 §2.2.2): the host that wrote the report. */
+  reportingMta?: string | null;
+  /**
+   * The host whose reply the diagnostic is, for provider rules: Remote-MTA, else the host the
+   * diagnostic names, else the Reporting-MTA (it wrote the diagnostic itself). Set by the reader.
+   */
+  remoteHost?: string | null;
 }
 
 const FAILURE_ACTIONS = new Set<ReportAction | null>(['failed', 'delayed']);
@@ -50,7 +57,8 @@ export function classifyRecipient(facts: RecipientFacts, rules: BounceRules = de
   if (!FAILURE_ACTIONS.has(facts.action)) return base;
   const code = facts.replyCode ?? quoted?.code ?? null;
   const fallback = code === null ? (facts.action === 'delayed' || facts.transient ? '4.0.0' : '5.0.0') : null;
-  const classification = classifyReply({ code, enhancedCode: status ?? facts.impliedStatus ?? fallback, text, stage }, rules, quoted ?? undefined);
+  const remoteHost = facts.remoteHost ?? remoteHostName(facts.remoteMta);
+  const classification = classifyReply({ code, enhancedCode: status ?? facts.impliedStatus ?? fallback, text, stage, remoteHost }, rules, quoted ?? undefined);
   // A delivery-status Status field is the reporting MTA's own verdict for this recipient: its
   // class decides severity even when the quoted reply says otherwise ("554 4.4.7 Message expired").
   const severity = (facts.statusGiven && facts.status !== null ? severityOfStatus(facts.status) : null) ?? classification.severity;
@@ -69,15 +77,20 @@ export function classifyRecipient(facts: RecipientFacts, rules: BounceRules = de
  * - Action `failed` with a transient outcome (a 4.x.x Status, or a 4xx reply) and a connection
  *   that was refused or timed out: the reporting MTA gave up retrying (Postfix after
  *   maximal_queue_lifetime: "connect to x[192.0.2.1]:25: Connection timed out", Status 4.4.1),
- *   so the message expired (RFC 3464 §2.3.3: failed is final). A `delayed` report with the same
- *   text keeps no-answer-from-host: the MTA is still trying, and that is why it is late.
+ *   so the message expired (RFC 3464 §2.3.3: failed is final).
+ * - Action `delayed` (a delay notice) whose reason is only the connection (nobody answered, or
+ *   the connection broke): the message waits out its queue lifetime, and that is the news
+ *   (Sisimai files such warnings, "will be retried for N more day(s)", as expired).
  * - Action `delayed` with no diagnostic at all: a bare delay notice, whose only news is that the
  *   message is ageing in the queue.
  * Other categories (a block, a full mailbox, a DNS failure) are kept: they name a cause.
  */
+/** The categories that say only "the connection failed", not why the mail was refused. */
+const CONNECTION_CATEGORIES = new Set<Category>(['no-answer-from-host', 'bad-connection']);
+
 function queueTimeCategory(action: ReportAction | null, severity: Severity, category: Category, noDiagnostic: boolean): Category {
   if (category === 'no-answer-from-host' && action === 'failed' && severity === 'temporary') return 'message-expired';
-  if (action === 'delayed' && noDiagnostic) return 'message-expired';
+  if (action === 'delayed' && (noDiagnostic || CONNECTION_CATEGORIES.has(category))) return 'message-expired';
   return category;
 }
 

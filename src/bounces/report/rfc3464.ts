@@ -18,6 +18,7 @@ export function readDeliveryStatus(text: string): RecipientFacts[] {
   let current: RecipientFacts | null = null;
   let seenFinal = false;
   let seenOriginal = false;
+  let reportingMta: string | null = null;
   for (const field of readFields(text)) {
     const isFinal = field.name === 'final-recipient';
     const isOriginal = field.name === 'original-recipient';
@@ -36,12 +37,17 @@ export function readDeliveryStatus(text: string): RecipientFacts[] {
       seenFinal = false;
       seenOriginal = false;
     }
-    if (current === null) continue; // per-message fields: Reporting-MTA, Arrival-Date, ...
+    if (current === null) {
+      // Per-message fields: Reporting-MTA (kept for provider rules), Arrival-Date, ...
+      if (field.name === 'reporting-mta') reportingMta = cleanHost(splitTyped(field.value).value);
+      continue;
+    }
     applyField(current, field);
     if (isFinal) seenFinal = true;
     if (isOriginal) seenOriginal = true;
   }
   for (const recipient of recipients) {
+    recipient.reportingMta = reportingMta;
     // RFC 3464 §2.3.3 makes Action required; when it is missing the Status class says it.
     recipient.action ??= actionOfStatus(recipient.status);
   }

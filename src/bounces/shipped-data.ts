@@ -1,0 +1,40 @@
+/**
+ * The data files shipped in config/ (bounce rules, remote-host rules, report patterns) are validated once, when the
+ * project is built (src/build/stamp-shipped-data.ts), and their SHA-256 written next to the built
+ * code. A loader that reads a file with that exact content can skip the schema check: the file is
+ * the one that passed it. Any other content (an operator's own file, a shipped file edited after the
+ * build, a run from the sources without a build) is checked in full.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+
+/** dist/shipped-data.json beside dist/bounces/; absent when running from src/ (tests, tsx). */
+export const SHIPPED_DATA_STAMP = new URL('../shipped-data.json', import.meta.url);
+
+/** Which schema a file passed: the same text is trusted only by the loader that checked it. */
+export type ShippedKind = 'bounce-rules' | 'remote-host-rules' | 'report-patterns';
+
+export type ShippedStamp = Partial<Record<ShippedKind, string>>;
+
+let stamp: ShippedStamp | undefined;
+
+function readStamp(): ShippedStamp {
+  if (stamp === undefined) {
+    try {
+      stamp = JSON.parse(readFileSync(SHIPPED_DATA_STAMP, 'utf8')) as ShippedStamp;
+    } catch {
+      stamp = {}; // no stamp: nothing was validated at build, check everything
+    }
+  }
+  return stamp;
+}
+
+export function digestOf(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** True when `text` is exactly the `kind` file that passed the full check at build time. */
+export function validatedAtBuild(kind: ShippedKind, text: string): boolean {
+  const digest = readStamp()[kind];
+  return typeof digest === 'string' && digest === digestOf(text);
+}
