@@ -155,3 +155,141 @@ describe('recipients: every address of a multi-recipient plain-text NDR', () => 
     expect(recipients(raw)).toEqual(['ann@example.org', 'bob@example.org']);
   });
 });
+
+describe('recipients: old and odd plain-text formats', () => {
+  it('Exchange 5.5 / 2000 / 2003: every "address on <date>" line, the reason under it, an X.400 name with ";" separators', () => {
+    const raw = plain(
+      'System Administrator <postmaster@mail.example.net>',
+      'Undeliverable: news',
+      [
+        'Your message',
+        '',
+        '  To:      Ann Lee; Bob Ng',
+        '  Subject: news',
+        '',
+        'did not reach the following recipient(s):',
+        '',
+        'ann@example.org on Thu, 29 Apr 1999 16:51:51 -0500',
+        '    The recipient name is not recognized',
+        '    MSEXCH:IMS:Example:Site:MAIL 0 (000C05A6) Unknown Recipient',
+        'c=US;a= ;p=Example;o=Gateway;dda:RFC-822=bob.ng(a)example.org; on 4/29/99 9:19:59 AM',
+        '    The recipient name is not recognized',
+      ].join('\n'),
+    );
+    const output = toParseOutput(parseReportSync(raw));
+    expect(output.recipients.map((r) => [r.recipient, r.severity])).toEqual([
+      ['ann@example.org', 'permanent'],
+      ['bob.ng@example.org', 'permanent'],
+    ]);
+    // The "on <date>" of the recipient line is no part of the reason.
+    expect(output.recipients[0]?.diagnosticCode).toMatch(/^The recipient name is not recognized/);
+  });
+
+  it('Exchange SMTP service: "The following recipient(s) could not be reached:" with two recipients', () => {
+    const raw = plain(
+      'postmaster@smtp.example.net',
+      'Delivery Status Notification (Failure)',
+      [
+        'Your message did not reach some or all of the intended recipients.',
+        '',
+        '      Subject:\tnews',
+        '',
+        'The following recipient(s) could not be reached:',
+        '',
+        '      ann@example.org on 1/6/2003 10:02 AM',
+        '            The e-mail account does not exist at the organization this message was sent to.',
+        '            <smtp.example.net #5.1.1>',
+        '',
+        '      Bob Ng (bob@example.org) on 1/6/2003 10:02 AM',
+        '            The recipient\'s mailbox is full and can\'t accept messages now.',
+        '            <smtp.example.net #5.2.2>',
+      ].join('\n'),
+    );
+    const output = toParseOutput(parseReportSync(raw));
+    expect(output.recipients.map((r) => [r.recipient, r.status])).toEqual([
+      ['ann@example.org', '5.1.1'],
+      ['bob@example.org', '5.2.2'],
+    ]);
+    expect(parseReportSync(raw).format).toBe('exchange2003');
+  });
+
+  it('Sun / iPlanet Messaging Server: "Recipient address:" lines, never the original From or To quoted above them', () => {
+    const raw = plain(
+      'Internet Mail Delivery <postmaster@ms.example.net>',
+      'Delivery Notification: Delivery has failed',
+      [
+        'This report relates to a message you sent with the following header fields:',
+        '',
+        '  From: News <news@shop.example>',
+        '  To: team@example.org',
+        '',
+        'Your message cannot be delivered to the following recipients:',
+        '',
+        '  Recipient address: ann@example.org',
+        '  Reason: Remote SMTP server has rejected address',
+        '  Diagnostic code: smtp;550 5.1.1 <ann@example.org>... User unknown',
+      ].join('\n'),
+    );
+    const output = toParseOutput(parseReportSync(raw));
+    expect(output.recipients.map((r) => [r.recipient, r.status, r.diagnosticCode])).toEqual([
+      ['ann@example.org', '5.1.1', '550 5.1.1 <ann@example.org>... User unknown'],
+    ]);
+  });
+
+  it('a "simple" report in no known wording: an address next to "no such user", "does not exist", "mailbox full"', () => {
+    const raw = plain(
+      'MAILER-DAEMON@old.example.net',
+      'Returned mail',
+      [
+        'The following message could not be delivered.',
+        '',
+        'No such user (ann@example.org)',
+        'user bob@example.org does not exist',
+        'Your mail to the user carl@example.org was not delivered: mailbox full.',
+      ].join('\n'),
+    );
+    const output = toParseOutput(parseReportSync(raw));
+    expect(output.recipients.map((r) => [r.recipient, r.category])).toEqual([
+      ['ann@example.org', 'bad-mailbox'],
+      ['bob@example.org', 'bad-mailbox'],
+      ['carl@example.org', 'quota-issues'],
+    ]);
+  });
+});
+
+describe('recipients: never the sender or the mail system', () => {
+  it('the original\'s sender (quoted From, a transcript\'s MAIL From refusal) and postmaster@ are never failed recipients', () => {
+    const raw = plain(
+      'Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>',
+      'Returned mail: see transcript for details',
+      [
+        '   ----- Transcript of session follows -----',
+        'While talking to mx.example.org:',
+        '>>> MAIL From:<news@shop.example>',
+        '<<< 501 <news@shop.example>... no access from mail server [192.0.2.55] which is an open relay',
+        '554 <ann@example.org>... Remote protocol error',
+        '',
+        'Original sender: news@shop.example',
+        'Please contact postmaster@mx.example.net for help.',
+        '',
+        '   ----- Original message follows -----',
+        'From: News <news@shop.example>',
+        'To: ann@example.org',
+        'Subject: news',
+      ].join('\n'),
+    );
+    const output = toParseOutput(parseReportSync(raw));
+    expect(output.recipients.map((r) => r.recipient)).toEqual(['ann@example.org']);
+    // The refusal of the sender is why the recipient after it failed.
+    expect(output.recipients[0]?.diagnosticCode).toMatch(/open relay/);
+  });
+
+  it('guard: without the sender named anywhere, a transcript\'s recipient lines are all read', () => {
+    const raw = plain(
+      'Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>',
+      'Returned mail: User unknown',
+      ['   ----- Transcript of session follows -----', '550 <ann@example.org>... User unknown', '550 <bob@example.org>... User unknown'].join('\n'),
+    );
+    expect(recipients(raw)).toEqual(['ann@example.org', 'bob@example.org']);
+  });
+});

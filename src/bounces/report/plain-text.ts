@@ -8,7 +8,7 @@
  * line where the original message begins); every line there that names a recipient opens that
  * recipient's reason, which runs to the next recipient or the end of the section.
  */
-import { normalizeAddress, rewriteX400 } from './fields.js';
+import { isAddress, normalizeAddress, rewriteX400 } from './fields.js';
 import type { FamilyPatterns, ReportPatterns } from './patterns.js';
 import type { RecipientFacts } from './recipient.js';
 import { emptyFacts } from './rfc3464.js';
@@ -120,7 +120,7 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
   const stageMarked = mentionsStage(sectionText, patterns);
   const stage = stageMarked ? sectionStage(sectionLines, patterns) : null;
   // The same address again right after (a transcript line, a quoted reply) belongs to the same reason.
-  const mentions = findMentions(section, family, patterns, input.excluded).filter(
+  const mentions = findMentions(section, family, patterns, exclusionsOf(input, lines, section.end)).filter(
     (mention, index, all) => index === 0 || all[index - 1]?.address.toLowerCase() !== mention.address.toLowerCase(),
   );
   const originalText = section.end < lines.length ? lines.slice(originalStart(lines, section.end)).join('\n') : null;
@@ -305,35 +305,96 @@ function findSection(lines: readonly string[], family: FamilyPatterns | null, pa
   return { lines, start, end };
 }
 
-function findMentions(
-  section: Section,
-  family: FamilyPatterns | null,
-  patterns: ReportPatterns,
-  excluded: ReadonlySet<string>,
-): Mention[] {
+/** Header fields of the returned original that name its sender, never a failed recipient. */
+const SENDER_FIELD = /^(?:From|Sender|Return-Path|Reply-To|Errors-To):\s*(?<value>.*)$/i;
+const ADDRESS_IN_FIELD = /[^\s<>"'(),;:@[\]]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+/g;
+/** Lines of the returned original's header searched for its sender. */
+const SENDER_SEARCH_LINES = 80;
+/**
+ * Mailboxes of the mail system itself: an NDR names them to be written to ("Please contact
+ * postmaster@..."), never as the failed recipient, in a sentence.
+ */
+const SYSTEM_MAILBOX = /^(?:postmaster|post_master|mailer-daemon|mailer_daemon|mail-daemon|maildaemon)@/i;
+
+/** Addresses a recipient line may not name, and the ones a sentence may not name either. */
+interface Exclusions {
+  /** The returned original's sender (its inline From, Sender, Return-Path): never a failed recipient. */
+  readonly senders: ReadonlySet<string>;
+  /** The senders, the report's own To (our return path) and its From. */
+  readonly inProse: ReadonlySet<string>;
+}
+
+/**
+ * A report that quotes "From: news@shop.example" is about mail from that address, not to it; a
+ * transcript's ">>> MAIL From:<news@shop.example>" names it too. The sender is taken from the
+ * header block of the returned original when the report quotes it inline.
+ */
+function exclusionsOf(input: PlainTextInput, lines: readonly string[], end: number): Exclusions {
+  const senders = new Set<string>();
+  const last = Math.min(lines.length, end + SENDER_SEARCH_LINES);
+  for (let i = end; i < last; i += 1) {
+    const value = SENDER_FIELD.exec(lines[i] ?? '')?.groups?.value;
+    if (value === undefined) continue;
+    for (const address of value.match(ADDRESS_IN_FIELD) ?? []) senders.add(normalizeAddress(address).toLowerCase());
+  }
+  const inProse = new Set([...input.excluded, ...senders]);
+  for (const address of input.from.match(ADDRESS_IN_FIELD) ?? []) inProse.add(normalizeAddress(address).toLowerCase());
+  return { senders, inProse };
+}
+
+function findMentions(section: Section, family: FamilyPatterns | null, patterns: ReportPatterns, excluded: Exclusions): Mention[] {
   const mentions: Mention[] = [];
   const own = family?.recipient ?? [];
   const common = family === null || family.commonRecipients;
+  // A transcript's refusal of the sender ("<<< 501 <sender>... no access ...") is why the
+  // recipient named next failed: its reason goes before that recipient's own.
+  let senderRefusal = '';
   for (let i = section.start; i < section.end; i += 1) {
     // Old Exchange and X.400 gateways name a recipient as an O/R name ("/RFC-822=ann(a)example.org/").
     const line = rewriteX400(section.lines[i] ?? '');
     if (!line.includes('@')) continue;
-    const mention =
-      matchLine(line, own, i, null) ??
-      (common ? (matchLine(line, patterns.recipient, i, null) ?? matchLine(line, patterns.recipientInProse, i, excluded)) : null);
-    if (mention !== null) mentions.push(mention);
+    const found =
+      matchLine(line, own, i, excluded.senders, false) ??
+      (common
+        ? (matchLine(line, patterns.recipient, i, excluded.senders, false) ??
+          matchLine(line, patterns.recipientInProse, i, excluded.inProse, true))
+        : null);
+    if (found === null) continue;
+    if (found.excluded) {
+      if (found.reason !== '' && findReplyCode(line) !== null) senderRefusal = found.reason;
+      continue;
+    }
+    const reason = senderRefusal === '' ? found.reason : `${senderRefusal} ${found.reason}`.trim();
+    senderRefusal = '';
+    mentions.push({ address: found.address, line: i, reason });
   }
   return mentions;
 }
 
-function matchLine(line: string, list: readonly RegExp[], index: number, excluded: ReadonlySet<string> | null): Mention | null {
+/**
+ * The first pattern of `list` that names an address on this line: a recipient, or (`excluded`) the
+ * sender a recipient line may not name. Never an empty address; in prose, never the mail system's
+ * own mailbox nor the report's own To or From.
+ */
+function matchLine(
+  line: string,
+  list: readonly RegExp[],
+  index: number,
+  excluded: ReadonlySet<string>,
+  prose: boolean,
+): (Mention & { readonly excluded: boolean }) | null {
   for (const pattern of list) {
     const groups = pattern.exec(line)?.groups;
     const rcpt = groups?.rcpt;
     if (rcpt === undefined) continue;
     const address = normalizeAddress(rcpt);
-    if (excluded?.has(address.toLowerCase()) === true) continue;
-    return { address, line: index, reason: groups?.reason?.trim() ?? '' };
+    if (!isAddress(address) || (prose && SYSTEM_MAILBOX.test(address))) continue;
+    const reason = groups?.reason?.trim() ?? '';
+    if (excluded.has(address.toLowerCase())) {
+      if (prose) continue;
+      return { address, line: index, reason, excluded: true };
+    }
+    return { address, line: index, reason, excluded: false };
   }
   return null;
 }
