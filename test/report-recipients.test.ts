@@ -293,3 +293,27 @@ describe('recipients: never the sender or the mail system', () => {
     expect(recipients(raw)).toEqual(['ann@example.org', 'bob@example.org']);
   });
 });
+
+describe('recipients: lists on one line, and the subject as the last clue', () => {
+  it('every address of a list on one line ("a, b" or "<a>; <b>"), each with the reason the list shares', () => {
+    const raw = plain(
+      'MAILER-DAEMON@mx.example.net',
+      'Returned mail',
+      ['Failed recipients: <ann@example.org>; <bob@example.org>, carl@example.net', 'Reason: 550 5.1.1 user unknown'].join('\n'),
+    );
+    const output = toParseOutput(parseReportSync(raw));
+    expect(output.recipients.map((r) => [r.recipient, r.status])).toEqual([
+      ['ann@example.org', '5.1.1'],
+      ['bob@example.org', '5.1.1'],
+      ['carl@example.net', '5.1.1'],
+    ]);
+    expect(output.recipients[1]?.diagnosticCode).not.toContain('@');
+  });
+
+  it('a report whose text names nobody: the address in its bounce subject, never the sender\'s own', () => {
+    const named = plain('Postmaster@notes.example.net', 'DELIVERY FAILURE: User ann (ann@example.org) not listed in Domino Directory', 'Your message could not be delivered.');
+    expect(recipients(named)).toEqual(['ann@example.org']);
+    const own = plain('Postmaster@notes.example.net', 'Undeliverable mail from Postmaster@notes.example.net', 'Your message could not be delivered.');
+    expect(recipients(own)).toEqual([null]);
+  });
+});

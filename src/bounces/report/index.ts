@@ -137,6 +137,10 @@ const FEEDBACK_TYPES = new Set(['message/feedback-report']);
 const DSN_TYPES = new Set(['message/delivery-status', 'message/global-delivery-status']);
 const EMBEDDED_DSN = /^(?:Final-Recipient|Original-Recipient)[ \t]*:/im;
 const EMBEDDED_DSN_FIELD = /^(?:Action|Status)[ \t]*:/im;
+/** A mail address in a subject line. */
+const SUBJECT_ADDRESS = /[^\s<>"'(),;:@[\]]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+/g;
+/** Mailboxes of the mail system itself, never a failed recipient named in a subject. */
+const SYSTEM_MAILBOX = /^(?:postmaster|post_master|mailer-daemon|mailer_daemon|mail-daemon|maildaemon)@/i;
 const EMBEDDED_DSN_START = /^(?:Reporting-MTA|Original-Recipient|Final-Recipient)[ \t]*:/im;
 
 class ReportReader {
@@ -280,6 +284,9 @@ class ReportReader {
   private recipientsFromElsewhere(result: PlainTextResult): PlainTextResult {
     const section = result.section;
     let addresses = addressesOf(first(this.root.headers, 'x-failed-recipients'));
+    // Some NDRs name the failed address only in their subject ("DELIVERY FAILURE: User ann
+    // (ann@example.org) not listed", "Undeliverable mail: ann@example.org").
+    if (addresses.length === 0) addresses = this.addressesInSubject();
     if (addresses.length === 0) {
       const returned = this.returnedMessage(this.root, result.originalText);
       if (returned.to !== null) addresses = [returned.to];
@@ -299,6 +306,21 @@ class ReportReader {
       return facts;
     });
     return { ...result, recipients };
+  }
+
+  /** Addresses in the subject of a bounce, never our return path, the report's sender or a mail system mailbox. */
+  private addressesInSubject(): string[] {
+    if (!this.subject.includes('@') || !this.patterns.bounce.subject.test(this.subject)) return [];
+    const excluded = this.plainTextInput().excluded;
+    const sender = cleanAddress(this.from)?.toLowerCase();
+    const found: string[] = [];
+    for (const match of this.subject.match(SUBJECT_ADDRESS) ?? []) {
+      const address = cleanAddress(match);
+      if (!isAddress(address) || SYSTEM_MAILBOX.test(address)) continue;
+      const key = address.toLowerCase();
+      if (!excluded.has(key) && key !== sender) found.push(address);
+    }
+    return found.slice(0, 1);
   }
 
   private finishPlainText(result: PlainTextResult): ParsedReport {

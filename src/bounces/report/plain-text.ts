@@ -69,6 +69,8 @@ interface Mention {
   readonly address: string;
   readonly line: number;
   readonly reason: string;
+  /** More addresses the same line lists with this one ("a@x, b@y"): they share its reason. */
+  readonly more?: readonly string[];
 }
 
 /** The families whose signature the report matches, in file order. */
@@ -171,6 +173,12 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
     facts.remoteMta ??= remoteHost(blockText(section, mention.line, Math.min(next, mention.line + HOST_SEARCH_LINES)), patterns);
     byAddress.set(key, facts);
     recipients.push(facts);
+    for (const address of mention.more ?? []) {
+      if (byAddress.has(address.toLowerCase()) || recipients.length >= MAX_RECIPIENTS) continue;
+      const listed = { ...facts, recipient: address };
+      byAddress.set(address.toLowerCase(), listed);
+      recipients.push(listed);
+    }
   });
   for (const facts of recipients) facts.stage ??= stage;
   return { ...result, recipients };
@@ -366,9 +374,31 @@ function findMentions(section: Section, family: FamilyPatterns | null, patterns:
     }
     const reason = senderRefusal === '' ? found.reason : `${senderRefusal} ${found.reason}`.trim();
     senderRefusal = '';
-    mentions.push({ address: found.address, line: i, reason });
+    const more = listedWith(line, found.address, excluded.inProse);
+    // The rest of a list is no part of the reason its addresses share.
+    const listed = more.length === 0 ? reason : reason.replace(LIST_REST, '');
+    mentions.push(more.length === 0 ? { address: found.address, line: i, reason } : { address: found.address, line: i, reason: listed, more });
   }
   return mentions;
+}
+
+/** An address list: addresses with nothing but separators between them. */
+const ADDRESS_LIST = new RegExp(`${ADDRESS_IN_FIELD.source}(?:[\\s"'<>]*[,;][\\s"'<>]*${ADDRESS_IN_FIELD.source})+`);
+
+/** The addresses (and separators) that open a reason read after a list's first address. */
+const LIST_REST = new RegExp(`^(?:[\\s"'<>,;:]*${ADDRESS_IN_FIELD.source}[>"']?)+[\\s"'<>,;:]*`);
+
+/**
+ * The other addresses of a list on a recipient's line ("was not delivered to: ann@x, bob@y"), in
+ * order; none when the line holds only one address or its addresses are not a plain list.
+ */
+function listedWith(line: string, address: string, excluded: ReadonlySet<string>): string[] {
+  const list = ADDRESS_LIST.exec(line)?.[0];
+  if (list === undefined) return [];
+  const all = (list.match(ADDRESS_IN_FIELD) ?? []).map(normalizeAddress);
+  const own = address.toLowerCase();
+  if (!all.some((a) => a.toLowerCase() === own)) return [];
+  return all.filter((a) => a.toLowerCase() !== own && isAddress(a) && !excluded.has(a.toLowerCase()) && !SYSTEM_MAILBOX.test(a));
 }
 
 /**
