@@ -284,6 +284,36 @@ describe('recipients: never the sender or the mail system', () => {
     expect(output.recipients[0]?.diagnosticCode).toMatch(/open relay/);
   });
 
+  it('the sender of an attached original (message/rfc822 From) is never taken from the text', () => {
+    const raw = Buffer.from(
+      [
+        'From: MAILER-DAEMON@mx.example.net',
+        'To: rb+x@bounces.rebound.example',
+        'Subject: Returned mail: User unknown',
+        'MIME-Version: 1.0',
+        'Content-Type: multipart/mixed; boundary="b"',
+        '',
+        '--b',
+        'Content-Type: text/plain',
+        '',
+        'Original sender: news@shop.example',
+        'Unknown recipient: ann@example.org',
+        '',
+        '--b',
+        'Content-Type: message/rfc822',
+        '',
+        'From: News <news@shop.example>',
+        'To: ann@example.org',
+        'Subject: news',
+        '',
+        'hello',
+        '--b--',
+        '',
+      ].join('\r\n'),
+    );
+    expect(recipients(raw)).toEqual(['ann@example.org']);
+  });
+
   it('guard: without the sender named anywhere, a transcript\'s recipient lines are all read', () => {
     const raw = plain(
       'Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>',

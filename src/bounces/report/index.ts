@@ -441,7 +441,15 @@ class ReportReader {
     for (const name of ['to']) {
       for (const address of addressesOf(first(this.root.headers, name))) excluded.add(address.toLowerCase());
     }
+    // The returned original's sender is never a failed recipient (plain-text.ts adds the one an
+    // inline header block names).
+    const senders = new Set<string>();
+    const returned = findReturnedMessage(this.root);
+    for (const name of ['from', 'sender', 'return-path']) {
+      for (const address of addressesOf(returned === null ? undefined : first(returned.headers, name))) senders.add(address.toLowerCase());
+    }
     this.plainInput = {
+      senders,
       lines: linesOf(this.reportText()),
       from: this.from,
       subject: this.subject,

@@ -41,6 +41,8 @@ export interface PlainTextInput {
   readonly headerNames: ReadonlySet<string>;
   /** Addresses never taken for a failed recipient: the bounce's own To (our return path). */
   readonly excluded: ReadonlySet<string>;
+  /** The returned original's sender (From, Sender, Return-Path of an attached message), when known. */
+  readonly senders?: ReadonlySet<string>;
 }
 
 export interface PlainTextResult {
@@ -338,7 +340,7 @@ interface Exclusions {
  * header block of the returned original when the report quotes it inline.
  */
 function exclusionsOf(input: PlainTextInput, lines: readonly string[], end: number): Exclusions {
-  const senders = new Set<string>();
+  const senders = new Set<string>(input.senders);
   const last = Math.min(lines.length, end + SENDER_SEARCH_LINES);
   for (let i = end; i < last; i += 1) {
     const value = SENDER_FIELD.exec(lines[i] ?? '')?.groups?.value;
