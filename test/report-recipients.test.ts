@@ -236,6 +236,15 @@ describe('recipients: old and odd plain-text formats', () => {
     ]);
   });
 
+  it('older Sendmail: a transcript reply without angle brackets ("554 addr... Service unavailable")', () => {
+    const raw = plain(
+      'Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>',
+      'Returned mail: Service unavailable',
+      ['   ----- Transcript of session follows -----', '554 ann@example.org... Service unavailable', '550 bob@example.org... Host unknown'].join('\n'),
+    );
+    expect(recipients(raw)).toEqual(['ann@example.org', 'bob@example.org']);
+  });
+
   it('a "simple" report in no known wording: an address next to "no such user", "does not exist", "mailbox full"', () => {
     const raw = plain(
       'MAILER-DAEMON@old.example.net',
