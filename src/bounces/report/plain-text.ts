@@ -166,7 +166,8 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
     const facts = emptyFacts();
     facts.recipient = mention.address;
     facts.action = temporary ? 'delayed' : 'failed';
-    facts.transient = transient;
+    // One recipient's "retry timeout exceeded" says nothing of the others the report names.
+    facts.transient = mentions.length === 1 ? transient : patterns.transient.test(reason);
     facts.impliedStatus = family?.impliedStatus ?? null;
     facts.stage = ownStage;
     fillFromReason(facts, reason, patterns);
