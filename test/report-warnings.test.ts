@@ -112,3 +112,14 @@ describe('warnings are not failures: qmail and prose delay notices', () => {
     expect(summary(raw)).toEqual({ kind: 'delay', rows: [['ann@example.org', 'delayed', 'temporary']] });
   });
 });
+
+describe('guard: failures are not warnings', () => {
+  it('"has not been delivered" without "yet" is a failure ("... because of a permanent error")', () => {
+    const raw = plain(
+      'postmaster@mx.example.net',
+      'Undeliverable mail',
+      ['Your message has not been delivered to the following recipient because of a permanent error:', '', 'ann@example.org: no such user'].join('\n'),
+    );
+    expect(summary(raw)).toEqual({ kind: 'bounce', rows: [['ann@example.org', 'failed', 'permanent']] });
+  });
+});
