@@ -341,6 +341,22 @@ interface Exclusions {
  * header block of the returned original when the report quotes it inline.
  */
 function exclusionsOf(input: PlainTextInput, lines: readonly string[], end: number): Exclusions {
+  // Every family tried on a report asks again, mostly with the same end: read the header once.
+  let known = exclusionsRead.get(input);
+  if (known === undefined) {
+    known = new Map();
+    exclusionsRead.set(input, known);
+  }
+  const cached = known.get(end);
+  if (cached !== undefined && lines === input.lines) return cached;
+  const found = readExclusions(input, lines, end);
+  if (lines === input.lines) known.set(end, found);
+  return found;
+}
+
+const exclusionsRead = new WeakMap<PlainTextInput, Map<number, Exclusions>>();
+
+function readExclusions(input: PlainTextInput, lines: readonly string[], end: number): Exclusions {
   const senders = new Set<string>(input.senders);
   const last = Math.min(lines.length, end + SENDER_SEARCH_LINES);
   for (let i = end; i < last; i += 1) {
