@@ -262,6 +262,29 @@ describe('recipients: old and odd plain-text formats', () => {
     ]);
   });
 
+  it('Sendmail: a list member "(expanded from: <list@x>)" is named by the list we sent to, also in the transcript', () => {
+    const raw = plain(
+      'Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>',
+      'Returned mail: User unknown',
+      [
+        '   ----- The following addresses had permanent fatal errors -----',
+        '<member@other.example>',
+        '    (expanded from: <list@example.org>)',
+        '<ann@example.org>',
+        '    (reason: 550 5.1.1 User unknown)',
+        '',
+        '   ----- Transcript of session follows -----',
+        '550 5.1.1 <member@other.example>... User unknown',
+        '550 5.1.1 <ann@example.org>... User unknown',
+      ].join('\n'),
+    );
+    const output = toParseOutput(parseReportSync(raw));
+    expect(output.recipients.map((r) => [r.recipient, r.category])).toEqual([
+      ['list@example.org', 'bad-mailbox'],
+      ['ann@example.org', 'bad-mailbox'],
+    ]);
+  });
+
   it('older Sendmail: a transcript reply without angle brackets ("554 addr... Service unavailable")', () => {
     const raw = plain(
       'Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>',

@@ -158,7 +158,11 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
       seen.stage ??= ownStage;
       // The same address again (a translated copy, a transcript): a reason that quotes the
       // remote reply replaces one that did not.
-      const better = seen.diagnosticCode === null || (seen.replyCode === null && findReplyCode(reason) !== null);
+      const better =
+        seen.diagnosticCode === null ||
+        (seen.replyCode === null && findReplyCode(reason) !== null) ||
+        // A reason that was only the address line itself says nothing.
+        !/\p{L}{3}/u.test(seen.diagnosticCode.replace(ADDRESS_IN_FIELD, ''));
       if (reason !== '' && better) fillFromReason(seen, reason, patterns, true);
       return;
     }
@@ -376,6 +380,7 @@ function findMentions(section: Section, family: FamilyPatterns | null, patterns:
   // A transcript's refusal of the sender ("<<< 501 <sender>... no access ...") is why the
   // recipient named next failed: its reason goes before that recipient's own.
   let senderRefusal = '';
+  const expandedTo = new Map<string, string>();
   for (let i = section.start; i < section.end; i += 1) {
     // Old Exchange and X.400 gateways name a recipient as an O/R name ("/RFC-822=ann(a)example.org/").
     const line = rewriteX400(section.lines[i] ?? '');
@@ -391,15 +396,28 @@ function findMentions(section: Section, family: FamilyPatterns | null, patterns:
       if (found.reason !== '' && findReplyCode(line) !== null) senderRefusal = found.reason;
       continue;
     }
+    // "(expanded from: <list@x>)" (Sendmail), "(generated from list@x)" (Exim) right under a
+    // recipient names the address we sent to, which the MTA expanded into that one.
+    const previous = mentions[mentions.length - 1];
+    if (previous !== undefined && previous.line === i - 1 && EXPANDED_FROM.test(line)) {
+      mentions[mentions.length - 1] = { ...previous, address: found.address };
+      expandedTo.set(previous.address.toLowerCase(), found.address);
+      continue;
+    }
+    // The expanded address again (a transcript line): it stands for the address we sent to.
+    const address = expandedTo.get(found.address.toLowerCase()) ?? found.address;
     const reason = senderRefusal === '' ? found.reason : `${senderRefusal} ${found.reason}`.trim();
     senderRefusal = '';
     const more = listedWith(line, found.address, excluded.inProse);
     // The rest of a list is no part of the reason its addresses share.
     const listed = more.length === 0 ? reason : reason.replace(LIST_REST, '');
-    mentions.push(more.length === 0 ? { address: found.address, line: i, reason } : { address: found.address, line: i, reason: listed, more });
+    mentions.push(more.length === 0 ? { address, line: i, reason } : { address, line: i, reason: listed, more });
   }
   return mentions;
 }
+
+/** The line under a recipient that names the address it was expanded from (an alias, a list). */
+const EXPANDED_FROM = /^\s*\(?(?:expanded|generated) (?:from|by):?\s/i;
 
 /** An address list: addresses with nothing but separators between them. */
 const ADDRESS_LIST = new RegExp(`${ADDRESS_IN_FIELD.source}(?:[\\s"'<>]*[,;][\\s"'<>]*${ADDRESS_IN_FIELD.source})+`);
@@ -474,8 +492,9 @@ function reasonOf(section: Section, mention: Mention, next: number, previousEnd:
       }
       continue;
     }
-    // A label alone on its line before the reason ("because:", Domino) only introduces it.
-    if (parts.length === 0 && REASON_LABEL.test(line)) continue;
+    // A label alone on its line before the reason ("because:", Domino) only introduces it; the
+    // address the recipient was expanded from is no reason.
+    if ((parts.length === 0 && REASON_LABEL.test(line)) || EXPANDED_FROM.test(line)) continue;
     // Boilerplate after the reason ends it; a rule line before any reason is only decoration.
     if (patterns.reasonStop.test(line)) {
       if (parts.length > 0) break;
