@@ -398,6 +398,25 @@ describe('recipients: lists on one line, and the subject as the last clue', () =
     expect(output.recipients[1]?.diagnosticCode).not.toContain('@');
   });
 
+  it('Exchange 5.5 naming the recipient by display name only: the To line it quotes from the original', () => {
+    const raw = plain(
+      'System Administrator <postmaster@mail.example.net>',
+      'Undeliverable: news',
+      [
+        'Your message',
+        '',
+        '  To:      ann@example.org',
+        '  Subject: news',
+        '',
+        'did not reach the following recipient(s):',
+        '',
+        'Ann Lee on 4/29/99 4:51:51 PM',
+        '    The recipient name is not recognized',
+      ].join('\n'),
+    );
+    expect(recipients(raw)).toEqual(['ann@example.org']);
+  });
+
   it('a report whose text names nobody: the address in its bounce subject, never the sender\'s own', () => {
     const named = plain('Postmaster@notes.example.net', 'DELIVERY FAILURE: User ann (ann@example.org) not listed in Domino Directory', 'Your message could not be delivered.');
     expect(recipients(named)).toEqual(['ann@example.org']);

@@ -137,6 +137,9 @@ const FEEDBACK_TYPES = new Set(['message/feedback-report']);
 const DSN_TYPES = new Set(['message/delivery-status', 'message/global-delivery-status']);
 const EMBEDDED_DSN = /^(?:Final-Recipient|Original-Recipient)[ \t]*:/im;
 const EMBEDDED_DSN_FIELD = /^(?:Action|Status)[ \t]*:/im;
+/** A "To:" line quoted in a report's text, and how far down it is looked for. */
+const QUOTED_TO = /^\s*To:\s*(.*@.*)$/i;
+const QUOTED_TO_LINES = 400;
 /** A mail address in a subject line. */
 const SUBJECT_ADDRESS = /[^\s<>"'(),;:@[\]]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+/g;
 /** Mailboxes of the mail system itself, never a failed recipient named in a subject. */
@@ -291,6 +294,8 @@ class ReportReader {
       const returned = this.returnedMessage(this.root, result.originalText);
       if (returned.to !== null) addresses = [returned.to];
     }
+    // Last: the original's To as the report quotes it in its text ("Your message\n  To: ann@x").
+    if (addresses.length === 0) addresses = this.quotedTo();
     const reason = sectionReason(section, this.patterns);
     const sectionLines = linesOf(section);
     const temporary = result.temporary;
@@ -306,6 +311,20 @@ class ReportReader {
       return facts;
     });
     return { ...result, recipients };
+  }
+
+  /** The first address of a "To:" line the report's text quotes from the original, never our return path or its sender. */
+  private quotedTo(): string[] {
+    const input = this.plainTextInput();
+    const lines = input.lines;
+    const end = Math.min(lines.length, QUOTED_TO_LINES);
+    for (let i = 0; i < end; i += 1) {
+      const value = QUOTED_TO.exec(lines[i] ?? '')?.[1];
+      if (value === undefined) continue;
+      const address = addressesOf(value).find((a) => !input.excluded.has(a.toLowerCase()) && !(input.senders?.has(a.toLowerCase()) ?? false));
+      if (address !== undefined) return [address];
+    }
+    return [];
   }
 
   /** Addresses in the subject of a bounce, never our return path, the report's sender or a mail system mailbox. */
