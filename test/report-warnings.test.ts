@@ -113,6 +113,13 @@ describe('warnings are not failures: qmail and prose delay notices', () => {
   });
 });
 
+describe('warnings are not failures: delay subjects', () => {
+  it.each(['Mail delivery delayed', 'Delayed Mail', 'Warning: delayed mail', 'WARNING: message delayed'])('subject "%s" makes a delay notice', (subject) => {
+    const raw = plain('MAILER-DAEMON@mail.example.net', subject, ['The following recipient could not be reached yet:', '', 'ann@example.org: connection timed out'].join('\n'));
+    expect(summary(raw)).toEqual({ kind: 'delay', rows: [['ann@example.org', 'delayed', 'temporary']] });
+  });
+});
+
 describe('guard: failures are not warnings', () => {
   it('"has not been delivered" without "yet" is a failure ("... because of a permanent error")', () => {
     const raw = plain(
