@@ -328,6 +328,10 @@ describe('robustness: any input gives a result, never an exception, in bounded t
     '1 MB line of "message to"': () => Buffer.from(head + 'message to the user '.repeat(52_000)),
     '1 MB line of X.400 attributes': () => Buffer.from(head + 'c=US;a= ;p=x;dda:RFC-822=a(a)b;'.repeat(32_000)),
     '1 MB line of address-like runs': () => Buffer.from(head + `${'a'.repeat(999)}@`.repeat(1_050)),
+    // Many long lines each: an address with a long dotted domain (a list test), a long quoted To line, an alias line.
+    'lines of long dotted addresses': () => Buffer.from(head + `${'a'.repeat(900)}@${'b.'.repeat(40)}\n`.repeat(4000)),
+    'lines of long quoted To fields': () => Buffer.from(head + `To: ${'a'.repeat(990)}@\n`.repeat(4000)),
+    'lines of long lists': () => Buffer.from(head + `${'a@b.cc, '.repeat(124)}\n`.repeat(4000)),
   };
 
   it.each(Object.keys(hostile))('%s: under 2 seconds', (name) => {

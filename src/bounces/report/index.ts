@@ -140,6 +140,7 @@ const EMBEDDED_DSN_FIELD = /^(?:Action|Status)[ \t]*:/im;
 /** A "To:" line quoted in a report's text, and how far down it is looked for. */
 const QUOTED_TO = /^\s*To:\s*(.*@.*)$/i;
 const QUOTED_TO_LINES = 400;
+const QUOTED_TO_CHARS = 300;
 /** A mail address in a subject line. */
 const SUBJECT_ADDRESS = /[^\s<>"'(),;:@[\]]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+/g;
 /** Mailboxes of the mail system itself, never a failed recipient named in a subject. */
@@ -319,7 +320,10 @@ class ReportReader {
     const lines = input.lines;
     const end = Math.min(lines.length, QUOTED_TO_LINES);
     for (let i = 0; i < end; i += 1) {
-      const value = QUOTED_TO.exec(lines[i] ?? '')?.[1];
+      const line = lines[i] ?? '';
+      // A quoted header line is short; a long one is no header (and would cost the address search).
+      if (line.length > QUOTED_TO_CHARS) continue;
+      const value = QUOTED_TO.exec(line)?.[1];
       if (value === undefined) continue;
       const address = addressesOf(value).find((a) => !input.excluded.has(a.toLowerCase()) && !(input.senders?.has(a.toLowerCase()) ?? false));
       if (address !== undefined) return [address];

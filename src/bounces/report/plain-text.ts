@@ -410,7 +410,7 @@ function findMentions(section: Section, family: FamilyPatterns | null, patterns:
     senderRefusal = '';
     const more = listedWith(line, found.address, excluded.inProse);
     // The rest of a list is no part of the reason its addresses share.
-    const listed = more.length === 0 ? reason : reason.replace(LIST_REST, '');
+    const listed = more.length === 0 ? reason : withoutListHead(reason);
     mentions.push(more.length === 0 ? { address, line: i, reason } : { address, line: i, reason: listed, more });
   }
   return mentions;
@@ -419,23 +419,37 @@ function findMentions(section: Section, family: FamilyPatterns | null, patterns:
 /** The line under a recipient that names the address it was expanded from (an alias, a list). */
 const EXPANDED_FROM = /^\s*\(?(?:expanded|generated) (?:from|by):?\s/i;
 
-/** An address list: addresses with nothing but separators between them. */
-const ADDRESS_LIST = new RegExp(`${ADDRESS_IN_FIELD.source}(?:[\\s"'<>]*[,;][\\s"'<>]*${ADDRESS_IN_FIELD.source})+`);
-
-/** The addresses (and separators) that open a reason read after a list's first address. */
-const LIST_REST = new RegExp(`^(?:[\\s"'<>,;:]*${ADDRESS_IN_FIELD.source}[>"']?)+[\\s"'<>,;:]*`);
+/** The pieces of a line between list separators (white space, commas, semicolons, quotes, angle brackets). */
+const LIST_SEPARATORS = /[\s,;<>"']+/;
+const LIST_TOKEN = /^[\s"'<>,;:]*([^\s"'<>,;:]+)/;
 
 /**
  * The other addresses of a list on a recipient's line ("was not delivered to: ann@x, bob@y"), in
- * order; none when the line holds only one address or its addresses are not a plain list.
+ * order: the addresses that follow it with nothing but separators between them. None when the
+ * line has no comma or semicolon. Linear in the line: a split, no backtracking pattern.
  */
 function listedWith(line: string, address: string, excluded: ReadonlySet<string>): string[] {
-  const list = ADDRESS_LIST.exec(line)?.[0];
-  if (list === undefined) return [];
-  const all = (list.match(ADDRESS_IN_FIELD) ?? []).map(normalizeAddress);
+  if (!line.includes(',') && !line.includes(';')) return [];
+  const tokens = line.split(LIST_SEPARATORS);
   const own = address.toLowerCase();
-  if (!all.some((a) => a.toLowerCase() === own)) return [];
-  return all.filter((a) => a.toLowerCase() !== own && isAddress(a) && !excluded.has(a.toLowerCase()) && !SYSTEM_MAILBOX.test(a));
+  let at = tokens.findIndex((token) => token.includes('@') && normalizeAddress(token).toLowerCase() === own);
+  if (at === -1) return [];
+  const more: string[] = [];
+  for (at += 1; at < tokens.length; at += 1) {
+    const candidate = normalizeAddress(tokens[at] ?? '');
+    if (!isAddress(candidate) || !candidate.slice(candidate.lastIndexOf('@')).includes('.')) break;
+    if (!excluded.has(candidate.toLowerCase()) && !SYSTEM_MAILBOX.test(candidate)) more.push(candidate);
+  }
+  return more;
+}
+
+/** A reason read after a list's first address, without the rest of the list it starts with. */
+function withoutListHead(reason: string): string {
+  let rest = reason;
+  for (let token = LIST_TOKEN.exec(rest); token !== null && (token[1] ?? '').includes('@'); token = LIST_TOKEN.exec(rest)) {
+    rest = rest.slice(token[0].length);
+  }
+  return rest.replace(/^[\s"'<>,;:]+/, '');
 }
 
 /**
