@@ -323,8 +323,9 @@ function findSection(lines: readonly string[], family: FamilyPatterns | null, pa
 /** Header fields of the returned original that name its sender, never a failed recipient. */
 const SENDER_FIELD = /^(?:From|Sender|Return-Path|Reply-To|Errors-To):\s*(?<value>.*)$/i;
 const ADDRESS_IN_FIELD = /[^\s<>"'(),;:@[\]]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+/g;
-/** Lines of the returned original's header searched for its sender. */
+/** Lines of the returned original's header searched for its sender, and how long such a line may be. */
 const SENDER_SEARCH_LINES = 80;
+const SENDER_FIELD_CHARS = 300;
 /**
  * Mailboxes of the mail system itself: an NDR names them to be written to ("Please contact
  * postmaster@..."), never as the failed recipient, in a sentence.
@@ -364,12 +365,15 @@ function readExclusions(input: PlainTextInput, lines: readonly string[], end: nu
   const senders = new Set<string>(input.senders);
   const last = Math.min(lines.length, end + SENDER_SEARCH_LINES);
   for (let i = end; i < last; i += 1) {
-    const value = SENDER_FIELD.exec(lines[i] ?? '')?.groups?.value;
+    const line = lines[i] ?? '';
+    // A header field naming a sender is short; a long line is none (and would cost the address search).
+    if (line.length > SENDER_FIELD_CHARS) continue;
+    const value = SENDER_FIELD.exec(line)?.groups?.value;
     if (value === undefined) continue;
     for (const address of value.match(ADDRESS_IN_FIELD) ?? []) senders.add(normalizeAddress(address).toLowerCase());
   }
   const inProse = new Set([...input.excluded, ...senders]);
-  for (const address of input.from.match(ADDRESS_IN_FIELD) ?? []) inProse.add(normalizeAddress(address).toLowerCase());
+  for (const address of input.from.slice(0, SENDER_FIELD_CHARS).match(ADDRESS_IN_FIELD) ?? []) inProse.add(normalizeAddress(address).toLowerCase());
   return { senders, inProse };
 }
 
