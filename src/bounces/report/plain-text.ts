@@ -161,8 +161,8 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
       const better =
         seen.diagnosticCode === null ||
         (seen.replyCode === null && findReplyCode(reason) !== null) ||
-        // A reason that was only the address line itself says nothing.
-        !/\p{L}{3}/u.test(seen.diagnosticCode.replace(ADDRESS_IN_FIELD, ''));
+        // A reason that was only the address line itself says nothing (such a line is short).
+        (seen.diagnosticCode.length <= ADDRESS_LINE_CHARS && !/\p{L}{3}/u.test(seen.diagnosticCode.replace(ADDRESS_IN_FIELD, '')));
       if (reason !== '' && better) fillFromReason(seen, reason, patterns, true);
       return;
     }
@@ -326,6 +326,8 @@ const ADDRESS_IN_FIELD = /[^\s<>"'(),;:@[\]]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+/g;
 /** Lines of the returned original's header searched for its sender, and how long such a line may be. */
 const SENDER_SEARCH_LINES = 80;
 const SENDER_FIELD_CHARS = 300;
+/** The longest reason that can be an address line and nothing else. */
+const ADDRESS_LINE_CHARS = 300;
 /**
  * Mailboxes of the mail system itself: an NDR names them to be written to ("Please contact
  * postmaster@..."), never as the failed recipient, in a sentence.
