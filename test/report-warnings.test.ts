@@ -82,3 +82,51 @@ describe('warnings are not failures (plain-text delay notices)', () => {
     expect(summary(raw).kind).toBe('bounce');
   });
 });
+
+describe('warnings are not failures: qmail and prose delay notices', () => {
+  it('qmail-send: "I\'m going to keep trying" is a delay; "I\'m not going to try again" is a failure', () => {
+    const body = (tail: string): string =>
+      [
+        'Hi. This is the qmail-send program at qmail.example.net.',
+        "I'm afraid I wasn't able to deliver your message to the following addresses.",
+        '',
+        '<ann@example.org>:',
+        "Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)",
+        tail,
+        '',
+        '--- Below this line is a copy of the message.',
+      ].join('\n');
+    const delayed = plain('MAILER-DAEMON@qmail.example.net', 'failure notice', body("I'm going to keep trying."));
+    expect(summary(delayed)).toEqual({ kind: 'delay', rows: [['ann@example.org', 'delayed', 'temporary']] });
+    const failed = plain('MAILER-DAEMON@qmail.example.net', 'failure notice', body("I'm not going to try again; this message has been in the queue too long."));
+    expect(summary(failed).kind).toBe('bounce');
+    expect(summary(failed).rows[0]?.[1]).toBe('failed');
+  });
+
+  it('a report in no known wording: "has not been delivered yet" and "will keep trying" name a delay', () => {
+    const raw = plain(
+      'MAILER-DAEMON@mail.example.net',
+      'Message delayed',
+      ['Your message to ann@example.org has not been delivered yet.', 'The mail system will keep trying for 4 more days.'].join('\n'),
+    );
+    expect(summary(raw)).toEqual({ kind: 'delay', rows: [['ann@example.org', 'delayed', 'temporary']] });
+  });
+});
+
+describe('warnings are not failures: delay subjects', () => {
+  it.each(['Mail delivery delayed', 'Delayed Mail', 'Warning: delayed mail', 'WARNING: message delayed'])('subject "%s" makes a delay notice', (subject) => {
+    const raw = plain('MAILER-DAEMON@mail.example.net', subject, ['The following recipient could not be reached yet:', '', 'ann@example.org: connection timed out'].join('\n'));
+    expect(summary(raw)).toEqual({ kind: 'delay', rows: [['ann@example.org', 'delayed', 'temporary']] });
+  });
+});
+
+describe('guard: failures are not warnings', () => {
+  it('"has not been delivered" without "yet" is a failure ("... because of a permanent error")', () => {
+    const raw = plain(
+      'postmaster@mx.example.net',
+      'Undeliverable mail',
+      ['Your message has not been delivered to the following recipient because of a permanent error:', '', 'ann@example.org: no such user'].join('\n'),
+    );
+    expect(summary(raw)).toEqual({ kind: 'bounce', rows: [['ann@example.org', 'failed', 'permanent']] });
+  });
+});

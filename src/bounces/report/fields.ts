@@ -155,10 +155,22 @@ export function addressOfX400(text: string): string | null {
 
 const X400_NAMES = new RegExp(X400_NAME.source, 'g');
 
+/**
+ * The other text form of an O/R name (RFC 1685 §3, as Exchange 5.5 and X.400 gateways print it in
+ * NDRs): attributes separated by ";" ("c=US;a= ;p=Example;o=Gateway;dda:RFC-822=ann(a)example.org;").
+ * Each value is short and holds no separator, so the match is linear.
+ */
+const X400_SEMICOLON_NAMES = /(?<![\w.:-])(?:[A-Za-z][A-Za-z0-9.:-]{0,16}=[^;=/<>@\n]{0,64};){2,16}/g;
+
 /** A line with every X.400 O/R name that stands for a mail address written as that address. */
 export function rewriteX400(line: string): string {
-  if (!line.includes('=') || !line.includes('/')) return line;
-  return line.replace(X400_NAMES, (name) => addressOfX400(name) ?? name);
+  if (!line.includes('=')) return line;
+  let rewritten = line;
+  if (line.includes('/')) rewritten = rewritten.replace(X400_NAMES, (name) => addressOfX400(name) ?? name);
+  if (line.includes(';')) {
+    rewritten = rewritten.replace(X400_SEMICOLON_NAMES, (name) => addressOfX400(`/${name.replaceAll(';', '/')}`) ?? name);
+  }
+  return rewritten;
 }
 
 function decodeX400Escapes(value: string): string {

@@ -138,6 +138,14 @@ const FEEDBACK_TYPES = new Set(['message/feedback-report']);
 const DSN_TYPES = new Set(['message/delivery-status', 'message/global-delivery-status']);
 const EMBEDDED_DSN = /^(?:Final-Recipient|Original-Recipient)[ \t]*:/im;
 const EMBEDDED_DSN_FIELD = /^(?:Action|Status)[ \t]*:/im;
+/** A "To:" line quoted in a report's text, and how far down it is looked for. */
+const QUOTED_TO = /^\s*To:\s*(.*@.*)$/i;
+const QUOTED_TO_LINES = 400;
+const QUOTED_TO_CHARS = 300;
+/** A mail address in a subject line. */
+const SUBJECT_ADDRESS = /[^\s<>"'(),;:@[\]]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+/g;
+/** Mailboxes of the mail system itself, never a failed recipient named in a subject. */
+const SYSTEM_MAILBOX = /^(?:postmaster|post_master|mailer-daemon|mailer_daemon|mail-daemon|maildaemon)@/i;
 const EMBEDDED_DSN_START = /^(?:Reporting-MTA|Original-Recipient|Final-Recipient)[ \t]*:/im;
 
 class ReportReader {
@@ -281,10 +289,15 @@ class ReportReader {
   private recipientsFromElsewhere(result: PlainTextResult): PlainTextResult {
     const section = result.section;
     let addresses = addressesOf(first(this.root.headers, 'x-failed-recipients'));
+    // Some NDRs name the failed address only in their subject ("DELIVERY FAILURE: User ann
+    // (ann@example.org) not listed", "Undeliverable mail: ann@example.org").
+    if (addresses.length === 0) addresses = this.addressesInSubject();
     if (addresses.length === 0) {
       const returned = this.returnedMessage(this.root, result.originalText);
       if (returned.to !== null) addresses = [returned.to];
     }
+    // Last: the original's To as the report quotes it in its text ("Your message\n  To: ann@x").
+    if (addresses.length === 0) addresses = this.quotedTo();
     const reason = sectionReason(section, this.patterns);
     const sectionLines = linesOf(section);
     const temporary = result.temporary;
@@ -300,6 +313,38 @@ class ReportReader {
       return facts;
     });
     return { ...result, recipients };
+  }
+
+  /** The first address of a "To:" line the report's text quotes from the original, never our return path or its sender. */
+  private quotedTo(): string[] {
+    const input = this.plainTextInput();
+    const lines = input.lines;
+    const end = Math.min(lines.length, QUOTED_TO_LINES);
+    for (let i = 0; i < end; i += 1) {
+      const line = lines[i] ?? '';
+      // A quoted header line is short; a long one is no header (and would cost the address search).
+      if (line.length > QUOTED_TO_CHARS) continue;
+      const value = QUOTED_TO.exec(line)?.[1];
+      if (value === undefined) continue;
+      const address = addressesOf(value).find((a) => !input.excluded.has(a.toLowerCase()) && !(input.senders?.has(a.toLowerCase()) ?? false));
+      if (address !== undefined) return [address];
+    }
+    return [];
+  }
+
+  /** Addresses in the subject of a bounce, never our return path, the report's sender or a mail system mailbox. */
+  private addressesInSubject(): string[] {
+    if (!this.subject.includes('@') || !this.patterns.bounce.subject.test(this.subject)) return [];
+    const excluded = this.plainTextInput().excluded;
+    const sender = cleanAddress(this.from)?.toLowerCase();
+    const found: string[] = [];
+    for (const match of this.subject.match(SUBJECT_ADDRESS) ?? []) {
+      const address = cleanAddress(match);
+      if (!isAddress(address) || SYSTEM_MAILBOX.test(address)) continue;
+      const key = address.toLowerCase();
+      if (!excluded.has(key) && key !== sender) found.push(address);
+    }
+    return found.slice(0, 1);
   }
 
   private finishPlainText(result: PlainTextResult): ParsedReport {
@@ -421,7 +466,15 @@ class ReportReader {
     for (const name of ['to']) {
       for (const address of addressesOf(first(this.root.headers, name))) excluded.add(address.toLowerCase());
     }
+    // The returned original's sender is never a failed recipient (plain-text.ts adds the one an
+    // inline header block names).
+    const senders = new Set<string>();
+    const returned = findReturnedMessage(this.root);
+    for (const name of ['from', 'sender', 'return-path']) {
+      for (const address of addressesOf(returned === null ? undefined : first(returned.headers, name))) senders.add(address.toLowerCase());
+    }
     this.plainInput = {
+      senders,
       lines: linesOf(this.reportText()),
       from: this.from,
       subject: this.subject,

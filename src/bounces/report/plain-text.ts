@@ -8,7 +8,7 @@
  * line where the original message begins); every line there that names a recipient opens that
  * recipient's reason, which runs to the next recipient or the end of the section.
  */
-import { normalizeAddress, rewriteX400 } from './fields.js';
+import { isAddress, normalizeAddress, rewriteX400 } from './fields.js';
 import type { FamilyPatterns, ReportPatterns } from './patterns.js';
 import type { RecipientFacts } from './recipient.js';
 import { emptyFacts } from './rfc3464.js';
@@ -41,6 +41,8 @@ export interface PlainTextInput {
   readonly headerNames: ReadonlySet<string>;
   /** Addresses never taken for a failed recipient: the bounce's own To (our return path). */
   readonly excluded: ReadonlySet<string>;
+  /** The returned original's sender (From, Sender, Return-Path of an attached message), when known. */
+  readonly senders?: ReadonlySet<string>;
 }
 
 export interface PlainTextResult {
@@ -69,6 +71,8 @@ interface Mention {
   readonly address: string;
   readonly line: number;
   readonly reason: string;
+  /** More addresses the same line lists with this one ("a@x, b@y"): they share its reason. */
+  readonly more?: readonly string[];
 }
 
 /** The families whose signature the report matches, in file order. */
@@ -120,7 +124,7 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
   const stageMarked = mentionsStage(sectionText, patterns);
   const stage = stageMarked ? sectionStage(sectionLines, patterns) : null;
   // The same address again right after (a transcript line, a quoted reply) belongs to the same reason.
-  const mentions = findMentions(section, family, patterns, input.excluded).filter(
+  const mentions = findMentions(section, family, patterns, exclusionsOf(input, lines, section.end)).filter(
     (mention, index, all) => index === 0 || all[index - 1]?.address.toLowerCase() !== mention.address.toLowerCase(),
   );
   const originalText = section.end < lines.length ? lines.slice(originalStart(lines, section.end)).join('\n') : null;
@@ -154,7 +158,11 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
       seen.stage ??= ownStage;
       // The same address again (a translated copy, a transcript): a reason that quotes the
       // remote reply replaces one that did not.
-      const better = seen.diagnosticCode === null || (seen.replyCode === null && findReplyCode(reason) !== null);
+      const better =
+        seen.diagnosticCode === null ||
+        (seen.replyCode === null && findReplyCode(reason) !== null) ||
+        // A reason that was only the address line itself says nothing (such a line is short).
+        (seen.diagnosticCode.length <= ADDRESS_LINE_CHARS && !/\p{L}{3}/u.test(seen.diagnosticCode.replace(ADDRESS_IN_FIELD, '')));
       if (reason !== '' && better) fillFromReason(seen, reason, patterns, true);
       return;
     }
@@ -162,7 +170,8 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
     const facts = emptyFacts();
     facts.recipient = mention.address;
     facts.action = temporary ? 'delayed' : 'failed';
-    facts.transient = transient;
+    // One recipient's "retry timeout exceeded" says nothing of the others the report names.
+    facts.transient = mentions.length === 1 ? transient : patterns.transient.test(reason);
     facts.impliedStatus = family?.impliedStatus ?? null;
     facts.stage = ownStage;
     fillFromReason(facts, reason, patterns);
@@ -171,6 +180,12 @@ export function readWithFamily(input: PlainTextInput, family: FamilyPatterns | n
     facts.remoteMta ??= remoteHost(blockText(section, mention.line, Math.min(next, mention.line + HOST_SEARCH_LINES)), patterns);
     byAddress.set(key, facts);
     recipients.push(facts);
+    for (const address of mention.more ?? []) {
+      if (byAddress.has(address.toLowerCase()) || recipients.length >= MAX_RECIPIENTS) continue;
+      const listed = { ...facts, recipient: address };
+      byAddress.set(address.toLowerCase(), listed);
+      recipients.push(listed);
+    }
   });
   for (const facts of recipients) facts.stage ??= stage;
   return { ...result, recipients };
@@ -306,35 +321,168 @@ function findSection(lines: readonly string[], family: FamilyPatterns | null, pa
   return { lines, start, end };
 }
 
-function findMentions(
-  section: Section,
-  family: FamilyPatterns | null,
-  patterns: ReportPatterns,
-  excluded: ReadonlySet<string>,
-): Mention[] {
+/** Header fields of the returned original that name its sender, never a failed recipient. */
+const SENDER_FIELD = /^(?:From|Sender|Return-Path|Reply-To|Errors-To):\s*(?<value>.*)$/i;
+const ADDRESS_IN_FIELD = /[^\s<>"'(),;:@[\]]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+/g;
+/** Lines of the returned original's header searched for its sender, and how long such a line may be. */
+const SENDER_SEARCH_LINES = 80;
+const SENDER_FIELD_CHARS = 300;
+/** The longest reason that can be an address line and nothing else. */
+const ADDRESS_LINE_CHARS = 300;
+/**
+ * Mailboxes of the mail system itself: an NDR names them to be written to ("Please contact
+ * postmaster@..."), never as the failed recipient, in a sentence.
+ */
+const SYSTEM_MAILBOX = /^(?:postmaster|post_master|mailer-daemon|mailer_daemon|mail-daemon|maildaemon)@/i;
+
+/** Addresses a recipient line may not name, and the ones a sentence may not name either. */
+interface Exclusions {
+  /** The returned original's sender (its inline From, Sender, Return-Path): never a failed recipient. */
+  readonly senders: ReadonlySet<string>;
+  /** The senders, the report's own To (our return path) and its From. */
+  readonly inProse: ReadonlySet<string>;
+}
+
+/**
+ * A report that quotes "From: news@shop.example" is about mail from that address, not to it; a
+ * transcript's ">>> MAIL From:<news@shop.example>" names it too. The sender is taken from the
+ * header block of the returned original when the report quotes it inline.
+ */
+function exclusionsOf(input: PlainTextInput, lines: readonly string[], end: number): Exclusions {
+  // Every family tried on a report asks again, mostly with the same end: read the header once.
+  let known = exclusionsRead.get(input);
+  if (known === undefined) {
+    known = new Map();
+    exclusionsRead.set(input, known);
+  }
+  const cached = known.get(end);
+  if (cached !== undefined && lines === input.lines) return cached;
+  const found = readExclusions(input, lines, end);
+  if (lines === input.lines) known.set(end, found);
+  return found;
+}
+
+const exclusionsRead = new WeakMap<PlainTextInput, Map<number, Exclusions>>();
+
+function readExclusions(input: PlainTextInput, lines: readonly string[], end: number): Exclusions {
+  const senders = new Set<string>(input.senders);
+  const last = Math.min(lines.length, end + SENDER_SEARCH_LINES);
+  for (let i = end; i < last; i += 1) {
+    const line = lines[i] ?? '';
+    // A header field naming a sender is short; a long line is none (and would cost the address search).
+    if (line.length > SENDER_FIELD_CHARS) continue;
+    const value = SENDER_FIELD.exec(line)?.groups?.value;
+    if (value === undefined) continue;
+    for (const address of value.match(ADDRESS_IN_FIELD) ?? []) senders.add(normalizeAddress(address).toLowerCase());
+  }
+  const inProse = new Set([...input.excluded, ...senders]);
+  for (const address of input.from.slice(0, SENDER_FIELD_CHARS).match(ADDRESS_IN_FIELD) ?? []) inProse.add(normalizeAddress(address).toLowerCase());
+  return { senders, inProse };
+}
+
+function findMentions(section: Section, family: FamilyPatterns | null, patterns: ReportPatterns, excluded: Exclusions): Mention[] {
   const mentions: Mention[] = [];
   const own = family?.recipient ?? [];
   const common = family === null || family.commonRecipients;
+  // A transcript's refusal of the sender ("<<< 501 <sender>... no access ...") is why the
+  // recipient named next failed: its reason goes before that recipient's own.
+  let senderRefusal = '';
+  const expandedTo = new Map<string, string>();
   for (let i = section.start; i < section.end; i += 1) {
     // Old Exchange and X.400 gateways name a recipient as an O/R name ("/RFC-822=ann(a)example.org/").
     const line = rewriteX400(section.lines[i] ?? '');
     if (!line.includes('@')) continue;
-    const mention =
-      matchLine(line, own, i, null) ??
-      (common ? (matchLine(line, patterns.recipient, i, null) ?? matchLine(line, patterns.recipientInProse, i, excluded)) : null);
-    if (mention !== null) mentions.push(mention);
+    const found =
+      matchLine(line, own, i, excluded.senders, false) ??
+      (common
+        ? (matchLine(line, patterns.recipient, i, excluded.senders, false) ??
+          matchLine(line, patterns.recipientInProse, i, excluded.inProse, true))
+        : null);
+    if (found === null) continue;
+    if (found.excluded) {
+      if (found.reason !== '' && findReplyCode(line) !== null) senderRefusal = found.reason;
+      continue;
+    }
+    // "(expanded from: <list@x>)" (Sendmail), "(generated from list@x)" (Exim) right under a
+    // recipient names the address we sent to, which the MTA expanded into that one.
+    const previous = mentions[mentions.length - 1];
+    if (previous !== undefined && previous.line === i - 1 && EXPANDED_FROM.test(line)) {
+      mentions[mentions.length - 1] = { ...previous, address: found.address };
+      expandedTo.set(previous.address.toLowerCase(), found.address);
+      continue;
+    }
+    // The expanded address again (a transcript line): it stands for the address we sent to.
+    const address = expandedTo.get(found.address.toLowerCase()) ?? found.address;
+    const reason = senderRefusal === '' ? found.reason : `${senderRefusal} ${found.reason}`.trim();
+    senderRefusal = '';
+    const more = listedWith(line, found.address, excluded.inProse);
+    // The rest of a list is no part of the reason its addresses share.
+    const listed = more.length === 0 ? reason : withoutListHead(reason);
+    mentions.push(more.length === 0 ? { address, line: i, reason } : { address, line: i, reason: listed, more });
   }
   return mentions;
 }
 
-function matchLine(line: string, list: readonly RegExp[], index: number, excluded: ReadonlySet<string> | null): Mention | null {
+/** The line under a recipient that names the address it was expanded from (an alias, a list). */
+const EXPANDED_FROM = /^\s*\(?(?:expanded|generated) (?:from|by):?\s/i;
+
+/** The pieces of a line between list separators (white space, commas, semicolons, quotes, angle brackets). */
+const LIST_SEPARATORS = /[\s,;<>"']+/;
+const LIST_TOKEN = /^[\s"'<>,;:]*([^\s"'<>,;:]+)/;
+
+/**
+ * The other addresses of a list on a recipient's line ("was not delivered to: ann@x, bob@y"), in
+ * order: the addresses that follow it with nothing but separators between them. None when the
+ * line has no comma or semicolon. Linear in the line: a split, no backtracking pattern.
+ */
+function listedWith(line: string, address: string, excluded: ReadonlySet<string>): string[] {
+  if (!line.includes(',') && !line.includes(';')) return [];
+  const tokens = line.split(LIST_SEPARATORS);
+  const own = address.toLowerCase();
+  let at = tokens.findIndex((token) => token.includes('@') && normalizeAddress(token).toLowerCase() === own);
+  if (at === -1) return [];
+  const more: string[] = [];
+  for (at += 1; at < tokens.length; at += 1) {
+    const candidate = normalizeAddress(tokens[at] ?? '');
+    if (!isAddress(candidate) || !candidate.slice(candidate.lastIndexOf('@')).includes('.')) break;
+    if (!excluded.has(candidate.toLowerCase()) && !SYSTEM_MAILBOX.test(candidate)) more.push(candidate);
+  }
+  return more;
+}
+
+/** A reason read after a list's first address, without the rest of the list it starts with. */
+function withoutListHead(reason: string): string {
+  let rest = reason;
+  for (let token = LIST_TOKEN.exec(rest); token !== null && (token[1] ?? '').includes('@'); token = LIST_TOKEN.exec(rest)) {
+    rest = rest.slice(token[0].length);
+  }
+  return rest.replace(/^[\s"'<>,;:]+/, '');
+}
+
+/**
+ * The first pattern of `list` that names an address on this line: a recipient, or (`excluded`) the
+ * sender a recipient line may not name. Never an empty address; in prose, never the mail system's
+ * own mailbox nor the report's own To or From.
+ */
+function matchLine(
+  line: string,
+  list: readonly RegExp[],
+  index: number,
+  excluded: ReadonlySet<string>,
+  prose: boolean,
+): (Mention & { readonly excluded: boolean }) | null {
   for (const pattern of list) {
     const groups = pattern.exec(line)?.groups;
     const rcpt = groups?.rcpt;
     if (rcpt === undefined) continue;
     const address = normalizeAddress(rcpt);
-    if (excluded?.has(address.toLowerCase()) === true) continue;
-    return { address, line: index, reason: groups?.reason?.trim() ?? '' };
+    if (!isAddress(address) || (prose && SYSTEM_MAILBOX.test(address))) continue;
+    const reason = groups?.reason?.trim() ?? '';
+    if (excluded.has(address.toLowerCase())) {
+      if (prose) continue;
+      return { address, line: index, reason, excluded: true };
+    }
+    return { address, line: index, reason, excluded: false };
   }
   return null;
 }
@@ -366,8 +514,9 @@ function reasonOf(section: Section, mention: Mention, next: number, previousEnd:
       }
       continue;
     }
-    // A label alone on its line before the reason ("because:", Domino) only introduces it.
-    if (parts.length === 0 && REASON_LABEL.test(line)) continue;
+    // A label alone on its line before the reason ("because:", Domino) only introduces it; the
+    // address the recipient was expanded from is no reason.
+    if ((parts.length === 0 && REASON_LABEL.test(line)) || EXPANDED_FROM.test(line)) continue;
     // Boilerplate after the reason ends it; a rule line before any reason is only decoration.
     if (patterns.reasonStop.test(line)) {
       if (parts.length > 0) break;
