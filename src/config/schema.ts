@@ -167,6 +167,11 @@ export const configSchema = z.strictObject({
       maxClientsPerIp: z.number().int().min(0),
       sessionTimeoutSeconds: z.number().int().min(0),
       maxJunkCommands: z.number().int().min(0),
+      /**
+       * Milliseconds between accepting a connection and the greeting; a client that sends a command
+       * before it gets 421 (Postfix's postscreen_greet_wait). 0: greet at once.
+       */
+      greetPauseMs: z.number().int().min(0).max(30_000),
       /** Report content in memory at once, across all connections. */
       maxBytesInFlight: positiveInt,
       /** Largest report taken without a valid token in RCPT TO (postmaster@, abuse@). */

@@ -8,6 +8,7 @@ import type { Logger } from '../logger.js';
 import { recipientOfUnsubscribeAddress, type Unsubscriber, type UnsubscribeSettings } from '../unsubscribe/index.js';
 import type { ReportStore } from './report-store.js';
 import { listenSmtp, smtpReply } from '../smtp-listener.js';
+import { setGreetingPause } from '../smtp-greeting.js';
 import { limitSessions } from '../smtp-session-limits.js';
 import { ByteBudget } from '../byte-budget.js';
 import { ClientBudget } from './client-budget.js';
@@ -175,6 +176,8 @@ export function createInboundServer(
   });
   // Per-address cap, session deadline and junk-command budget, as on submission (src/smtp-session-limits.ts).
   limitSessions(server, settings, log);
+  // Off by default; a pause turns away clients that talk before the greeting (postscreen's greet wait).
+  setGreetingPause(server, settings.greetPauseMs);
   server.on('error', (error: NodeJS.ErrnoException) => log.info({ err: error.message }, 'inbound connection error'));
 
   return {

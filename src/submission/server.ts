@@ -16,6 +16,7 @@ import { NetworkList } from './relay-policy.js';
 import { useQueuedReplyCode } from './reply-codes.js';
 import { needsSmtpUtf8, SMTPUTF8_REQUIRED, watchNonAsciiAddresses } from './smtputf8.js';
 import { listenSmtp, smtpReply } from '../smtp-listener.js';
+import { setGreetingPause } from '../smtp-greeting.js';
 import { limitSessions } from '../smtp-session-limits.js';
 
 export interface SubmissionServer {
@@ -211,6 +212,8 @@ export function createSubmissionServer(config: Config, spool: Spool, logger: Log
     },
   });
 
+  // Greeting at once: apps open one connection per message (src/smtp-greeting.ts).
+  setGreetingPause(server, 0);
   const sessionLimits = limitSessions(
     server,
     {
