@@ -10,7 +10,7 @@ import type { z } from 'zod';
 import { CATEGORIES, type Category, type Severity } from './categories.js';
 import { lazyZod } from './lazy-zod.js';
 import { LiteralIndex, requiredLiterals } from './regex-literals.js';
-import { validatedAtBuild } from './shipped-data.js';
+import { literalsAtBuild, validatedAtBuild } from './shipped-data.js';
 
 export const DEFAULT_BOUNCE_RULES_PATH = new URL('../../config/bounce-rules.json', import.meta.url);
 /**
@@ -407,13 +407,19 @@ function prechecksOf(rules: readonly BounceRule[]): RulePrechecks {
   let built = prechecks.get(rules);
   if (built === undefined || built.length !== rules.length) {
     built = {
-      pattern: new LiteralIndex(rules.map((rule) => (rule.pattern === null ? null : requiredLiterals(rule.pattern)))),
-      rawPattern: new LiteralIndex(rules.map((rule) => (rule.rawPattern === null ? null : requiredLiterals(rule.rawPattern)))),
+      pattern: new LiteralIndex(rules.map((rule) => (rule.pattern === null ? null : literalsOf(rule.pattern)))),
+      rawPattern: new LiteralIndex(rules.map((rule) => (rule.rawPattern === null ? null : literalsOf(rule.rawPattern)))),
       length: rules.length,
     };
     prechecks.set(rules, built);
   }
   return built;
+}
+
+/** The regex's required literals: from the build's stamp for the shipped rules, else read now. */
+function literalsOf(regex: RegExp): readonly string[] | null {
+  const known = literalsAtBuild(regex);
+  return known === undefined ? requiredLiterals(regex) : known;
 }
 
 /** One search's prechecks: each text is scanned once, and only when a rule gets as far as its pattern. */
