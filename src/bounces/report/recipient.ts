@@ -71,6 +71,9 @@ export function classifyRecipient(facts: RecipientFacts, rules: BounceRules = de
   };
 }
 
+/** The categories that say only "the connection failed", not why the mail was refused. */
+const CONNECTION_CATEGORIES = new Set<Category>(['no-answer-from-host', 'bad-connection']);
+
 /**
  * What the report says about the message's time in the queue outranks the last attempt's
  * error when that error was only "nobody answered":
@@ -85,9 +88,6 @@ export function classifyRecipient(facts: RecipientFacts, rules: BounceRules = de
  *   message is ageing in the queue.
  * Other categories (a block, a full mailbox, a DNS failure) are kept: they name a cause.
  */
-/** The categories that say only "the connection failed", not why the mail was refused. */
-const CONNECTION_CATEGORIES = new Set<Category>(['no-answer-from-host', 'bad-connection']);
-
 function queueTimeCategory(action: ReportAction | null, severity: Severity, category: Category, noDiagnostic: boolean): Category {
   if (category === 'no-answer-from-host' && action === 'failed' && severity === 'temporary') return 'message-expired';
   if (action === 'delayed' && (noDiagnostic || CONNECTION_CATEGORIES.has(category))) return 'message-expired';
