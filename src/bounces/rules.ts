@@ -233,22 +233,10 @@ type RuleReader = (item: unknown, label: string, problems: string[]) => RuleSour
 /** `checked`: the file passed the full check at build time (see compilePattern). */
 function compileRules(file: FileSource, source: string, options: CompileOptions, checked: boolean, readRule: RuleReader): BounceRules {
   const without = new Set(typeof options.withoutMta === 'string' ? [options.withoutMta] : (options.withoutMta ?? []));
-  const problems: string[] = [];
-  const rules: BounceRule[] = [];
-  const seenIds = new Map<string, number>();
-  file.rules.forEach((item, index) => {
-    const label = ruleLabel(index, item);
-    const rule = readRule(item, label, problems);
-    if (rule === null) return;
-    const earlier = seenIds.get(rule.id);
-    if (earlier !== undefined) problems.push(`${label}: id is already used by rules[${earlier}]`);
-    seenIds.set(rule.id, index);
-    const compiled = compileRule(rule, label, problems, checked);
-    if (compiled !== null && (compiled.mta === null || !without.has(compiled.mta))) rules.push(compiled);
-  });
-  if (problems.length > 0) throw new BounceRulesError(`bounce rules ${source}:\n  ${problems.join('\n  ')}`);
-  const remote = options.remoteHostRules === undefined ? [] : compileRemoteHostRules(options.remoteHostRules, without, seenIds);
-  const all = [...remote, ...rules];
+  const generic = compileRuleList(file.rules, { readRule, checked, without });
+  if (generic.problems.length > 0) throw new BounceRulesError(`bounce rules ${source}:\n  ${generic.problems.join('\n  ')}`);
+  const remote = options.remoteHostRules === undefined ? [] : compileRemoteHostRules(options.remoteHostRules, without, generic.ids);
+  const all = [...remote, ...generic.rules];
   return {
     source,
     ...(options.remoteHostRules === undefined ? {} : { remoteHostSource: options.remoteHostRules.source }),
@@ -256,6 +244,35 @@ function compileRules(file: FileSource, source: string, options: CompileOptions,
     defaults: file.defaults,
     remoteHostDomains: new Set(all.flatMap((rule) => rule.remoteHosts ?? [])),
   };
+}
+
+interface RuleListOptions {
+  readRule: RuleReader;
+  checked: boolean;
+  /** `mta` tags whose rules are left out (compiled and checked all the same). */
+  without: ReadonlySet<string>;
+  /** A check of the file's own on each rule read: a problem to report, or null. */
+  ruleProblem?: (rule: RuleSource) => string | null;
+}
+
+/** One file's rules, compiled in order; every problem is collected, ids must be unique in the file. */
+function compileRuleList(items: readonly unknown[], options: RuleListOptions): { rules: BounceRule[]; ids: Map<string, number>; problems: string[] } {
+  const problems: string[] = [];
+  const rules: BounceRule[] = [];
+  const ids = new Map<string, number>();
+  items.forEach((item, index) => {
+    const label = ruleLabel(index, item);
+    const rule = options.readRule(item, label, problems);
+    if (rule === null) return;
+    const problem = options.ruleProblem?.(rule) ?? null;
+    if (problem !== null) problems.push(`${label}: ${problem}`);
+    const earlier = ids.get(rule.id);
+    if (earlier !== undefined) problems.push(`${label}: id is already used by rules[${earlier}]`);
+    ids.set(rule.id, index);
+    const compiled = compileRule(rule, label, problems, options.checked);
+    if (compiled !== null && (compiled.mta === null || !options.without.has(compiled.mta))) rules.push(compiled);
+  });
+  return { rules, ids, problems };
 }
 
 /**
@@ -281,24 +298,18 @@ function compileRemoteHostRules(
     file = parsed.data;
     readRule = checkedRuleReader(ruleSchema);
   }
-  const problems: string[] = [];
-  const rules: BounceRule[] = [];
-  const seenIds = new Map<string, number>();
-  file.rules.forEach((item, index) => {
-    const label = ruleLabel(index, item);
-    const rule = readRule(item, label, problems);
-    if (rule === null) return;
-    if (rule.remoteHost === undefined) problems.push(`${label}: needs remoteHost (the rules of this file apply to one provider's hosts)`);
-    const earlier = seenIds.get(rule.id);
-    if (earlier !== undefined) problems.push(`${label}: id is already used by rules[${earlier}]`);
-    const generic = genericIds.get(rule.id);
-    if (generic !== undefined) problems.push(`${label}: id is already used by rules[${generic}] of the bounce rules`);
-    seenIds.set(rule.id, index);
-    const compiled = compileRule(rule, label, problems, checked);
-    if (compiled !== null && (compiled.mta === null || !without.has(compiled.mta))) rules.push(compiled);
+  const compiled = compileRuleList(file.rules, {
+    readRule,
+    checked,
+    without,
+    ruleProblem(rule) {
+      if (rule.remoteHost === undefined) return "needs remoteHost (the rules of this file apply to one provider's hosts)";
+      const generic = genericIds.get(rule.id);
+      return generic === undefined ? null : `id is already used by rules[${generic}] of the bounce rules`;
+    },
   });
-  if (problems.length > 0) throw new BounceRulesError(`remote-host rules ${source}:\n  ${problems.join('\n  ')}`);
-  return rules;
+  if (compiled.problems.length > 0) throw new BounceRulesError(`remote-host rules ${source}:\n  ${compiled.problems.join('\n  ')}`);
+  return compiled.rules;
 }
 
 function compileRule(source: RuleSource, label: string, problems: string[], checked: boolean): BounceRule | null {
