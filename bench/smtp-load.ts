@@ -5,6 +5,7 @@
  * so every microsecond the client spends is a microsecond the relay does not get. This client
  * keeps per-message work to a string concatenation, one corked write and a few indexOf calls.
  */
+import { getMaxListeners, setMaxListeners } from 'node:events';
 import { connect, type Socket } from 'node:net';
 
 const HOST = '127.0.0.1';
@@ -493,6 +494,8 @@ export async function runPerMessagePhase(
   };
 
   const destroyAll = (): void => open.forEach((session) => session.destroy());
+  // Every connection being opened listens on the signal too: one per worker, plus destroyAll.
+  if (getMaxListeners(signal) < concurrency + 1) setMaxListeners(concurrency + 1, signal);
   signal.addEventListener('abort', destroyAll, { once: true });
   try {
     await Promise.all(Array.from({ length: concurrency }, worker));

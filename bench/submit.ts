@@ -436,7 +436,7 @@ async function main(): Promise<number> {
     const run = await measure(options, relay, timeLimit.signal);
     clearTimeout(timer);
     const result = summarize(options, storeFilesystem, run);
-    if (options.json) console.log(JSON.stringify(result, null, 2));
+    if (options.json) console.log(JSON.stringify({ ...result, problems: anomalies(result) }, null, 2));
     else printText(result);
     return anomalies(result).length === 0 ? 0 : 1;
   } finally {
