@@ -7,6 +7,7 @@
  * delivered).
  *
  *   npm run bench -- --mode e2e --messages 20000
+ *   npm run bench -- --mode e2e --connection per-message --concurrency 50
  *   npx tsx bench/e2e.ts --help
  */
 import BetterSqlite3 from 'better-sqlite3';
@@ -17,23 +18,31 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
   commandExists,
+  connectionCosts,
+  connectionMode,
+  connectionRows,
   failureLines,
   format,
   isEntryPoint,
   latencySummary,
+  latencyTargetCheck,
+  latencyText,
   machineInfo,
   progress,
   row,
   runMain,
   sourceRevision,
   wholeNumber,
+  type ConnectionCosts,
   type LatencySummary,
+  type LatencyTargetCheck,
   type MachineInfo,
 } from './common.js';
 import { profileLines, summarizeCpuProfile, type ProfileSummary } from './cpu-profile.js';
 import {
   BenchError,
   buildRelay,
+  checkBuilt,
   filesystemType,
   machineCpuTime,
   processCpuTime,
@@ -48,7 +57,7 @@ import {
   type Synchronous,
 } from './relay-process.js';
 import { SinkProcess, type SinkStats } from './sink.js';
-import { MessageFactory, monotonicMs, openSessions, runPhase, type FailureSummary, type PhaseResult } from './smtp-load.js';
+import { MessageFactory, monotonicMs, openLoadClients, type ConnectionMode, type FailureSummary, type PhaseResult } from './smtp-load.js';
 
 const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** Not a flag: one recipient per message makes every batch one recipient whatever its value. */
@@ -81,7 +90,10 @@ Options:
   --messages N                   messages to measure (default 20000: shorter runs on a shared 2-core
                                  machine swing by +-20%, and the first seconds are slower while the JIT warms)
   --size BYTES                   message size, headers included (default 5120)
-  --concurrency C                concurrent client connections to the relay (default 20)
+  --concurrency C                concurrent clients of the relay (default 20)
+  --connection MODE              reused: each client keeps one session for all its messages (a pooled
+                                 sender); per-message: a new connection, greeting, EHLO, MAIL, RCPT,
+                                 DATA, QUIT for every message, as apps without a pool send (default reused)
   --delivery-concurrency D       delivery.concurrency: transactions at once (default 100)
   --per-domain-concurrency P     delivery.perDomainConcurrency (default: the delivery concurrency)
   --connections-per-host H       delivery.maxConnectionsPerHost: connections to the sink, which stands
@@ -98,6 +110,7 @@ Options:
                                  the profile is kept in a temp dir (the run is slower under the profiler)
   --drain                        delivery alone: queue every message with delivery off, then restart the
                                  relay with delivery on and time how fast it drains the queue to the sink
+  --no-build                     use dist/ as it is instead of building it first (it must be current)
   --json                         print one JSON object instead of text
   --help                         show this help`;
 
@@ -106,6 +119,7 @@ export const E2E_OPTIONS = {
   messages: { type: 'string', default: '20000' },
   size: { type: 'string', default: '5120' },
   concurrency: { type: 'string', default: '20' },
+  connection: { type: 'string', default: 'reused' },
   'delivery-concurrency': { type: 'string', default: '100' },
   'per-domain-concurrency': { type: 'string' },
   'connections-per-host': { type: 'string' },
@@ -118,6 +132,7 @@ export const E2E_OPTIONS = {
   strace: { type: 'boolean', default: false },
   'cpu-prof': { type: 'boolean', default: false },
   drain: { type: 'boolean', default: false },
+  'no-build': { type: 'boolean', default: false },
   json: { type: 'boolean', default: false },
   help: { type: 'boolean', default: false },
 } as const;
@@ -126,6 +141,7 @@ interface E2eOptions {
   messages: number;
   size: number;
   concurrency: number;
+  connection: ConnectionMode;
   deliveryConcurrency: number;
   perDomainConcurrency: number;
   connectionsPerHost: number;
@@ -138,6 +154,7 @@ interface E2eOptions {
   strace: boolean;
   cpuProf: boolean;
   drain: boolean;
+  build: boolean;
   json: boolean;
 }
 
@@ -157,6 +174,7 @@ function parseOptions(argv: string[]): E2eOptions | 'help' {
     messages: wholeNumber(values.messages, '--messages', 1),
     size: wholeNumber(values.size, '--size', 1),
     concurrency: wholeNumber(values.concurrency, '--concurrency', 1),
+    connection: connectionMode(values.connection),
     deliveryConcurrency,
     perDomainConcurrency: perDomain === undefined ? deliveryConcurrency : wholeNumber(perDomain, '--per-domain-concurrency', 1),
     connectionsPerHost: perHost === undefined ? deliveryConcurrency : wholeNumber(perHost, '--connections-per-host', 1),
@@ -169,6 +187,7 @@ function parseOptions(argv: string[]): E2eOptions | 'help' {
     strace: values.strace,
     cpuProf: values['cpu-prof'],
     drain: values.drain,
+    build: !values['no-build'],
     json: values.json,
   };
 }
@@ -265,7 +284,7 @@ async function waitUntilCommitted(path: string, expected: number, deadlineMs: nu
 }
 
 interface RunMeasurements {
-  pipelining: boolean;
+  pipelining: boolean | null;
   sinkPort: number;
   warmup: PhaseResult;
   warmupDelivered: number;
@@ -295,7 +314,8 @@ type LaunchRelay = (delivering: boolean) => Promise<RelayProcess>;
 
 interface E2eResult {
   machine: MachineInfo & { storeFilesystem: string; sourceRevision: string | null };
-  settings: E2eOptions & { pipelining: boolean; sinkPort: number; batchSize: number };
+  /** pipelining: whether every session advertised it; null when none was opened. */
+  settings: E2eOptions & { pipelining: boolean | null; sinkPort: number; batchSize: number };
   accepted: number;
   failed: number;
   unsent: number;
@@ -306,7 +326,16 @@ interface E2eResult {
   /** First submission to the sink receiving the last measured message. */
   elapsedSeconds: number;
   deliveredPerSecond: number;
-  submission: { elapsedSeconds: number; acceptedPerSecond: number; backlogAtEnd: number; latencyMs: LatencySummary | null };
+  submission: {
+    elapsedSeconds: number;
+    acceptedPerSecond: number;
+    backlogAtEnd: number;
+    /** End of DATA to 250. */
+    latencyMs: LatencySummary | null;
+    /** --connection per-message: connections opened and connect() to 220 and to 250; null when reused. */
+    connectionCosts: ConnectionCosts | null;
+    latencyTarget: LatencyTargetCheck;
+  };
   /** Sink receiving the last message to the store holding every outcome; null if never seen. */
   committedAfterLastDeliveryMs: number | null;
   deliveredAndCommittedPerSecond: number | null;
@@ -357,11 +386,12 @@ async function measure(options: E2eOptions, launch: LaunchRelay, sink: SinkProce
   const settings = { recipients: 1, messages, recipientsFor: (sequence: number) => [recipientOf(sequence, options.domains)] };
   checkMessageSize(options, messages);
   let relay = await launch(!options.drain);
-  const sessions = await openSessions(relay.port, options.concurrency);
-  const pipelining = sessions.every((session) => session.pipelining);
-
-  progress(`${sessions.length} connections open; warm-up of ${options.warmup} messages`);
-  const warmup = await runPhase(sessions, options.warmup, 0, settings, signal);
+  const clients = await openLoadClients(options.connection, relay.port, options.concurrency);
+  progress(
+    `${options.concurrency} ${clients.mode === 'reused' ? 'connections open' : 'clients, one connection per message'}; ` +
+      `warm-up of ${options.warmup} messages`,
+  );
+  const warmup = await clients.run(options.warmup, 0, settings, signal);
   if (!options.drain && !(await sink.waitForDistinct(warmup.accepted, deadlineMs))) progress('time limit reached waiting for the warm-up to be delivered');
   const warmupDelivered = options.drain ? 0 : sink.countIn(0, options.warmup);
 
@@ -371,13 +401,14 @@ async function measure(options: E2eOptions, launch: LaunchRelay, sink: SinkProce
   let machineBefore = machineCpuTime();
   let ownBefore = process.cpuUsage();
   const benchBefore = process.cpuUsage();
-  const measured = await runPhase(sessions, options.messages, options.warmup, settings, signal);
+  const measured = await clients.run(options.messages, options.warmup, settings, signal);
   const submissionEndedAtMs = monotonicMs();
   const deliveredWhenSubmissionEnded = sink.countIn(options.warmup, options.warmup + options.messages);
 
   let drain: RunMeasurements['drain'] = null;
+  const pipelining = clients.pipelining();
   if (options.drain) {
-    await Promise.all(sessions.map((session) => session.quit()));
+    await clients.close();
     progress(`all sent (${measured.accepted} accepted); stopping the queueing relay and starting a delivering one`);
     const submitStop = await relay.stop();
     relay = await launch(true);
@@ -401,7 +432,7 @@ async function measure(options: E2eOptions, launch: LaunchRelay, sink: SinkProce
 
   progress('sink has them; waiting for the relay to commit the last outcomes');
   const committed = await waitUntilCommitted(store, warmup.accepted + measured.accepted, Math.min(deadlineMs, monotonicMs() + COMMIT_WAIT_MS));
-  if (!options.drain) await Promise.all(sessions.map((session) => session.quit()));
+  if (!options.drain) await clients.close();
   progress('stopping the relay (SIGTERM)');
   const stop = await relay.stop();
   const sinkStats = await sink.stats();
@@ -481,6 +512,8 @@ function summarize(options: E2eOptions, storeFilesystem: string, run: RunMeasure
       acceptedPerSecond: submissionSeconds > 0 ? measured.accepted / submissionSeconds : 0,
       backlogAtEnd: measured.accepted - run.deliveredWhenSubmissionEnded,
       latencyMs: latencySummary(measured.latenciesMs),
+      connectionCosts: connectionCosts(measured),
+      latencyTarget: latencyTargetCheck(latencySummary(measured.latenciesMs), options.concurrency),
     },
     committedAfterLastDeliveryMs: committedAfter,
     deliveredAndCommittedPerSecond: committedSeconds && committedSeconds > 0 ? delivered / committedSeconds : null,
@@ -613,7 +646,8 @@ function printText(result: E2eResult): void {
   const lines = [
     drain
       ? 'Rebound delivery benchmark, --drain (a queue filled with delivery off, then drained: store -> delivery -> sink)'
-      : 'Rebound end-to-end benchmark (submission -> store -> delivery -> sink)',
+      : `Rebound end-to-end benchmark (submission -> store -> delivery -> sink), ` +
+        `${settings.connection === 'per-message' ? 'one connection per message' : 'connections reused'} (--connection ${settings.connection})`,
     '',
     'Measured on',
     `  node ${machine.node}, ${machine.platform}, ${machine.cpuCount} x ${machine.cpuModel}`,
@@ -623,7 +657,9 @@ function printText(result: E2eResult): void {
       `time limit ${settings.timeLimitSeconds} s` +
       (settings.strace ? '; relay under strace' : '') +
       (settings.cpuProf ? '; relay under --cpu-prof' : ''),
-    `  submission: ${settings.concurrency} client connections, pipelining ${settings.pipelining ? 'on' : 'off'}`,
+    `  submission: ${settings.concurrency} clients, ` +
+      (settings.connection === 'per-message' ? 'one connection per message' : 'connections kept open') +
+      ` (--connection ${settings.connection}), pipelining ${settings.pipelining === null ? 'n/a' : settings.pipelining ? 'on' : 'off'}`,
     `  delivery: routes {"*": "127.0.0.1:${settings.sinkPort}"}, concurrency ${settings.deliveryConcurrency}, ` +
       `perDomainConcurrency ${settings.perDomainConcurrency}, maxConnectionsPerHost ${settings.connectionsPerHost}, ` +
       `maxMessagesPerConnection ${settings.messagesPerConnection}, batchSize ${settings.batchSize} (default), ` +
@@ -643,13 +679,8 @@ function printText(result: E2eResult): void {
       `${result.accepted} accepted in ${format(result.submission.elapsedSeconds, 2, ' s')} (${format(result.submission.acceptedPerSecond, 0, ' msg/s')}); ` +
         (drain ? 'delivery off' : `${result.submission.backlogAtEnd} not yet delivered at its end`),
     ),
-    r(
-      'submission latency, end of DATA to 250',
-      result.submission.latencyMs
-        ? `p50 ${format(result.submission.latencyMs.p50, 1)}  p90 ${format(result.submission.latencyMs.p90, 1)}  ` +
-            `p99 ${format(result.submission.latencyMs.p99, 1)}  max ${format(result.submission.latencyMs.max, 1)} ms`
-        : 'n/a',
-    ),
+    r('submission latency, end of DATA to 250', latencyText(result.submission.latencyMs, 'n/a')),
+    ...connectionRows(settings.connection, result.submission.connectionCosts, result.submission.latencyTarget, LABEL_WIDTH),
     r(
       'every outcome committed',
       result.committedAfterLastDeliveryMs === null
@@ -727,7 +758,8 @@ function printText(result: E2eResult): void {
     `  target   >= ${reference.targetPerSecond} delivered msg/s, delivery state committed per recipient`,
     drain
       ? `  Rebound  ${format(result.deliveredPerSecond, 0, ' msg/s')} delivery alone (--drain): not comparable, the references are end to end`
-      : `  Rebound  ${format(result.deliveredPerSecond, 0, ' msg/s')} = ${format(reference.ratioToPostfix, 2)} x Postfix, ` +
+      : `  Rebound  ${format(result.deliveredPerSecond, 0, ' msg/s')} (${settings.connection === 'per-message' ? 'one connection per message' : 'connections reused'}) = ` +
+        `${format(reference.ratioToPostfix, 2)} x Postfix, ` +
         `${format(reference.ratioToHaraka, 2)} x Haraka (target ${reference.targetMet ? 'met' : 'NOT met'})`,
   );
   lines.push(...failureLines('Failures', result.failures), ...failureLines('Warm-up failures', result.warmup.failures));
@@ -766,8 +798,13 @@ async function main(argv = process.argv.slice(2)): Promise<number> {
   }
   if (options.strace && !commandExists('strace')) throw new BenchError('--strace given but strace is not on PATH');
 
-  progress('building dist/ (tsc -p .)');
-  buildRelay(PROJECT_ROOT);
+  if (options.build) {
+    progress('building dist/ (tsc -p .)');
+    buildRelay(PROJECT_ROOT);
+  } else {
+    checkBuilt(PROJECT_ROOT);
+    progress('--no-build: using dist/ as it is');
+  }
 
   const workDir = mkdtempSync(join(tmpdir(), 'rebound-e2e-'));
   // Kept after the run, unlike the work dir, so the profile can be opened in a viewer.

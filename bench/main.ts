@@ -5,6 +5,7 @@
  *   npm run bench -- --mode e2e                 end to end: delivered msg/s to a local sink (bench/e2e.ts)
  *   npm run bench -- --mode classify            the bounce classifier (bench/classify.ts)
  *   npm run bench -- --mode all                 the three in turn, each report printed
+ *   npm run bench -- --connection per-message   submit (or e2e, or all) with a new connection per message
  *   npm run bench -- --mode e2e --help          a mode's own flags
  *
  * Each mode runs in its own process (with the same tsx loader), so one mode's heap, handles and
@@ -50,6 +51,12 @@ Modes:
              SMTP sink on 127.0.0.1, every outcome committed               bench/e2e.ts
   classify   bounce classifier classifications/s                           bench/classify.ts
   all        the three in turn; each gets the options it knows, --json gives one object
+
+Connections (submit and e2e; --mode all passes it to both):
+  --connection reused        (default) each client keeps one session for all its messages
+  --connection per-message   a new connection, greeting, EHLO, MAIL, RCPT, DATA, QUIT for every
+                             message, as apps without a pool send (nodemailer without pool,
+                             PHPMailer, smtplib, cron jobs); adds connect-to-250 latency
 
 npm run bench -- --mode MODE --help lists a mode's options.`;
 

@@ -111,6 +111,13 @@ export function buildRelay(projectRoot: string): void {
   }
 }
 
+/** For --no-build: dist/ is used as it is, but it must be there. */
+export function checkBuilt(projectRoot: string): void {
+  if (!existsSync(join(projectRoot, 'dist', 'cli.js'))) {
+    throw new BenchError('--no-build given but dist/cli.js is missing; run `npm run build` first');
+  }
+}
+
 /** The store file startRelay's config points at, in the work dir. */
 export function storePath(workDir: string): string {
   return join(workDir, 'bench.sqlite');

@@ -5,6 +5,7 @@
  * so every microsecond the client spends is a microsecond the relay does not get. This client
  * keeps per-message work to a string concatenation, one corked write and a few indexOf calls.
  */
+import { getMaxListeners, setMaxListeners } from 'node:events';
 import { connect, type Socket } from 'node:net';
 
 const HOST = '127.0.0.1';
@@ -93,25 +94,43 @@ export class SmtpSession {
     private readonly replies: ReplyReader,
     /** Whether EHLO advertised PIPELINING (RFC 2920), so the envelope can go in one write. */
     readonly pipelining: boolean,
+    /** process.hrtime.bigint() just before connect() was called. */
+    readonly connectStartedNs: bigint,
+    /** process.hrtime.bigint() when the 220 greeting arrived. */
+    readonly greetedAtNs: bigint,
   ) {}
 
-  static async open(port: number): Promise<SmtpSession> {
+  /**
+   * Connects, reads the greeting and sends EHLO. An abort of `signal` destroys the socket, so a
+   * server that never greets cannot hold the caller past its time limit.
+   */
+  static async open(port: number, signal?: AbortSignal): Promise<SmtpSession> {
+    signal?.throwIfAborted();
+    const connectStartedNs = process.hrtime.bigint();
     const socket = connect({ host: HOST, port });
     // The client writes whole commands; Nagle would only add delay between them.
     socket.setNoDelay(true);
     const replies = new ReplyReader(socket);
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('error', reject);
-    });
+    const destroy = (): void => {
+      socket.destroy();
+    };
+    signal?.addEventListener('abort', destroy, { once: true });
     try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once('connect', resolve);
+        socket.once('error', reject);
+        socket.once('close', () => reject(new Error('connection closed before it was established')));
+      });
       expectCode(await replies.next(), 220, 'greeting');
+      const greetedAtNs = process.hrtime.bigint();
       socket.write(`EHLO ${EHLO_NAME}\r\n`);
       const ehlo = expectCode(await replies.next(), 250, 'EHLO');
-      return new SmtpSession(socket, replies, /^250[- ]PIPELINING\b/im.test(ehlo.text));
+      return new SmtpSession(socket, replies, /^250[- ]PIPELINING\b/im.test(ehlo.text), connectStartedNs, greetedAtNs);
     } catch (error) {
       socket.destroy();
       throw error;
+    } finally {
+      signal?.removeEventListener('abort', destroy);
     }
   }
 
@@ -272,6 +291,20 @@ export interface PhaseResult {
   elapsedSeconds: number;
   /** True when the time limit stopped the phase before every message was sent. */
   aborted: boolean;
+  /** With one connection per message, what the connections cost; null when connections are reused. */
+  perConnection: PerConnectionTimes | null;
+}
+
+/** Timings that exist only when every message opens its own connection. */
+export interface PerConnectionTimes {
+  /** Connections that reached EHLO's 250 (one per message sent). */
+  connections: number;
+  /** Whether every one of them advertised PIPELINING; null when none was opened. */
+  pipelining: boolean | null;
+  /** connect() to the 220 greeting, in milliseconds, one per connection, unsorted. */
+  connectToGreetingMs: Float64Array;
+  /** connect() to the 250 that accepted the message, one per accepted message, unsorted. */
+  connectToAcceptedMs: Float64Array;
 }
 
 export interface LoadSettings {
@@ -391,5 +424,146 @@ export async function runPhase(
     startedAtMs: Number(started) / 1e6,
     elapsedSeconds: Number(process.hrtime.bigint() - started) / 1e9,
     aborted: signal.aborted,
+    perConnection: null,
+  };
+}
+
+function nanosecondsToMs(ns: bigint): number {
+  return Number(ns) / 1e6;
+}
+
+/**
+ * Sends `total` messages as apps without a connection pool do (nodemailer without `pool`,
+ * PHPMailer, smtplib, a cron job): for every message a new connection, greeting, EHLO, one
+ * transaction, QUIT, close. `concurrency` workers do this side by side. Bounded by `total` and by
+ * `signal`, whose abort destroys whatever connections are open.
+ */
+export async function runPerMessagePhase(
+  port: number,
+  concurrency: number,
+  total: number,
+  firstSequence: number,
+  settings: LoadSettings,
+  signal: AbortSignal,
+): Promise<PhaseResult> {
+  const latencies = new Float64Array(total);
+  const connectToAccepted = new Float64Array(total);
+  const connectToGreeting = new Float64Array(total);
+  const acceptedAtMs = new Float64Array(total).fill(Number.NaN);
+  const failures = emptyFailures();
+  const open = new Set<SmtpSession>();
+  let claimed = 0;
+  let accepted = 0;
+  let connections = 0;
+  let pipelining: boolean | null = null;
+  const started = process.hrtime.bigint();
+
+  const worker = async (): Promise<void> => {
+    while (claimed < total && !signal.aborted) {
+      const sequence = firstSequence + claimed++;
+      let session: SmtpSession;
+      try {
+        session = await SmtpSession.open(port, signal);
+      } catch (error) {
+        if (signal.aborted) return;
+        // A refused or dropped connection costs this message only; the next one connects anew.
+        recordFailure(failures, 'connection', (error as Error).message);
+        continue;
+      }
+      connectToGreeting[connections++] = nanosecondsToMs(session.greetedAtNs - session.connectStartedNs);
+      pipelining = (pipelining ?? true) && session.pipelining;
+      open.add(session);
+      try {
+        const outcome = await sendOne(session, sequence, settings);
+        if (outcome.accepted) {
+          latencies[accepted] = outcome.latencyMs;
+          connectToAccepted[accepted] = outcome.acceptedAtMs - nanosecondsToMs(session.connectStartedNs);
+          accepted++;
+          acceptedAtMs[sequence - firstSequence] = outcome.acceptedAtMs;
+        } else recordFailure(failures, outcome.stage, outcome.text);
+        // The app waits for 221 before its next message, as smtplib's quit() and PHPMailer's smtpClose() do.
+        await session.quit();
+      } catch (error) {
+        session.destroy();
+        if (signal.aborted) return;
+        recordFailure(failures, 'connection', (error as Error).message);
+      } finally {
+        open.delete(session);
+      }
+    }
+  };
+
+  const destroyAll = (): void => open.forEach((session) => session.destroy());
+  // Every connection being opened listens on the signal too: one per worker, plus destroyAll.
+  if (getMaxListeners(signal) < concurrency + 1) setMaxListeners(concurrency + 1, signal);
+  signal.addEventListener('abort', destroyAll, { once: true });
+  try {
+    await Promise.all(Array.from({ length: concurrency }, worker));
+  } finally {
+    signal.removeEventListener('abort', destroyAll);
+  }
+  return {
+    accepted,
+    failed: failures.total,
+    failures,
+    latenciesMs: latencies.subarray(0, accepted),
+    acceptedAtMs,
+    startedAtMs: Number(started) / 1e6,
+    elapsedSeconds: Number(process.hrtime.bigint() - started) / 1e9,
+    aborted: signal.aborted,
+    perConnection: {
+      connections,
+      pipelining,
+      connectToGreetingMs: connectToGreeting.subarray(0, connections),
+      connectToAcceptedMs: connectToAccepted.subarray(0, accepted),
+    },
+  };
+}
+
+/** How the load generator uses connections: a few long sessions, or a new one for every message. */
+export type ConnectionMode = 'reused' | 'per-message';
+export const CONNECTION_MODES: readonly ConnectionMode[] = ['reused', 'per-message'];
+
+/** The load generator's clients, whichever the connection mode; the benchmarks run phases on it. */
+export interface LoadClients {
+  readonly mode: ConnectionMode;
+  readonly concurrency: number;
+  /** Sends `total` messages numbered from `firstSequence`, `concurrency` at a time. */
+  run(total: number, firstSequence: number, settings: LoadSettings, signal: AbortSignal): Promise<PhaseResult>;
+  /** Whether every session so far advertised PIPELINING; null before any was opened. */
+  pipelining(): boolean | null;
+  /** QUIT on the sessions still open (reused mode; per-message sessions are already closed). */
+  close(): Promise<void>;
+}
+
+/**
+ * Reused: opens `concurrency` sessions now (throws if any fails) and sends every phase over them.
+ * Per-message: opens nothing now; every message of every phase opens and closes its own.
+ */
+export async function openLoadClients(mode: ConnectionMode, port: number, concurrency: number): Promise<LoadClients> {
+  if (mode === 'reused') {
+    const sessions = await openSessions(port, concurrency);
+    return {
+      mode,
+      concurrency,
+      run: (total, firstSequence, settings, signal) => runPhase(sessions, total, firstSequence, settings, signal),
+      pipelining: () => sessions.every((session) => session.pipelining),
+      close: async () => {
+        await Promise.all(sessions.map((session) => session.quit()));
+      },
+    };
+  }
+  let pipelining: boolean | null = null;
+  return {
+    mode,
+    concurrency,
+    run: async (total, firstSequence, settings, signal) => {
+      const result = await runPerMessagePhase(port, concurrency, total, firstSequence, settings, signal);
+      const seen = result.perConnection?.pipelining ?? null;
+      if (seen !== null) pipelining = (pipelining ?? true) && seen;
+      return result;
+    },
+    pipelining: () => pipelining,
+    close: () => Promise.resolve(),
   };
 }

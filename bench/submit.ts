@@ -4,6 +4,7 @@
  * (exit 1) when the run itself went wrong (refused messages, time limit, unclean shutdown).
  *
  *   npm run bench -- --messages 20000 --concurrency 50
+ *   npm run bench -- --connection per-message --concurrency 50
  *   npm run bench -- --help
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { parseArgs } from 'node:util';
 import {
   BenchError,
   buildRelay,
+  checkBuilt,
   filesystemType,
   startRelay,
   type CpuTime,
@@ -22,19 +24,26 @@ import {
   type StopReport,
   type Synchronous,
 } from './relay-process.js';
-import { MessageFactory, openSessions, runPhase, type FailureSummary, type PhaseResult } from './smtp-load.js';
+import { MessageFactory, openLoadClients, type ConnectionMode, type FailureSummary, type PhaseResult } from './smtp-load.js';
 import {
   commandExists,
+  connectionCosts,
+  connectionMode,
+  connectionRows,
   failureLines,
   format,
   isEntryPoint,
   latencySummary,
+  latencyTargetCheck,
+  latencyText,
   machineInfo,
   progress,
   row,
   runMain,
   wholeNumber,
+  type ConnectionCosts,
   type LatencySummary,
+  type LatencyTargetCheck,
 } from './common.js';
 
 const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -58,12 +67,17 @@ concurrent loopback connections and prints throughput, latency, memory and fsync
 Options:
   --messages N          messages to measure (default 5000)
   --size BYTES          message size, headers included (default 5120)
-  --concurrency C       concurrent SMTP connections (default 20)
+  --concurrency C       concurrent SMTP clients (default 20)
+  --connection MODE     reused: each client keeps one session for all its messages (a pooled
+                        sender); per-message: each message gets its own connection, greeting,
+                        EHLO, MAIL, RCPT, DATA, QUIT, as apps without a pool send (nodemailer
+                        without pool, PHPMailer, smtplib, cron jobs). Default reused
   --recipients R        recipients per message (default 1)
   --warmup N            messages sent first and not counted (default 200)
   --time-limit SECONDS  stop sending after this long and report what was done (default 120)
   --synchronous MODE    store.synchronous for the relay: FULL or NORMAL (default FULL)
   --strace              run the relay under strace and count the real fsync/fdatasync calls
+  --no-build            use dist/ as it is instead of building it first (it must be current)
   --json                print one JSON object instead of text
   --help                show this help`;
 
@@ -71,11 +85,13 @@ interface BenchOptions {
   messages: number;
   size: number;
   concurrency: number;
+  connection: ConnectionMode;
   recipients: number;
   warmup: number;
   timeLimitSeconds: number;
   synchronous: Synchronous;
   strace: boolean;
+  build: boolean;
   json: boolean;
 }
 
@@ -84,11 +100,13 @@ export const SUBMIT_OPTIONS = {
   messages: { type: 'string', default: '5000' },
   size: { type: 'string', default: '5120' },
   concurrency: { type: 'string', default: '20' },
+  connection: { type: 'string', default: 'reused' },
   recipients: { type: 'string', default: '1' },
   warmup: { type: 'string', default: '200' },
   'time-limit': { type: 'string', default: '120' },
   synchronous: { type: 'string', default: 'FULL' },
   strace: { type: 'boolean', default: false },
+  'no-build': { type: 'boolean', default: false },
   json: { type: 'boolean', default: false },
   help: { type: 'boolean', default: false },
 } as const;
@@ -104,11 +122,13 @@ function parseOptions(argv: string[]): BenchOptions | 'help' {
     messages: wholeNumber(values.messages, '--messages', 1),
     size: wholeNumber(values.size, '--size', 1),
     concurrency: wholeNumber(values.concurrency, '--concurrency', 1),
+    connection: connectionMode(values.connection),
     recipients: wholeNumber(values.recipients, '--recipients', 1),
     warmup: wholeNumber(values.warmup, '--warmup', 0),
     timeLimitSeconds: wholeNumber(values['time-limit'], '--time-limit', 1),
     synchronous,
     strace: values.strace,
+    build: !values['no-build'],
     json: values.json,
   };
 }
@@ -126,7 +146,8 @@ function checkMessageSize(options: BenchOptions, messages: MessageFactory): void
 
 interface BenchResult {
   machine: { node: string; platform: string; cpuCount: number; cpuModel: string; storeFilesystem: string };
-  settings: BenchOptions & { pipelining: boolean };
+  /** Whether every session advertised PIPELINING; null when none was opened. */
+  settings: BenchOptions & { pipelining: boolean | null };
   accepted: number;
   failed: number;
   /** Messages never sent because the time limit stopped the run or connections were lost. */
@@ -136,6 +157,9 @@ interface BenchResult {
   messagesPerSecond: number;
   /** End of DATA to the 250 reply. */
   latencyMs: LatencySummary | null;
+  /** --connection per-message: connections opened and connect() to 220 and to 250; null when reused. */
+  connectionCosts: ConnectionCosts | null;
+  latencyTarget: LatencyTargetCheck;
   failures: FailureSummary;
   warmup: { accepted: number; failed: number; failures: FailureSummary };
   relay: {
@@ -167,7 +191,7 @@ interface BenchResult {
 }
 
 interface RunMeasurements {
-  pipelining: boolean;
+  pipelining: boolean | null;
   warmup: PhaseResult;
   measured: PhaseResult;
   relayCpu: { before: CpuTime | null; after: CpuTime | null };
@@ -194,6 +218,8 @@ function summarize(options: BenchOptions, storeFilesystem: string, run: RunMeasu
     elapsedSeconds: measured.elapsedSeconds,
     messagesPerSecond: perSecond,
     latencyMs: latencySummary(measured.latenciesMs),
+    connectionCosts: connectionCosts(measured),
+    latencyTarget: latencyTargetCheck(latencySummary(measured.latenciesMs), options.concurrency),
     failures: measured.failures,
     warmup: { accepted: warmup.accepted, failed: warmup.failed, failures: warmup.failures },
     relay: {
@@ -256,14 +282,18 @@ function printText(result: BenchResult): void {
   const latency = result.latencyMs;
   const cores = (seconds: number | null): string =>
     seconds === null ? 'n/a' : `${seconds.toFixed(2)} s (${((seconds / result.elapsedSeconds) * 100).toFixed(0)}% of one core)`;
+  const perMessage = settings.connection === 'per-message';
   const lines = [
-    'Rebound submission benchmark',
+    `Rebound submission benchmark, ${perMessage ? 'one connection per message' : 'connections reused'} (--connection ${settings.connection})`,
     '',
     'Measured on',
     `  node ${machine.node}, ${machine.platform}, ${machine.cpuCount} x ${machine.cpuModel}`,
     `  store on ${machine.storeFilesystem}, synchronous=${settings.synchronous}`,
     `  ${settings.messages} messages of ${settings.size} bytes, ${settings.recipients} recipient(s) each, ` +
-      `${settings.concurrency} connections, pipelining ${settings.pipelining ? 'on' : 'off'}, ` +
+      (perMessage
+        ? `${settings.concurrency} clients each opening a connection per message, `
+        : `${settings.concurrency} connections kept open, `) +
+      `pipelining ${settings.pipelining === null ? 'n/a' : settings.pipelining ? 'on' : 'off'}, ` +
       `${settings.warmup} warm-up messages not counted, time limit ${settings.timeLimitSeconds} s` +
       (settings.strace ? ', relay under strace' : ''),
     '',
@@ -271,12 +301,8 @@ function printText(result: BenchResult): void {
     row('accepted', `${result.accepted} of ${settings.messages} (${result.failed} failed, ${result.unsent} not sent)`),
     row('elapsed', format(result.elapsedSeconds, 2, ' s')),
     row('throughput', format(result.messagesPerSecond, 0, ' msg/s')),
-    row(
-      'latency, end of DATA to 250',
-      latency
-        ? `p50 ${format(latency.p50, 1)}  p90 ${format(latency.p90, 1)}  p99 ${format(latency.p99, 1)}  max ${format(latency.max, 1)} ms`
-        : 'n/a (nothing accepted)',
-    ),
+    row('latency, end of DATA to 250', latencyText(latency)),
+    ...connectionRows(settings.connection, result.connectionCosts, result.latencyTarget, 34),
     row('relay peak RSS (VmHWM)', format(relay.peakRssBytes === null ? null : relay.peakRssBytes / 2 ** 20, 1, ' MiB')),
     row('relay CPU, all threads', cores(relay.cpuSeconds)),
     row('relay CPU, main thread', cores(relay.mainThreadCpuSeconds)),
@@ -309,7 +335,8 @@ function printText(result: BenchResult): void {
     `  Postfix  ~${reference.postfixPerSecond} msg/s (one fsync per message)`,
     `  Haraka   ~${reference.harakaPerSecond} msg/s`,
     `  target   >= ${reference.targetPerSecond} msg/s`,
-    `  Rebound  ${format(result.messagesPerSecond, 0, ' msg/s')} = ${format(reference.ratioToPostfix, 2)} x Postfix` +
+    `  Rebound  ${format(result.messagesPerSecond, 0, ' msg/s')} (${perMessage ? 'one connection per message' : 'connections reused'})` +
+      ` = ${format(reference.ratioToPostfix, 2)} x Postfix` +
       ` (target ${reference.targetMet ? 'met' : 'NOT met'})`,
   );
   lines.push(...failureLines('Failures', result.failures), ...failureLines('Warm-up failures', result.warmup.failures));
@@ -328,25 +355,27 @@ function printText(result: BenchResult): void {
 async function measure(options: BenchOptions, relay: RelayProcess, signal: AbortSignal): Promise<RunMeasurements> {
   const settings = { recipients: options.recipients, messages: new MessageFactory(options.size) };
   checkMessageSize(options, settings.messages);
-  const sessions = await openSessions(relay.port, options.concurrency);
-  const pipelining = sessions.every((session) => session.pipelining);
-  progress(`${sessions.length} connections open; warm-up of ${options.warmup} messages`);
-  const warmup = await runPhase(sessions, options.warmup, 0, settings, signal);
+  const clients = await openLoadClients(options.connection, relay.port, options.concurrency);
+  progress(
+    `${options.concurrency} ${clients.mode === 'reused' ? 'connections open' : 'clients, one connection per message'}; ` +
+      `warm-up of ${options.warmup} messages`,
+  );
+  const warmup = await clients.run(options.warmup, 0, settings, signal);
 
   progress(`sending ${options.messages} messages`);
   const cpuBefore = relay.cpuTime();
   const benchCpuBefore = process.cpuUsage();
-  const measured = await runPhase(sessions, options.messages, options.warmup, settings, signal);
+  const measured = await clients.run(options.messages, options.warmup, settings, signal);
   const benchCpu = process.cpuUsage(benchCpuBefore);
   const cpuAfter = relay.cpuTime();
 
-  await Promise.all(sessions.map((session) => session.quit()));
+  await clients.close();
   // Read before stopping: once the process has exited /proc no longer has it.
   const peakRssBytes = relay.peakRssBytes();
   progress('stopping the relay (SIGTERM)');
   const stop = await relay.stop();
   return {
-    pipelining,
+    pipelining: clients.pipelining(),
     warmup,
     measured,
     relayCpu: { before: cpuBefore, after: cpuAfter },
@@ -364,8 +393,13 @@ async function main(): Promise<number> {
   }
   if (options.strace && !commandExists('strace')) throw new BenchError('--strace given but strace is not on PATH');
 
-  progress('building dist/ (tsc -p .)');
-  buildRelay(PROJECT_ROOT);
+  if (options.build) {
+    progress('building dist/ (tsc -p .)');
+    buildRelay(PROJECT_ROOT);
+  } else {
+    checkBuilt(PROJECT_ROOT);
+    progress('--no-build: using dist/ as it is');
+  }
 
   const workDir = mkdtempSync(join(tmpdir(), 'rebound-bench-'));
   let relay: RelayProcess | null = null;
@@ -402,7 +436,7 @@ async function main(): Promise<number> {
     const run = await measure(options, relay, timeLimit.signal);
     clearTimeout(timer);
     const result = summarize(options, storeFilesystem, run);
-    if (options.json) console.log(JSON.stringify(result, null, 2));
+    if (options.json) console.log(JSON.stringify({ ...result, problems: anomalies(result) }, null, 2));
     else printText(result);
     return anomalies(result).length === 0 ? 0 : 1;
   } finally {
