@@ -223,6 +223,8 @@ export function createSubmissionServer(config: Config, spool: Spool, logger: Log
       isExemptFromClientCap: (address) => relayNetworks.contains(address),
       sessionTimeoutSeconds: settings.sessionTimeoutSeconds,
       maxJunkCommands: settings.maxJunkCommands,
+      // Idle connections (a stuck app pool, a slowloris) must not hold the last slots for minutes.
+      stressIdleTimeoutSeconds: settings.stressSocketTimeoutSeconds,
     },
     log,
   );
