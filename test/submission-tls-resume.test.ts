@@ -1,6 +1,9 @@
+import { EventEmitter } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
+import type { SMTPServer } from 'smtp-server';
+import { cacheTlsSessions } from '../src/smtp-tls-sessions.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTlsOnce } from './support/starttls-client.js';
 import { submissionServersStoppedAfterEachTest } from './support/submission-server.js';
@@ -46,11 +49,52 @@ describe('submission TLS session resumption (STARTTLS)', () => {
     });
   }
 
+  it('resumes a TLS 1.2 client that offers a session ID instead of a ticket (server-side session cache)', async () => {
+    const { port } = await startSubmission({ submission: { tls } });
+    const first = await startTlsOnce(port, { version: 'TLSv1.2', noTicket: true });
+    expect(first.reused).toBe(false);
+    const second = await startTlsOnce(port, { version: 'TLSv1.2', noTicket: true, session: first.session });
+    expect(second.reused).toBe(true);
+  });
+
   it('does not resume a session issued by another listener (its own ticket keys)', async () => {
     const one = await startSubmission({ submission: { tls } });
     const other = await startSubmission({ submission: { tls } });
     const first = await startTlsOnce(one.port, { version: 'TLSv1.3' });
     const elsewhere = await startTlsOnce(other.port, { version: 'TLSv1.3', session: first.session });
     expect(elsewhere.reused).toBe(false);
+  });
+});
+
+describe('TLS session cache (session IDs)', () => {
+  /** What the cache sees of a listener: its net.Server, where Node asks for sessions. */
+  function fakeListener(): { server: EventEmitter; store(id: string): void; lookup(id: string): Buffer | null } {
+    const server = new EventEmitter();
+    return {
+      server,
+      store: (id) => server.emit('newSession', Buffer.from(id), Buffer.from(`session ${id}`), () => undefined),
+      lookup: (id) => {
+        let found: Buffer | null = null;
+        server.emit('resumeSession', Buffer.from(id), (_error: Error | null, data: Buffer | null) => (found = data));
+        return found;
+      },
+    };
+  }
+
+  it('keeps at most maxSessions, dropping the oldest, and forgets a session after its lifetime', () => {
+    const listener = fakeListener();
+    let now = 0;
+    const cache = cacheTlsSessions(listener as unknown as SMTPServer, { maxSessions: 3, lifetimeSeconds: 60 }, () => now);
+    for (const id of ['a', 'b', 'c', 'd']) listener.store(id);
+    expect(cache.size()).toBe(3);
+    expect(listener.lookup('a')).toBeNull();
+    expect(listener.lookup('d')?.toString()).toBe('session d');
+    now = 60_000;
+    expect(listener.lookup('d')).toBeNull();
+    expect(cache.size()).toBe(2);
+  });
+
+  it('refuses a size that cannot hold a session', () => {
+    expect(() => cacheTlsSessions(fakeListener() as unknown as SMTPServer, { maxSessions: 0, lifetimeSeconds: 60 })).toThrow(/whole number >= 1/);
   });
 });

@@ -1,4 +1,5 @@
 import { connect as connectTcp, type Socket } from 'node:net';
+import { constants } from 'node:crypto';
 import { connect as connectTls, type TLSSocket } from 'node:tls';
 
 /**
@@ -46,7 +47,12 @@ async function expectCode(socket: Socket | TLSSocket, code: number): Promise<voi
 
 export async function startTlsOnce(
   port: number,
-  options: { session?: Buffer | undefined; version?: 'TLSv1.2' | 'TLSv1.3' } = {},
+  options: {
+    session?: Buffer | undefined;
+    version?: 'TLSv1.2' | 'TLSv1.3';
+    /** Ask for no ticket: resumption by session ID only (TLS 1.2). */
+    noTicket?: boolean;
+  } = {},
 ): Promise<StartTlsResult> {
   const started = performance.now();
   const tcp = connectTcp(port, '127.0.0.1');
@@ -61,6 +67,7 @@ export async function startTlsOnce(
     servername: 'relay.test',
     rejectUnauthorized: false,
     session: options.session,
+    ...(options.noTicket ? { secureOptions: constants.SSL_OP_NO_TICKET } : {}),
     ...(options.version ? { minVersion: options.version, maxVersion: options.version } : {}),
   });
   let session: Buffer | undefined;
