@@ -8,6 +8,10 @@
  *   counted from the reply that asked for it: a byte now and then no longer extends it. The
  *   message content after DATA keeps the idle timeout per read, as Postfix's smtpd_timeout does,
  *   because a large message on a slow link needs time;
+ * - under stress (at least three quarters of `maxClients` open), a command line must come within
+ *   `stressIdleTimeoutSeconds` instead, for clients already waiting too: idle connections can
+ *   hold the slots for seconds, not for the whole idle timeout (Postfix's
+ *   `smtpd_timeout = ${stress?{10}:{300}}s`, STRESS_README);
  * - no session lasts longer than `sessionTimeoutSeconds`, message content included;
  * - at most `maxJunkCommands` commands that send no mail (NOOP, RSET, VRFY, HELP, unknown ...)
  *   between two accepted messages (Postfix's smtpd_junk_command_limit).
@@ -28,6 +32,8 @@ export interface SessionLimitSettings {
   sessionTimeoutSeconds: number;
   /** Commands that send no mail allowed between two accepted messages; 0: no limit. */
   maxJunkCommands: number;
+  /** The idle timeout for command lines under stress, in seconds; 0 or absent: no stress mode. */
+  stressIdleTimeoutSeconds?: number;
 }
 
 /** Commands that move a message forward; everything else counts against maxJunkCommands. */
@@ -36,12 +42,22 @@ const MAIL_COMMANDS = new Set(['MAIL', 'RCPT', 'DATA', 'AUTH', 'STARTTLS', 'QUIT
 const GREETINGS_ALLOWED = 2;
 /** smtp-server's idle timeout when the listener sets none. */
 const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
+/**
+ * Stress begins at this share of maxClients, not at the cap: a quarter of the slots stays free
+ * for newcomers while the short timeout clears the idle connections. It ends below the lower
+ * share, so a count hovering at the threshold does not switch it on and off with each client.
+ */
+const STRESS_BEGINS_SHARE = 0.75;
+const STRESS_ENDS_SHARE = 0.5;
 
 interface SessionState {
   greetings: number;
   junkCommands: number;
   /** Runs from a reply until the next complete command line. */
   commandTimer: NodeJS.Timeout | null;
+  /** When the reply that started commandTimer was sent, and how long the timer runs. */
+  waitingSince: number;
+  waitingMs: number;
   sessionTimer: NodeJS.Timeout | null;
   /** The session deadline passed while the client waited for us: close after that reply. */
   expired: boolean;
@@ -52,6 +68,13 @@ class SessionLimits {
   private readonly counted = new WeakSet<SMTPServerSession>();
   private readonly states = new WeakMap<SMTPServerSession, SessionState>();
   private readonly idleTimeoutMs: number;
+  private readonly stressIdleTimeoutMs: number;
+  /** Connections open at which stress begins, and below which it ends; Infinity without a stress timeout. */
+  private readonly stressBeginsAt: number;
+  private readonly stressEndsBelow: number;
+  private stressed = false;
+  /** Sessions whose commandTimer runs, to shorten their wait when stress begins. */
+  private readonly awaitingCommand = new Map<SessionState, SMTPConnection>();
 
   constructor(
     private readonly server: SMTPServer,
@@ -59,6 +82,35 @@ class SessionLimits {
     private readonly log: Logger,
   ) {
     this.idleTimeoutMs = server.options.socketTimeout || DEFAULT_IDLE_TIMEOUT_MS;
+    this.stressIdleTimeoutMs = Math.min((settings.stressIdleTimeoutSeconds ?? 0) * 1000, this.idleTimeoutMs);
+    const maxClients = server.options.maxClients ?? 0;
+    const stressMode = this.stressIdleTimeoutMs > 0 && maxClients > 0;
+    this.stressBeginsAt = stressMode ? Math.max(1, Math.floor(maxClients * STRESS_BEGINS_SHARE)) : Infinity;
+    this.stressEndsBelow = stressMode ? Math.floor(maxClients * STRESS_ENDS_SHARE) : Infinity;
+  }
+
+  /**
+   * Checked on each connection and reply: stress begins or ends. When it begins, the clients
+   * already waiting for a command get the stress timeout too, counted from the reply they were sent.
+   */
+  updateStress(): void {
+    const open = this.server.connections.size;
+    if (this.stressed && open < this.stressEndsBelow) {
+      this.stressed = false;
+      this.log.info({ open }, 'connections below the stress level again: idle timeout back to normal');
+      return;
+    }
+    if (this.stressed || open < this.stressBeginsAt) return;
+    this.stressed = true;
+    this.log.warn(
+      { open, maxClients: this.server.options.maxClients, seconds: this.stressIdleTimeoutMs / 1000 },
+      'many connections open: clients now have the stress idle timeout to send a command',
+    );
+    const now = Date.now();
+    for (const [state, connection] of this.awaitingCommand) {
+      if (state.waitingMs <= this.stressIdleTimeoutMs) continue;
+      this.armCommandTimer(connection, state, Math.max(0, state.waitingSince + this.stressIdleTimeoutMs - now), this.stressIdleTimeoutMs);
+    }
   }
 
   /** Connections now open per client address (for tests and metrics). */
@@ -118,17 +170,29 @@ class SessionLimits {
     this.stopCommandTimer(state);
     const receivingContent = connection._parser !== false && connection._parser._dataMode;
     if (receivingContent) return;
+    state.waitingSince = Date.now();
+    this.updateStress();
+    const timeoutMs = this.stressed ? this.stressIdleTimeoutMs : this.idleTimeoutMs;
+    this.armCommandTimer(connection, state, timeoutMs, timeoutMs);
+  }
+
+  /** Closes the connection in `delayMs` unless a command line comes; `timeoutMs` is what the client is told. */
+  private armCommandTimer(connection: SMTPConnection, state: SessionState, delayMs: number, timeoutMs: number): void {
+    if (state.commandTimer) clearTimeout(state.commandTimer);
+    state.waitingMs = timeoutMs;
     state.commandTimer = setTimeout(() => {
-      this.log.info({ client: connection.remoteAddress, seconds: this.idleTimeoutMs / 1000 }, 'connection closed: no complete command line in time');
-      connection.send(421, `${connection.name} Timeout: no complete command within ${this.idleTimeoutMs / 1000} seconds; closing connection`);
-    }, this.idleTimeoutMs);
+      this.awaitingCommand.delete(state);
+      this.log.info({ client: connection.remoteAddress, seconds: timeoutMs / 1000 }, 'connection closed: no complete command line in time');
+      connection.send(421, `${connection.name} Timeout: no complete command within ${timeoutMs / 1000} seconds; closing connection`);
+    }, delayMs);
     state.commandTimer.unref();
+    this.awaitingCommand.set(state, connection);
   }
 
   private stateOf(connection: SMTPConnection): SessionState {
     let state = this.states.get(connection.session);
     if (state) return state;
-    state = { greetings: 0, junkCommands: 0, commandTimer: null, sessionTimer: null, expired: false };
+    state = { greetings: 0, junkCommands: 0, commandTimer: null, waitingSince: 0, waitingMs: 0, sessionTimer: null, expired: false };
     this.states.set(connection.session, state);
     const { sessionTimeoutSeconds } = this.settings;
     if (sessionTimeoutSeconds > 0) {
@@ -161,6 +225,7 @@ class SessionLimits {
   private stopCommandTimer(state: SessionState): void {
     if (state.commandTimer) clearTimeout(state.commandTimer);
     state.commandTimer = null;
+    this.awaitingCommand.delete(state);
   }
 
   private stopTimers(state: SessionState): void {
@@ -203,6 +268,7 @@ export function limitSessions(server: SMTPServer, settings: SessionLimitSettings
   limitsByServer.set(server, limits);
   const onConnect = server.onConnect.bind(server);
   server.onConnect = (session, callback) => {
+    limits.updateStress();
     const refusal = limits.admit(session);
     if (refusal) return callback(refusal);
     onConnect(session, callback);

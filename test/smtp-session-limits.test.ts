@@ -70,6 +70,34 @@ describe('slow clients', () => {
     await dialog.waitClosed();
   });
 
+  it('submission: once 3/4 of maxClients are open, clients waiting for a command get stressSocketTimeoutSeconds, those already waiting too; back to normal below half', async () => {
+    const submission = await submissionWith({ submission: { maxClients: 8, stressSocketTimeoutSeconds: 1, socketTimeoutSeconds: 300 } });
+    // 5 of 8: no stress yet, the idle clients keep their 300 s.
+    const idle = await Promise.all([1, 2, 3, 4, 5].map(() => SmtpDialog.start(submission.port)));
+    await pause(1500);
+    expect(idle.filter((dialog) => dialog.closed)).toHaveLength(0);
+
+    // The 6th brings stress: the idle ones have waited more than 1 s already and are closed now.
+    const busy = await SmtpDialog.start(submission.port);
+    const replies = await Promise.all(idle.map((dialog) => dialog.read(3000)));
+    for (const reply of replies) expect(reply.text).toMatch(/^421 4\.4\.2 .*Timeout: no complete command within 1 seconds/);
+    await Promise.all(idle.map((dialog) => dialog.waitClosed()));
+
+    // A client that keeps talking is not hurt.
+    await busy.command('MAIL FROM:<app@shop.example>', 250);
+    await busy.command('RCPT TO:<someone@example.net>', 250);
+    await busy.command('DATA', 354);
+    busy.write('Subject: under stress\r\n\r\nbody\r\n.\r\n');
+    await busy.expect(250);
+
+    // 1 of 8 open: the next reply ends stress, and the normal idle timeout applies again.
+    await pause(200);
+    await busy.command('NOOP', 250);
+    await pause(1500);
+    expect(busy.closed).toBe(false);
+    await busy.quit();
+  });
+
   it('closes a session at sessionTimeoutSeconds even while message content trickles in, and stores nothing', async () => {
     const relay = await relayWith({ submission: { sessionTimeoutSeconds: 2 } });
     const dialog = await SmtpDialog.start(relay.port);

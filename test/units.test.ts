@@ -1,3 +1,4 @@
+import ipaddr from 'ipaddr.js';
 import { describe, expect, it } from 'vitest';
 import { normalizeAddress } from '../src/address.js';
 import { newQueueId } from '../src/store/queue-id.js';
@@ -113,5 +114,57 @@ describe('NetworkList', () => {
     ['not an ip', false],
   ])('%s -> %s', (address, expected) => {
     expect(list.contains(address)).toBe(expected);
+  });
+
+  it('masks host bits written in a network, and /0 matches its whole family only', () => {
+    const odd = new NetworkList(['10.1.2.3/8', '192.0.2.77/25', '0.0.0.0/0']);
+    expect(odd.contains('10.255.0.1')).toBe(true);
+    expect(odd.contains('8.8.8.8')).toBe(true);
+    expect(odd.contains('2001:db8::1')).toBe(false);
+    const v6 = new NetworkList(['2001:db8::ff/127', '::/0']);
+    expect(v6.contains('2001:db8::fe')).toBe(true);
+    expect(v6.contains('fe80::1')).toBe(true);
+    expect(v6.contains('192.0.2.1')).toBe(false);
+  });
+
+  it('agrees with a network-by-network match on random networks and addresses', () => {
+    // A fixed-seed generator (mulberry32), so a failure can be replayed.
+    let seed = 0x5eed;
+    const random = (): number => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    const kinds = ['v4', 'v6'] as const;
+    const randomAddress = (kind: 'v4' | 'v6'): ipaddr.IPv4 | ipaddr.IPv6 => {
+      const bytes = Array.from({ length: kind === 'v4' ? 4 : 16 }, () => Math.floor(random() * 256));
+      return ipaddr.fromByteArray(bytes);
+    };
+    const cidrs = Array.from({ length: 400 }, (_, i) => {
+      const kind = kinds[i % 2]!;
+      // No prefix shorter than /8 (/16 for IPv6): one such network would hold nearly every address.
+      const [shortest, longest] = kind === 'v4' ? [8, 32] : [16, 128];
+      return `${randomAddress(kind).toString()}/${shortest + Math.floor(random() * (longest - shortest + 1))}`;
+    });
+    const networks = cidrs.map((cidr) => ipaddr.parseCIDR(cidr));
+    const slow = (address: string): boolean => {
+      const ip = ipaddr.process(address);
+      return networks.some(([network, bits]) => network.kind() === ip.kind() && ip.match(network, bits));
+    };
+    const list = new NetworkList(cidrs);
+    const outcomes = new Set<string>();
+    for (let i = 0; i < 4000; i++) {
+      // Half the addresses: a network's own address with one bit flipped, inside or just outside it.
+      const [network] = networks[Math.floor(random() * networks.length)]!;
+      const bytes = network.toByteArray();
+      const bit = Math.floor(random() * bytes.length * 8);
+      bytes[bit >> 3] ^= 0x80 >> (bit & 7);
+      const address = i % 2 ? ipaddr.fromByteArray(bytes).toString() : randomAddress(kinds[(i >> 1) % 2]!).toString();
+      const expected = slow(address);
+      expect(list.contains(address), address).toBe(expected);
+      outcomes.add(`${address.includes(':') ? 'v6' : 'v4'} ${expected}`);
+    }
+    expect(outcomes.size).toBe(4); // inside and outside, for both families
   });
 });

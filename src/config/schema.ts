@@ -137,6 +137,8 @@ export const configSchema = z.strictObject({
       maxJunkCommands: z.number().int().min(0),
       campaignHeader: z.string().regex(/^[\x21-\x39\x3b-\x7e]+$/, 'not a header field name'),
       socketTimeoutSeconds: positiveInt,
+      /** socketTimeoutSeconds for command lines once 3/4 of maxClients are open; 0: never shortened. */
+      stressSocketTimeoutSeconds: z.number().int().min(0),
       shutdownTimeoutSeconds: z.number().min(0),
     })
     .refine((s) => (s.tls.key === null) === (s.tls.cert === null), {

@@ -18,6 +18,7 @@ import { needsSmtpUtf8, SMTPUTF8_REQUIRED, watchNonAsciiAddresses } from './smtp
 import { listenSmtp, smtpReply } from '../smtp-listener.js';
 import { setGreetingPause } from '../smtp-greeting.js';
 import { limitSessions } from '../smtp-session-limits.js';
+import { cacheTlsSessions } from '../smtp-tls-sessions.js';
 
 export interface SubmissionServer {
   listen(): Promise<AddressInfo>;
@@ -214,6 +215,8 @@ export function createSubmissionServer(config: Config, spool: Spool, logger: Log
 
   // Greeting at once: apps open one connection per message (src/smtp-greeting.ts).
   setGreetingPause(server, 0);
+  // ... and each of those connections resumes its TLS session rather than redo the handshake.
+  if (tls) cacheTlsSessions(server);
   const sessionLimits = limitSessions(
     server,
     {
@@ -223,6 +226,8 @@ export function createSubmissionServer(config: Config, spool: Spool, logger: Log
       isExemptFromClientCap: (address) => relayNetworks.contains(address),
       sessionTimeoutSeconds: settings.sessionTimeoutSeconds,
       maxJunkCommands: settings.maxJunkCommands,
+      // Idle connections (a stuck app pool, a slowloris) must not hold the last slots for minutes.
+      stressIdleTimeoutSeconds: settings.stressSocketTimeoutSeconds,
     },
     log,
   );
