@@ -150,7 +150,7 @@ export class DeliveryScheduler {
     // submitted with the null sender <> (itself a bounce) keeps <>, so bounces never loop.
     const firstRecipient = claimed.recipients[0]?.id ?? 0;
     const mailFrom = claimed.mailFrom === '' ? '' : returnPathFor(this.verp, firstRecipient);
-    const { received, raw } = this.state.contentOf(claimed.messageId);
+    const { received, raw } = this.state.contentOf(claimed.messageId, claimed.recipients.length);
     const listUnsubscribe = this.unsubscribe.enabled && !hasListUnsubscribe(raw) ? [listUnsubscribeHeaders(this.unsubscribe, firstRecipient)] : [];
     const batch = { ...claimed, mailFrom, content: Buffer.concat([...listUnsubscribe, received, raw]) };
     const localIp = this.nextLocalAddress();
