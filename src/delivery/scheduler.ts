@@ -105,14 +105,24 @@ export class DeliveryScheduler {
     this.inFlight++;
     const domainQueue = this.domainQueue(batch.domain);
     domainQueue
-      .add(() => this.global.add(() => this.send(batch)))
-      .then((sent) => (sent ? this.record(sent.batch, sent.report) : undefined))
+      .add(() => this.global.add(() => this.sendAndRecord(batch)))
+      .then((sent) => sent?.recorded)
       .catch((error: unknown) => this.log.error({ err: error, queueId: batch.queueId }, 'delivery of a batch failed unexpectedly; it is retried after a restart'))
       .finally(() => {
         this.inFlight--;
         // Claim again once half the slots are free: fewer, larger claims mean fewer commits.
         if (this.inFlight <= this.maxInFlight / 2) this.wake();
       });
+  }
+
+  /**
+   * Sends, then starts the outcome's commit without waiting for it (wrapped, so the queue's task
+   * ends with the transaction). The commit is tracked before the task ends, so stop(), which
+   * waits for the queue to be idle, then for the tracked commits, never misses one.
+   */
+  private async sendAndRecord(batch: ClaimedBatch): Promise<{ recorded: Promise<void> } | null> {
+    const sent = await this.send(batch);
+    return sent ? { recorded: this.record(sent.batch, sent.report) } : null;
   }
 
   private record(batch: DeliveryBatch, report: BatchReport): Promise<void> {
