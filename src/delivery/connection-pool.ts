@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import type { DeliveryConfig } from '../config/schema.js';
 import type { Logger } from '../logger.js';
 import type { NextHop } from './next-hop.js';
+import { writeDataDirectly } from './wire-data.js';
 
 export interface Destination {
   hostName: string;
@@ -136,6 +137,7 @@ class DestinationConnections {
 
   private connect(): Promise<PooledConnection> {
     const connection = new SMTPConnection(this.options);
+    writeDataDirectly(connection);
     const pooled: PooledConnection = { connection, transactions: 0, idleSince: Date.now(), closed: false };
     this.all.add(pooled);
     // A kept-open connection the server ends (idle timeout, shutdown) leaves the pool at once.
@@ -196,7 +198,7 @@ export class ConnectionPool {
 
   /**
    * One transaction: MAIL FROM, RCPT TO for each recipient, DATA with `content` (dot-stuffed and
-   * CRLF-normalised by the client). Resolves with the final reply; rejects with the error of the
+   * CRLF-normalised on the way, see wire-data.ts). Resolves with the final reply; rejects with the error of the
    * stage that failed, carrying the reply, the command and any per-recipient refusals.
    */
   async send(destination: Destination, envelope: { from: string; to: string[] }, content: Buffer): Promise<SentTransaction> {

@@ -3,6 +3,7 @@ import type { Classification } from '../bounces/classifier.js';
 import type { Config } from '../config/load.js';
 import { withoutCommitSync } from '../store/database.js';
 import { GroupCommit } from '../store/group-commit.js';
+import { recentContentOf, type RecentContent } from '../store/recent-content.js';
 import { storeHealthOf, type StoreProblem } from '../store/store-health.js';
 import type { WalSync } from '../store/wal-sync.js';
 import { SuppressionLists } from '../suppressions/lists.js';
@@ -62,6 +63,7 @@ export class DeliveryState {
   private readonly claimTransaction: (now: Date, perDomain: number, limit: number) => ClaimResult;
   private readonly results: GroupCommit<{ batch: DeliveryBatch; report: BatchReport; now: Date }>;
   private readonly policy: SuppressionPolicy;
+  private readonly recent: RecentContent;
   /** List-Unsubscribe names one recipient, so with it each transaction carries one recipient. */
   private readonly batchSize: number;
 
@@ -71,6 +73,7 @@ export class DeliveryState {
     walSync: WalSync | null = null,
   ) {
     this.suppressions = new SuppressionLists(db);
+    this.recent = recentContentOf(db);
     this.policy = new SuppressionPolicy(config.suppression.categories);
     this.batchSize = config.unsubscribe.enabled ? 1 : config.delivery.batchSize;
     // Due recipients, oldest due first, read in the order of the recipients_due index, so a claim
@@ -142,9 +145,12 @@ export class DeliveryState {
     return withoutCommitSync(this.db, this.config.store.synchronous, () => this.claimTransaction(now, perDomain, limit));
   }
 
-  /** The bytes to send: our Received header, then the message exactly as received. */
-  contentOf(messageId: number): { received: Buffer; raw: Buffer } {
-    const row = this.selectContent.get(messageId) as { receivedHeader: string; raw: Buffer };
+  /**
+   * The bytes to send for a batch of `recipients` of the message: our Received header, then the
+   * message exactly as received; from memory when the spool has just committed it.
+   */
+  contentOf(messageId: number, recipients = 1): { received: Buffer; raw: Buffer } {
+    const row = this.recent.take(messageId, recipients) ?? (this.selectContent.get(messageId) as { receivedHeader: string; raw: Buffer });
     return { received: Buffer.from(row.receivedHeader, 'latin1'), raw: row.raw };
   }
 

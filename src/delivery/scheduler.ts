@@ -6,7 +6,7 @@ import type { Logger } from '../logger.js';
 import type { ClaimedBatch, DeliveryState } from './delivery-state.js';
 import { localFailure } from './failure.js';
 import type { NextHopResolver } from './next-hop.js';
-import type { BatchReport } from './send-batch.js';
+import type { BatchReport, DeliveryBatch } from './send-batch.js';
 import type { BatchSender } from './sender.js';
 
 /**
@@ -20,6 +20,8 @@ export class DeliveryScheduler {
   private readonly domains = new Map<string, PQueue>();
   private readonly maxInFlight: number;
   private inFlight = 0;
+  /** Reports of finished transactions waiting for their commit (see dispatch). */
+  private readonly recording = new Set<Promise<void>>();
   private localAddressTurn = 0;
   private timer: NodeJS.Timeout | null = null;
   private tickScheduled = false;
@@ -69,6 +71,8 @@ export class DeliveryScheduler {
     const idle = this.global.onIdle().then(() => false);
     const timedOut = await Promise.race([idle, new Promise<boolean>((resolve) => setTimeout(() => resolve(true), timeoutMs).unref())]);
     if (timedOut) this.log.warn({ transactions: this.global.pending }, 'transactions still under way at shutdown are sent again at the next start');
+    // Outcomes of the transactions that ended: committed (or failed) before the store closes.
+    await Promise.allSettled([...this.recording]);
     await this.sender.close();
   }
 
@@ -89,17 +93,45 @@ export class DeliveryScheduler {
     for (const batch of claim.batches) this.dispatch(batch);
   }
 
+  /**
+   * A batch holds its domain's and the global slot only while its SMTP transaction runs; its
+   * report is committed after the slots are free. Holding them through the commit (the outcome
+   * group commit's delay and its fsync) left each slot idle for that long after every message:
+   * with 20 per domain, that was the end-to-end limit for one busy route. The batch still counts
+   * against maxInFlight until its outcome is committed, and its recipients stay "sending" in the
+   * store until then, so nothing is claimed twice and nothing counts as delivered before its commit.
+   */
   private dispatch(batch: ClaimedBatch): void {
     this.inFlight++;
     const domainQueue = this.domainQueue(batch.domain);
     domainQueue
-      .add(() => this.global.add(() => this.deliver(batch)))
+      .add(() => this.global.add(() => this.sendAndRecord(batch)))
+      .then((sent) => sent?.recorded)
       .catch((error: unknown) => this.log.error({ err: error, queueId: batch.queueId }, 'delivery of a batch failed unexpectedly; it is retried after a restart'))
       .finally(() => {
         this.inFlight--;
         // Claim again once half the slots are free: fewer, larger claims mean fewer commits.
         if (this.inFlight <= this.maxInFlight / 2) this.wake();
       });
+  }
+
+  /**
+   * Sends, then starts the outcome's commit without waiting for it (wrapped, so the queue's task
+   * ends with the transaction). The commit is tracked before the task ends, so stop(), which
+   * waits for the queue to be idle, then for the tracked commits, never misses one.
+   */
+  private async sendAndRecord(batch: ClaimedBatch): Promise<{ recorded: Promise<void> } | null> {
+    const sent = await this.send(batch);
+    return sent ? { recorded: this.record(sent.batch, sent.report) } : null;
+  }
+
+  private record(batch: DeliveryBatch, report: BatchReport): Promise<void> {
+    const recorded = this.state.record(batch, report).then(() => {
+      this.log.debug({ queueId: batch.queueId, domain: batch.domain, recipients: batch.recipients.length }, 'batch done');
+    });
+    const tracked = recorded.finally(() => this.recording.delete(tracked));
+    this.recording.add(tracked);
+    return tracked;
   }
 
   private domainQueue(domain: string): PQueue {
@@ -121,13 +153,14 @@ export class DeliveryScheduler {
     return addresses[this.localAddressTurn++ % addresses.length] ?? null;
   }
 
-  private async deliver(claimed: ClaimedBatch): Promise<void> {
+  /** The SMTP transaction (or the routing failure) of one batch; null when the shutdown cut it. */
+  private async send(claimed: ClaimedBatch): Promise<{ batch: DeliveryBatch; report: BatchReport } | null> {
     // The signed return path names the transaction's first recipient; a delayed bounce for any
     // of its recipients comes back to it and is matched by address within the message. Mail
     // submitted with the null sender <> (itself a bounce) keeps <>, so bounces never loop.
     const firstRecipient = claimed.recipients[0]?.id ?? 0;
     const mailFrom = claimed.mailFrom === '' ? '' : returnPathFor(this.verp, firstRecipient);
-    const { received, raw } = this.state.contentOf(claimed.messageId);
+    const { received, raw } = this.state.contentOf(claimed.messageId, claimed.recipients.length);
     const listUnsubscribe = this.unsubscribe.enabled && !hasListUnsubscribe(raw) ? [listUnsubscribeHeaders(this.unsubscribe, firstRecipient)] : [];
     const batch = { ...claimed, mailFrom, content: Buffer.concat([...listUnsubscribe, received, raw]) };
     const localIp = this.nextLocalAddress();
@@ -147,9 +180,8 @@ export class DeliveryScheduler {
       // Cut by the shutdown (or deferred while stopping): left "sending", the batch is queued
       // again by the stage's stop without counting an attempt against its recipients.
       this.log.debug({ queueId: batch.queueId }, 'batch cut by the shutdown; queued again');
-      return;
+      return null;
     }
-    await this.state.record(batch, report);
-    this.log.debug({ queueId: batch.queueId, domain: batch.domain, recipients: batch.recipients.length }, 'batch done');
+    return { batch, report };
   }
 }

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import BetterSqlite3, { type Database } from 'better-sqlite3';
+import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3';
 import { OperatorError } from '../errors.js';
 import { migrate } from './migrations.js';
 
@@ -23,12 +23,33 @@ export class StoreError extends OperatorError {
  */
 export function withoutCommitSync<T>(db: Database, restore: NonNullable<OpenStoreOptions['synchronous']>, work: () => T): T {
   if (restore === 'NORMAL') return work();
-  db.pragma('synchronous = NORMAL');
+  setSynchronous(db, 'NORMAL');
   try {
     return work();
   } finally {
-    db.pragma(`synchronous = ${restore}`);
+    setSynchronous(db, restore);
   }
+}
+
+type SynchronousLevel = NonNullable<OpenStoreOptions['synchronous']>;
+const synchronousStatements = new WeakMap<Database, Map<SynchronousLevel, Statement>>();
+
+/**
+ * PRAGMA synchronous from a statement prepared once per connection: db.pragma() prepares its
+ * statement anew on every call, and this runs twice per group commit and per claim.
+ */
+function setSynchronous(db: Database, level: SynchronousLevel): void {
+  let statements = synchronousStatements.get(db);
+  if (!statements) {
+    statements = new Map();
+    synchronousStatements.set(db, statements);
+  }
+  let statement = statements.get(level);
+  if (!statement) {
+    statement = db.prepare(`PRAGMA synchronous = ${level}`);
+    statements.set(level, statement);
+  }
+  statement.run();
 }
 
 /** Opens (creating if needed) the SQLite store and brings its schema up to date. */

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 // Crockford base32: no I, L, O or U, so an id read aloud or typed from a log is not misread.
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
@@ -8,6 +8,20 @@ const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
  * (40 bits). Only ids made in the same millisecond can collide: at 4,000 messages/s that is about
  * once in 5,000 days, and a collision costs one 451 (the client retries), never a lost message.
  */
+/** Random bytes drawn 4 KiB at a time: one randomFillSync call per 512 ids rather than per id. */
+const randomPool = Buffer.alloc(4096);
+let poolOffset = randomPool.length;
+
+function eightRandomBytes(): Buffer {
+  if (poolOffset + 8 > randomPool.length) {
+    randomFillSync(randomPool);
+    poolOffset = 0;
+  }
+  const bytes = randomPool.subarray(poolOffset, poolOffset + 8);
+  poolOffset += 8;
+  return bytes;
+}
+
 export function newQueueId(now: number = Date.now()): string {
   let time = '';
   let remaining = now;
@@ -15,7 +29,7 @@ export function newQueueId(now: number = Date.now()): string {
     time = ALPHABET[remaining % 32] + time;
     remaining = Math.floor(remaining / 32);
   }
-  const random = randomBytes(8);
+  const random = eightRandomBytes();
   let suffix = '';
   for (const byte of random) suffix += ALPHABET[byte & 31];
   return time + suffix;

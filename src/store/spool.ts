@@ -1,5 +1,6 @@
 import type { Database, Statement } from 'better-sqlite3';
 import { GroupCommit } from './group-commit.js';
+import { recentContentOf, type RecentContent } from './recent-content.js';
 import { storeHealthOf, type StoreProblem } from './store-health.js';
 import type { WalSync } from './wal-sync.js';
 
@@ -33,6 +34,9 @@ export class Spool {
   private readonly insertEvent: Statement;
   private readonly commits: GroupCommit<SpoolMessage>;
   private readonly committedListeners: Array<() => void> = [];
+  /** Row id each message got in the transaction that committed it (a failed batch is written again). */
+  private readonly rowOf = new WeakMap<SpoolMessage, number>();
+  private readonly recent: RecentContent;
 
   /** walSync: make commits durable off the event loop (see GroupCommit). */
   constructor(private readonly db: Database, maxBatch = 256, walSync: WalSync | null = null) {
@@ -46,6 +50,7 @@ export class Spool {
       VALUES (?, ?, ?, 'queued', ?, ?)`);
     this.insertEvent = db.prepare(`
       INSERT INTO events (at, event, message_id, recipient_id) VALUES (?, 'accepted', ?, ?)`);
+    this.recent = recentContentOf(db);
     this.commits = new GroupCommit(db, (message) => this.write(message), {
       maxBatch,
       walSync,
@@ -61,7 +66,12 @@ export class Spool {
 
   /** Resolves once the message and all its recipients are committed. */
   enqueue(message: SpoolMessage): Promise<void> {
-    return this.commits.add(message);
+    // Resolved before the commit listeners run (they only schedule the scheduler's claim), so
+    // delivery finds the body here rather than reading it back from the store.
+    return this.commits.add(message).then(() => {
+      const row = this.rowOf.get(message);
+      if (row !== undefined) this.recent.add(row, message.receivedHeader, message.raw, message.recipients.length);
+    });
   }
 
   /** Why mail cannot be stored now (see StoreHealth), null when it can. */
@@ -97,6 +107,7 @@ export class Spool {
       receivedHeader: message.receivedHeader,
       raw: message.raw,
     });
+    this.rowOf.set(message, Number(messageRow));
     for (const recipient of message.recipients) {
       const { lastInsertRowid: recipientRow } = this.insertRecipient.run(messageRow, recipient.address, recipient.domain, at, at);
       this.insertEvent.run(at, messageRow, recipientRow);
