@@ -41,8 +41,7 @@ import {
 import { profileLines, summarizeCpuProfile, type ProfileSummary } from './cpu-profile.js';
 import {
   BenchError,
-  buildRelay,
-  checkBuilt,
+  prepareRelayBuild,
   filesystemType,
   machineCpuTime,
   processCpuTime,
@@ -798,13 +797,7 @@ async function main(argv = process.argv.slice(2)): Promise<number> {
   }
   if (options.strace && !commandExists('strace')) throw new BenchError('--strace given but strace is not on PATH');
 
-  if (options.build) {
-    progress('building dist/ (tsc -p .)');
-    buildRelay(PROJECT_ROOT);
-  } else {
-    checkBuilt(PROJECT_ROOT);
-    progress('--no-build: using dist/ as it is');
-  }
+  prepareRelayBuild(PROJECT_ROOT, options.build, progress);
 
   const workDir = mkdtempSync(join(tmpdir(), 'rebound-e2e-'));
   // Kept after the run, unlike the work dir, so the profile can be opened in a viewer.

@@ -106,6 +106,13 @@ export function buildRelay(projectRoot: string): void {
     const output = `${stdout?.toString() ?? ''}${stderr?.toString() ?? ''}`.trim();
     throw new BenchError(`the build failed (tsc -p .); fix it or run \`npm run build\` to see why:\n${output}`);
   }
+  // As `npm run build` does: the stamp lets the relay load the shipped rules without the schema check.
+  try {
+    execFileSync(process.execPath, [join(projectRoot, 'dist', 'build', 'stamp-shipped-data.js')], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (error) {
+    const { stderr } = error as { stderr?: Buffer };
+    throw new BenchError(`the shipped-data check failed after tsc; run \`npm run build\` to see why:\n${stderr?.toString().trim() ?? ''}`);
+  }
   if (!existsSync(join(projectRoot, 'dist', 'cli.js'))) {
     throw new BenchError('dist/cli.js is missing after the build; run `npm run build`');
   }
@@ -115,6 +122,17 @@ export function buildRelay(projectRoot: string): void {
 export function checkBuilt(projectRoot: string): void {
   if (!existsSync(join(projectRoot, 'dist', 'cli.js'))) {
     throw new BenchError('--no-build given but dist/cli.js is missing; run `npm run build` first');
+  }
+}
+
+/** Builds dist/ (the default), or with --no-build checks that it is there. */
+export function prepareRelayBuild(projectRoot: string, build: boolean, progress: (text: string) => void): void {
+  if (build) {
+    progress('building dist/ (npm run build)');
+    buildRelay(projectRoot);
+  } else {
+    checkBuilt(projectRoot);
+    progress('--no-build: using dist/ as it is');
   }
 }
 

@@ -14,8 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
   BenchError,
-  buildRelay,
-  checkBuilt,
+  prepareRelayBuild,
   filesystemType,
   startRelay,
   type CpuTime,
@@ -393,13 +392,7 @@ async function main(): Promise<number> {
   }
   if (options.strace && !commandExists('strace')) throw new BenchError('--strace given but strace is not on PATH');
 
-  if (options.build) {
-    progress('building dist/ (tsc -p .)');
-    buildRelay(PROJECT_ROOT);
-  } else {
-    checkBuilt(PROJECT_ROOT);
-    progress('--no-build: using dist/ as it is');
-  }
+  prepareRelayBuild(PROJECT_ROOT, options.build, progress);
 
   const workDir = mkdtempSync(join(tmpdir(), 'rebound-bench-'));
   let relay: RelayProcess | null = null;
