@@ -3,6 +3,7 @@ import { startAdmin, type AdminServer } from './admin/server.js';
 import type { VerpSettings } from './bounces/verp.js';
 import type { Config } from './config/load.js';
 import { deliveryDns, startDelivery, type DeliveryStage } from './delivery/index.js';
+import { startDeliveryThread, type ThreadedDeliveryStage } from './delivery/stage-on-thread.js';
 import { OperatorError } from './errors.js';
 import { startInbound, type InboundStage } from './inbound/index.js';
 import { reportParser } from './inbound/parser.js';
@@ -13,6 +14,7 @@ import { Spool } from './store/spool.js';
 import { startRetentionJob } from './store/retention-job.js';
 import { StoreHealth } from './store/store-health.js';
 import { WalSync } from './store/wal-sync.js';
+import { useWriteLock, WriteLock } from './store/write-lock.js';
 import { createSubmissionServer } from './submission/server.js';
 import { Unsubscriber, unsubscribeSettings, type UnsubscribeSettings } from './unsubscribe/index.js';
 import { startWebhooks, type WebhookStage } from './webhooks/index.js';
@@ -27,6 +29,8 @@ export interface RunningRelay {
   verp: VerpSettings;
   /** The webhook sender: backlog() and failures() for metrics. */
   webhooks: WebhookStage;
+  /** The delivery stage on its own thread (delivery.stageThread), else null. */
+  deliveryThread: ThreadedDeliveryStage | null;
   /** Stops every stage in flow order, then closes the database. */
   stop(): Promise<void>;
 }
@@ -47,11 +51,17 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
   const storeHealth = new StoreHealth(db, config.store.path, logger.child({ stage: 'store' })).watch();
   // Under FULL, the spool's and delivery's commits are synced off the event loop (WalSync).
   const walSync = config.store.synchronous === 'FULL' ? new WalSync(config.store.path) : null;
-  const spool = new Spool(db, config.store.groupCommitMaxMessages, walSync);
+  // Delivery on its own thread reads bodies from its own connection: no copy is kept here for it.
+  const keepRecentContent = !(config.delivery.enabled && config.delivery.stageThread);
+  const spool = new Spool(db, config.store.groupCommitMaxMessages, walSync, keepRecentContent);
+  // This thread and the delivery stage's hand SQLite's write lock over without its busy sleeps.
+  const writeLock = new WriteLock();
+  useWriteLock(db, writeLock);
   const verp = verpSettings(config, db);
   const unsubscribe: UnsubscribeSettings = unsubscribeSettings(config, verp.domain, verp.secret);
   let inbound: InboundStage | null = null;
   let admin: AdminServer | null = null;
+  let threaded: ThreadedDeliveryStage | null = null;
   let address: AddressInfo;
   try {
     if (config.inbound.enabled) {
@@ -59,14 +69,18 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
         startInbound(config, db, verp, unsubscribe, reportParser(config.submission.campaignHeader), logger),
       );
     }
-    const dns = config.delivery.enabled ? deliveryDns(config.delivery, logger) : null;
+    const { enabled: deliveryEnabled, stageThread } = config.delivery;
+    // On its own thread the stage has its own resolver; its health reaches the admin server from there.
+    threaded = deliveryEnabled && stageThread ? await startDeliveryThread(config, verp, unsubscribe, writeLock, logger) : null;
+    const dns = deliveryEnabled && !stageThread ? deliveryDns(config.delivery, logger) : null;
     if (config.admin.enabled) {
-      const hooks = dns ? { dnsResolver: () => dns.health.status() } : {};
+      const stage = threaded;
+      const hooks = stage ? { dnsResolver: () => stage.dnsStatus() } : dns ? { dnsResolver: () => dns.health.status() } : {};
       admin = await listening('admin', config.admin.host, config.admin.port, () => startAdmin(config, db, logger, hooks, new Unsubscriber(db, unsubscribe)));
     }
     const submission = createSubmissionServer(config, spool, logger);
     address = await listening('submission', config.submission.host, config.submission.port, () => submission.listen());
-    const delivery: DeliveryStage | null = dns ? startDelivery(config, db, verp, unsubscribe, logger, walSync, dns) : null;
+    const delivery: DeliveryStage | null = threaded ?? (dns ? startDelivery(config, db, verp, unsubscribe, logger, walSync, dns) : null);
     if (delivery) spool.onCommitted(() => delivery.wake());
     // Runs even with no endpoints, so outbox rows are marked handled instead of piling up for
     // the first endpoint someone adds.
@@ -89,6 +103,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
       spool,
       verp,
       webhooks,
+      deliveryThread: threaded,
       stop: async () => {
         await adminServer?.stop();
         await submission.close();
@@ -106,6 +121,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
     };
   } catch (error) {
     await admin?.stop();
+    await threaded?.stop(0);
     await inbound?.stop();
     storeHealth.stop();
     db.close();

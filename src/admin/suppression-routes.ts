@@ -15,6 +15,7 @@ import {
 } from '../suppressions/lists.js';
 import { badRequest, notFound } from './api-errors.js';
 import { oneOf, PAGE_PARAMS, pageOf, queryOf, textParam, type PageOf } from './query-params.js';
+import { writeTransaction } from '../store/write-lock.js';
 
 /** What a batch (a JSON list or a CSV file) did: how many landed, and why the others did not. */
 interface BatchResult {
@@ -122,10 +123,10 @@ const IMPORT_PROGRESS_ROWS = 100_000;
  */
 export function suppressionRoutes(app: FastifyInstance, db: Database): void {
   const lists = new SuppressionLists(db);
-  const addAll = db.transaction((items: readonly Item[], source: SuppressionSource, actor: string) => {
+  const addAll = writeTransaction(db, (items: readonly Item[], source: SuppressionSource, actor: string) => {
     for (const item of items) lists.add({ address: item.address, type: item.type, source, reason: item.reason, actor });
   });
-  const allowAll = db.transaction((items: ReadonlyArray<{ value: string; reason: string | null }>, actor: string) =>
+  const allowAll = writeTransaction(db, (items: ReadonlyArray<{ value: string; reason: string | null }>, actor: string) =>
     items.map((item) => lists.allow(item.value, actor, item.reason)),
   );
   const allowCount = db.prepare(`SELECT count(*) AS n FROM allowlist WHERE value LIKE ? ESCAPE '\\'`);

@@ -78,6 +78,11 @@ const delivery = z.strictObject({
   maxMessagesPerConnection: positiveInt,
   /** true: the SMTP client runs on its own worker thread; false: on the main thread. */
   sendThread: z.boolean(),
+  /**
+   * true: the whole stage (scheduler, its store reads and writes, DNS, the SMTP client) runs on
+   * its own thread with its own store connection; sendThread then has no effect.
+   */
+  stageThread: z.boolean(),
   retry: z.strictObject({
     scheduleSeconds: z.array(seconds).min(1),
     jitter: z.number().min(0).max(1),

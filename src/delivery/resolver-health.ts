@@ -48,6 +48,7 @@ export class ResolverHealth {
   private deferredSinceLog = 0;
   private recheck: NodeJS.Timeout | null = null;
   private stopped = false;
+  private readonly checkedListeners: Array<() => void> = [];
 
   constructor(
     private readonly resolver: Resolver,
@@ -126,7 +127,18 @@ export class ResolverHealth {
     return `DNS resolver looks broken since ${this.brokenSince?.toISOString() ?? 'now'} (canaries ${this.settings.canaries.join(', ')} did not resolve via ${via})`;
   }
 
+  /** Called after every check with its verdict (the delivery thread sends the status to the main thread). */
+  onChecked(listener: () => void): void {
+    this.checkedListeners.push(listener);
+  }
+
   private async check(startedAt: number): Promise<boolean> {
+    const healthy = await this.checkOnce(startedAt);
+    for (const listener of this.checkedListeners) listener();
+    return healthy;
+  }
+
+  private async checkOnce(startedAt: number): Promise<boolean> {
     const errors = await this.askCanaries();
     const now = new Date();
     this.verdict = { healthy: errors === null, startedAt, doneAt: performance.now(), checkedAt: now };

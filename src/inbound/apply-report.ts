@@ -7,6 +7,7 @@ import { readReturnPath, type VerpSettings } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
 import { SuppressionLists } from '../suppressions/lists.js';
 import { SuppressionPolicy } from '../suppressions/policy.js';
+import { writeTransaction } from '../store/write-lock.js';
 
 /**
  * One recipient of a parsed report, with the parser's classification (null for recipients that
@@ -109,7 +110,7 @@ export class ReportApplier {
       SELECT local_ip AS localIp, mx_host AS mxHost FROM attempts WHERE recipient_id = ? AND outcome = 'delivered' ORDER BY id DESC LIMIT 1`);
     this.suppressions = new SuppressionLists(db);
     this.policy = new SuppressionPolicy(config.suppression.categories);
-    this.applyTransaction = db.transaction((reportId: number, report: ReportToApply, envelope: ReportEnvelope) =>
+    this.applyTransaction = writeTransaction(db, (reportId: number, report: ReportToApply, envelope: ReportEnvelope) =>
       this.applyNow(reportId, report, envelope),
     );
   }

@@ -2,6 +2,7 @@ import type { Database } from 'better-sqlite3';
 import type { Logger } from '../logger.js';
 import type { ReportApplier, ReportToApply } from './apply-report.js';
 import type { ReportStore, StoredReport } from './report-store.js';
+import { writeTransaction } from '../store/write-lock.js';
 
 /** Reads a report's bytes: the DSN/NDR/ARF parser, given by the caller. Never throws. */
 export type ReportParser = (raw: Buffer) => Promise<ReportToApply & { format?: string; error?: string }>;
@@ -30,10 +31,9 @@ export class ReportProcessor {
     private readonly parse: ReportParser,
     private readonly log: Logger,
   ) {
-    const record = db.transaction((reportId: number, stored: StoredReport, parsed: Parsed) => this.recordNow(reportId, stored, parsed));
     // IMMEDIATE: the write lock is taken before applied_at is read, so the relay and a
     // `rebound reparse` running at once cannot both see it unset and both apply.
-    this.record = (reportId, stored, parsed) => record.immediate(reportId, stored, parsed);
+    this.record = writeTransaction(db, (reportId: number, stored: StoredReport, parsed: Parsed) => this.recordNow(reportId, stored, parsed));
   }
 
   async process(reportId: number): Promise<{ kind: string; outcome: string }> {

@@ -71,3 +71,4 @@ export function openStore(path: string, options: OpenStoreOptions = {}): Databas
   }
   return db;
 }
+

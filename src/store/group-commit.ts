@@ -1,5 +1,6 @@
 import type { Database } from 'better-sqlite3';
 import { withoutCommitSync } from './database.js';
+import { writeTransaction } from './write-lock.js';
 import { storeHealthOf } from './store-health.js';
 import type { WalSync } from './wal-sync.js';
 
@@ -59,7 +60,7 @@ export class GroupCommit<T> {
     this.onCommit = options.onCommit ?? (() => undefined);
     this.delayMs = options.delayMs ?? 0;
     this.walSync = options.walSync ?? null;
-    this.commitBatch = db.transaction((batch: Array<Pending<T>>) => {
+    this.commitBatch = writeTransaction(db, (batch: Array<Pending<T>>) => {
       for (const { item } of batch) write(item);
     });
   }

@@ -1,4 +1,5 @@
 import type { Database } from 'better-sqlite3';
+import { writeTransaction } from './write-lock.js';
 
 /** Recipient statuses, in the order a recipient moves through them. */
 export const RECIPIENT_STATUSES = ['queued', 'sending', 'deferred', 'delivered', 'bounced', 'expired', 'suppressed'] as const;
@@ -63,7 +64,7 @@ export function flushDeferred(db: Database, queueIds: readonly string[] | null, 
   }
   const messageId = db.prepare('SELECT id FROM messages WHERE queue_id = ?').pluck();
   const flushMessage = db.prepare(`UPDATE recipients SET next_attempt_at = ?, updated_at = ? WHERE message_id = ? AND status = 'deferred' AND next_attempt_at > ?`);
-  return db.transaction((): FlushResult => {
+  return writeTransaction(db, (): FlushResult => {
     const result: FlushResult = { recipients: 0, unknownQueueIds: [] };
     for (const queueId of queueIds) {
       const id = messageId.get(queueId) as number | undefined;

@@ -1,4 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3';
+import { writeTransaction } from './write-lock.js';
 
 export interface RetentionSettings {
   /** Days after which a finished message's body is dropped; 0 keeps bodies forever. */
@@ -98,7 +99,7 @@ export class Retention {
 
   /** One bounded step: up to `limit` of each kind, in one transaction. All zero means done. */
   step(now: Date, limit: number): PurgeCounts {
-    return this.db.transaction((): PurgeCounts => {
+    return writeTransaction(this.db, (): PurgeCounts => {
       const counts: PurgeCounts = { bodiesDropped: 0, messagesDeleted: 0, reportsDeleted: 0 };
       const at = now.toISOString();
       if (this.settings.historyDays > 0) {

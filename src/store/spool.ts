@@ -38,8 +38,16 @@ export class Spool {
   private readonly rowOf = new WeakMap<SpoolMessage, number>();
   private readonly recent: RecentContent;
 
-  /** walSync: make commits durable off the event loop (see GroupCommit). */
-  constructor(private readonly db: Database, maxBatch = 256, walSync: WalSync | null = null) {
+  /**
+   * walSync: make commits durable off the event loop (see GroupCommit). keepRecentContent: hand
+   * each committed body to delivery from memory (false when delivery runs on its own thread).
+   */
+  constructor(
+    private readonly db: Database,
+    maxBatch = 256,
+    walSync: WalSync | null = null,
+    private readonly keepRecentContent = true,
+  ) {
     this.insertMessage = db.prepare(`
       INSERT INTO messages (queue_id, received_at, mail_from, client_ip, client_helo, auth_user, protocol,
                             size, message_id_header, from_domain, subject, campaign_id, received_header, raw)
@@ -70,7 +78,7 @@ export class Spool {
     // delivery finds the body here rather than reading it back from the store.
     return this.commits.add(message).then(() => {
       const row = this.rowOf.get(message);
-      if (row !== undefined) this.recent.add(row, message.receivedHeader, message.raw, message.recipients.length);
+      if (row !== undefined && this.keepRecentContent) this.recent.add(row, message.receivedHeader, message.raw, message.recipients.length);
     });
   }
 

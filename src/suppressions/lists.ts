@@ -2,6 +2,7 @@ import type { Database, Statement } from 'better-sqlite3';
 import { domainToASCII } from 'node:url';
 import { normalizeAddress } from '../address.js';
 import type { Classification } from '../bounces/classifier.js';
+import { writeTransaction } from '../store/write-lock.js';
 
 export const SUPPRESSION_TYPES = ['bounces', 'complaints', 'unsubscribes'] as const;
 export type SuppressionType = (typeof SUPPRESSION_TYPES)[number];
@@ -144,7 +145,7 @@ export class SuppressionLists {
 
   /** Removes an address from one list, or from all; returns the lists it was removed from. */
   remove(address: string, type: SuppressionType | undefined, actor: string, reason: string | null): SuppressionType[] {
-    return this.db.transaction(() => {
+    return writeTransaction(this.db, () => {
       const on = (this.typesOf.all(address) as Array<{ type: SuppressionType }>).map((row) => row.type).filter((t) => type === undefined || t === type);
       if (type === undefined) this.deleteAll.run(address);
       else this.deleteOne.run(address, type);
@@ -191,7 +192,7 @@ export class SuppressionLists {
     const normalized = isDomain ? domainToASCII(value.trim().toLowerCase()) : addressOrThrow(value);
     if (normalized === '') throw new SuppressionInputError(`"${value}" is neither an address nor a domain`);
     const at = new Date().toISOString();
-    this.db.transaction(() => {
+    writeTransaction(this.db, () => {
       this.allowInsert.run(normalized, isDomain ? 'domain' : 'address', reason, at, actor);
       this.audit.run(at, 'add', 'allowlist', normalized, actor, reason);
     })();
@@ -200,7 +201,7 @@ export class SuppressionLists {
 
   disallow(value: string, actor: string, reason: string | null): boolean {
     const normalized = value.includes('@') ? addressOrThrow(value) : domainToASCII(value.trim().toLowerCase());
-    return this.db.transaction(() => {
+    return writeTransaction(this.db, () => {
       const removed = this.allowDelete.run(normalized).changes > 0;
       if (removed) this.audit.run(new Date().toISOString(), 'remove', 'allowlist', normalized, actor, reason);
       return removed;

@@ -2,6 +2,7 @@ import type { Database, Statement } from 'better-sqlite3';
 import { readSignedToken, signedToken, type TokenCheck } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
 import { SuppressionLists } from '../suppressions/lists.js';
+import { writeTransaction } from '../store/write-lock.js';
 
 export interface UnsubscribeSettings {
   enabled: boolean;
@@ -67,7 +68,7 @@ export class Unsubscriber {
     this.lists = new SuppressionLists(db);
     this.recipient = db.prepare(`SELECT r.id, r.message_id AS messageId, r.address, m.queue_id AS queueId FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = ?`);
     this.insertEvent = db.prepare(`INSERT INTO events (at, event, message_id, recipient_id, detail, reason) VALUES (?, 'unsubscribed', ?, ?, ?, ?)`);
-    this.run = db.transaction((recipientId: number, via: string): UnsubscribeResult => {
+    this.run = writeTransaction(db, (recipientId: number, via: string): UnsubscribeResult => {
       const row = this.recipient.get(recipientId) as { id: number; messageId: number; address: string; queueId: string } | undefined;
       if (!row) return { done: false, reason: 'the message this link was for is no longer kept' };
       if (this.lists.entriesFor(row.address).some((entry) => entry.type === 'unsubscribes')) return { done: true, address: row.address, already: true };

@@ -1,4 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3';
+import { writeTransaction } from '../store/write-lock.js';
 
 /** An event as the payload needs it: the event row, its recipient and its message. */
 export interface WebhookEventRow {
@@ -122,7 +123,7 @@ export class WebhookStore {
     this.countPending = db.prepare(`SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'pending'`);
     this.countFailed = db.prepare(`SELECT count(*) AS n FROM webhook_deliveries WHERE status IN ('failed', 'rejected')`);
 
-    this.fanOutTransaction = db.transaction((routes: readonly EndpointRoute[], at: string, limit: number) => {
+    this.fanOutTransaction = writeTransaction(db, (routes: readonly EndpointRoute[], at: string, limit: number) => {
       const rows = this.selectOutbox.all(limit) as Array<{ id: number; eventId: number; event: string }>;
       let deliveries = 0;
       for (const row of rows) {
@@ -135,7 +136,7 @@ export class WebhookStore {
       }
       return { events: rows.length, deliveries };
     });
-    this.recordTransaction = db.transaction(
+    this.recordTransaction = writeTransaction(db, 
       (deliveryId: number, attempt: TryRecord | null, status: DeliveryStatus, attempts: number, nextAttemptAt: string, error: string | null) => {
         const at = attempt?.at ?? new Date().toISOString();
         if (attempt) this.insertAttempt.run(deliveryId, attempt.at, attempt.httpStatus, attempt.error, attempt.durationMs);
