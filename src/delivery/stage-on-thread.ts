@@ -1,11 +1,9 @@
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { pino } from 'pino';
 import type { VerpSettings } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
-import { OperatorError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { threadScript } from './thread-script.js';
 import type { WriteLock } from '../store/write-lock.js';
 import type { UnsubscribeSettings } from '../unsubscribe/index.js';
 import type { DeliveryStage } from './index.js';
@@ -39,15 +37,6 @@ export interface ThreadedDeliveryStage extends DeliveryStage {
 const RESTART_DELAY_MS = 1_000;
 /** Past the stop's own timeout, how long the thread gets to close its store before it is ended. */
 const STOP_GRACE_MS = 10_000;
-
-/** The built worker script: beside this file in dist/, or dist/'s copy when running from source (tests, tsx). */
-function stageThreadScript(): string {
-  for (const candidate of ['./stage-thread.js', '../../dist/delivery/stage-thread.js']) {
-    const path = fileURLToPath(new URL(candidate, import.meta.url));
-    if (existsSync(path)) return path;
-  }
-  throw new OperatorError('dist/delivery/stage-thread.js is missing: run `npm run build`, or set delivery.stageThread to false');
-}
 
 /**
  * Runs the delivery stage on its own thread (delivery.stageThread). With one connection per
@@ -85,7 +74,7 @@ export async function startDeliveryThread(
   let stopped: (() => void) | null = null;
 
   function start(): Promise<void> {
-    const thread = new Worker(stageThreadScript(), { workerData: data });
+    const thread = new Worker(threadScript('stage-thread.js', 'delivery.stageThread'), { workerData: data });
     worker = thread;
     return new Promise((resolve, reject) => {
       let started = false;

@@ -1,9 +1,7 @@
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { DeliveryConfig } from '../config/schema.js';
-import { OperatorError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { threadScript } from './thread-script.js';
 import type { BatchSender } from './sender.js';
 import type { NextHop } from './next-hop.js';
 import type { BatchReport, DeliveryBatch } from './send-batch.js';
@@ -24,15 +22,6 @@ interface InFlight {
 }
 
 const CLOSE_TIMEOUT_MS = 5_000;
-
-/** The built worker script: beside this file in dist/, or dist/'s copy when running from source (tests, tsx). */
-function senderThreadScript(): string {
-  for (const candidate of ['./sender-thread.js', '../../dist/delivery/sender-thread.js']) {
-    const path = fileURLToPath(new URL(candidate, import.meta.url));
-    if (existsSync(path)) return path;
-  }
-  throw new OperatorError('dist/delivery/sender-thread.js is missing: run `npm run build`, or set delivery.sendThread to false');
-}
 
 /**
  * The SMTP client on its own thread. The relay's main thread runs the submission server and all
@@ -89,7 +78,7 @@ export class ThreadSender implements BatchSender {
   }
 
   private startWorker(): Worker {
-    const worker = new Worker(senderThreadScript(), { workerData: this.data });
+    const worker = new Worker(threadScript('sender-thread.js', 'delivery.sendThread'), { workerData: this.data });
     worker.on('message', (message: FromSenderThread) => {
       if (message.type === 'closed') return;
       const waiting = this.inFlight.get(message.id);
