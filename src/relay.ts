@@ -10,7 +10,7 @@ import { reportParser } from './inbound/parser.js';
 import type { Logger } from './logger.js';
 import { openStore, type Database } from './store/database.js';
 import { storedSecret } from './store/settings.js';
-import { Spool } from './store/spool.js';
+import { Spool, type MessageSpool } from './store/spool.js';
 import { startRetentionJob } from './store/retention-job.js';
 import { StoreHealth } from './store/store-health.js';
 import { WalSync } from './store/wal-sync.js';
@@ -25,7 +25,8 @@ export interface RunningRelay {
   inbound: AddressInfo | null;
   /** The admin HTTP API, when admin.enabled. */
   admin: AddressInfo | null;
-  spool: Spool;
+  /** Where accepted mail is committed: on this thread, or on the delivery thread (delivery.stageThread). */
+  spool: MessageSpool;
   verp: VerpSettings;
   /** The webhook sender: backlog() and failures() for metrics. */
   webhooks: WebhookStage;
@@ -49,11 +50,12 @@ async function listening<T>(what: string, host: string, port: number, listen: ()
 export async function startRelay(config: Config, logger: Logger): Promise<RunningRelay> {
   const db = openStore(config.store.path, { synchronous: config.store.synchronous });
   const storeHealth = new StoreHealth(db, config.store.path, logger.child({ stage: 'store' })).watch();
-  // Under FULL, the spool's and delivery's commits are synced off the event loop (WalSync).
-  const walSync = config.store.synchronous === 'FULL' ? new WalSync(config.store.path) : null;
-  // Delivery on its own thread reads bodies from its own connection: no copy is kept here for it.
-  const keepRecentContent = !(config.delivery.enabled && config.delivery.stageThread);
-  const spool = new Spool(db, config.store.groupCommitMaxMessages, walSync, keepRecentContent);
+  const threadedDelivery = config.delivery.enabled && config.delivery.stageThread;
+  // Under FULL, the spool's and delivery's commits are synced off the event loop (WalSync); with
+  // the delivery thread, both run there, with that thread's own WalSync.
+  const walSync = config.store.synchronous === 'FULL' && !threadedDelivery ? new WalSync(config.store.path) : null;
+  // A body just committed is handed to delivery from memory; with delivery off, nobody would read it.
+  const mainSpool = threadedDelivery ? null : new Spool(db, config.store.groupCommitMaxMessages, walSync, config.delivery.enabled);
   // This thread and the delivery stage's hand SQLite's write lock over without its busy sleeps.
   const writeLock = new WriteLock();
   useWriteLock(db, writeLock);
@@ -69,19 +71,19 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
         startInbound(config, db, verp, unsubscribe, reportParser(config.submission.campaignHeader), logger),
       );
     }
-    const { enabled: deliveryEnabled, stageThread } = config.delivery;
     // On its own thread the stage has its own resolver; its health reaches the admin server from there.
-    threaded = deliveryEnabled && stageThread ? await startDeliveryThread(config, verp, unsubscribe, writeLock, logger) : null;
-    const dns = deliveryEnabled && !stageThread ? deliveryDns(config.delivery, logger) : null;
+    threaded = threadedDelivery ? await startDeliveryThread({ config, verp, unsubscribe, writeLock, storeHealth, logger }) : null;
+    const dns = config.delivery.enabled && !threadedDelivery ? deliveryDns(config.delivery, logger) : null;
     if (config.admin.enabled) {
       const stage = threaded;
       const hooks = stage ? { dnsResolver: () => stage.dnsStatus() } : dns ? { dnsResolver: () => dns.health.status() } : {};
       admin = await listening('admin', config.admin.host, config.admin.port, () => startAdmin(config, db, logger, hooks, new Unsubscriber(db, unsubscribe)));
     }
+    const spool: MessageSpool = threaded?.spool ?? (mainSpool as Spool);
     const submission = createSubmissionServer(config, spool, logger);
     address = await listening('submission', config.submission.host, config.submission.port, () => submission.listen());
     const delivery: DeliveryStage | null = threaded ?? (dns ? startDelivery(config, db, verp, unsubscribe, logger, walSync, dns) : null);
-    if (delivery) spool.onCommitted(() => delivery.wake());
+    if (delivery && mainSpool) mainSpool.onCommitted(() => delivery.wake());
     // Runs even with no endpoints, so outbox rows are marked handled instead of piling up for
     // the first endpoint someone adds.
     const webhooks = startWebhooks(config, db, logger);
@@ -116,7 +118,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
         storeHealth.stop();
         await storeHealth.rescued;
         db.close();
-        logger.info({ messages: spool.stats.messages, commits: spool.stats.commits, walSyncs: walSync?.syncs ?? null }, 'rebound stopped; store closed');
+        const walSyncs = threaded ? threaded.storeStats().walSyncs : (walSync?.syncs ?? null);
+        logger.info({ messages: spool.stats.messages, commits: spool.stats.commits, walSyncs }, 'rebound stopped; store closed');
       },
     };
   } catch (error) {

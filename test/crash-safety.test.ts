@@ -11,10 +11,13 @@ afterEach(() => {
   for (const cleanup of cleanups.splice(0)) cleanup();
 });
 
-function setUp(): { configFile: string; dbPath: string } {
+/** Delivery on its own thread commits the spool there; nothing listens on 127.0.0.1:9, so mail is deferred. */
+const THREADED_SPOOL = { delivery: { enabled: true, stageThread: true, routes: { '*': '127.0.0.1:9' } } };
+
+function setUp(override: Record<string, unknown> = {}): { configFile: string; dbPath: string } {
   const temp = makeTempDir('rebound-crash-');
   cleanups.push(temp.remove);
-  const configFile = writeTestConfig(temp.dir, { log: { level: 'info' } });
+  const configFile = writeTestConfig(temp.dir, { log: { level: 'info' }, ...override });
   return { configFile, dbPath: `${temp.dir}/rebound.sqlite` };
 }
 
@@ -42,9 +45,12 @@ function storedRecipients(dbPath: string, queueId: string): string[] {
   }
 }
 
-describe('crash safety: a 250 means the message is on disk', () => {
+describe.each([
+  ['the spool on the main thread (delivery off)', {}],
+  ['the spool on the delivery thread', THREADED_SPOOL],
+])('crash safety: a 250 means the message is on disk, with %s', (_where, override) => {
   it('keeps a message whose 250 the client saw when the relay is killed with SIGKILL at once', async () => {
-    const { configFile, dbPath } = setUp();
+    const { configFile, dbPath } = setUp(override);
     const relay = track(await startChildRelay(configFile));
     const info = await nodemailer
       .createTransport({ host: '127.0.0.1', port: relay.port, ignoreTLS: true })
@@ -55,7 +61,7 @@ describe('crash safety: a 250 means the message is on disk', () => {
   });
 
   it('loses none of a few hundred acknowledged messages sent by 20 clients when killed mid-stream', async () => {
-    const { configFile, dbPath } = setUp();
+    const { configFile, dbPath } = setUp(override);
     const relay = track(await startChildRelay(configFile));
     const acknowledged: Array<{ queueId: string; recipients: string[] }> = [];
     const total = 400;
@@ -95,9 +101,12 @@ describe('crash safety: a 250 means the message is on disk', () => {
   });
 });
 
-describe('shutdown on SIGTERM', () => {
+describe.each([
+  ['the spool on the main thread (delivery off)', {}],
+  ['the spool on the delivery thread', THREADED_SPOOL],
+])('shutdown on SIGTERM, with %s', (_where, override) => {
   it('stops accepting, finishes the message in DATA, closes the store and exits 0', async () => {
-    const { configFile, dbPath } = setUp();
+    const { configFile, dbPath } = setUp(override);
     const relay = track(await startChildRelay(configFile));
     const idle = await SmtpDialog.start(relay.port);
     const busy = await SmtpDialog.start(relay.port);

@@ -108,6 +108,24 @@ describe('the delivery stage on its own thread (delivery.stageThread, the defaul
     expect(statusCounts(db)).toEqual({ delivered: 1 });
   });
 
+  it('commits accepted mail on the thread: a 250 means stored; while a dead thread is replaced, mail is refused with 451, never acknowledged', async () => {
+    const mx = await fakeMx();
+    const { relay, db } = await relayWithLogs({ delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } } });
+    const first = relay.deliveryThread?.thread();
+    const info = (await send(relay.submission.port, 'dave@example.test')) as { response: string };
+    const queueId = info.response.split(' ').pop();
+    expect(db.prepare('SELECT count(*) FROM messages WHERE queue_id = ?').pluck().get(queueId)).toBe(1);
+
+    await first?.terminate();
+    // The thread is gone and its replacement starts a second later: nothing can be stored meanwhile.
+    await expect(send(relay.submission.port, 'erin@example.test')).rejects.toMatchObject({ responseCode: 451 });
+    await waitFor('a new delivery thread', () => relay.deliveryThread?.thread(), (thread) => thread !== first);
+    await send(relay.submission.port, 'frank@example.test');
+    await waitFor('both acknowledged messages delivered', () => statusCounts(db), (counts) => counts.delivered === 2);
+    const addresses = db.prepare('SELECT address FROM recipients ORDER BY id').pluck().all();
+    expect(addresses).toEqual(['dave@example.test', 'frank@example.test']);
+  });
+
   it('with delivery.stageThread false the stage runs on the main thread, as before', async () => {
     const mx = await fakeMx();
     const { relay, logs, db } = await relayWithLogs({ delivery: { ...FAST_DELIVERY, stageThread: false, routes: { 'example.test': `127.0.0.1:${mx.port}` } } });

@@ -46,10 +46,14 @@ function logged(relay: ChildRelay, text: string): Record<string, unknown> | unde
 }
 
 describe('store health: a store file deleted under the running relay', () => {
-  it('refuses new mail with 451, fails /healthz, logs why, and rescues every acknowledged message', async () => {
+  it.each([
+    ['delivery off: the spool commits on the main thread', {}],
+    // Nothing listens on port 9 of 127.0.0.1 here: the mail is deferred, its outcomes written too.
+    ['delivery on its own thread, where the spool commits', { delivery: { enabled: true, stageThread: true, routes: { '*': '127.0.0.1:9' } } }],
+  ])('refuses new mail with 451, fails /healthz, logs why, and rescues every acknowledged message (%s)', async (_where, delivery) => {
     const dir = tempDir();
     const dbPath = join(dir, 'rebound.sqlite');
-    const configFile = writeTestConfig(dir, { log: { level: 'info' }, admin: { enabled: true, port: 0 } });
+    const configFile = writeTestConfig(dir, { log: { level: 'info' }, admin: { enabled: true, port: 0 }, ...delivery });
     const relay = await startChildRelay(configFile);
     cleanups.push(() => void relay.process.kill('SIGKILL'));
     const adminPort = (await waitFor('the admin port in the log', () => logged(relay, 'admin API listening'), Boolean))?.port as number;

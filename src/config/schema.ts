@@ -79,8 +79,9 @@ const delivery = z.strictObject({
   /** true: the SMTP client runs on its own worker thread; false: on the main thread. */
   sendThread: z.boolean(),
   /**
-   * true: the whole stage (scheduler, its store reads and writes, DNS, the SMTP client) runs on
-   * its own thread with its own store connection; sendThread then has no effect.
+   * true: the spool's commits and the whole stage (scheduler, its store reads and writes, DNS, the
+   * SMTP client) run on their own thread with their own store connection; sendThread then has no
+   * effect.
    */
   stageThread: z.boolean(),
   retry: z.strictObject({

@@ -4,6 +4,8 @@ import type { VerpSettings } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../logger.js';
 import { threadScript } from './thread-script.js';
+import type { MessageSpool, SpoolMessage } from '../store/spool.js';
+import type { StoreHealth, StoreProblem } from '../store/store-health.js';
 import type { WriteLock } from '../store/write-lock.js';
 import type { UnsubscribeSettings } from '../unsubscribe/index.js';
 import type { DeliveryStage } from './index.js';
@@ -18,18 +20,33 @@ export interface StageThreadData {
   logLevel: string;
 }
 
-export type ToStageThread = { type: 'wake' } | { type: 'stop'; timeoutMs: number };
+export type ToStageThread = { type: 'enqueue'; id: number; message: SpoolMessage } | { type: 'stop'; timeoutMs: number };
+
+export interface ThreadStoreStats {
+  messages: number;
+  commits: number;
+  walSyncs: number;
+}
 
 export type FromStageThread =
   | { type: 'started' }
   | { type: 'log'; line: string }
   | { type: 'dns'; status: ResolverStatus }
-  | { type: 'stopped'; error?: string };
+  /** Enqueued messages now committed and synced; their 250s may go out. */
+  | { type: 'committed'; ids: number[]; stats: ThreadStoreStats }
+  | { type: 'refused'; id: number; error: string }
+  /** The thread's StoreHealth changed its mind (a failing write, the store lost, or fine again). */
+  | { type: 'store'; problem: StoreProblem | null }
+  | { type: 'stopped'; error?: string; stats: ThreadStoreStats };
 
 export interface ThreadedDeliveryStage extends DeliveryStage {
+  /** The submission server's spool: each message is committed on the thread (see above). */
+  spool: MessageSpool;
+  /** The thread's commits and WAL syncs so far (at stop, its final count). */
+  storeStats(): ThreadStoreStats;
   /** The delivery resolver's health as the thread last reported it (after each check, and every second). */
   dnsStatus(): ResolverStatus;
-  /** The thread running the stage now (a new one after a crash): for diagnostics and tests. */
+  /** The thread that last started running the stage (a new one once it replaced a dead one): for diagnostics and tests. */
   thread(): Worker;
 }
 
@@ -39,22 +56,31 @@ const RESTART_DELAY_MS = 1_000;
 const STOP_GRACE_MS = 10_000;
 
 /**
- * Runs the delivery stage on its own thread (delivery.stageThread). With one connection per
- * message, the main thread's event loop was the limit (measured 95-98% busy at ~940 msg/s with
- * 10 clients), and a third of its time went to delivery: claims, outcome commits, the SMTP client.
- * On a thread of its own, with its own store connection, delivery runs beside the submission
- * server instead of between its replies. The two threads' write transactions take turns through
+ * Runs the delivery stage on its own thread (delivery.stageThread), and the spool's commits with
+ * it. With one connection per message, the main thread's event loop was the limit (measured
+ * 95-98% busy at ~940 msg/s with 10 clients): a third of its time went to delivery (claims,
+ * outcome commits, the SMTP client), and of the rest about a quarter to inserting and committing
+ * each accepted message. On a thread of its own, with its own store connection, all of that runs
+ * beside the SMTP dialogue instead of between its replies: the submission server hands each
+ * message over (`spool` below) and answers 250 once the thread says it is committed and synced,
+ * exactly the durability of the spool on the main thread; the thread then delivers it from
+ * memory. The two threads' write transactions take turns through
  * a shared WriteLock (store/write-lock.ts), and begin IMMEDIATE (store/database.ts).
  *
  * Resolves once the thread has opened the store and started; rejects if it cannot.
  */
-export async function startDeliveryThread(
-  config: Config,
-  verp: VerpSettings,
-  unsubscribe: UnsubscribeSettings,
-  writeLock: WriteLock,
-  logger: Logger,
-): Promise<ThreadedDeliveryStage> {
+export interface DeliveryThreadOptions {
+  config: Config;
+  verp: VerpSettings;
+  unsubscribe: UnsubscribeSettings;
+  /** The main thread's lock for its own write transactions (the admin API, inbound reports). */
+  writeLock: WriteLock;
+  /** The main connection's health: the thread's store problems are reported to it, for /healthz and MAIL FROM. */
+  storeHealth: StoreHealth | undefined;
+  logger: Logger;
+}
+
+export async function startDeliveryThread({ config, verp, unsubscribe, writeLock, storeHealth, logger }: DeliveryThreadOptions): Promise<ThreadedDeliveryStage> {
   const log = logger.child({ stage: 'delivery' });
   // The thread's log lines are written to the relay's own destination (stdout, or a test's stream).
   const destination = (logger as unknown as Record<symbol, { write(line: string): void } | undefined>)[pino.symbols.streamSym];
@@ -67,11 +93,18 @@ export async function startDeliveryThread(
     logLevel: logger.level,
   };
   let worker: Worker;
+  /** The last thread that said it started. */
+  let running: Worker | null = null;
   let dnsStatus: ResolverStatus | null = null;
   let stopping = false;
   /** Between a thread's exit and its replacement's start there is none to stop. */
   let alive = false;
   let stopped: (() => void) | null = null;
+  /** Messages sent to the thread for their commit, by id, until it answers. */
+  const enqueued = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+  let nextEnqueueId = 1;
+  let storeStats: ThreadStoreStats = { messages: 0, commits: 0, walSyncs: 0 };
+  let spoolClosed = false;
 
   function start(): Promise<void> {
     const thread = new Worker(threadScript('stage-thread.js', 'delivery.stageThread'), { workerData: data });
@@ -89,9 +122,25 @@ export async function startDeliveryThread(
           case 'started':
             started = true;
             alive = true;
+            running = thread;
             resolve();
             return;
+          case 'committed':
+            storeStats = message.stats;
+            for (const id of message.ids) {
+              enqueued.get(id)?.resolve();
+              enqueued.delete(id);
+            }
+            return;
+          case 'refused':
+            enqueued.get(message.id)?.reject(new Error(message.error));
+            enqueued.delete(message.id);
+            return;
+          case 'store':
+            storeHealth?.reportedElsewhere(message.problem);
+            return;
           case 'stopped':
+            storeStats = message.stats;
             if (message.error) log.error({ err: message.error }, 'the delivery thread could not close its store cleanly');
             return;
         }
@@ -102,6 +151,9 @@ export async function startDeliveryThread(
       });
       thread.on('exit', (code) => {
         alive = false;
+        // Committed or not, these were never acknowledged: their clients get a 451 and send again.
+        for (const waiting of enqueued.values()) waiting.reject(new Error(`the delivery thread ended (code ${code}) before the message was committed`));
+        enqueued.clear();
         if (stopping) return stopped?.();
         if (!started) return reject(new Error(`the delivery thread exited while starting (code ${code})`));
         log.error({ code }, 'the delivery thread exited; a new one starts in a second and queues again what it had claimed');
@@ -118,12 +170,32 @@ export async function startDeliveryThread(
   const firstStatus = dnsStatus as ResolverStatus | null;
   if (!firstStatus) throw new Error('the delivery thread started without reporting its resolver status');
   log.info({ thread: 'delivery stage' }, 'delivery runs on its own thread');
-  return {
-    wake: () => {
-      if (!stopping) worker.postMessage({ type: 'wake' } satisfies ToStageThread);
+  const spool: MessageSpool = {
+    enqueue(message) {
+      if (spoolClosed) return Promise.reject(new Error('the store is closed'));
+      if (!alive) return Promise.reject(new Error('the delivery thread is restarting; the message was not stored'));
+      const id = nextEnqueueId++;
+      return new Promise((resolve, reject) => {
+        enqueued.set(id, { resolve, reject });
+        worker.postMessage({ type: 'enqueue', id, message } satisfies ToStageThread);
+      });
     },
+    storeProblem: () => storeHealth?.problem() ?? null,
+    // What was sent before is committed by the thread when it stops (its spool's close).
+    close: () => {
+      spoolClosed = true;
+    },
+    get stats() {
+      return { messages: storeStats.messages, commits: storeStats.commits };
+    },
+  };
+  return {
+    spool,
+    storeStats: () => storeStats,
+    // The thread's spool wakes its scheduler after each commit itself.
+    wake: () => undefined,
     dnsStatus: () => dnsStatus ?? firstStatus,
-    thread: () => worker,
+    thread: () => running ?? worker,
     stop: async (timeoutMs) => {
       stopping = true;
       if (!alive) return;

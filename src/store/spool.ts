@@ -23,12 +23,23 @@ export interface SpoolMessage {
   raw: Buffer;
 }
 
+/** What the submission server needs of the spool, wherever its commits run (see delivery/stage-on-thread.ts). */
+export interface MessageSpool {
+  /** Resolves once the message and all its recipients are committed and synced. */
+  enqueue(message: SpoolMessage): Promise<void>;
+  /** Why mail cannot be stored now (see StoreHealth), null when it can. */
+  storeProblem(): StoreProblem | null;
+  /** Commits what is waiting and refuses anything after. */
+  close(): void;
+  readonly stats: { messages: number; commits: number };
+}
+
 /**
  * The durable queue's way in: a message, its recipients (status queued, due now) and their
  * `accepted` events, committed together. The submission server answers 250 only after
  * `enqueue` resolves. Messages that arrive together share a commit (see GroupCommit).
  */
-export class Spool {
+export class Spool implements MessageSpool {
   private readonly insertMessage: Statement;
   private readonly insertRecipient: Statement;
   private readonly insertEvent: Statement;
@@ -40,7 +51,7 @@ export class Spool {
 
   /**
    * walSync: make commits durable off the event loop (see GroupCommit). keepRecentContent: hand
-   * each committed body to delivery from memory (false when delivery runs on its own thread).
+   * each committed body to delivery from memory (false when nothing delivers on this connection).
    */
   constructor(
     private readonly db: Database,

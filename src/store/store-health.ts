@@ -34,6 +34,8 @@ export class StoreHealth {
   private readonly opened: Stats;
   private lost: StoreProblem | null = null;
   private writeFailure: StoreProblem | null = null;
+  /** What another connection to the same store found (the delivery thread's commits). */
+  private elsewhere: StoreProblem | null = null;
   private timer: NodeJS.Timeout | null = null;
   /** Resolves with the rescue file's path once the copy is written (null if it failed). */
   rescued: Promise<string | null> | null = null;
@@ -43,6 +45,8 @@ export class StoreHealth {
     private readonly path: string,
     private readonly log: Logger,
     private readonly now: () => Date = () => new Date(),
+    /** false where another connection's StoreHealth already rescues a lost store (the delivery thread's). */
+    private readonly rescues = true,
   ) {
     this.opened = statSync(path);
     healthOfConnection.set(db, this);
@@ -68,7 +72,14 @@ export class StoreHealth {
    * MAIL FROM and delivery claim, so it only reads what the commit path and the watch found.
    */
   problem(): StoreProblem | null {
-    return this.lost ?? this.writeFailure;
+    return this.lost ?? this.writeFailure ?? this.elsewhere;
+  }
+
+  /** The problem another connection to this store reports now, or null once it is gone. */
+  reportedElsewhere(problem: StoreProblem | null): void {
+    this.elsewhere = problem;
+    // It may be this very file's loss: look now rather than at the next watch tick.
+    if (problem) this.check();
   }
 
   /** Throws when the file is no longer the one open: the commit would go nowhere. */
@@ -114,7 +125,7 @@ export class StoreHealth {
       since: this.now().toISOString(),
       cause: `the store file ${this.path} ${what} while the relay had it open; nothing more can be kept there, restart the relay`,
     };
-    this.rescued = this.rescue(what);
+    if (this.rescues) this.rescued = this.rescue(what);
     return this.lost;
   }
 

@@ -6,7 +6,7 @@ import { normalizeAddress } from '../address.js';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../logger.js';
 import { newQueueId } from '../store/queue-id.js';
-import type { Spool } from '../store/spool.js';
+import type { MessageSpool } from '../store/spool.js';
 import { AuthGuard } from './auth-guard.js';
 import { ByteBudget } from '../byte-budget.js';
 import { findAmbiguousDotLine, findOverlongLine } from './framing.js';
@@ -47,7 +47,7 @@ function authUserOf(session: SMTPServerSession): string | null {
   return user?.username ?? null;
 }
 
-export function createSubmissionServer(config: Config, spool: Spool, logger: Logger): SubmissionServer {
+export function createSubmissionServer(config: Config, spool: MessageSpool, logger: Logger): SubmissionServer {
   useQueuedReplyCode();
   watchNonAsciiAddresses();
   const settings = config.submission;
