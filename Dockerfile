@@ -30,5 +30,5 @@ VOLUME ["/data"]
 USER node
 EXPOSE 2525
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["node", "/app/dist/cli.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=8", "/app/dist/cli.js"]
 CMD ["start"]

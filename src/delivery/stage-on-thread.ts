@@ -107,7 +107,10 @@ export async function startDeliveryThread({ config, verp, unsubscribe, writeLock
   let spoolClosed = false;
 
   function start(): Promise<void> {
-    const thread = new Worker(threadScript('stage-thread.js', 'delivery.stageThread'), { workerData: data });
+    // A young generation of 12 MiB instead of V8's default (up to 48): the thread's garbage is
+    // short-lived message copies, and the relay's peak RSS at 2,000 msg/s fell by about 15 MiB
+    // with no change in throughput (interleaved runs).
+    const thread = new Worker(threadScript('stage-thread.js', 'delivery.stageThread'), { workerData: data, resourceLimits: { maxYoungGenerationSizeMb: 12 } });
     worker = thread;
     return new Promise((resolve, reject) => {
       let started = false;
