@@ -186,11 +186,19 @@ function environmentWithoutOverrides(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('REBOUND_')));
 }
 
+/** The node flags `npm start` runs the relay with (package.json), so the bench measures that relay. */
+function npmStartNodeFlags(): string[] {
+  const scripts = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> }).scripts;
+  const match = /\bnode((?: --[^ ]+)*) dist\/cli\.js start\b/.exec(scripts.start ?? '');
+  if (!match) throw new Error(`package.json's start script no longer runs "node [flags] dist/cli.js start": update bench/relay-process.ts`);
+  return (match[1] ?? '').trim().split(' ').filter(Boolean);
+}
+
 export async function startRelay(settings: RelaySettings): Promise<RelayProcess> {
   const configFile = writeConfig(settings);
   const logFile = join(settings.workDir, 'relay.log');
   const straceFile = join(settings.workDir, 'strace.txt');
-  const relayCommand = [process.execPath, ...(settings.nodeArgs ?? []), join('dist', 'cli.js'), 'start', '--config', configFile];
+  const relayCommand = [process.execPath, ...npmStartNodeFlags(), ...(settings.nodeArgs ?? []), join('dist', 'cli.js'), 'start', '--config', configFile];
   const command = settings.strace
     ? // --seccomp-bpf stops only on the traced calls, so strace costs little on the rest;
       // -w times the calls by wall clock, which is what a commit waits, not kernel CPU time.
