@@ -1,5 +1,4 @@
 import { execFile } from 'node:child_process';
-import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import BetterSqlite3, { type Database } from 'better-sqlite3';
 import nodemailer from 'nodemailer';
@@ -12,7 +11,7 @@ import { startRelay, type RunningRelay } from '../src/relay.js';
 import { CLI, PROJECT_ROOT } from './support/child-relay.js';
 import { startDnsServer, type TestDnsServer, type ZoneEntry } from './support/dns-server.js';
 import { startFakeMx, type FakeMx } from './support/fake-mx.js';
-import { FAST_DELIVERY, writeTestConfig, type ConfigOverride } from './support/relay.js';
+import { FAST_DELIVERY, logCapture, writeTestConfig, type ConfigOverride } from './support/relay.js';
 import { makeTempDir } from './support/temp-dir.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -39,14 +38,8 @@ async function loggedRelay(override: ConfigOverride): Promise<LoggedRelay> {
   const temp = makeTempDir();
   const configFile = writeTestConfig(temp.dir, { admin: { enabled: true, port: 0, tokens: [{ name: 'ops', token: TOKEN }] }, ...override });
   const config = loadConfig({ file: configFile, env: {} });
-  const logs: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  const relay = await startRelay(config, pino({ level: 'info' }, stream));
+  const { logs, destination } = logCapture();
+  const relay = await startRelay(config, pino({ level: 'info' }, destination));
   const db = new BetterSqlite3(config.store.path, { readonly: true });
   cleanups.push(async () => {
     await relay.stop();

@@ -1,11 +1,10 @@
-import { Writable } from 'node:stream';
 import nodemailer from 'nodemailer';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/load.js';
 import { startRelay, type RunningRelay } from '../src/relay.js';
 import { startFakeMx, type FakeMx, type FakeMxScript } from './support/fake-mx.js';
-import { FAST_DELIVERY, writeTestConfig, type ConfigOverride } from './support/relay.js';
+import { FAST_DELIVERY, logCapture, writeTestConfig, type ConfigOverride } from './support/relay.js';
 import { makeTempDir } from './support/temp-dir.js';
 import { waitFor } from './support/wait-for.js';
 import BetterSqlite3 from 'better-sqlite3';
@@ -27,13 +26,7 @@ interface Started {
 async function relayWithLogs(override: ConfigOverride): Promise<Started> {
   const temp = makeTempDir('rebound-stage-thread-');
   const config = loadConfig({ file: writeTestConfig(temp.dir, { log: { level: 'info' }, ...override }), env: {} });
-  const logs: Array<Record<string, unknown>> = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
-      callback();
-    },
-  });
+  const { logs, destination } = logCapture();
   const relay = await startRelay(config, pino({ level: 'info' }, destination));
   const db = new BetterSqlite3(config.store.path, { readonly: true });
   let stopping: Promise<void> | null = null;

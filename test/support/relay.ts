@@ -1,5 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import BetterSqlite3, { type Database } from 'better-sqlite3';
 import { afterEach } from 'vitest';
 import { loadConfig, type Config } from '../../src/config/load.js';
@@ -90,4 +91,16 @@ export function relaysStoppedAfterEachTest(): (override?: ConfigOverride) => Pro
     relays.push(relay);
     return relay;
   };
+}
+
+/** A pino destination that keeps every JSON log line, for tests that read what a relay logged. */
+export function logCapture(): { logs: Array<Record<string, unknown>>; destination: Writable } {
+  const logs: Array<Record<string, unknown>> = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { logs, destination };
 }
