@@ -79,7 +79,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
       const hooks = stage ? { dnsResolver: () => stage.dnsStatus() } : dns ? { dnsResolver: () => dns.health.status() } : {};
       admin = await listening('admin', config.admin.host, config.admin.port, () => startAdmin(config, db, logger, hooks, new Unsubscriber(db, unsubscribe)));
     }
-    const spool: MessageSpool = threaded?.spool ?? (mainSpool as Spool);
+    const spool: MessageSpool | null = threaded?.spool ?? mainSpool;
+    if (!spool) throw new Error('no spool: delivery runs on its own thread but did not start');
     const submission = createSubmissionServer(config, spool, logger);
     address = await listening('submission', config.submission.host, config.submission.port, () => submission.listen());
     const delivery: DeliveryStage | null = threaded ?? (dns ? startDelivery(config, db, verp, unsubscribe, logger, walSync, dns) : null);

@@ -55,6 +55,17 @@ const RESTART_DELAY_MS = 1_000;
 /** Past the stop's own timeout, how long the thread gets to close its store before it is ended. */
 const STOP_GRACE_MS = 10_000;
 
+export interface DeliveryThreadOptions {
+  config: Config;
+  verp: VerpSettings;
+  unsubscribe: UnsubscribeSettings;
+  /** The main thread's lock for its own write transactions (the admin API, inbound reports). */
+  writeLock: WriteLock;
+  /** The main connection's health: the thread's store problems are reported to it, for /healthz and MAIL FROM. */
+  storeHealth: StoreHealth;
+  logger: Logger;
+}
+
 /**
  * Runs the delivery stage on its own thread (delivery.stageThread), and the spool's commits with
  * it. With one connection per message, the main thread's event loop was the limit (measured
@@ -64,22 +75,11 @@ const STOP_GRACE_MS = 10_000;
  * beside the SMTP dialogue instead of between its replies: the submission server hands each
  * message over (`spool` below) and answers 250 once the thread says it is committed and synced,
  * exactly the durability of the spool on the main thread; the thread then delivers it from
- * memory. The two threads' write transactions take turns through
- * a shared WriteLock (store/write-lock.ts), and begin IMMEDIATE (store/database.ts).
+ * memory. The two threads' write transactions begin IMMEDIATE and take turns through a shared
+ * WriteLock (store/write-lock.ts).
  *
  * Resolves once the thread has opened the store and started; rejects if it cannot.
  */
-export interface DeliveryThreadOptions {
-  config: Config;
-  verp: VerpSettings;
-  unsubscribe: UnsubscribeSettings;
-  /** The main thread's lock for its own write transactions (the admin API, inbound reports). */
-  writeLock: WriteLock;
-  /** The main connection's health: the thread's store problems are reported to it, for /healthz and MAIL FROM. */
-  storeHealth: StoreHealth | undefined;
-  logger: Logger;
-}
-
 export async function startDeliveryThread({ config, verp, unsubscribe, writeLock, storeHealth, logger }: DeliveryThreadOptions): Promise<ThreadedDeliveryStage> {
   const log = logger.child({ stage: 'delivery' });
   // The thread's log lines are written to the relay's own destination (stdout, or a test's stream).
@@ -140,7 +140,7 @@ export async function startDeliveryThread({ config, verp, unsubscribe, writeLock
             enqueued.delete(message.id);
             return;
           case 'store':
-            storeHealth?.reportedElsewhere(message.problem);
+            storeHealth.reportedElsewhere(message.problem);
             return;
           case 'stopped':
             storeStats = message.stats;
@@ -169,9 +169,8 @@ export async function startDeliveryThread({ config, verp, unsubscribe, writeLock
   }
 
   await start();
-  // The thread sends its resolver's status before it says it started.
-  const firstStatus = dnsStatus as ResolverStatus | null;
-  if (!firstStatus) throw new Error('the delivery thread started without reporting its resolver status');
+  // The thread sends its resolver's status before it says it started, and it is never cleared.
+  if (!dnsStatus) throw new Error('the delivery thread started without reporting its resolver status');
   log.info({ thread: 'delivery stage' }, 'delivery runs on its own thread');
   const spool: MessageSpool = {
     enqueue(message) {
@@ -183,7 +182,7 @@ export async function startDeliveryThread({ config, verp, unsubscribe, writeLock
         worker.postMessage({ type: 'enqueue', id, message } satisfies ToStageThread);
       });
     },
-    storeProblem: () => storeHealth?.problem() ?? null,
+    storeProblem: () => storeHealth.problem(),
     // What was sent before is committed by the thread when it stops (its spool's close).
     close: () => {
       spoolClosed = true;
@@ -197,7 +196,7 @@ export async function startDeliveryThread({ config, verp, unsubscribe, writeLock
     storeStats: () => storeStats,
     // The thread's spool wakes its scheduler after each commit itself.
     wake: () => undefined,
-    dnsStatus: () => dnsStatus ?? firstStatus,
+    dnsStatus: () => dnsStatus as ResolverStatus,
     thread: () => running ?? worker,
     stop: async (timeoutMs) => {
       stopping = true;

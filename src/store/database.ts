@@ -71,4 +71,3 @@ export function openStore(path: string, options: OpenStoreOptions = {}): Databas
   }
   return db;
 }
-
