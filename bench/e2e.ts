@@ -361,7 +361,7 @@ interface E2eResult {
     storedMessages: number | null;
     /** Submission commits (the spool's group commits); delivery's commits are not in the log. */
     spoolCommits: number | null;
-    /** WAL fdatasyncs off the event loop, spool and delivery together (null under NORMAL or --drain). */
+    /** WAL fdatasyncs off the event loop, spool and delivery together (null under NORMAL, with --drain, or with the delivery thread, whose commits sync inside COMMIT). */
     walSyncs: number | null;
     requeuedAtStop: number | null;
     fsyncCalls: number | null;
@@ -720,7 +720,7 @@ function printText(result: E2eResult): void {
     r(
       'WAL syncs (from the log)',
       relay.walSyncs === null || !relay.storedMessages
-        ? 'n/a'
+        ? 'n/a (none off the event loop: the delivery thread\'s commits sync inside COMMIT, or synchronous=NORMAL)'
         : `${relay.walSyncs} fdatasyncs off the event loop for the spool's and delivery's commits (${format(relay.walSyncs / relay.storedMessages, 3)} per message)`,
     ),
   ];

@@ -43,7 +43,7 @@ export interface StoreCounts {
   messages: number;
   /** The spool's group commits. */
   commits: number;
-  /** fdatasyncs of the WAL made off the event loop (spool and delivery commits together); null under NORMAL. */
+  /** fdatasyncs of the WAL made off the event loop (spool and delivery commits together); null under NORMAL or with the delivery thread (its commits sync inside COMMIT). */
   walSyncs: number | null;
 }
 

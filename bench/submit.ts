@@ -310,7 +310,7 @@ function printText(result: BenchResult): void {
     row(
       'WAL syncs per message',
       relay.walSyncs === null
-        ? 'n/a (synchronous=NORMAL: no sync per commit)'
+        ? 'n/a (none off the event loop: the delivery thread\'s commits sync inside COMMIT, or synchronous=NORMAL: no sync per commit)'
         : `${format(relay.walSyncsPerMessage, 3)} (${relay.walSyncs} fdatasyncs off the event loop, each covering the commits made before it)`,
     ),
   ];

@@ -52,7 +52,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
   const storeHealth = new StoreHealth(db, config.store.path, logger.child({ stage: 'store' })).watch();
   const threadedDelivery = config.delivery.enabled && config.delivery.stageThread;
   // Under FULL, the spool's and delivery's commits are synced off the event loop (WalSync); with
-  // the delivery thread, both run there, with that thread's own WalSync.
+  // the delivery thread, both run there, and sync inside COMMIT (see delivery/stage-thread.ts).
   const walSync = config.store.synchronous === 'FULL' && !threadedDelivery ? new WalSync(config.store.path) : null;
   // A body just committed is handed to delivery from memory; with delivery off, nobody would read it.
   const mainSpool = threadedDelivery ? null : new Spool(db, config.store.groupCommitMaxMessages, walSync, config.delivery.enabled);

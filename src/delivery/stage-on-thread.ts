@@ -25,7 +25,8 @@ export type ToStageThread = { type: 'enqueue'; id: number; message: SpoolMessage
 export interface ThreadStoreStats {
   messages: number;
   commits: number;
-  walSyncs: number;
+  /** Always null: the thread's commits sync the WAL inside COMMIT (see stage-thread.ts), not through WalSync. */
+  walSyncs: number | null;
 }
 
 export type FromStageThread =
@@ -42,7 +43,7 @@ export type FromStageThread =
 export interface ThreadedDeliveryStage extends DeliveryStage {
   /** The submission server's spool: each message is committed on the thread (see above). */
   spool: MessageSpool;
-  /** The thread's commits and WAL syncs so far (at stop, its final count). */
+  /** The thread's spool commits so far (at stop, its final count). */
   storeStats(): ThreadStoreStats;
   /** The delivery resolver's health as the thread last reported it (after each check, and every second). */
   dnsStatus(): ResolverStatus;
@@ -103,7 +104,7 @@ export async function startDeliveryThread({ config, verp, unsubscribe, writeLock
   /** Messages sent to the thread for their commit, by id, until it answers. */
   const enqueued = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
   let nextEnqueueId = 1;
-  let storeStats: ThreadStoreStats = { messages: 0, commits: 0, walSyncs: 0 };
+  let storeStats: ThreadStoreStats = { messages: 0, commits: 0, walSyncs: null };
   let spoolClosed = false;
 
   function start(): Promise<void> {
