@@ -10,6 +10,7 @@ WORKDIR /app
 COPY package.json package-lock.json tsconfig.json ./
 COPY src ./src
 COPY config ./config
+COPY panel ./panel
 # `npm ci` runs the prepare script (tsc), which needs the dev dependencies; prune them after.
 RUN npm ci --no-audit --no-fund \
  && node -e "require('better-sqlite3')" \
@@ -25,6 +26,7 @@ COPY --from=build --chown=root:root /app/package.json ./
 COPY --from=build --chown=root:root /app/node_modules ./node_modules
 COPY --from=build --chown=root:root /app/dist ./dist
 COPY --from=build --chown=root:root /app/config ./config
+COPY --from=build --chown=root:root /app/panel ./panel
 RUN mkdir -p /data && chown node:node /data
 VOLUME ["/data"]
 USER node

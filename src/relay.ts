@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import { withGeneratedToken } from './admin/generated-token.js';
 import { startAdmin, type AdminServer } from './admin/server.js';
 import type { VerpSettings } from './bounces/verp.js';
 import type { Config } from './config/load.js';
@@ -77,7 +78,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
     if (config.admin.enabled) {
       const stage = threaded;
       const hooks = stage ? { dnsResolver: () => stage.dnsStatus() } : dns ? { dnsResolver: () => dns.health.status() } : {};
-      admin = await listening('admin', config.admin.host, config.admin.port, () => startAdmin(config, db, logger, hooks, new Unsubscriber(db, unsubscribe)));
+      admin = await listening('admin', config.admin.host, config.admin.port, () => startAdmin(withGeneratedToken(config, db, logger.child({ stage: 'admin' })), db, logger, hooks, new Unsubscriber(db, unsubscribe)));
     }
     const spool: MessageSpool | null = threaded?.spool ?? mainSpool;
     if (!spool) throw new Error('no spool: delivery runs on its own thread but did not start');

@@ -15,6 +15,22 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'cross-origin-opener-policy': 'same-origin',
 };
 
+/**
+ * The panel's pages (panel/index.ts) run script, but only files from this server (the panel's own,
+ * htmx, Chart.js): no inline script, no eval, no inline style. Everything else served here (the
+ * API, the public unsubscribe page) keeps the policy above, which allows no script at all.
+ */
+export const PANEL_CONTENT_SECURITY_POLICY = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self'",
+  "connect-src 'self'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+  "base-uri 'none'",
+].join('; ');
+
 export function addSecurityHeaders(app: FastifyInstance): void {
   app.addHook('onSend', async (_request, reply, payload) => {
     reply.headers(SECURITY_HEADERS);

@@ -4,9 +4,10 @@ import type { Config } from '../config/load.js';
 import type { Logger } from '../logger.js';
 import type { Database } from '../store/database.js';
 import { storeHealthOf } from '../store/store-health.js';
-import { errorReplier, notFound } from './api-errors.js';
+import { ApiError, errorReplier, notFound } from './api-errors.js';
 import { BearerAuth } from './bearer-auth.js';
 import { parseJsonBody } from './json-body.js';
+import { panelRoutes } from './panel/index.js';
 import { StoreMetrics, type MetricsHooks } from './metrics.js';
 import { queueRoutes } from './queue-routes.js';
 import { reportRoutes } from './report-routes.js';
@@ -23,14 +24,18 @@ export interface AdminServer {
 /** JSON bodies (one suppression or a list of them): ~15,000 items; more go as CSV, which is read in batches. */
 const JSON_BODY_LIMIT = 1024 * 1024;
 
+/** What a viewer token may do through the API. */
+const READ_METHODS = new Set(['GET', 'HEAD']);
+
 /** Routes anyone may call: a load balancer's or service manager's health check. */
 const PUBLIC_ROUTES = new Set(['/healthz', '/unsubscribe/:token']);
 
 /**
  * The admin HTTP API (docs/admin-api.md) on admin.host:admin.port: suppressions and the
- * allowlist, the bounces report, the queue and events, /metrics for Prometheus and /healthz.
- * Every route but /healthz needs a bearer token from admin.tokens; every error is JSON
- * `{ "error": "..." }`. It shares the relay's store connection.
+ * allowlist, the bounces report, the queue and events, /metrics for Prometheus and /healthz; and
+ * the administration panel at / (panel/). Every API route but /healthz needs a bearer token from
+ * admin.tokens (a viewer token only for GET); every API error is JSON `{ "error": "..." }`. It
+ * shares the relay's store connection.
  */
 export async function startAdmin(
   config: Config,
@@ -52,12 +57,19 @@ export async function startAdmin(
     return503OnClosing: true,
   });
   app.decorateRequest('actor', '');
+  app.decorateRequest('role', 'viewer');
   addSecurityHeaders(app);
 
   // Runs before body parsing, for every route and for unknown ones: no token, no hint of what exists.
+  // The panel's routes check their session cookie instead (panel/index.ts).
   app.addHook('onRequest', async (request) => {
-    if (PUBLIC_ROUTES.has(request.routeOptions.url ?? '')) return;
-    request.actor = `api:${auth.nameFor(request.headers.authorization)}`;
+    if (PUBLIC_ROUTES.has(request.routeOptions.url ?? '') || request.routeOptions.config.panel !== undefined) return;
+    const holder = auth.holderFor(request.headers.authorization);
+    request.actor = `api:${holder.name}`;
+    request.role = holder.role;
+    if (holder.role !== 'admin' && !READ_METHODS.has(request.method)) {
+      throw new ApiError(403, `the token "${holder.name}" has the viewer role: it may read, not change anything; use a token with "role": "admin"`);
+    }
   });
   app.addHook('onResponse', async (request, reply) => {
     log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime), actor: request.actor || undefined }, 'admin request');
@@ -95,6 +107,8 @@ export async function startAdmin(
   app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.scrape()));
   suppressionRoutes(app, db);
   reportRoutes(app, db);
+  // The panel at / (sign-in, pages, its assets); its own session, CSRF and role checks.
+  await panelRoutes(app, { config, db, auth, log, hooks });
   queueRoutes(app, db);
   // Public: the List-Unsubscribe URL's target, behind the operator's https proxy.
   if (unsubscriber) unsubscribeRoutes(app, unsubscriber);

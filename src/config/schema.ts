@@ -226,8 +226,20 @@ export const configSchema = z.strictObject({
     enabled: z.boolean(),
     host: z.string().min(1),
     port,
-    /** Bearer tokens: { name, token }; the name is the actor in the suppression audit. */
-    tokens: z.array(z.strictObject({ name: z.string().regex(/^[\w.-]{1,40}$/, 'letters, digits, ".", "_" or "-"'), token: z.string().min(24, 'at least 24 characters') })),
+    /**
+     * Bearer tokens (API) and sign-in tokens (panel): { name, token, role }; the name is the actor
+     * in the audit; role admin may change things, viewer may only look. Empty: one admin token is
+     * generated at the first start and written to admin-token beside the store (see relay.ts).
+     */
+    tokens: z.array(
+      z.strictObject({
+        name: z.string().regex(/^[\w.-]{1,40}$/, 'letters, digits, ".", "_" or "-"'),
+        token: z.string().min(24, 'at least 24 characters'),
+        role: z.enum(['admin', 'viewer']).default('admin'),
+      }),
+    ),
+    /** Mark the panel's session cookie Secure: set it when the admin server is reached over https (a TLS proxy in front). */
+    secureCookies: z.boolean(),
     /** The largest CSV import the API takes, in bytes (JSON bodies stop at 1 MiB). */
     maxImportBytes: positiveInt,
   }),

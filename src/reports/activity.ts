@@ -1,0 +1,109 @@
+import type { Database, Statement } from 'better-sqlite3';
+
+/** What happened to mail over a period, counted from events (the panel's overview). */
+export interface ActivityCounts {
+  accepted: number;
+  delivered: number;
+  /** temporary_fail events: tries that will be repeated. */
+  deferred: number;
+  /** permanent_fail events other than "suppressed": bounced, blocked or expired. */
+  bounced: number;
+  /** permanent_fail events with reason "suppressed": mail not sent because the address is on a list. */
+  suppressed: number;
+}
+
+export interface HourlyBounces {
+  /** The hours of the period, oldest first, as `YYYY-MM-DDTHH` (UTC). */
+  hours: string[];
+  /** Per category, one count per hour (same order as hours); categories with no bounce are left out. */
+  byCategory: Record<string, number[]>;
+}
+
+export interface DomainBounces {
+  domain: string;
+  bounces: number;
+}
+
+const HOUR_MS = 60 * 60 * 1000;
+
+/**
+ * The overview's figures. Events have no index on their time except for failures
+ * (events_failures_by_at), and one on every event would cost each delivery a write: instead the
+ * first event of a period is found by a binary search over the rowid (events are written in time
+ * order, give or take a few seconds), and only the period's rows are read.
+ */
+export class Activity {
+  private readonly eventAt: Statement;
+  private readonly lastEventId: Statement;
+  private readonly counts: Statement;
+  private readonly hourly: Statement;
+  private readonly topDomains: Statement;
+
+  constructor(db: Database) {
+    this.eventAt = db.prepare('SELECT id, at FROM events WHERE id >= ? ORDER BY id LIMIT 1');
+    this.lastEventId = db.prepare('SELECT max(id) FROM events').pluck();
+    this.counts = db.prepare(`
+      SELECT event, coalesce(reason, '') AS reason, count(*) AS n
+        FROM events WHERE id >= @fromId AND at >= @since
+          AND event IN ('accepted', 'delivered', 'temporary_fail', 'permanent_fail')
+       GROUP BY event, coalesce(reason, '')`);
+    this.hourly = db.prepare(`
+      SELECT substr(at, 1, 13) AS hour, coalesce(category, 'unclassified') AS category, count(*) AS n
+        FROM events
+       WHERE event = 'permanent_fail' AND at >= @since AND coalesce(reason, '') <> 'suppressed'
+       GROUP BY hour, category`);
+    this.topDomains = db.prepare(`
+      SELECT r.domain, count(*) AS bounces
+        FROM events e JOIN recipients r ON r.id = e.recipient_id
+       WHERE e.event = 'permanent_fail' AND e.at >= @since AND coalesce(e.reason, '') <> 'suppressed'
+       GROUP BY r.domain ORDER BY bounces DESC, r.domain LIMIT @limit`);
+  }
+
+  /** Counts of events at or after `since`. */
+  countsSince(since: Date): ActivityCounts {
+    const result: ActivityCounts = { accepted: 0, delivered: 0, deferred: 0, bounced: 0, suppressed: 0 };
+    const rows = this.counts.all({ fromId: this.firstIdAtOrAfter(since.toISOString()), since: since.toISOString() }) as Array<{ event: string; reason: string; n: number }>;
+    for (const { event, reason, n } of rows) {
+      if (event === 'accepted') result.accepted += n;
+      else if (event === 'delivered') result.delivered += n;
+      else if (event === 'temporary_fail') result.deferred += n;
+      else if (reason === 'suppressed') result.suppressed += n;
+      else result.bounced += n;
+    }
+    return result;
+  }
+
+  /** Bounces per hour and category over the `hours` hours up to `now` (the current hour included). */
+  bouncesPerHour(now: Date, hours: number): HourlyBounces {
+    const first = new Date(Math.floor(now.getTime() / HOUR_MS) * HOUR_MS - (hours - 1) * HOUR_MS);
+    const labels = Array.from({ length: hours }, (_, i) => new Date(first.getTime() + i * HOUR_MS).toISOString().slice(0, 13));
+    const index = new Map(labels.map((label, i) => [label, i]));
+    const byCategory: Record<string, number[]> = {};
+    for (const { hour, category, n } of this.hourly.all({ since: first.toISOString() }) as Array<{ hour: string; category: string; n: number }>) {
+      const i = index.get(hour);
+      if (i === undefined) continue;
+      (byCategory[category] ??= new Array<number>(hours).fill(0))[i] = n;
+    }
+    return { hours: labels, byCategory };
+  }
+
+  /** The recipient domains with the most bounces since `since`. */
+  topBouncingDomains(since: Date, limit: number): DomainBounces[] {
+    return this.topDomains.all({ since: since.toISOString(), limit }) as DomainBounces[];
+  }
+
+  /** The smallest event id whose time is at or after `at` (approximately: see the class comment). */
+  private firstIdAtOrAfter(at: string): number {
+    let low = 1;
+    let high = ((this.lastEventId.get() as number | null) ?? 0) + 1;
+    // Invariant: every event with id >= high is at or after `at`; the answer is in [low, high].
+    while (low < high) {
+      const middle = Math.floor((low + high) / 2);
+      const row = this.eventAt.get(middle) as { id: number; at: string } | undefined;
+      if (!row || row.at >= at) high = middle;
+      else low = row.id + 1;
+    }
+    // A few minutes of slack for events written slightly out of order; `at >= since` filters exactly.
+    return Math.max(1, low - 10_000);
+  }
+}
