@@ -11,8 +11,8 @@ import { postfixDsn } from './support/postfix-dsn.js';
 const OPS_TOKEN = 'ops-0123456789abcdefghijklmnop';
 const CI_TOKEN = 'ci-0123456789abcdefghijklmnopq';
 const TOKENS = [
-  { name: 'ops', token: OPS_TOKEN },
-  { name: 'ci', token: CI_TOKEN },
+  { name: 'ops', token: OPS_TOKEN, role: 'admin' as const },
+  { name: 'ci', token: CI_TOKEN, role: 'admin' as const },
 ];
 
 const MISSING_TOKEN = 'missing bearer token: send "Authorization: Bearer <token>" with a token from admin.tokens';

@@ -110,7 +110,7 @@ describe('immediate failures: blocks and bounces', () => {
       },
     });
     const db = openStore(relay.config.store.path);
-    const admin = await startAdmin({ ...relay.config, admin: { ...relay.config.admin, tokens: [{ name: 'ops', token: TOKEN }] } }, db, createLogger('silent'));
+    const admin = await startAdmin({ ...relay.config, admin: { ...relay.config.admin, tokens: [{ name: 'ops', token: TOKEN, role: 'admin' as const }] } }, db, createLogger('silent'));
     cleanups.push(async () => {
       await admin.stop();
       db.close();

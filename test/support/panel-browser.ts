@@ -99,5 +99,9 @@ export async function screenshot(page: Page, name: string): Promise<string> {
 
 /** True when nothing on the page is wider than the viewport (tables scroll inside their own box). */
 export async function fitsViewport(page: Page): Promise<boolean> {
-  return page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
+  // Runs in the page; the test project has no DOM types, so the two globals are named by shape.
+  return page.evaluate(() => {
+    const view = globalThis as unknown as { document: { documentElement: { scrollWidth: number } }; innerWidth: number };
+    return view.document.documentElement.scrollWidth <= view.innerWidth;
+  });
 }
