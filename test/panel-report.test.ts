@@ -32,7 +32,7 @@ function scriptedReply(address: string): ScriptedReply | null {
 }
 
 /** A campaign id a careless (or hostile) sender could set: markup and quotes, shown as text. */
-const MARKUP_CAMPAIGN = '<b>"sale" & more</b>';
+const MARKUP_CAMPAIGN = `<b>"sale" & it's more</b>`;
 
 interface Planned {
   from: string;
@@ -58,7 +58,6 @@ let mx: FakeMx;
 let base: string;
 let configFile: string;
 let seededFrom: Date;
-let seededUntil: Date;
 
 async function send(message: Planned): Promise<void> {
   const transport = nodemailer.createTransport({ host: '127.0.0.1', port: relay.port, ignoreTLS: true });
@@ -96,7 +95,6 @@ beforeAll(async () => {
   configFile = join(relay.dir, 'config.json');
   seededFrom = new Date();
   for (const message of PLAN) await send(message);
-  seededUntil = new Date();
 }, 60_000);
 
 afterAll(async () => {
@@ -115,13 +113,13 @@ interface CliOutput {
 }
 
 /** `rebound report bounces` as an operator runs it, against the relay's own config, as CSV and as XLSX. */
-async function cliReport(args: string[]): Promise<CliOutput> {
+async function cliReport(args: string[], config = configFile): Promise<CliOutput> {
   const env = { ...process.env, REBOUND_CONFIG: '' };
-  const csv = await execFileAsync(process.execPath, [CLI, 'report', 'bounces', ...args, '--format', 'csv', '--config', configFile], { cwd: PROJECT_ROOT, env });
+  const csv = await execFileAsync(process.execPath, [CLI, 'report', 'bounces', ...args, '--format', 'csv', '--config', config], { cwd: PROJECT_ROOT, env });
   const temp = makeTempDir();
   try {
     const out = join(temp.dir, 'cli.xlsx');
-    await execFileAsync(process.execPath, [CLI, 'report', 'bounces', ...args, '--format', 'xlsx', '--out', out, '--config', configFile], { cwd: PROJECT_ROOT, env });
+    await execFileAsync(process.execPath, [CLI, 'report', 'bounces', ...args, '--format', 'xlsx', '--out', out, '--config', config], { cwd: PROJECT_ROOT, env });
     const workbook = new ExcelJS.Workbook();
     await workbook.xlsx.load(readFileSync(out) as unknown as ArrayBuffer);
     return { csv: csv.stdout, workbook };
@@ -189,7 +187,7 @@ describe('the overview with mail in the store', () => {
       ]);
       const canvas = page.locator('#bounces-chart');
       await expect(canvas.isVisible()).resolves.toBe(true);
-      const width = await canvas.evaluate((element) => (element as HTMLCanvasElement).width);
+      const width = await canvas.evaluate((element) => (element as unknown as { width: number }).width);
       expect(width).toBeGreaterThan(0);
       await expect(page.locator('.empty-note').isHidden()).resolves.toBe(true);
       // Chart.js drew one stack per category that bounced, in the fixed category order, each in its
@@ -313,6 +311,14 @@ describe('the bounces report page', () => {
     const [markupCsv] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Download CSV' }).click()]);
     const markupCli = await cliReport(['--since', day(today), '--until', dayAfter(today), `--campaign=${MARKUP_CAMPAIGN}`, '--group-by', 'category', '--type', 'all']);
     expect(readFileSync(await markupCsv.path(), 'utf8')).toBe(markupCli.csv);
+    // The command line the page shows is one a shell reads back to the same campaign.
+    const line = (await page.locator('code.cli').textContent()) ?? '';
+    expect(line).toBe(`rebound report bounces --since ${day(today)} --until ${dayAfter(today)} '--campaign=<b>"sale" & it'\\''s more</b>' --group-by category --type all`);
+    const shell = await execFileAsync('/bin/sh', ['-c', `${line.replace(/^rebound /, `'${process.execPath}' '${CLI}' `)} --format csv --config '${configFile}'`], {
+      cwd: PROJECT_ROOT,
+      env: { ...process.env, REBOUND_CONFIG: '' },
+    });
+    expect(shell.stdout).toBe(markupCli.csv);
   });
 
   it('refuses bad input with a message that names the field, and keeps what was typed', async () => {
@@ -402,6 +408,34 @@ describe('the bounces report page', () => {
       expect(posted.status()).toBe(401);
     }
     expect(count()).toBe(before);
+  });
+
+  it('shows the first 500 rows of a long report and says so; the downloads have every row', async () => {
+    // Its own relay: 520 recipients refused, each with its own words, are 520 rows.
+    const refusing = await startFakeMx({ rcpt: (address) => ({ code: 550, text: `5.1.1 mailbox ${address.split('@')[0]} unknown here` }) });
+    const many = await startTestRelay({
+      admin: { enabled: true, port: 0, tokens: PANEL_TOKENS },
+      delivery: { ...FAST_DELIVERY, routes: { 'many.test': `127.0.0.1:${refusing.port}` } },
+    });
+    try {
+      const to = Array.from({ length: 520 }, (_, i) => `user-${String(i).padStart(3, '0')}@many.test`);
+      await nodemailer.createTransport({ host: '127.0.0.1', port: many.port, ignoreTLS: true }).sendMail({ from: 'news@shop.example', to, subject: 'Many', text: 'Hello.\r\n' });
+      await waitFor('520 bounces', () => many.db.prepare(`SELECT count(*) AS n FROM recipients WHERE status = 'bounced'`).get() as { n: number }, (row) => row.n === 520, 20_000);
+      const manyBase = `http://127.0.0.1:${many.relay.admin?.port}`;
+      const page = await browser.page();
+      await signIn(page, manyBase, ADMIN_TOKEN);
+      const today = new Date();
+      await page.goto(`${manyBase}/report?from=${day(today)}&to=${day(today)}&group_by=recipient-domain&type=hard`);
+      await expect(page.locator('#bounces-table tbody tr').count()).resolves.toBe(500);
+      await expect(page.locator('.total').textContent()).resolves.toBe('520 bounces in 520 rows; the first 500 are shown here, the downloads have them all.');
+      const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Download CSV' }).click()]);
+      const csv = readFileSync(await download.path(), 'utf8');
+      expect(csv.split('\r\n')).toHaveLength(522);
+      expect(csv).toBe((await cliReport(['--since', day(today), '--until', dayAfter(today), '--group-by', 'recipient-domain', '--type', 'hard'], join(many.dir, 'config.json'))).csv);
+    } finally {
+      await many.stop();
+      await refusing.close();
+    }
   });
 
   it('lays the report out at 1280 px and at 390 px without sideways scrolling', async () => {
