@@ -1,10 +1,8 @@
 import type { FastifyInstance } from 'fastify';
-import { bouncesCsv, bouncesReport, bouncesXlsx, parseBouncesQuery, QUERY_PARAMETERS, ReportQueryError } from '../reports/bounces.js';
+import { bouncesFile, bouncesReport, bouncesTotal, parseBouncesQuery, QUERY_PARAMETERS, ReportQueryError } from '../reports/bounces.js';
 import type { Database } from '../store/database.js';
 import { badRequest } from './api-errors.js';
 import { oneOf, queryOf } from './query-params.js';
-
-const XLSX = 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet';
 
 /** GET /v1/reports/bounces: the same report as `rebound report bounces`, as JSON, CSV or XLSX. */
 export function reportRoutes(app: FastifyInstance, db: Database): void {
@@ -19,18 +17,14 @@ export function reportRoutes(app: FastifyInstance, db: Database): void {
       throw error;
     }
     const rows = bouncesReport(db, report);
-    const name = `bounces-${report.since.toISOString().slice(0, 10)}-${report.until.toISOString().slice(0, 10)}`;
-    if (format === 'csv') {
-      return reply.type('text/csv; charset=utf-8').header('content-disposition', `attachment; filename="${name}.csv"`).send(bouncesCsv(rows, report));
-    }
-    if (format === 'xlsx') {
-      const workbook = await bouncesXlsx(rows, report);
-      return reply.type(XLSX).header('content-disposition', `attachment; filename="${name}.xlsx"`).send(workbook);
+    if (format !== 'json') {
+      const file = await bouncesFile(rows, report, format);
+      return reply.type(file.contentType).header('content-disposition', `attachment; filename="${file.fileName}"`).send(file.content);
     }
     return reply.send({
       query: { since: report.since.toISOString(), until: report.until.toISOString(), campaign: report.campaign, groupBy: report.groupBy, type: report.type },
       rows,
-      bounces: rows.reduce((sum, row) => sum + row.amount, 0),
+      bounces: bouncesTotal(rows),
     });
   });
 }

@@ -6,6 +6,7 @@ import {
   bouncesCsv,
   bouncesReport,
   bouncesTable,
+  bouncesTotal,
   bouncesXlsx,
   GROUP_BYS,
   parseBouncesQuery,
@@ -80,7 +81,7 @@ export function registerReportCommands(program: Command): void {
         return;
       }
       await writeOut(options.out, output);
-      const total = rows.reduce((sum, row) => sum + row.amount, 0);
+      const total = bouncesTotal(rows);
       process.stderr.write(`${rows.length} rows (${total} bounces) written to ${options.out}\n`);
     });
 }

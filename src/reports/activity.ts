@@ -1,4 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3';
+import { CATEGORIES } from '../bounces/categories.js';
 
 /** What happened to mail over a period, counted from events (the panel's overview). */
 export interface ActivityCounts {
@@ -17,7 +18,15 @@ export interface HourlyBounces {
   hours: string[];
   /** Per category, one count per hour (same order as hours); categories with no bounce are left out. */
   byCategory: Record<string, number[]>;
+  /**
+   * Every category in one fixed order (the 17, hard first, then "unclassified" and any other):
+   * a chart colours and stacks by it, so a category keeps its colour from one day to the next.
+   */
+  categories: string[];
 }
+
+/** A failure event the classifier did not label (none should be; counted rather than lost). */
+const UNCLASSIFIED = 'unclassified';
 
 export interface DomainBounces {
   domain: string;
@@ -27,28 +36,22 @@ export interface DomainBounces {
 const HOUR_MS = 60 * 60 * 1000;
 
 /**
- * The overview's figures. Events have no index on their time except for failures
- * (events_failures_by_at), and one on every event would cost each delivery a write: instead the
- * first event of a period is found by a binary search over the rowid (events are written in time
- * order, give or take a few seconds), and only the period's rows are read.
+ * The overview's figures, read through the events' indexes on their time (events_by_at, and
+ * events_failures_by_at for the failures): only the period's rows are read.
  */
 export class Activity {
-  private readonly eventAt: Statement;
-  private readonly lastEventId: Statement;
   private readonly counts: Statement;
   private readonly hourly: Statement;
   private readonly topDomains: Statement;
 
   constructor(db: Database) {
-    this.eventAt = db.prepare('SELECT id, at FROM events WHERE id >= ? ORDER BY id LIMIT 1');
-    this.lastEventId = db.prepare('SELECT max(id) FROM events').pluck();
     this.counts = db.prepare(`
       SELECT event, coalesce(reason, '') AS reason, count(*) AS n
-        FROM events WHERE id >= @fromId AND at >= @since
+        FROM events WHERE at >= @since
           AND event IN ('accepted', 'delivered', 'temporary_fail', 'permanent_fail')
        GROUP BY event, coalesce(reason, '')`);
     this.hourly = db.prepare(`
-      SELECT substr(at, 1, 13) AS hour, coalesce(category, 'unclassified') AS category, count(*) AS n
+      SELECT substr(at, 1, 13) AS hour, coalesce(category, '${UNCLASSIFIED}') AS category, count(*) AS n
         FROM events
        WHERE event = 'permanent_fail' AND at >= @since AND coalesce(reason, '') <> 'suppressed'
        GROUP BY hour, category`);
@@ -62,7 +65,7 @@ export class Activity {
   /** Counts of events at or after `since`. */
   countsSince(since: Date): ActivityCounts {
     const result: ActivityCounts = { accepted: 0, delivered: 0, deferred: 0, bounced: 0, suppressed: 0 };
-    const rows = this.counts.all({ fromId: this.firstIdAtOrAfter(since.toISOString()), since: since.toISOString() }) as Array<{ event: string; reason: string; n: number }>;
+    const rows = this.counts.all({ since: since.toISOString() }) as Array<{ event: string; reason: string; n: number }>;
     for (const { event, reason, n } of rows) {
       if (event === 'accepted') result.accepted += n;
       else if (event === 'delivered') result.delivered += n;
@@ -84,26 +87,13 @@ export class Activity {
       if (i === undefined) continue;
       (byCategory[category] ??= new Array<number>(hours).fill(0))[i] = n;
     }
-    return { hours: labels, byCategory };
+    const known: string[] = [...CATEGORIES, UNCLASSIFIED];
+    const categories = [...known, ...Object.keys(byCategory).filter((category) => !known.includes(category)).sort()];
+    return { hours: labels, byCategory, categories };
   }
 
   /** The recipient domains with the most bounces since `since`. */
   topBouncingDomains(since: Date, limit: number): DomainBounces[] {
     return this.topDomains.all({ since: since.toISOString(), limit }) as DomainBounces[];
-  }
-
-  /** The smallest event id whose time is at or after `at` (approximately: see the class comment). */
-  private firstIdAtOrAfter(at: string): number {
-    let low = 1;
-    let high = ((this.lastEventId.get() as number | null) ?? 0) + 1;
-    // Invariant: every event with id >= high is at or after `at`; the answer is in [low, high].
-    while (low < high) {
-      const middle = Math.floor((low + high) / 2);
-      const row = this.eventAt.get(middle) as { id: number; at: string } | undefined;
-      if (!row || row.at >= at) high = middle;
-      else low = row.id + 1;
-    }
-    // A few minutes of slack for events written slightly out of order; `at >= since` filters exactly.
-    return Math.max(1, low - 10_000);
   }
 }

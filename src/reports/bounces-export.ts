@@ -34,8 +34,20 @@ export function describeBouncesQuery(query: BouncesReportQuery): string {
   return `${what} from ${query.since.toISOString()} to ${query.until.toISOString()} (excluded), ${campaign}, grouped by ${query.groupBy}`;
 }
 
-function totalOf(rows: readonly BouncesReportRow[]): number {
+/** How many bounces the rows count together. */
+export function bouncesTotal(rows: readonly BouncesReportRow[]): number {
   return rows.reduce((sum, row) => sum + row.amount, 0);
+}
+
+/**
+ * The columns a reader sees on screen (the CLI's table and the panel's): the group, the amount,
+ * type, category, reason, then the bounce text last, where a long one does not push the other
+ * columns apart; first/last times are left to CSV and XLSX.
+ */
+export function bouncesTableColumns(groupBy: GroupBy): BouncesColumn[] {
+  const keys: Array<keyof BouncesReportRow> = ['group', 'amount', 'bounceType', 'category', 'reason', 'text'];
+  const all = bouncesColumns(groupBy);
+  return keys.map((key) => all.find((column) => column.key === key)).filter((column): column is BouncesColumn => column !== undefined);
 }
 
 /** Remote servers write the bounce texts: no control characters (escape sequences) reach a terminal. */
@@ -43,18 +55,11 @@ function printable(value: string): string {
   return value.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ');
 }
 
-/**
- * An aligned text table for a terminal: a title line, the header, the rows, a total. The bounce
- * text goes last, where a long one does not push the other columns apart; first/last times are
- * left to CSV and XLSX.
- */
+/** An aligned text table for a terminal: a title line, the header, the rows (bouncesTableColumns), a total. */
 export function bouncesTable(rows: readonly BouncesReportRow[], query: BouncesReportQuery): string {
   const title = describeBouncesQuery(query);
   if (rows.length === 0) return `${title}\n\nno bounces in this period\n`;
-  const keys: Array<keyof BouncesReportRow> = ['group', 'amount', 'bounceType', 'category', 'reason', 'text'];
-  const columns = keys
-    .map((key) => bouncesColumns(query.groupBy).find((column) => column.key === key))
-    .filter((column): column is BouncesColumn => column !== undefined);
+  const columns = bouncesTableColumns(query.groupBy);
   const cells = rows.map((row) => columns.map((column) => printable(String(row[column.key]))));
   const widths = columns.map((column, i) => Math.max(column.header.length, ...cells.map((line) => (line[i] as string).length)));
   const last = columns.length - 1;
@@ -65,7 +70,7 @@ export function bouncesTable(rows: readonly BouncesReportRow[], query: BouncesRe
         return i === last ? cell : cell.padEnd(widths[i] as number);
       })
       .join('  ');
-  const total = totalOf(rows);
+  const total = bouncesTotal(rows);
   return [
     title,
     '',
@@ -135,11 +140,33 @@ export async function bouncesXlsx(rows: readonly BouncesReportRow[], query: Boun
     ['type', query.type],
     ['grouped by', query.groupBy],
     ['rows', rows.length],
-    ['bounces', totalOf(rows)],
+    ['bounces', bouncesTotal(rows)],
     ['generated at', now.toISOString()],
   ]);
   about.getColumn(1).font = { bold: true };
 
   const written = await workbook.xlsx.writeBuffer();
   return Buffer.isBuffer(written) ? written : Buffer.from(written as ArrayBuffer);
+}
+
+export type BouncesFileFormat = 'csv' | 'xlsx';
+
+/** A download of the report: what the admin API and the panel send for format=csv or xlsx. */
+export interface BouncesFile {
+  contentType: string;
+  /** bounces-SINCE-UNTIL.csv|xlsx, the days of the period's ends (UTC; until excluded). */
+  fileName: string;
+  content: string | Buffer;
+}
+
+const CONTENT_TYPES: Record<BouncesFileFormat, string> = {
+  csv: 'text/csv; charset=utf-8',
+  xlsx: 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet',
+};
+
+/** The report as a file: the CSV `rebound report bounces --format csv` prints, or the workbook `--format xlsx` writes (made now). */
+export async function bouncesFile(rows: readonly BouncesReportRow[], query: BouncesReportQuery, format: BouncesFileFormat): Promise<BouncesFile> {
+  const name = `bounces-${query.since.toISOString().slice(0, 10)}-${query.until.toISOString().slice(0, 10)}.${format}`;
+  const content = format === 'csv' ? bouncesCsv(rows, query) : await bouncesXlsx(rows, query);
+  return { contentType: CONTENT_TYPES[format], fileName: name, content };
 }

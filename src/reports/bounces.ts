@@ -227,4 +227,38 @@ export function bouncesReport(db: Database, query: BouncesReportQuery): BouncesR
   }));
 }
 
-export { bouncesColumns, bouncesCsv, bouncesTable, bouncesXlsx, describeBouncesQuery, type BouncesColumn } from './bounces-export.js';
+const campaignStatements = new WeakMap<Database, Statement>();
+
+/**
+ * The campaigns that bounced in a period, in order, at most `limit`: the choices of a campaign
+ * filter. Read from the failures in the period (events_failures_by_at), as the report itself is,
+ * not from every message ever stored, which has no index on its campaign and would be read whole.
+ */
+export function bouncesCampaigns(db: Database, since: Date, until: Date, limit: number): string[] {
+  let statement = campaignStatements.get(db);
+  if (!statement) {
+    statement = db
+      .prepare(
+        `SELECT DISTINCT campaign_id FROM v_bounces
+          WHERE at >= @since AND at < @until AND campaign_id IS NOT NULL AND campaign_id <> ''
+          ORDER BY campaign_id LIMIT @limit`,
+      )
+      .pluck();
+    campaignStatements.set(db, statement);
+  }
+  return statement.all({ since: since.toISOString(), until: until.toISOString(), limit }) as string[];
+}
+
+export {
+  bouncesColumns,
+  bouncesCsv,
+  bouncesFile,
+  bouncesTable,
+  bouncesTableColumns,
+  bouncesTotal,
+  bouncesXlsx,
+  describeBouncesQuery,
+  type BouncesColumn,
+  type BouncesFile,
+  type BouncesFileFormat,
+} from './bounces-export.js';

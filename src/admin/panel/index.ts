@@ -16,6 +16,7 @@ import type { BearerAuth, TokenHolder } from '../bearer-auth.js';
 import type { MetricsHooks } from '../metrics.js';
 import { PANEL_CONTENT_SECURITY_POLICY } from '../security-headers.js';
 import { overviewPage } from './overview.js';
+import { reportPage } from './report.js';
 import { PanelSessions } from './sessions.js';
 import { signInRoutes } from './sign-in.js';
 
@@ -136,6 +137,7 @@ export async function panelRoutes(app: FastifyInstance, deps: Omit<PanelDeps, 'r
     const full: PanelDeps = { ...deps, sessions, render };
     signInRoutes(panel, full);
     overviewPage(panel, full);
+    reportPage(panel, full);
   });
 }
 
