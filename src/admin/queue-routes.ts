@@ -126,11 +126,11 @@ export function queueRoutes(app: FastifyInstance, db: Database): void {
 
   // Operator actions on waiting mail (postsuper -h, -H, -d, and a bounce), audited as api:<token name>.
   for (const action of QUEUE_ACTIONS) {
-    app.post(`/v1/queue/${action}`, (request) => {
+    app.post(`/v1/queue/${action}`, async (request) => {
       queryOf(request, []);
       const selector = selectorOfBody(request.body);
       try {
-        const result = QUEUE_ACTION_FUNCTIONS[action](db, selector, request.actor);
+        const result = await QUEUE_ACTION_FUNCTIONS[action](db, selector, request.actor);
         return { recipients: result.recipients, skipped: result.skipped };
       } catch (error) {
         if (error instanceof UnknownQueueIdError) throw notFound(error.message);

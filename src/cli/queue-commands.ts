@@ -79,7 +79,7 @@ export function registerQueueActionCommands(queue: Command): void {
         const { QUEUE_ACTION_FUNCTIONS } = await import('../store/queue-actions.js');
         const db = await openExistingStore(config);
         try {
-          const result = QUEUE_ACTION_FUNCTIONS[action](db, selector, cliActor());
+          const result = await QUEUE_ACTION_FUNCTIONS[action](db, selector, cliActor());
           if (options.json) {
             console.log(JSON.stringify(result, null, 2));
             return;

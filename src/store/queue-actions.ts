@@ -102,6 +102,23 @@ interface CandidateRow {
 }
 
 /**
+ * Recipients changed per transaction. Measured on a store of 200,000 recipients (100,000 of one
+ * domain queued) on a loaded 2-core machine: 13-17 us per recipient changed (status, event, index
+ * updates, the commit's fsync), a step of 2,000 taking 23-30 ms (median; 85 ms at worst). The
+ * relay's own writers (spool, delivery), and its event loop when the API runs the action, get
+ * their turn between steps. One transaction for a domain's backlog of a million would hold the
+ * store for 15 s: past the write lock's 5 s stale limit and SQLite's 5 s busy_timeout, so the
+ * relay's commits would fail (451) instead of waiting.
+ */
+export const RECIPIENTS_PER_STEP = 2_000;
+
+export interface QueueActionOptions {
+  now?: Date;
+  /** Recipients changed per transaction; RECIPIENTS_PER_STEP unless a test says otherwise. */
+  recipientsPerStep?: number;
+}
+
+/**
  * Checks and normalises what a caller (CLI, API, panel) selected: exactly one of queue ids, a
  * recipient domain or a sender. Throws QueueSelectorError naming the problem and the fix.
  */
@@ -173,118 +190,160 @@ function describeSelector(selector: QueueSelector): { by: QueueSelector['by']; v
 }
 
 /**
- * The recipients a selector names, in the statuses asked for. Each query reads through a partial
- * index (recipients_due_by_domain / recipients_due, recipients_held, recipients_sending) or the
+ * The recipients a selector names. Each query reads through a partial index
+ * (recipients_due_by_domain / recipients_due, recipients_held, recipients_sending) or the
  * messages it names, so an action costs what is in the queue, not the store's whole history.
  * By sender, recipients are read first (CROSS JOIN fixes that order): messages has no index on
- * mail_from, and the waiting recipients are far fewer than the messages kept.
+ * mail_from, and the waiting recipients are far fewer than the messages kept. `+r.id <= @upTo`
+ * (the unary + keeps the planner off a rowid range scan of the whole table) leaves out mail
+ * that arrived after the action began, so a step loop ends even while mail keeps coming.
  */
 class Candidates {
-  private readonly byMessage: Statement;
   private readonly messageIdOf: Statement;
-  private readonly grouped: Record<'domain' | 'sender', Record<'due' | 'held' | 'sending', Statement>>;
+  private readonly ofMessage: Statement;
+  private readonly sendingOfMessage: Statement;
+  private readonly grouped: Record<'domain' | 'sender', { due: Statement; held: Statement; sending: Statement }>;
 
-  constructor(db: Database) {
+  constructor(db: Database, from: readonly RecipientStatus[]) {
     const columns = 'r.id, r.message_id AS messageId, r.status, r.attempts';
-    const groups = { due: `r.status IN ('queued', 'deferred')`, held: `r.status = 'held'`, sending: `r.status = 'sending'` };
-    const of = (where: (group: string) => string) => ({
-      due: db.prepare(where(groups.due)),
-      held: db.prepare(where(groups.held)),
-      sending: db.prepare(where(groups.sending)),
-    });
-    this.grouped = {
-      domain: of((group) => `SELECT ${columns} FROM recipients r WHERE r.domain = ? AND ${group}`),
-      sender: of((group) => `SELECT ${columns} FROM recipients r CROSS JOIN messages m ON m.id = r.message_id WHERE ${group} AND lower(m.mail_from) = lower(?)`),
+    const select = {
+      domain: (group: string, what: string) => `SELECT ${what} FROM recipients r WHERE r.domain = @value AND ${group} AND +r.id <= @upTo`,
+      sender: (group: string, what: string) =>
+        `SELECT ${what} FROM recipients r CROSS JOIN messages m ON m.id = r.message_id WHERE ${group} AND lower(m.mail_from) = lower(@value) AND +r.id <= @upTo`,
     };
-    this.byMessage = db.prepare(`SELECT ${columns} FROM recipients r WHERE r.message_id = ? ORDER BY r.id`);
+    const of = (by: 'domain' | 'sender') => ({
+      due: db.prepare(`${select[by](`r.status IN ('queued', 'deferred')`, columns)} LIMIT @limit`),
+      held: db.prepare(`${select[by](`r.status = 'held'`, columns)} LIMIT @limit`),
+      sending: db.prepare(select[by](`r.status = 'sending'`, 'count(*)')).pluck(),
+    });
+    this.grouped = { domain: of('domain'), sender: of('sender') };
     this.messageIdOf = db.prepare('SELECT id FROM messages WHERE queue_id = ?').pluck();
+    const statuses = from.map((status) => `'${status}'`).join(', ');
+    this.ofMessage = db.prepare(`SELECT ${columns} FROM recipients r WHERE r.message_id = @messageId AND r.status IN (${statuses}) AND +r.id <= @upTo LIMIT @limit`);
+    this.sendingOfMessage = db.prepare(`SELECT count(*) FROM recipients r WHERE r.message_id = ? AND r.status = 'sending'`).pluck();
   }
 
-  /** Rows in `statuses` (and sending ones), or throws UnknownQueueIdError before anything changed. */
-  rows(selector: QueueSelector, statuses: readonly RecipientStatus[]): CandidateRow[] {
+  /** The message ids the queue ids name; throws UnknownQueueIdError naming every unknown one. */
+  messageIds(queueIds: readonly string[]): number[] {
+    const ids: number[] = [];
+    const unknown: string[] = [];
+    for (const queueId of queueIds) {
+      const id = this.messageIdOf.get(queueId) as number | undefined;
+      if (id === undefined) unknown.push(queueId);
+      else ids.push(id);
+    }
+    if (unknown.length > 0) throw new UnknownQueueIdError(unknown);
+    return ids;
+  }
+
+  /** Recipients the selection names that delivery is sending now. */
+  sending(selector: QueueSelector, messageIds: readonly number[], upTo: number): number {
+    if (selector.by === 'queue-ids') return messageIds.reduce((sum, id) => sum + (this.sendingOfMessage.get(id) as number), 0);
+    return this.grouped[selector.by].sending.get({ value: valueOf(selector), upTo }) as number;
+  }
+
+  /** Up to `limit` recipients in the action's `from` statuses, none newer than `upTo`. */
+  rows(selector: QueueSelector, from: readonly RecipientStatus[], messageIds: readonly number[], upTo: number, limit: number): CandidateRow[] {
+    const rows: CandidateRow[] = [];
     if (selector.by === 'queue-ids') {
-      const messageIds: number[] = [];
-      const unknown: string[] = [];
-      for (const queueId of selector.queueIds) {
-        const id = this.messageIdOf.get(queueId) as number | undefined;
-        if (id === undefined) unknown.push(queueId);
-        else messageIds.push(id);
+      for (const messageId of messageIds) {
+        if (rows.length >= limit) break;
+        rows.push(...(this.ofMessage.all({ messageId, upTo, limit: limit - rows.length }) as CandidateRow[]));
       }
-      if (unknown.length > 0) throw new UnknownQueueIdError(unknown);
-      return messageIds.flatMap((id) => this.byMessage.all(id) as CandidateRow[]);
+      return rows;
     }
     const statements = this.grouped[selector.by];
-    const value = selector.by === 'domain' ? selector.domain : selector.sender;
-    const rows: CandidateRow[] = [];
-    if (statuses.includes('queued') || statuses.includes('deferred')) rows.push(...(statements.due.all(value) as CandidateRow[]));
-    if (statuses.includes('held')) rows.push(...(statements.held.all(value) as CandidateRow[]));
-    rows.push(...(statements.sending.all(value) as CandidateRow[]));
-    // No ORDER BY in the queries, which could tempt the planner into the table's rowid order.
-    return rows.sort((a, b) => a.id - b.id);
+    const value = valueOf(selector);
+    if (from.includes('queued')) rows.push(...(statements.due.all({ value, upTo, limit }) as CandidateRow[]));
+    if (from.includes('held') && rows.length < limit) rows.push(...(statements.held.all({ value, upTo, limit: limit - rows.length }) as CandidateRow[]));
+    return rows;
   }
 }
 
+function valueOf(selector: QueueSelector & { by: 'domain' | 'sender' }): string {
+  return selector.by === 'domain' ? selector.domain : selector.sender;
+}
+
 /**
- * Runs one queue action in one write transaction: every recipient it changes gets its new status
- * and an event naming the actor (source 'operator'), and the action gets one queue_audit row.
- * Recipients being sent (claimed by delivery) are never touched, only counted.
+ * Runs one queue action in steps of at most recipientsPerStep, each its own write transaction:
+ * every recipient it changes gets its new status and an event naming the actor (source
+ * 'operator'), and the action's one queue_audit row, written by the first step, counts what
+ * each step changed in that step's transaction, so it is exact even if the process dies midway
+ * (running the action again finishes the job). The event loop turns between steps. Recipients
+ * being sent (claimed by delivery) are never touched, only counted.
  */
-function runQueueAction(db: Database, action: QueueAction, input: QueueSelectorInput, actor: string, now: Date): QueueActionResult {
+async function runQueueAction(db: Database, action: QueueAction, input: QueueSelectorInput, actor: string, options: QueueActionOptions): Promise<QueueActionResult> {
   if (actor.trim() === '') throw new TypeError('a queue action needs an actor (cli:<user>, api:<token name>) for the audit');
   const selector = queueSelector(input);
   const rule = RULES[action];
+  const now = options.now ?? new Date();
+  const perStep = options.recipientsPerStep ?? RECIPIENTS_PER_STEP;
   const at = now.toISOString();
   const selection = describeSelector(selector);
   const detail = rule.detail(actor, selection.words);
-  const candidates = new Candidates(db);
+  const candidates = new Candidates(db, rule.from);
+  const maxRecipientId = db.prepare('SELECT coalesce(max(id), 0) FROM recipients').pluck();
   const update = db.prepare(`
     UPDATE recipients SET status = ?, next_attempt_at = ?, last_reply = CASE WHEN ? THEN ? ELSE last_reply END, updated_at = ?
      WHERE id = ? AND status = ?`);
   const insertEvent = db.prepare(`
     INSERT INTO events (at, event, message_id, recipient_id, detail, source, reason, actor, attempt_no)
     VALUES (?, ?, ?, ?, ?, 'operator', ?, ?, ?)`);
-  const audit = db.prepare(`
-    INSERT INTO queue_audit (at, action, selector, value, actor, recipients, skipped_sending) VALUES (?, ?, ?, ?, ?, ?, ?)`);
+  const insertAudit = db.prepare(`
+    INSERT INTO queue_audit (at, action, selector, value, actor, recipients, skipped_sending) VALUES (?, ?, ?, ?, ?, 0, ?)`);
+  const countInAudit = db.prepare('UPDATE queue_audit SET recipients = recipients + ? WHERE id = ?');
   const nextAttemptAt = action === 'release' ? at : null;
   const reason = action === 'bounce' ? 'bounced' : null;
 
-  return writeTransaction(db, (): QueueActionResult => {
+  const change = (messageIds: readonly number[], upTo: number, auditId: number): number => {
     let changed = 0;
-    let sending = 0;
-    for (const row of candidates.rows(selector, rule.from)) {
-      if (row.status === 'sending') {
-        if (rule.skipsSending) sending++;
-        continue;
-      }
-      if (!rule.from.includes(row.status)) continue;
-      update.run(rule.to, nextAttemptAt, rule.setsLastReply ? 1 : 0, detail, at, row.id, row.status);
+    for (const row of candidates.rows(selector, rule.from, messageIds, upTo, perStep)) {
+      changed += update.run(rule.to, nextAttemptAt, rule.setsLastReply ? 1 : 0, detail, at, row.id, row.status).changes;
       insertEvent.run(at, rule.event, row.messageId, row.id, detail, reason, actor, row.attempts);
-      changed++;
     }
-    audit.run(at, action, selection.by, selection.value, actor, changed, sending);
-    return { action, selector, actor, at, recipients: changed, skipped: { sending } };
+    countInAudit.run(changed, auditId);
+    return changed;
+  };
+  const first = writeTransaction(db, () => {
+    const messageIds = selector.by === 'queue-ids' ? candidates.messageIds(selector.queueIds) : [];
+    const upTo = maxRecipientId.get() as number;
+    const sending = rule.skipsSending ? candidates.sending(selector, messageIds, upTo) : 0;
+    const auditId = Number(insertAudit.run(at, action, selection.by, selection.value, actor, sending).lastInsertRowid);
+    return { messageIds, upTo, sending, auditId, changed: change(messageIds, upTo, auditId) };
   })();
+  const step = writeTransaction(db, () => change(first.messageIds, first.upTo, first.auditId));
+  let total = first.changed;
+  let last = first.changed;
+  // Each full step changes perStep of the recipients up to upTo; none is changed twice by one
+  // action (it leaves the `from` statuses), so this ends; the bound only guards against a bug.
+  const maxSteps = Math.ceil(first.upTo / perStep) + 1;
+  for (let steps = 1; last === perStep && steps < maxSteps; steps++) {
+    await new Promise((resolve) => setImmediate(resolve));
+    last = step();
+    total += last;
+  }
+  return { action, selector, actor, at, recipients: total, skipped: { sending: first.sending } };
 }
 
 /**
  * Puts queued and deferred recipients on hold (postsuper -h): delivery never claims them until
  * they are released; they still age (delivery.retry.maxAgeSeconds applies once released).
  */
-export function holdRecipients(db: Database, selector: QueueSelectorInput, actor: string, now = new Date()): QueueActionResult {
-  return runQueueAction(db, 'hold', selector, actor, now);
+export function holdRecipients(db: Database, selector: QueueSelectorInput, actor: string, options: QueueActionOptions = {}): Promise<QueueActionResult> {
+  return runQueueAction(db, 'hold', selector, actor, options);
 }
 
 /** Releases held recipients (postsuper -H): queued again, due now; attempts are kept. */
-export function releaseRecipients(db: Database, selector: QueueSelectorInput, actor: string, now = new Date()): QueueActionResult {
-  return runQueueAction(db, 'release', selector, actor, now);
+export function releaseRecipients(db: Database, selector: QueueSelectorInput, actor: string, options: QueueActionOptions = {}): Promise<QueueActionResult> {
+  return runQueueAction(db, 'release', selector, actor, options);
 }
 
 /**
  * Deletes queued, deferred and held recipients (postsuper -d): status 'deleted', never sent, no
  * bounce and no webhook, no suppression; kept for history until store.retention purges them.
  */
-export function deleteRecipients(db: Database, selector: QueueSelectorInput, actor: string, now = new Date()): QueueActionResult {
-  return runQueueAction(db, 'delete', selector, actor, now);
+export function deleteRecipients(db: Database, selector: QueueSelectorInput, actor: string, options: QueueActionOptions = {}): Promise<QueueActionResult> {
+  return runQueueAction(db, 'delete', selector, actor, options);
 }
 
 /**
@@ -292,12 +351,12 @@ export function deleteRecipients(db: Database, selector: QueueSelectorInput, act
  * event (reason bounced, source operator) that webhooks carry like any bounce. Not a suppression:
  * it says nothing about the address.
  */
-export function bounceRecipients(db: Database, selector: QueueSelectorInput, actor: string, now = new Date()): QueueActionResult {
-  return runQueueAction(db, 'bounce', selector, actor, now);
+export function bounceRecipients(db: Database, selector: QueueSelectorInput, actor: string, options: QueueActionOptions = {}): Promise<QueueActionResult> {
+  return runQueueAction(db, 'bounce', selector, actor, options);
 }
 
 /** The four actions by name, for callers that take the action as input (CLI, API, panel). */
-export const QUEUE_ACTION_FUNCTIONS: Record<QueueAction, (db: Database, selector: QueueSelectorInput, actor: string, now?: Date) => QueueActionResult> = {
+export const QUEUE_ACTION_FUNCTIONS: Record<QueueAction, (db: Database, selector: QueueSelectorInput, actor: string, options?: QueueActionOptions) => Promise<QueueActionResult>> = {
   hold: holdRecipients,
   release: releaseRecipients,
   delete: deleteRecipients,
