@@ -1,5 +1,9 @@
+import { execFile } from 'node:child_process';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import BetterSqlite3 from 'better-sqlite3';
+import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/load.js';
 import { DeliveryState } from '../src/delivery/delivery-state.js';
@@ -18,8 +22,15 @@ import {
 } from '../src/store/queue-actions.js';
 import { Retention } from '../src/store/retention.js';
 import { Spool, type SpoolMessage } from '../src/store/spool.js';
+import { CLI, PROJECT_ROOT } from './support/child-relay.js';
+import { startFakeMx, type FakeMx, type FakeMxScript } from './support/fake-mx.js';
+import { FAST_DELIVERY, startTestRelay, type ConfigOverride, type TestRelay } from './support/relay.js';
 import { spoolMessage } from './support/spool-message.js';
 import { makeTempDir } from './support/temp-dir.js';
+import { waitFor } from './support/wait-for.js';
+import { startWebhookReceiver } from './support/webhook-receiver.js';
+
+const execFileAsync = promisify(execFile);
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {
@@ -361,5 +372,128 @@ describe('the queue as operators read it', () => {
     expect((await holdRecipients(db, { queueIds: ['OLD1'] }, 'cli:ops', { now: NOW })).recipients).toBe(1);
     expect(db.prepare(`SELECT address, status FROM v_queue`).all()).toEqual([{ address: 'r@old.test', status: 'held' }]);
     expect(db.prepare(`SELECT event, actor FROM v_recipient_history WHERE event = 'held'`).all()).toEqual([{ event: 'held', actor: 'cli:ops' }]);
+  });
+});
+
+describe('with a running relay', () => {
+  const stops: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    for (const stop of stops.splice(0).reverse()) await stop();
+  });
+
+  async function fakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
+    const mx = await startFakeMx(script);
+    stops.push(() => mx.close());
+    return mx;
+  }
+
+  async function relay(override: ConfigOverride): Promise<TestRelay> {
+    const started = await startTestRelay(override);
+    stops.push(() => started.stop());
+    return started;
+  }
+
+  /** A read-write connection of its own, as an operator's `rebound` command or the admin API has. */
+  function operatorStore(path: string): Database {
+    const db = openStore(path);
+    stops.push(() => {
+      db.close();
+    });
+    return db;
+  }
+
+  function relayStatuses(running: TestRelay): Record<string, string> {
+    return statuses(running.db as unknown as Database);
+  }
+
+  it('does not send held mail (the MX receives nothing for it) and sends it once `rebound queue release` releases it', async () => {
+    const mx = await fakeMx();
+    // Two messages in the store before the relay starts, one of them held.
+    const temp = makeTempDir('rebound-held-');
+    stops.push(temp.remove);
+    const path = join(temp.dir, 'store.sqlite');
+    const before = openStore(path);
+    const spool = new Spool(before);
+    const held = spoolMessage('held@example.test');
+    await Promise.all([spool.enqueue(held), spool.enqueue(spoolMessage('free@example.test'))]);
+    spool.close();
+    expect((await holdRecipients(before, { queueIds: [held.queueId] }, 'cli:test')).recipients).toBe(1);
+    before.close();
+
+    const running = await relay({ store: { path }, delivery: { ...FAST_DELIVERY, retry: { ...FAST_DELIVERY.retry, maxAgeSeconds: 86_400 * 3650 }, routes: { 'example.test': `127.0.0.1:${mx.port}` } } });
+    await waitFor('free@ delivered', () => relayStatuses(running), (now) => now['free@example.test'] === 'delivered');
+    // Twenty polls later, still nothing for the held recipient.
+    await new Promise((resolve) => setTimeout(resolve, 20 * FAST_DELIVERY.pollIntervalMs));
+    expect(mx.received.map((m) => m.to)).toEqual([['free@example.test']]);
+    expect(relayStatuses(running)['held@example.test']).toBe('held');
+
+    const release = await execFileAsync(process.execPath, [CLI, 'queue', 'release', '--queue-id', held.queueId, '--config', join(running.dir, 'config.json')], {
+      cwd: PROJECT_ROOT,
+      env: { ...process.env, REBOUND_CONFIG: '' },
+    });
+    expect(release.stdout).toBe(`release (queue id ${held.queueId}): 1 recipient(s) released (due now)\nthe running relay sends them within delivery.pollIntervalMs (50 ms)\n`);
+    await waitFor('held@ delivered', () => relayStatuses(running), (now) => now['held@example.test'] === 'delivered');
+    expect(mx.received.map((m) => m.to)).toEqual([['free@example.test'], ['held@example.test']]);
+    expect(
+      running.db.prepare(`SELECT e.event, e.actor FROM events e JOIN recipients r ON r.id = e.recipient_id WHERE r.address = 'held@example.test' ORDER BY e.id`).all(),
+    ).toEqual([
+      { event: 'accepted', actor: null },
+      { event: 'held', actor: 'cli:test' },
+      { event: 'released', actor: `cli:${userInfo().username}` },
+      { event: 'delivered', actor: null },
+    ]);
+  });
+
+  it('leaves a recipient the relay is sending alone, and says it skipped it', async () => {
+    const mx = await fakeMx({ dataDelayMs: 1_500 });
+    const running = await relay({ delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } } });
+    await nodemailer.createTransport({ host: '127.0.0.1', port: running.port, ignoreTLS: true }).sendMail({ from: 'app@shop.example', to: 'slow@example.test', text: 'x' });
+    await waitFor('the MX to be in DATA', () => mx.openConnections, (open) => open === 1);
+    await waitFor('slow@ sending', () => relayStatuses(running), (now) => now['slow@example.test'] === 'sending');
+    const db = operatorStore(running.config.store.path);
+    expect(await holdRecipients(db, { domain: 'example.test' }, 'api:ops')).toMatchObject({ recipients: 0, skipped: { sending: 1 } });
+    expect(await bounceRecipients(db, { sender: 'app@shop.example' }, 'api:ops')).toMatchObject({ recipients: 0, skipped: { sending: 1 } });
+    await waitFor('slow@ delivered', () => relayStatuses(running), (now) => now['slow@example.test'] === 'delivered');
+    expect(mx.received).toHaveLength(1);
+    expect(queueAudit(db).map((a) => [a.action, a.recipients, a.skippedSending])).toEqual([
+      ['bounce', 0, 1],
+      ['hold', 0, 1],
+    ]);
+  });
+
+  it('posts a webhook for an operator bounce (permanent, reason generic, the operator named) and none for a delete', async () => {
+    const receiver = await startWebhookReceiver();
+    stops.push(() => receiver.close());
+    const running = await relay({
+      webhooks: {
+        endpoints: [{ url: receiver.url, secret: 'whsec-test-0123456789abcdef', events: ['permanent_fail', 'temporary_fail', 'delivered'] }],
+        allowPrivateTargets: true,
+        pollIntervalMs: 50,
+      },
+    });
+    const transport = nodemailer.createTransport({ host: '127.0.0.1', port: running.port, ignoreTLS: true });
+    const queueIdOf = (info: { response: string }): string => info.response.split(' ').pop() as string;
+    const deleted = queueIdOf(await transport.sendMail({ from: 'app@shop.example', to: 'deleted@example.test', text: 'x' }));
+    const bounced = queueIdOf(await transport.sendMail({ from: 'app@shop.example', to: 'bounced@example.test', text: 'y' }));
+    const db = operatorStore(running.config.store.path);
+    await deleteRecipients(db, { queueIds: [deleted] }, 'api:ops');
+    await bounceRecipients(db, { queueIds: [bounced] }, 'api:ops');
+
+    await waitFor('the bounce webhook', () => receiver.received.length, (n) => n >= 1);
+    // The outbox is read every 50 ms: ten rounds more, and still only the bounce came.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(receiver.received).toHaveLength(1);
+    const data = receiver.received[0]?.body['event-data'];
+    expect(data).toMatchObject({
+      event: 'failed',
+      severity: 'permanent',
+      reason: 'generic',
+      recipient: 'bounced@example.test',
+      'delivery-status': { code: null, message: '', description: `bounced by the operator api:ops (queue id ${bounced}); not sent`, 'bounce-type': null, category: null },
+      flags: { 'is-delayed-bounce': false },
+      rebound: { 'queue-id': bounced, event: 'permanent_fail', reason: 'bounced', source: 'operator' },
+    });
+    expect(count(db, 'SELECT count(*) FROM suppressions')).toBe(0);
+    expect(relayStatuses(running)).toEqual({ 'deleted@example.test': 'deleted', 'bounced@example.test': 'bounced' });
   });
 });
