@@ -63,11 +63,16 @@ export function registerRelayCommands(program: Command): void {
     .option('-n, --limit <count>', 'how many of the oldest entries to show', (v) => positiveInteger(v, '--limit'), 10)
     .option('--json', 'print JSON instead of a table')
     // The summary's options come before an action's name; the action's own flags after it.
+    // (The program enables this too: commander hands `queue` what follows it only then.)
     .enablePositionalOptions()
-    // A word that is not an action reaches this action, to be named (commander would say "too many arguments").
+    // A word that is not an action (with the flags meant for it) reaches this action, to be named:
+    // commander would say "too many arguments", or complain about the action's flags instead.
     .allowExcessArguments()
+    .allowUnknownOption()
     .action(async (options: { config?: string; limit: number; json?: boolean }, command: Command) => {
-      if (command.args.length > 0) throw new OperatorError(`unknown queue action "${command.args[0]}"; use hold, release, delete or bounce (rebound queue --help)`);
+      const [first] = command.args;
+      if (first !== undefined && first.startsWith('-')) throw new OperatorError(`unknown option "${first}" for rebound queue; see rebound queue --help`);
+      if (first !== undefined) throw new OperatorError(`unknown queue action "${first}"; use hold, release, delete or bounce (rebound queue --help)`);
       const config = await configFrom(options);
       const { queueSummary, RECIPIENT_STATUSES } = await import('../store/queue.js');
       const db = await openExistingStore(config);
