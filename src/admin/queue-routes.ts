@@ -34,12 +34,14 @@ export interface EventRow {
   reportId: number | null;
   localIp: string | null;
   mxHost: string | null;
+  /** Who caused an operator's event (held, released, deleted, an operator bounce): cli:<user>, api:<token name>. */
+  actor: string | null;
 }
 
 const EVENT_COLUMNS = `
   e.id, e.at, e.event, e.reason, e.source, e.severity, e.bounce_type AS bounceType, e.category, e.code,
   e.enhanced_code AS enhancedCode, e.detail, r.address, m.queue_id AS queueId, e.report_id AS reportId,
-  e.local_ip AS localIp, e.mx_host AS mxHost`;
+  e.local_ip AS localIp, e.mx_host AS mxHost, e.actor`;
 
 const SELECTOR_FIELDS = ['queueIds', 'domain', 'sender'] as const;
 const SELECTOR_HELP = 'send a JSON object with exactly one of { "queueIds": ["..."] }, { "domain": "example.com" }, { "sender": "app@shop.example" }';
