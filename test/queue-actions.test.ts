@@ -9,7 +9,7 @@ import { loadConfig } from '../src/config/load.js';
 import { DeliveryState } from '../src/delivery/delivery-state.js';
 import { openStore, type Database } from '../src/store/database.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
-import { queueSummary } from '../src/store/queue.js';
+import { flushDeferred, queueSummary } from '../src/store/queue.js';
 import {
   bounceRecipients,
   deleteRecipients,
@@ -133,6 +133,8 @@ describe('hold', () => {
     const { db } = await storeWith([{ to: ['h1@held.test', 'h2@held.test'] }, { to: Array.from({ length: 200 }, (_, n) => `x${n}@busy.test`) }, { to: ['o@open.test'] }]);
     setStatus(db, 'h2@held.test', 'deferred', RECEIVED.toISOString());
     await holdRecipients(db, { domain: 'held.test' }, 'api:ops', { now: NOW });
+    // `rebound flush` (postqueue -f) makes deferred mail due; held mail is not deferred mail.
+    expect(flushDeferred(db, null, NOW).recipients).toBe(0);
 
     // Domain by domain: 10 of busy.test, then open.test; nothing of held.test.
     const domainByDomain = claimed(db, NOW, 10, 20);

@@ -125,7 +125,9 @@ export interface QueueActionOptions {
 export function queueSelector(input: QueueSelectorInput): QueueSelector {
   const given = (['queueIds', 'domain', 'sender'] as const).filter((key) => input[key] !== undefined);
   if (given.length === 0) throw new QueueSelectorError('select the mail: give queue ids, a recipient domain or a sender (exactly one)');
-  if (given.length > 1) throw new QueueSelectorError(`select the mail one way only: ${given.join(' and ')} were both given; use queue ids, a domain or a sender`);
+  if (given.length > 1) {
+    throw new QueueSelectorError(`select the mail one way only: ${given.join(' and ')} were ${given.length === 2 ? 'both' : 'all'} given; use queue ids, a domain or a sender`);
+  }
   if (input.queueIds !== undefined) return { by: 'queue-ids', queueIds: queueIdsOf(input.queueIds) };
   if (input.domain !== undefined) return { by: 'domain', domain: domainOf(input.domain) };
   return { by: 'sender', sender: senderOf(input.sender as string) };
