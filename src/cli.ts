@@ -9,7 +9,10 @@ import { OperatorError } from './errors.js';
 const program = new Command('rebound')
   .description('SMTP relay with inline bounce handling')
   .showHelpAfterError()
-  .configureHelp({ sortSubcommands: false });
+  .configureHelp({ sortSubcommands: false })
+  // A command's options come before its subcommand's name: `rebound queue --json` is the
+  // summary's, `rebound queue hold --json` the action's (commander needs this on the program too).
+  .enablePositionalOptions();
 
 registerRelayCommands(program);
 registerBounceCommands(program);

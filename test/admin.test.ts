@@ -664,7 +664,7 @@ describe('admin API: reports, queue, events and metrics of real traffic', () => 
     const queue = await call(a, 'GET', '/v1/queue');
     expect(queue.body).toEqual({
       messages: 2,
-      recipientsByStatus: { queued: 0, sending: 0, deferred: 0, delivered: 2, bounced: 2, expired: 0, suppressed: 1 },
+      recipientsByStatus: { queued: 0, sending: 0, deferred: 0, held: 0, delivered: 2, bounced: 2, expired: 0, suppressed: 1, deleted: 0 },
       oldest: [],
     });
     expect(await call(a, 'GET', '/v1/queue?limit=0')).toMatchObject({ status: 400, body: { error: 'limit must be a whole number from 1 to 1000; got "0"' } });
@@ -808,6 +808,103 @@ describe('admin API: queue with mail waiting', () => {
     expect(due()).toBe(3);
     expect(await call(a, 'POST', '/v1/queue/flush', { json: { queueIds: 'all' } })).toMatchObject({ status: 400, body: { error: expect.stringContaining('"queueIds" must be a non-empty array') } });
     expect(await call(a, 'POST', '/v1/queue/flush', { json: { ids: [first] } })).toMatchObject({ status: 400, body: { error: 'unknown field "ids"; the body takes only "queueIds"' } });
+  });
+
+  it('POST /v1/queue/hold|release|delete|bounce act on the mail selected, answer { recipients, skipped }, and audit api:<token name>', async () => {
+    const relay = await startTestRelay(); // delivery off: mail stays queued
+    cleanups.push(() => relay.stop());
+    const a = await startApi(relay, TOKENS, cleanups);
+    const first = await submit(relay, ['a@hold.test', 'b@hold.test', 's@hold.test']);
+    const other = (await nodemailer
+      .createTransport({ host: '127.0.0.1', port: relay.port, ignoreTLS: true })
+      .sendMail({ from: 'news@shop.example', to: 'c@other.test', text: 'x' })).response.split(' ').pop() as string;
+    a.db.prepare(`UPDATE recipients SET status = 'sending' WHERE address = 's@hold.test'`).run();
+
+    expect(await call(a, 'POST', '/v1/queue/hold', { json: { domain: 'hold.test' } })).toMatchObject({ status: 200, body: { recipients: 2, skipped: { sending: 1 } } });
+    const queue = (await call(a, 'GET', '/v1/queue')).body;
+    expect(queue.recipientsByStatus).toMatchObject({ queued: 1, sending: 1, held: 2, deleted: 0 });
+    expect(queue.oldest.map((e: { address: string; status: string }) => [e.address, e.status])).toEqual([
+      ['a@hold.test', 'held'],
+      ['b@hold.test', 'held'],
+      ['s@hold.test', 'sending'],
+      ['c@other.test', 'queued'],
+    ]);
+    const metrics = (await call(a, 'GET', '/metrics')).text;
+    expect(sample(metrics, 'rebound_queue_depth{status="held"}')).toBe(2);
+    expect(sample(metrics, 'rebound_queue_depth{status="queued"}')).toBe(1);
+    expect(sample(metrics, 'rebound_queue_actions_total{action="hold"}')).toBe(2);
+
+    expect(await call(a, 'POST', '/v1/queue/release', { token: CI_TOKEN, json: { sender: 'App@Shop.example' } })).toMatchObject({ status: 200, body: { recipients: 2, skipped: { sending: 0 } } });
+    expect(await call(a, 'POST', '/v1/queue/delete', { json: { queueIds: [other] } })).toMatchObject({ status: 200, body: { recipients: 1, skipped: { sending: 0 } } });
+    expect(await call(a, 'POST', '/v1/queue/bounce', { json: { queueIds: [first] } })).toMatchObject({ status: 200, body: { recipients: 2, skipped: { sending: 1 } } });
+    // Nothing left to act on: 0, and the one being sent still skipped.
+    expect(await call(a, 'POST', '/v1/queue/bounce', { json: { domain: 'hold.test' } })).toMatchObject({ status: 200, body: { recipients: 0, skipped: { sending: 1 } } });
+
+    expect(statuses(relay)).toEqual({ 'a@hold.test': 'bounced', 'b@hold.test': 'bounced', 's@hold.test': 'sending', 'c@other.test': 'deleted' });
+    const events = (await call(a, 'GET', '/v1/events?recipient=a@hold.test')).body.items;
+    expect(events.map((e: { event: string; reason: string | null; source: string | null; actor: string | null }) => [e.event, e.reason, e.source, e.actor])).toEqual([
+      ['accepted', null, null, null],
+      ['held', null, 'operator', 'api:ops'],
+      ['released', null, 'operator', 'api:ci'],
+      ['permanent_fail', 'bounced', 'operator', 'api:ops'],
+    ]);
+    expect(events[3].detail).toBe(`bounced by the operator api:ops (queue id ${first}); not sent`);
+    expect(a.db.prepare('SELECT action, selector, value, actor, recipients, skipped_sending AS skipped FROM queue_audit ORDER BY id').all()).toEqual([
+      { action: 'hold', selector: 'domain', value: 'hold.test', actor: 'api:ops', recipients: 2, skipped: 1 },
+      { action: 'release', selector: 'sender', value: 'App@shop.example', actor: 'api:ci', recipients: 2, skipped: 0 },
+      { action: 'delete', selector: 'queue-ids', value: other, actor: 'api:ops', recipients: 1, skipped: 0 },
+      { action: 'bounce', selector: 'queue-ids', value: first, actor: 'api:ops', recipients: 2, skipped: 1 },
+      { action: 'bounce', selector: 'domain', value: 'hold.test', actor: 'api:ops', recipients: 0, skipped: 1 },
+    ]);
+    const after = (await call(a, 'GET', '/metrics')).text;
+    expect(sample(after, 'rebound_queue_actions_total{action="bounce"}')).toBe(2);
+    expect(sample(after, 'rebound_queue_actions_total{action="delete"}')).toBe(1);
+    expect(sample(after, 'rebound_queue_actions_total{action="release"}')).toBe(2);
+    // An operator's bounce is not a bounce from an MX.
+    expect(after.split('\n').filter((line) => line.startsWith('rebound_bounced_total{') && !line.endsWith(' 0'))).toEqual([]);
+    expect(a.db.prepare('SELECT count(*) FROM suppressions').pluck().get()).toBe(0);
+  });
+
+  it('POST /v1/queue/{action} refuses no token (401), bad bodies (400) and unknown queue ids (404), and changes nothing', async () => {
+    const relay = await startTestRelay();
+    cleanups.push(() => relay.stop());
+    const a = await startApi(relay, TOKENS, cleanups);
+    const queueId = await submit(relay, ['a@example.test']);
+    const help = 'send a JSON object with exactly one of { "queueIds": ["..."] }, { "domain": "example.com" }, { "sender": "app@shop.example" }';
+    expect(await call(a, 'POST', '/v1/queue/delete', { token: null, json: { domain: 'example.test' } })).toMatchObject({ status: 401, body: { error: MISSING_TOKEN } });
+    expect(await call(a, 'POST', '/v1/queue/delete', { token: 'forged-0123456789abcdefghijkl', json: { domain: 'example.test' } })).toMatchObject({ status: 401, body: { error: INVALID_TOKEN } });
+    const refusals: Array<[string, unknown, number, string]> = [
+      ['hold', undefined, 400, help],
+      ['hold', '[]', 400, help],
+      ['hold', '"example.test"', 400, help],
+      ['hold', 'null', 400, help],
+      ['hold', {}, 400, 'select the mail: give queue ids, a recipient domain or a sender (exactly one)'],
+      ['hold', { queueIds: [queueId], domain: 'example.test' }, 400, 'select the mail one way only: queueIds and domain were both given; use queue ids, a domain or a sender'],
+      ['release', { domain: 'example.test', sender: 'app@shop.example' }, 400, 'select the mail one way only: domain and sender were both given; use queue ids, a domain or a sender'],
+      ['delete', { queueIds: 'all' }, 400, '"queueIds" must be a non-empty array of queue ids (strings)'],
+      ['delete', { queueIds: [] }, 400, '"queueIds" must be a non-empty array of queue ids (strings)'],
+      ['delete', { queueIds: [1, 2] }, 400, '"queueIds" must be a non-empty array of queue ids (strings)'],
+      ['bounce', { domain: 42 }, 400, '"domain" must be a string: a recipient domain such as "example.com"'],
+      ['bounce', { domain: ['example.test'] }, 400, '"domain" must be a string: a recipient domain such as "example.com"'],
+      ['bounce', { sender: null }, 400, '"sender" must be a string: an envelope sender such as "app@shop.example", or "<>" for the null sender'],
+      ['bounce', { domain: 'exa mple.test' }, 400, 'domain "exa mple.test" is not a domain name; give one such as example.com'],
+      ['bounce', { domain: "example.test' OR 1=1 --" }, 400, `domain "example.test' OR 1=1 --" is not a domain name; give one such as example.com`],
+      ['bounce', { sender: 'app' }, 400, 'sender "app" is not an email address (local@domain); give one such as app@shop.example, or <> for the null sender'],
+      ['hold', { domain: 'example.test', reason: 'maintenance' }, 400, 'unknown field "reason"; the body takes exactly one of "queueIds", "domain", "sender"'],
+      ['hold', '{"__proto__": {"domain": "example.test"}}', 400, 'unknown field "__proto__"; the body takes exactly one of "queueIds", "domain", "sender"'],
+      ['hold', { queueIds: Array.from({ length: 10_001 }, (_, n) => `Q${n}`) }, 400, '10001 queue ids is more than 10000 in one action; split the list, or select by domain or sender'],
+      ['delete', { queueIds: [queueId, 'NOSUCHQUEUEID00000'] }, 404, 'no message with queue id "NOSUCHQUEUEID00000"; nothing was changed (`rebound queue` or GET /v1/queue lists what is waiting)'],
+    ];
+    for (const [action, json, status, error] of refusals) {
+      const answer = await call(a, 'POST', `/v1/queue/${action}`, json === undefined ? {} : { json });
+      expect([action, JSON.stringify(json)?.slice(0, 60), answer.status, answer.body]).toEqual([action, JSON.stringify(json)?.slice(0, 60), status, { error }]);
+    }
+    expect(await call(a, 'POST', '/v1/queue/hold?domain=example.test', { json: { domain: 'example.test' } })).toMatchObject({ status: 400, body: { error: expect.stringContaining('unknown query parameter "domain"') } });
+    expect(await call(a, 'POST', '/v1/queue/hold', { json: 'domain=example.test', headers: { 'content-type': 'text/plain' } })).toMatchObject({ status: 415 });
+    expect(await call(a, 'POST', '/v1/queue/pause', { json: { domain: 'example.test' } })).toMatchObject({ status: 404 });
+    expect(statuses(relay)).toEqual({ 'a@example.test': 'queued' });
+    expect(a.db.prepare('SELECT count(*) FROM queue_audit').pluck().get()).toBe(0);
+    expect(a.db.prepare(`SELECT count(*) FROM events WHERE source = 'operator'`).pluck().get()).toBe(0);
   });
 
   it('counts recipients in flight (sending), through the recipients_sending index', async () => {

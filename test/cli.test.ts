@@ -1,7 +1,10 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { userInfo } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
+import BetterSqlite3 from 'better-sqlite3';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { verifyPassword } from '../src/submission/passwords.js';
@@ -33,7 +36,7 @@ afterEach(async () => {
 });
 
 describe('rebound CLI', () => {
-  it.each([[[]], [['start']], [['queue']], [['passwd']], [['config']]])('prints help for %j --help', async (args) => {
+  it.each([[[]], [['start']], [['queue']], [['queue', 'hold']], [['passwd']], [['config']]])('prints help for %j --help', async (args) => {
     const result = await rebound([...args, '--help']);
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^Usage: rebound/);
@@ -85,6 +88,73 @@ describe('rebound CLI', () => {
     expect(json.messages).toBe(2);
     expect(json.recipientsByStatus).toMatchObject({ queued: 3, delivered: 0 });
     expect(json.oldest.map((entry) => entry.address)).toEqual(['q1@example.net', 'q2@example.net', 'q3@example.org']);
+  });
+
+  it('`queue hold|release|delete|bounce` change the mail they select, print what changed and what was skipped, and audit cli:<user>', async () => {
+    const relay: TestRelay = await startTestRelay(); // delivery off: mail stays queued
+    cleanups.push(() => relay.stop());
+    const configFile = join(relay.dir, 'config.json');
+    const transport = nodemailer.createTransport({ host: '127.0.0.1', port: relay.port, ignoreTLS: true });
+    const queueIdOf = (info: { response: string }): string => info.response.split(' ').pop() as string;
+    const news = queueIdOf(await transport.sendMail({ from: 'news@shop.example', to: ['a@hold.test', 'b@hold.test'], text: 'x' }));
+    const tx = queueIdOf(await transport.sendMail({ from: 'tx@shop.example', to: 'c@other.test', text: 'y' }));
+    const gone = queueIdOf(await transport.sendMail({ from: 'tx@shop.example', to: ['d@gone.test', 'e@gone.test'], text: 'z' }));
+    const writer = new BetterSqlite3(relay.config.store.path);
+    cleanups.push(() => {
+      writer.close();
+    });
+    writer.prepare(`UPDATE recipients SET status = 'sending' WHERE address = 'e@gone.test'`).run();
+    const statuses = () => Object.fromEntries((relay.db.prepare('SELECT address, status FROM recipients ORDER BY id').all() as Array<{ address: string; status: string }>).map((r) => [r.address, r.status]));
+
+    expect(await rebound(['queue', 'hold', '--domain', 'HOLD.test', '--config', configFile])).toEqual({ code: 0, stdout: 'hold (domain hold.test): 2 recipient(s) put on hold\n', stderr: '' });
+    // `queue` alone still prints the summary, held mail among what waits.
+    const summary = await rebound(['queue', '--config', configFile]);
+    expect(summary.stdout).toMatch(/^messages: 3\nrecipients by status:\n  queued     2\n  sending    1\n  deferred   0\n  held       2\n/);
+    expect(summary.stdout).toContain('  deleted    0\n');
+    expect(summary.stdout).toMatch(new RegExp(`${news}  \\S+  held     attempts=0  <news@shop.example> -> <a@hold.test>`));
+
+    const released = await rebound(['queue', 'release', '--sender', '<NEWS@shop.example>', '--json', '--config', configFile]);
+    expect(JSON.parse(released.stdout)).toMatchObject({ action: 'release', selector: { by: 'sender', sender: 'NEWS@shop.example' }, recipients: 2, skipped: { sending: 0 }, actor: `cli:${userInfo().username}` });
+    expect(await rebound(['queue', 'delete', '--queue-id', gone, '--config', configFile])).toEqual({
+      code: 0,
+      stdout: `delete (queue id ${gone}): 1 recipient(s) deleted\nskipped: 1 recipient(s) being sent now, left to delivery; run again once they are back in the queue if they are deferred\n`,
+      stderr: '',
+    });
+    // Two ids after one flag, or the flag again: both work.
+    const bounced = await rebound(['queue', 'bounce', '--queue-id', news, '--queue-id', tx, '--config', configFile]);
+    expect(bounced.stdout).toBe('bounce (2 queue ids): 3 recipient(s) bounced\n');
+    expect(statuses()).toEqual({ 'a@hold.test': 'bounced', 'b@hold.test': 'bounced', 'c@other.test': 'bounced', 'd@gone.test': 'deleted', 'e@gone.test': 'sending' });
+    expect(relay.db.prepare('SELECT action, selector, value, actor, recipients, skipped_sending AS skipped FROM queue_audit ORDER BY id').all()).toEqual([
+      { action: 'hold', selector: 'domain', value: 'hold.test', actor: `cli:${userInfo().username}`, recipients: 2, skipped: 0 },
+      { action: 'release', selector: 'sender', value: 'NEWS@shop.example', actor: `cli:${userInfo().username}`, recipients: 2, skipped: 0 },
+      { action: 'delete', selector: 'queue-ids', value: gone, actor: `cli:${userInfo().username}`, recipients: 1, skipped: 1 },
+      { action: 'bounce', selector: 'queue-ids', value: `${news},${tx}`, actor: `cli:${userInfo().username}`, recipients: 3, skipped: 0 },
+    ]);
+    expect(relay.db.prepare(`SELECT count(*) FROM suppressions`).pluck().get()).toBe(0);
+  });
+
+  it('`queue` actions refuse no selector, two, an unknown queue id, a malformed domain or sender, and an unknown action, changing nothing (exit 2)', async () => {
+    const relay: TestRelay = await startTestRelay();
+    cleanups.push(() => relay.stop());
+    const configFile = join(relay.dir, 'config.json');
+    const info = await nodemailer.createTransport({ host: '127.0.0.1', port: relay.port, ignoreTLS: true }).sendMail({ from: 'app@shop.example', to: 'a@example.test', text: 'x' });
+    const queueId = info.response.split(' ').pop() as string;
+    const refusals: Array<[string[], string]> = [
+      [['hold'], 'select the mail: give --queue-id ID..., --domain DOMAIN or --sender ADDRESS (exactly one)'],
+      [['hold', '--domain', 'example.test', '--sender', 'app@shop.example'], 'give only one of --queue-id, --domain, --sender (got --domain and --sender)'],
+      [['delete', '--queue-id', queueId, 'NOSUCHQUEUEID00000'], 'no message with queue id "NOSUCHQUEUEID00000"; nothing was changed (`rebound queue` or GET /v1/queue lists what is waiting)'],
+      [['bounce', '--domain', 'exa mple.test'], 'domain "exa mple.test" is not a domain name; give one such as example.com'],
+      [['hold', '--domain', 'a@example.test'], 'domain "a@example.test" is an address; give only the part after @ (example.test), or select by sender'],
+      [['release', '--sender', 'nobody'], 'sender "nobody" is not an email address (local@domain); give one such as app@shop.example, or <> for the null sender'],
+      [['hodl', '--domain', 'example.test'], 'unknown queue action "hodl"; use hold, release, delete or bounce (rebound queue --help)'],
+      [['--domain', 'example.test'], 'unknown option "--domain" for rebound queue; see rebound queue --help'],
+    ];
+    for (const [args, error] of refusals) {
+      const result = await rebound(['queue', ...args, '--config', configFile]);
+      expect([args, result.code, result.stderr]).toEqual([args, 2, `rebound: ${error}\n`]);
+    }
+    expect(relay.db.prepare('SELECT status FROM recipients').pluck().all()).toEqual(['queued']);
+    expect(relay.db.prepare('SELECT count(*) FROM queue_audit').pluck().get()).toBe(0);
   });
 
   it('`queue` explains a missing store instead of creating one', async () => {

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import BetterSqlite3 from 'better-sqlite3';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { holdRecipients } from '../src/store/queue-actions.js';
 import { SuppressionLists } from '../src/suppressions/lists.js';
 import { startFakeMx, type FakeMx } from './support/fake-mx.js';
 import { startTestRelay, type TestRelay } from './support/relay.js';
@@ -53,6 +54,8 @@ describe('docs/operators.md queries, against a store filled through the real pat
     const lists = new SuppressionLists(db);
     lists.add({ address: 'vip@example.test', type: 'bounces', source: 'manual', reason: 'old bounce', actor: 'cli:ops' });
     lists.allow('vip@example.test', 'cli:ops', 'mailbox fixed');
+    // The deferred recipient is held by an operator, as `rebound queue hold` does.
+    await holdRecipients(db, { sender: 'news@shop.example' }, 'cli:ops');
   });
 
   afterAll(async () => {
@@ -63,7 +66,7 @@ describe('docs/operators.md queries, against a store filled through the real pat
 
   it('has the checks this test knows, and every one runs', () => {
     expect([...queries.keys()].sort()).toEqual(
-      ['attempts', 'audit', 'bounces-by-category', 'bounces-by-ip', 'history', 'queue', 'raw', 'reports', 'status-counts', 'suppressions', 'webhooks'].sort(),
+      ['attempts', 'audit', 'bounces-by-category', 'bounces-by-ip', 'history', 'queue', 'queue-audit', 'raw', 'reports', 'status-counts', 'suppressions', 'webhooks'].sort(),
     );
     for (const [name, sql] of queries) expect(() => db.prepare(sql).all(), name).not.toThrow();
   });
@@ -76,10 +79,13 @@ describe('docs/operators.md queries, against a store filled through the real pat
     ]);
     expect(run('status-counts')).toEqual([
       { status: 'bounced', recipients: 1 },
-      { status: 'deferred', recipients: 1 },
       { status: 'delivered', recipients: 1 },
+      { status: 'held', recipients: 1 },
     ]);
-    expect(run('queue').map((row) => [row.address, row.status, row.attempts])).toEqual([['slow@example.test', 'deferred', 1]]);
+    expect(run('queue').map((row) => [row.address, row.status, row.attempts])).toEqual([['slow@example.test', 'held', 1]]);
+    expect(run('queue-audit').map((row) => [row.action, row.selector, row.value, row.actor, row.recipients, row.skipped_sending])).toEqual([
+      ['hold', 'sender', 'news@shop.example', 'cli:ops', 1, 0],
+    ]);
     expect(run('attempts')).toEqual([expect.objectContaining({ mx_host: '127.0.0.1', local_ip: '127.0.0.2', outcome: 'permanent_fail', code: 550, enhanced_code: '5.1.1', category: 'bad-mailbox' })]);
     expect(run('suppressions')).toEqual([
       { address: 'gone@example.test', type: 'bounces', source: 'immediate', category: 'bad-mailbox', code: 550, enhanced_code: '5.1.1', allowlisted: 0 },
@@ -107,6 +113,6 @@ describe('docs/operators.md queries, against a store filled through the real pat
     }
     expect(version).toMatch(/^3\./);
     const out = execFileSync('sqlite3', ['-readonly', relay.config.store.path], { encoding: 'utf8', input: queries.get('status-counts') });
-    expect(out).toBe('bounced|1\ndeferred|1\ndelivered|1\n');
+    expect(out).toBe('bounced|1\ndelivered|1\nheld|1\n');
   });
 });

@@ -66,6 +66,7 @@ export class StoreMetrics {
   private readonly reportById: Statement;
   private readonly queueDepth: Statement;
   private readonly sendingCount: Statement | null;
+  private readonly heldCount: Statement;
   private readonly oldestWaiting: Statement;
   private readonly outboxPending: Statement;
   private readonly deliveriesPending: Statement;
@@ -82,6 +83,7 @@ export class StoreMetrics {
   private readonly suppressed: Counter;
   private readonly complaints: Counter;
   private readonly unsubscribes: Counter;
+  private readonly operatorActions: Counter<'action'>;
   private readonly inboundReports: Counter<'kind'>;
   private readonly latency: Histogram;
   private readonly depth: Gauge<'status'>;
@@ -114,6 +116,8 @@ export class StoreMetrics {
     const sending = `SELECT count(*) FROM recipients WHERE status = 'sending'`;
     const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sending}`).all() as Array<{ detail: string }>).map((row) => row.detail).join(' ');
     this.sendingCount = /USING (COVERING )?INDEX/.test(plan) ? db.prepare(sending).pluck() : null;
+    // recipients_held is a partial index on exactly this status.
+    this.heldCount = db.prepare(`SELECT count(*) FROM recipients WHERE status = 'held'`).pluck();
     this.oldestWaiting = db
       .prepare(`SELECT min(m.received_at) FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.status IN ('queued', 'deferred')`)
       .pluck();
@@ -159,6 +163,13 @@ export class StoreMetrics {
     this.suppressed = new Counter({ name: 'rebound_suppressed_total', help: 'Recipients dropped unsent because the address is on a suppression list, since the relay started', registers, collect });
     this.complaints = new Counter({ name: 'rebound_complaints_total', help: 'Complaints (ARF reports) since the relay started', registers, collect });
     this.unsubscribes = new Counter({ name: 'rebound_unsubscribes_total', help: 'Unsubscribes (List-Unsubscribe) since the relay started', registers, collect });
+    this.operatorActions = new Counter({
+      name: 'rebound_queue_actions_total',
+      help: 'Recipients an operator held, released, deleted or bounced (rebound queue hold|release|delete|bounce, POST /v1/queue/...) since the relay started, by action; operator bounces are not in rebound_bounced_total',
+      labelNames: ['action'] as const,
+      registers,
+      collect,
+    });
     this.inboundReports = new Counter({
       name: 'rebound_inbound_reports_total',
       help: 'Reports received by the inbound listener since the relay started, by kind once parsed (unparsed: the parser failed)',
@@ -173,7 +184,7 @@ export class StoreMetrics {
       registers,
       collect,
     });
-    this.depth = new Gauge({ name: 'rebound_queue_depth', help: 'Recipients waiting for delivery, by status', labelNames: ['status'] as const, registers, collect });
+    this.depth = new Gauge({ name: 'rebound_queue_depth', help: 'Recipients in the queue, by status: queued, deferred, sending, and held by an operator', labelNames: ['status'] as const, registers, collect });
     this.oldestAge = new Gauge({ name: 'rebound_queue_oldest_age_seconds', help: 'Age of the oldest message with a recipient queued or deferred (0 when none)', registers, collect });
     this.webhookBacklog = new Gauge({ name: 'rebound_webhook_backlog', help: 'Webhook posts waiting: events not yet fanned out plus deliveries pending', registers, collect });
     this.webhookFailures = new Counter({ name: 'rebound_webhook_failures_total', help: 'Webhook deliveries that gave up (failed after every retry, or rejected with 406) since the relay started', registers, collect });
@@ -206,6 +217,8 @@ export class StoreMetrics {
     for (const kind of INBOUND_KINDS) this.inboundReports.inc({ kind }, 0);
     this.depth.set({ status: 'queued' }, 0);
     this.depth.set({ status: 'deferred' }, 0);
+    this.depth.set({ status: 'held' }, 0);
+    for (const action of ['hold', 'release', 'delete', 'bounce']) this.operatorActions.inc({ action }, 0);
 
     collectDefaultMetrics({ register: this.registry });
   }
@@ -245,6 +258,7 @@ export class StoreMetrics {
     for (const { status, n } of this.queueDepth.all() as Array<{ status: string; n: number }>) depth.set(status, n);
     for (const [status, n] of depth) this.depth.set({ status }, n);
     if (this.sendingCount) this.depth.set({ status: 'sending' }, this.sendingCount.get() as number);
+    this.depth.set({ status: 'held' }, this.heldCount.get() as number);
     const oldest = this.oldestWaiting.get() as string | null;
     this.oldestAge.set(oldest === null ? 0 : Math.max(0, (Date.now() - Date.parse(oldest)) / 1000));
 
@@ -273,7 +287,8 @@ export class StoreMetrics {
           this.deferred.inc({ category: group.category ?? 'none' }, group.n);
           break;
         case 'permanent_fail':
-          if (group.reason === 'suppressed') this.suppressed.inc(group.n);
+          if (group.source === 'operator') this.operatorActions.inc({ action: 'bounce' }, group.n);
+          else if (group.reason === 'suppressed') this.suppressed.inc(group.n);
           else if (group.reason === 'blocked') this.blocked.inc({ category: group.category ?? 'none', source: group.source ?? 'immediate' }, group.n);
           else this.bounced.inc({ category: group.category ?? 'none', type: group.bounceType ?? 'none', source: group.source ?? 'immediate' }, group.n);
           break;
@@ -282,6 +297,15 @@ export class StoreMetrics {
           break;
         case 'unsubscribed':
           this.unsubscribes.inc(group.n);
+          break;
+        case 'held':
+          this.operatorActions.inc({ action: 'hold' }, group.n);
+          break;
+        case 'released':
+          this.operatorActions.inc({ action: 'release' }, group.n);
+          break;
+        case 'deleted':
+          this.operatorActions.inc({ action: 'delete' }, group.n);
           break;
       }
     }

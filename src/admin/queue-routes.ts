@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Database } from '../store/database.js';
 import { flushDeferred, queueSummary } from '../store/queue.js';
+import { QUEUE_ACTION_FUNCTIONS, QUEUE_ACTIONS, QueueSelectorError, UnknownQueueIdError, type QueueSelectorInput } from '../store/queue-actions.js';
 import { addressOrThrow } from '../suppressions/lists.js';
 import { badRequest, notFound } from './api-errors.js';
 import { PAGE_PARAMS, pageOf, queryOf, textParam, wholeNumber, type PageOf } from './query-params.js';
@@ -33,12 +34,39 @@ export interface EventRow {
   reportId: number | null;
   localIp: string | null;
   mxHost: string | null;
+  /** Who caused an operator's event (held, released, deleted, an operator bounce): cli:<user>, api:<token name>. */
+  actor: string | null;
 }
 
 const EVENT_COLUMNS = `
   e.id, e.at, e.event, e.reason, e.source, e.severity, e.bounce_type AS bounceType, e.category, e.code,
   e.enhanced_code AS enhancedCode, e.detail, r.address, m.queue_id AS queueId, e.report_id AS reportId,
-  e.local_ip AS localIp, e.mx_host AS mxHost`;
+  e.local_ip AS localIp, e.mx_host AS mxHost, e.actor`;
+
+const SELECTOR_FIELDS = ['queueIds', 'domain', 'sender'] as const;
+const SELECTOR_HELP = 'send a JSON object with exactly one of { "queueIds": ["..."] }, { "domain": "example.com" }, { "sender": "app@shop.example" }';
+
+/**
+ * The body of POST /v1/queue/{hold,release,delete,bounce}, checked for shape and types only: the
+ * store (queueSelector) checks the values and that exactly one selector is given.
+ */
+function selectorOfBody(body: unknown): QueueSelectorInput {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest(SELECTOR_HELP);
+  const fields = body as Record<string, unknown>;
+  const unknownKeys = Object.keys(fields).filter((key) => !(SELECTOR_FIELDS as readonly string[]).includes(key));
+  if (unknownKeys.length > 0) throw badRequest(`unknown field ${unknownKeys.map((k) => `"${k}"`).join(', ')}; the body takes exactly one of "queueIds", "domain", "sender"`);
+  const { queueIds, domain, sender } = fields;
+  if (queueIds !== undefined && (!Array.isArray(queueIds) || queueIds.length === 0 || !queueIds.every((id) => typeof id === 'string'))) {
+    throw badRequest('"queueIds" must be a non-empty array of queue ids (strings)');
+  }
+  if (domain !== undefined && typeof domain !== 'string') throw badRequest('"domain" must be a string: a recipient domain such as "example.com"');
+  if (sender !== undefined && typeof sender !== 'string') throw badRequest('"sender" must be a string: an envelope sender such as "app@shop.example", or "<>" for the null sender');
+  return {
+    ...(queueIds !== undefined ? { queueIds: queueIds as string[] } : {}),
+    ...(domain !== undefined ? { domain } : {}),
+    ...(sender !== undefined ? { sender } : {}),
+  };
+}
 
 /** /v1/queue (where mail is) and /v1/events (what happened to it), read from the store. */
 export function queueRoutes(app: FastifyInstance, db: Database): void {
@@ -97,6 +125,22 @@ export function queueRoutes(app: FastifyInstance, db: Database): void {
     }
     return { recipients: flushDeferred(db, ids).recipients };
   });
+
+  // Operator actions on waiting mail (postsuper -h, -H, -d, and a bounce), audited as api:<token name>.
+  for (const action of QUEUE_ACTIONS) {
+    app.post(`/v1/queue/${action}`, async (request) => {
+      queryOf(request, []);
+      const selector = selectorOfBody(request.body);
+      try {
+        const result = await QUEUE_ACTION_FUNCTIONS[action](db, selector, request.actor);
+        return { recipients: result.recipients, skipped: result.skipped };
+      } catch (error) {
+        if (error instanceof UnknownQueueIdError) throw notFound(error.message);
+        if (error instanceof QueueSelectorError) throw badRequest(error.message);
+        throw error;
+      }
+    });
+  }
 
   app.get<{ Params: { queueId: string } }>('/v1/queue/:queueId', (request) => {
     queryOf(request, []);

@@ -4,6 +4,7 @@
  * command asks for them.
  */
 import { existsSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { Option } from 'commander';
 import type { Config } from '../config/load.js';
 import { OperatorError } from '../errors.js';
@@ -31,4 +32,13 @@ export function positiveInteger(value: string, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new OperatorError(`${flag} must be a whole number above 0, got "${value}"`);
   return n;
+}
+
+/** Who is acting, for the audits (suppressions, queue actions): the operating-system user running the CLI. */
+export function cliActor(): string {
+  try {
+    return `cli:${userInfo().username}`;
+  } catch {
+    return 'cli';
+  }
 }

@@ -3,12 +3,13 @@ import { OperatorError } from '../errors.js';
 import type { RunningRelay } from '../relay.js';
 import type { PurgeCounts } from '../store/retention.js';
 import { configFrom, configOption, openExistingStore, positiveInteger } from './common.js';
+import { registerQueueActionCommands } from './queue-commands.js';
 
 /** How often a relay run by `npm start` checks that npm is still there. */
 const PARENT_CHECK_MS = 500;
 
 /**
- * start, queue, flush, purge, passwd, config: running the relay and looking at it. The relay, the
+ * start, queue (and its actions), flush, purge, passwd, config: running the relay and looking at it. The relay, the
  * logger and the password hashing load only in the command that uses them (`--help` stays fast).
  */
 export function registerRelayCommands(program: Command): void {
@@ -55,13 +56,23 @@ export function registerRelayCommands(program: Command): void {
         }, PARENT_CHECK_MS).unref();
       }
     });
-  program
+  const queue = program
       .command('queue')
-    .description('print recipient counts by status and the oldest mail still waiting')
+    .description('print recipient counts by status and the oldest mail still waiting; hold, release, delete or bounce mail (rebound queue ACTION --help)')
     .addOption(configOption())
     .option('-n, --limit <count>', 'how many of the oldest entries to show', (v) => positiveInteger(v, '--limit'), 10)
     .option('--json', 'print JSON instead of a table')
-    .action(async (options: { config?: string; limit: number; json?: boolean }) => {
+    // The summary's options come before an action's name; the action's own flags after it.
+    // (The program enables this too: commander hands `queue` what follows it only then.)
+    .enablePositionalOptions()
+    // A word that is not an action (with the flags meant for it) reaches this action, to be named:
+    // commander would say "too many arguments", or complain about the action's flags instead.
+    .allowExcessArguments()
+    .allowUnknownOption()
+    .action(async (options: { config?: string; limit: number; json?: boolean }, command: Command) => {
+      const [first] = command.args;
+      if (first !== undefined && first.startsWith('-')) throw new OperatorError(`unknown option "${first}" for rebound queue; see rebound queue --help`);
+      if (first !== undefined) throw new OperatorError(`unknown queue action "${first}"; use hold, release, delete or bounce (rebound queue --help)`);
       const config = await configFrom(options);
       const { queueSummary, RECIPIENT_STATUSES } = await import('../store/queue.js');
       const db = await openExistingStore(config);
@@ -85,6 +96,7 @@ export function registerRelayCommands(program: Command): void {
         db.close();
       }
     });
+  registerQueueActionCommands(queue);
   program
       .command('flush')
     .description('make deferred mail due now (all of it, or these messages), as postqueue -f does; the running relay sends it at its next poll')

@@ -1,18 +1,8 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { OperatorError } from '../errors.js';
 import { addressOrThrow, SUPPRESSION_TYPES, SuppressionInputError, SuppressionLists, type SuppressionEntry, type SuppressionType } from '../suppressions/lists.js';
-import { configFrom, configOption, openExistingStore, positiveInteger } from './common.js';
-
-/** Who is acting, for the audit: the operating-system user running the CLI. */
-function cliActor(): string {
-  try {
-    return `cli:${userInfo().username}`;
-  } catch {
-    return 'cli';
-  }
-}
+import { cliActor, configFrom, configOption, openExistingStore, positiveInteger } from './common.js';
 
 function suppressionType(value: string | undefined, flag = '--type'): SuppressionType | undefined {
   if (value === undefined) return undefined;

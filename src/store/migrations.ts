@@ -294,6 +294,60 @@ export const MIGRATIONS: readonly string[] = [
     JOIN messages m ON m.id = e.message_id
    WHERE e.event IN ('permanent_fail', 'temporary_fail') AND coalesce(e.reason, '') <> 'suppressed';
   `,
+  `
+  -- Operator queue actions (src/store/queue-actions.ts), as Postfix's postsuper -h/-H/-d: a
+  -- recipient can be 'held' (never claimed by delivery until released) or 'deleted' (taken out
+  -- of the queue unsent, kept for history); an operator bounce ends it 'bounced'. Their events
+  -- are held, released, deleted and permanent_fail (source 'operator'), and name who did it.
+  ALTER TABLE events ADD COLUMN actor TEXT;       -- cli:<os user> | api:<token name>; NULL for the relay's own events
+
+  -- Every queue action: who, when, what, on which selection, and how many recipients it changed.
+  CREATE TABLE queue_audit (
+    id              INTEGER PRIMARY KEY,
+    at              TEXT NOT NULL,
+    action          TEXT NOT NULL,            -- hold | release | delete | bounce
+    selector        TEXT NOT NULL,            -- queue-ids | domain | sender
+    value           TEXT NOT NULL,            -- the queue ids (comma-separated), the domain, or the sender ('<>': the null sender)
+    actor           TEXT NOT NULL,            -- cli:<os user> | api:<token name>
+    recipients      INTEGER NOT NULL,         -- recipients changed
+    skipped_sending INTEGER NOT NULL          -- recipients left alone because delivery was sending them
+  );
+  CREATE INDEX queue_audit_by_at ON queue_audit (at);
+
+  -- Held recipients by domain, for release/delete/bounce by domain and the held count in /metrics.
+  CREATE INDEX recipients_held ON recipients (domain) WHERE status = 'held';
+
+  -- Held mail is still in the queue.
+  DROP VIEW v_queue;
+  CREATE VIEW v_queue AS
+  SELECT m.queue_id, m.received_at, m.mail_from, r.address, r.domain, r.status, r.attempts,
+         r.next_attempt_at, r.last_reply
+    FROM recipients r JOIN messages m ON m.id = r.message_id
+   WHERE r.status IN ('queued', 'sending', 'deferred', 'held');
+
+  -- The history says who acted (appended, so older column positions hold).
+  DROP VIEW v_recipient_history;
+  CREATE VIEW v_recipient_history AS
+  SELECT r.address, e.at, e.event, e.reason, e.category, e.code, e.enhanced_code, e.detail,
+         r.status AS current_status, r.attempts, m.queue_id, m.mail_from, m.message_id_header,
+         m.subject, m.received_at, e.source, e.actor
+    FROM events e
+    JOIN recipients r ON r.id = e.recipient_id
+    JOIN messages m ON m.id = r.message_id;
+
+  -- An operator's bounce is no reply from any MX: the bounces report leaves it out, as it leaves
+  -- out suppressed drops.
+  DROP VIEW v_bounces;
+  CREATE VIEW v_bounces AS
+  SELECT e.at, e.source, e.severity, e.bounce_type, e.category, e.code, e.enhanced_code, e.detail AS text,
+         e.local_ip, e.mx_host, r.address, r.domain AS recipient_domain, m.queue_id, m.from_domain,
+         m.campaign_id, m.subject, e.reason
+    FROM events e
+    JOIN recipients r ON r.id = e.recipient_id
+    JOIN messages m ON m.id = e.message_id
+   WHERE e.event IN ('permanent_fail', 'temporary_fail') AND coalesce(e.reason, '') <> 'suppressed'
+     AND coalesce(e.source, '') <> 'operator';
+  `,
 ];
 
 export class SchemaTooNewError extends OperatorError {

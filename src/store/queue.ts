@@ -1,12 +1,16 @@
 import type { Database } from 'better-sqlite3';
 import { writeTransaction } from './write-lock.js';
 
-/** Recipient statuses, in the order a recipient moves through them. */
-export const RECIPIENT_STATUSES = ['queued', 'sending', 'deferred', 'delivered', 'bounced', 'expired', 'suppressed'] as const;
+/**
+ * Recipient statuses, in the order a recipient moves through them. `held` and `deleted` are an
+ * operator's (src/store/queue-actions.ts): held waits until released and is never claimed by
+ * delivery; deleted left the queue unsent, without a bounce, and is kept for history.
+ */
+export const RECIPIENT_STATUSES = ['queued', 'sending', 'deferred', 'held', 'delivered', 'bounced', 'expired', 'suppressed', 'deleted'] as const;
 export type RecipientStatus = (typeof RECIPIENT_STATUSES)[number];
 
-/** Statuses that still wait for delivery. */
-export const PENDING_STATUSES: readonly RecipientStatus[] = ['queued', 'sending', 'deferred'];
+/** Statuses still in the queue (v_queue): waiting for delivery, in it, or held by an operator. */
+export const PENDING_STATUSES: readonly RecipientStatus[] = ['queued', 'sending', 'deferred', 'held'];
 
 export interface QueueEntry {
   queueId: string;

@@ -24,8 +24,8 @@ export interface PurgeCounts {
 
 const DAY_MS = 86_400_000;
 
-/** A message is finished when none of its recipients can still be sent. */
-const FINISHED = `NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.status IN ('queued', 'sending', 'deferred'))`;
+/** A message is finished when none of its recipients can still be sent: held mail can, once released. */
+const FINISHED = `NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.status IN ('queued', 'sending', 'deferred', 'held'))`;
 
 function cutoff(now: Date, days: number): string {
   return new Date(now.getTime() - days * DAY_MS).toISOString();
@@ -42,8 +42,8 @@ const PROCESSED_REPORT = `NOT (ir.applied_at IS NULL AND ir.parse_status <> 'fai
 /**
  * Keeps the store from growing for ever, as Postfix empties its queue after delivery and a mail
  * service keeps its logs for a while. Two horizons, both counted from when the message was
- * received and both applied to finished messages only (nothing still queued, sending or
- * deferred is touched):
+ * received and both applied to finished messages only (nothing still queued, sending, deferred
+ * or held is touched; deleted recipients are finished):
  *
  * - bodyDays: the body goes (it is what takes the space); the metadata, recipients, attempts
  *   and events stay for reports, webhooks and `v_recipient_history`.

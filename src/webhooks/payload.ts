@@ -12,7 +12,7 @@ export interface DeliveryStatusData {
   'enhanced-code': string;
   /** What the remote side said (the SMTP reply or the DSN's status and diagnostic), without the reply code. */
   message: string;
-  /** What Rebound decided on its own (suppressed, expired), in words; '' when the remote side decided. */
+  /** What Rebound (suppressed, expired) or an operator (a bounce from the queue) decided, in words; '' when the remote side decided. */
   description: string;
   'attempt-no': number | null;
   'bounce-type': string | null;
@@ -57,11 +57,14 @@ const SUPPRESSION_CODES: Record<string, number> = { 'suppress-bounce': 605, 'sup
  * DSN, refused) and blocked (the same, for the sender or the message; `rebound.reason` keeps the
  * difference, as Mailgun has no word for it) → "bounce"; expired (retries ran out, or the message aged out before a try) →
  * "old"; suppressed (the address is on a list) → "suppress-bounce" | "suppress-complaint" |
- * "suppress-unsubscribe" by the list named in the event. Every temporary failure → "generic".
+ * "suppress-unsubscribe" by the list named in the event. Every temporary failure → "generic", and
+ * so is an operator's bounce (source operator): it says nothing about the address, and a receiver
+ * that suppresses on "bounce" must not suppress for it.
  */
-export function mailgunReason(event: string, reason: string | null, detail: string | null): string | undefined {
+export function mailgunReason(event: string, reason: string | null, detail: string | null, source: string | null = null): string | undefined {
   if (event === 'temporary_fail') return 'generic';
   if (event !== 'permanent_fail') return undefined;
+  if (source === 'operator') return 'generic';
   switch (reason) {
     case 'expired':
       return 'old';
@@ -87,7 +90,7 @@ export function buildEventData(row: WebhookEventRow): EventData {
   const failed = row.event === 'temporary_fail' || row.event === 'permanent_fail';
   const event: EventData['event'] = failed ? 'failed' : (row.event as 'delivered' | 'complained' | 'unsubscribed');
   const severity = row.event === 'temporary_fail' ? 'temporary' : row.event === 'permanent_fail' ? 'permanent' : undefined;
-  const reason = mailgunReason(row.event, row.reason, row.detail);
+  const reason = mailgunReason(row.event, row.reason, row.detail, row.source);
   const headers = readHeaders(row.head, ['from', 'to']);
   const data: EventData = {
     id: webhookEventId(row.queueId, row.eventId),
@@ -128,8 +131,8 @@ export function buildEventData(row: WebhookEventRow): EventData {
 function deliveryStatus(row: WebhookEventRow, reason: string | undefined): DeliveryStatusData {
   const detail = row.detail ?? '';
   const reply = /^([2-5]\d\d)(?:[ -]+|$)(?:([245]\.\d{1,3}\.\d{1,3})\b)?/.exec(detail);
-  // Rebound's own decisions carry no reply from anyone: their words go in `description`.
-  const local = row.reason === 'suppressed' || row.reason === 'expired';
+  // Rebound's own decisions, and an operator's, carry no reply from anyone: their words go in `description`.
+  const local = row.reason === 'suppressed' || row.reason === 'expired' || row.source === 'operator';
   let code = row.code ?? (reply ? Number(reply[1]) : null);
   if (code === null && reason && SUPPRESSION_CODES[reason]) code = SUPPRESSION_CODES[reason] ?? null;
   return {
