@@ -1,10 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { setImmediate as nextTurn } from 'node:timers/promises';
-import { domainToASCII } from 'node:url';
 import type { Database } from '../store/database.js';
-import { readSuppressionCsv, suppressionsCsv } from '../suppressions/csv.js';
+import { suppressionsCsv } from '../suppressions/csv.js';
+import { importSuppressionCsv } from '../suppressions/csv-import.js';
 import {
   addressOrThrow,
+  allowValueOrThrow,
   SUPPRESSION_TYPES,
   SuppressionInputError,
   SuppressionLists,
@@ -13,9 +13,9 @@ import {
   type SuppressionSource,
   type SuppressionType,
 } from '../suppressions/lists.js';
+import { writeTransaction } from '../store/write-lock.js';
 import { badRequest, notFound } from './api-errors.js';
 import { oneOf, PAGE_PARAMS, pageOf, queryOf, textParam, type PageOf } from './query-params.js';
-import { writeTransaction } from '../store/write-lock.js';
 
 /** What a batch (a JSON list or a CSV file) did: how many landed, and why the others did not. */
 interface BatchResult {
@@ -85,15 +85,6 @@ function batchReply(reply: FastifyReply, result: BatchResult): FastifyReply {
   return reply.code(200).send(result);
 }
 
-function normalizedAllowValue(value: string): string {
-  if (value.includes('@')) return addressOrThrow(value);
-  const domain = domainToASCII(value.trim().toLowerCase().replace(/\.$/, ''));
-  if (!/^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$/.test(domain)) {
-    throw new SuppressionInputError(`"${value}" is neither an email address (local@domain) nor a domain`);
-  }
-  return domain;
-}
-
 /** Reads one JSON item of an allowlist POST: `{ value, reason? }`, value an address or a domain. */
 function allowItemOf(value: unknown): { value: string; reason: string | null } {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
@@ -107,15 +98,10 @@ function allowItemOf(value: unknown): { value: string; reason: string | null } {
   if (typeof record.value !== 'string') throw new SuppressionInputError('"value" must be a string');
   if (record.reason !== undefined && record.reason !== null && typeof record.reason !== 'string') throw new SuppressionInputError('"reason" must be a string');
   const reason = typeof record.reason === 'string' && record.reason.trim() !== '' ? record.reason.trim() : null;
-  return { value: normalizedAllowValue(record.value), reason };
+  return { value: allowValueOrThrow(record.value), reason };
 }
 
 const ONE_OR_LIST = 'send one JSON object or a JSON list of them';
-
-/** CSV rows stored per transaction; between two, the event loop serves mail and other requests. */
-const IMPORT_BATCH_ROWS = 1_000;
-/** An import logs how far it got every this many rows. */
-const IMPORT_PROGRESS_ROWS = 100_000;
 
 /**
  * /v1/suppressions and /v1/allowlist. Every change goes through SuppressionLists, which writes the
@@ -123,16 +109,11 @@ const IMPORT_PROGRESS_ROWS = 100_000;
  */
 export function suppressionRoutes(app: FastifyInstance, db: Database): void {
   const lists = new SuppressionLists(db);
-  const addAll = writeTransaction(db, (items: readonly Item[], source: SuppressionSource, actor: string) => {
-    for (const item of items) lists.add({ address: item.address, type: item.type, source, reason: item.reason, actor });
-  });
+  const addAll = (items: readonly Item[], source: SuppressionSource, actor: string) =>
+    lists.addAll(items.map((item) => ({ address: item.address, type: item.type, source, reason: item.reason, actor })));
   const allowAll = writeTransaction(db, (items: ReadonlyArray<{ value: string; reason: string | null }>, actor: string) =>
     items.map((item) => lists.allow(item.value, actor, item.reason)),
   );
-  const allowCount = db.prepare(`SELECT count(*) AS n FROM allowlist WHERE value LIKE ? ESCAPE '\\'`);
-  const allowPage = db.prepare(`
-    SELECT value, kind, reason, created_at AS createdAt, created_by AS createdBy
-      FROM allowlist WHERE value LIKE ? ESCAPE '\\' ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`);
   const allowExact = db.prepare(`SELECT value, kind, reason, created_at AS createdAt, created_by AS createdBy FROM allowlist WHERE value = ?`);
 
   const listing = (request: FastifyRequest, reply: FastifyReply, type: SuppressionType | undefined) => {
@@ -156,40 +137,16 @@ export function suppressionRoutes(app: FastifyInstance, db: Database): void {
     return reply.send(body);
   };
 
-  /**
-   * A CSV import file, read and stored in batches of IMPORT_BATCH_ROWS rows, each in its own
-   * transaction, with a turn of the event loop between them: a million-row file must not hold up
-   * SMTP replies. Each batch that is stored stays stored; the reply counts them all.
-   */
+  /** A CSV import file (suppressions/csv-import.ts); the reply counts what landed and lists each refused line. */
   const importing = async (request: FastifyRequest, reply: FastifyReply, pathType: SuppressionType | null) => {
     const text = typeof request.body === 'string' ? request.body : '';
-    const errors: Array<{ line: number; error: string }> = [];
-    let added = 0;
-    let read = 0;
-    let nextProgress = IMPORT_PROGRESS_ROWS;
-    const started = Date.now();
-    for await (const batch of readSuppressionCsv(text, pathType ?? undefined, IMPORT_BATCH_ROWS)) {
-      for (const e of batch.errors) errors.push({ line: e.line, error: e.message });
-      const good: Item[] = [];
-      for (const row of batch.rows) {
-        if (pathType !== null && row.type !== pathType) {
-          errors.push({ line: row.line, error: `type "${row.type}" is not this list (${pathType}); import it at /v1/suppressions/${row.type} or /v1/suppressions` });
-        } else {
-          good.push({ address: row.address, type: row.type, reason: row.reason });
-        }
-      }
-      addAll(good, 'import', request.actor);
-      added += good.length;
-      read += batch.rows.length + batch.errors.length;
-      if (read >= nextProgress) {
-        request.log.info({ rows: read, added, refused: errors.length }, 'suppression import under way');
-        nextProgress += IMPORT_PROGRESS_ROWS;
-      }
-      await nextTurn();
-    }
-    if (read >= IMPORT_PROGRESS_ROWS) request.log.info({ rows: read, added, refused: errors.length, ms: Date.now() - started }, 'suppression import done');
-    errors.sort((a, b) => a.line - b.line);
-    return batchReply(reply, { added, errors });
+    const { added, errors } = await importSuppressionCsv(lists, text, {
+      list: pathType,
+      actor: request.actor,
+      otherList: (rowType, list) => `type "${rowType}" is not this list (${list}); import it at /v1/suppressions/${rowType} or /v1/suppressions`,
+      log: request.log,
+    });
+    return batchReply(reply, { added, errors: errors.map((e) => ({ line: e.line, error: e.message })) });
   };
 
   /** JSON (one object or a list) or, with Content-Type text/csv, an import file. */
@@ -252,16 +209,15 @@ export function suppressionRoutes(app: FastifyInstance, db: Database): void {
   app.get('/v1/allowlist', (request) => {
     const query = queryOf(request, ['q', ...PAGE_PARAMS]);
     const page = pageOf(query);
-    const like = `%${(textParam(query.q) ?? '').replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-    const { n: total } = allowCount.get(like) as { n: number };
-    const items = allowPage.all(like, page.limit, page.offset) as AllowlistEntry[];
+    const search = textParam(query.q);
+    const { total, entries: items } = lists.allowlist({ ...(search ? { search } : {}), limit: page.limit, offset: page.offset });
     const body: PageOf<AllowlistEntry> = { items, page: page.page, limit: page.limit, total };
     return body;
   });
 
   app.get<{ Params: { value: string } }>('/v1/allowlist/:value', (request) => {
     queryOf(request, []);
-    const value = normalizedAllowValue(request.params.value);
+    const value = allowValueOrThrow(request.params.value);
     const entry = allowExact.get(value) as AllowlistEntry | undefined;
     if (!entry) throw notFound(`${value} is not on the allowlist`);
     return { entry, audit: lists.auditFor(value).filter((a) => a.list === 'allowlist') };
@@ -290,7 +246,7 @@ export function suppressionRoutes(app: FastifyInstance, db: Database): void {
 
   app.delete<{ Params: { value: string } }>('/v1/allowlist/:value', (request) => {
     const query = queryOf(request, ['reason']);
-    const value = normalizedAllowValue(request.params.value);
+    const value = allowValueOrThrow(request.params.value);
     if (!lists.disallow(value, request.actor, textParam(query.reason) ?? null)) throw notFound(`${value} is not on the allowlist`);
     return { value, removed: true };
   });

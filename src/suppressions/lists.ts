@@ -73,6 +73,40 @@ export function addressOrThrow(input: string): string {
   return normalized.address;
 }
 
+const DOMAIN_SYNTAX = /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$/;
+
+/** A domain as the allowlist and the searches hold it (lower case, punycode, no final dot), or null. */
+export function domainOrNull(input: string): string | null {
+  const domain = domainToASCII(input.trim().toLowerCase().replace(/\.$/, ''));
+  return DOMAIN_SYNTAX.test(domain) ? domain : null;
+}
+
+/** An allowlist value: an address (normalised) or a domain; anything else throws a message naming it. */
+export function allowValueOrThrow(value: string): string {
+  if (value.includes('@')) return addressOrThrow(value);
+  const domain = domainOrNull(value);
+  if (domain === null) throw new SuppressionInputError(`"${value}" is neither an email address (local@domain) nor a domain`);
+  return domain;
+}
+
+/** `LIKE` text matching `text` anywhere, its own wildcards taken literally (ESCAPE with a backslash). */
+function likeContaining(text: string): string {
+  return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+/** `LIKE` text matching every address at this domain (and none at a subdomain or a longer name). */
+function likeAtDomain(domain: string): string {
+  return `%@${domain.replace(/[\\%_]/g, (c) => `\\${c}`)}`;
+}
+
+/** Which entries a listing shows: every one, those containing a text, or those at one domain. */
+export interface ListFilter {
+  /** Addresses that contain this text (case-insensitive for ASCII). */
+  search?: string;
+  /** Addresses at exactly this domain (as domainOrNull gives it); on the allowlist, also the domain's own entry. */
+  domain?: string;
+}
+
 /**
  * The suppression lists (bounces, complaints, unsubscribes) and the allowlist that overrides
  * them. Mail to a suppressed address is dropped before it is sent; only an operator removes an
@@ -91,6 +125,7 @@ export class SuppressionLists {
   private readonly allowInsert: Statement;
   private readonly allowDelete: Statement;
   private readonly allowOne: Statement;
+  private readonly addInTransaction: (entries: readonly AddSuppression[]) => void;
 
   constructor(private readonly db: Database) {
     this.find = db.prepare('SELECT type FROM suppressions WHERE address = ? ORDER BY id LIMIT 1');
@@ -114,6 +149,9 @@ export class SuppressionLists {
       ON CONFLICT (value) DO UPDATE SET reason = excluded.reason`);
     this.allowDelete = db.prepare('DELETE FROM allowlist WHERE value = ?');
     this.allowOne = db.prepare(`SELECT value, kind, reason, created_at AS createdAt, created_by AS createdBy FROM allowlist WHERE value = ? OR (kind = 'domain' AND value = ?)`);
+    this.addInTransaction = writeTransaction(db, (entries: readonly AddSuppression[]) => {
+      for (const entry of entries) this.add(entry);
+    });
   }
 
   /** The list an address is on, if any and not allowlisted: mail to it is not sent. */
@@ -143,6 +181,11 @@ export class SuppressionLists {
     this.audit.run(at, 'add', entry.type, entry.address, entry.actor, why);
   }
 
+  /** Adds (or refreshes) entries, with their audit rows, in one write transaction of its own. */
+  addAll(entries: readonly AddSuppression[]): void {
+    if (entries.length > 0) this.addInTransaction(entries);
+  }
+
   /** Removes an address from one list, or from all; returns the lists it was removed from. */
   remove(address: string, type: SuppressionType | undefined, actor: string, reason: string | null): SuppressionType[] {
     return writeTransaction(this.db, () => {
@@ -167,7 +210,8 @@ export class SuppressionLists {
     return this.allowOne.all(address, domainOf(address)) as AllowlistEntry[];
   }
 
-  list(options: { type?: SuppressionType; search?: string; limit: number; offset?: number }): { total: number; entries: SuppressionEntry[] } {
+  /** A page of entries, newest first, and how many match in all. */
+  list(options: { type?: SuppressionType; limit: number; offset?: number } & ListFilter): { total: number; entries: SuppressionEntry[] } {
     const where: string[] = [];
     const params: Array<string | number> = [];
     if (options.type) {
@@ -176,7 +220,11 @@ export class SuppressionLists {
     }
     if (options.search) {
       where.push("address LIKE ? ESCAPE '\\'");
-      params.push(`%${options.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
+      params.push(likeContaining(options.search));
+    }
+    if (options.domain) {
+      where.push("address LIKE ? ESCAPE '\\'");
+      params.push(likeAtDomain(options.domain));
     }
     const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
     const { n } = this.db.prepare(`SELECT count(*) AS n FROM suppressions ${clause}`).get(...params) as { n: number };
@@ -186,11 +234,30 @@ export class SuppressionLists {
     return { total: n, entries };
   }
 
+  /** A page of the allowlist, newest first, and how many entries match in all. */
+  allowlist(options: { limit: number; offset?: number } & ListFilter): { total: number; entries: AllowlistEntry[] } {
+    const where: string[] = [];
+    const params: string[] = [];
+    if (options.search) {
+      where.push("value LIKE ? ESCAPE '\\'");
+      params.push(likeContaining(options.search));
+    }
+    if (options.domain) {
+      where.push("(value = ? OR value LIKE ? ESCAPE '\\')");
+      params.push(options.domain, likeAtDomain(options.domain));
+    }
+    const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    const { n } = this.db.prepare(`SELECT count(*) AS n FROM allowlist ${clause}`).get(...params) as { n: number };
+    const entries = this.db
+      .prepare(`SELECT value, kind, reason, created_at AS createdAt, created_by AS createdBy FROM allowlist ${clause} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`)
+      .all(...params, options.limit, options.offset ?? 0) as AllowlistEntry[];
+    return { total: n, entries };
+  }
+
   /** Allowlists an address or a whole domain: mail to it is sent even when it is suppressed. */
   allow(value: string, actor: string, reason: string | null): AllowlistEntry {
     const isDomain = !value.includes('@');
-    const normalized = isDomain ? domainToASCII(value.trim().toLowerCase()) : addressOrThrow(value);
-    if (normalized === '') throw new SuppressionInputError(`"${value}" is neither an address nor a domain`);
+    const normalized = allowValueOrThrow(value);
     const at = new Date().toISOString();
     writeTransaction(this.db, () => {
       this.allowInsert.run(normalized, isDomain ? 'domain' : 'address', reason, at, actor);
@@ -199,8 +266,9 @@ export class SuppressionLists {
     return { value: normalized, kind: isDomain ? 'domain' : 'address', reason, createdAt: at, createdBy: actor };
   }
 
+  /** Takes an address or a domain off the allowlist; false when it was not on it. */
   disallow(value: string, actor: string, reason: string | null): boolean {
-    const normalized = value.includes('@') ? addressOrThrow(value) : domainToASCII(value.trim().toLowerCase());
+    const normalized = allowValueOrThrow(value);
     return writeTransaction(this.db, () => {
       const removed = this.allowDelete.run(normalized).changes > 0;
       if (removed) this.audit.run(new Date().toISOString(), 'remove', 'allowlist', normalized, actor, reason);
