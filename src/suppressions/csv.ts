@@ -175,3 +175,25 @@ export function suppressionsCsv(entries: readonly SuppressionEntry[]): string {
     { header: true, columns: [...EXPORT_COLUMNS], record_delimiter: '\r\n' },
   );
 }
+
+/**
+ * The text of the given lines of a file (1 = the first), split as the reader splits records (CRLF,
+ * LF or CR) and without a leading byte-order mark: what an error report shows beside a line number.
+ * Stops after the last line wanted.
+ */
+export function linesAt(text: string, wanted: ReadonlySet<number>): Map<number, string> {
+  const found = new Map<number, string>();
+  if (wanted.size === 0) return found;
+  const last = Math.max(...wanted);
+  const body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  const lineEnd = /\r\n|\n|\r/g;
+  let start = 0;
+  for (let line = 1; line <= last && start <= body.length; line++) {
+    const match = lineEnd.exec(body);
+    const end = match ? match.index : body.length;
+    if (wanted.has(line)) found.set(line, body.slice(start, end));
+    if (!match) break;
+    start = lineEnd.lastIndex;
+  }
+  return found;
+}

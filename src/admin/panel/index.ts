@@ -19,6 +19,7 @@ import { overviewPage } from './overview.js';
 import { reportPage } from './report.js';
 import { PanelSessions } from './sessions.js';
 import { signInRoutes } from './sign-in.js';
+import { suppressionsPage } from './suppressions.js';
 
 /** The panel's templates and its own stylesheet and script, shipped beside dist/ (package root /panel). */
 const PANEL_DIR = fileURLToPath(new URL('../../../panel/', import.meta.url));
@@ -137,6 +138,7 @@ export async function panelRoutes(app: FastifyInstance, deps: Omit<PanelDeps, 'r
     const full: PanelDeps = { ...deps, sessions, render };
     signInRoutes(panel, full);
     overviewPage(panel, full);
+    suppressionsPage(panel, full);
     reportPage(panel, full);
   });
 }
