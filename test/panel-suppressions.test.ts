@@ -109,11 +109,30 @@ describe('the panel: Suppressions in Chromium', () => {
     await expect(row.count()).resolves.toBe(0);
     await expect(rangeText(page)).resolves.toBe('No addresses containing “gone@example.test” on the bounces list.');
 
+    // Removed already (in another tab, by the CLI): said so; a malformed value: refused with its reason.
+    const again = await page.request.post(`${panel.base}/suppressions/remove`, { form: { _csrf: await csrfOf(page), list: 'bounces', value: 'gone@example.test' } });
+    expect(again.status()).toBe(200);
+    expect(await again.text()).toContain('gone@example.test was not on the bounces list (removed already?).');
+    const malformed = await page.request.post(`${panel.base}/suppressions/remove`, { form: { _csrf: await csrfOf(page), list: 'bounces', value: 'no-at-sign' } });
+    expect(malformed.status()).toBe(400);
+    expect(await malformed.text()).toContain('Nothing removed: &quot;no-at-sign&quot; is not an email address (local@domain).');
+    const wrongList = await page.request.post(`${panel.base}/suppressions/remove`, { form: { _csrf: await csrfOf(page), list: 'spam', value: 'stays@example.test' } });
+    expect(wrongList.status()).toBe(400);
+    expect(await wrongList.text()).toContain('Nothing removed. There is no list &quot;spam&quot;');
+
     expect(await cliList(panel, 'bounces')).toEqual(['stays@example.test']);
     // Only the bounces list: the complaint stays.
     expect(await cliList(panel, 'complaints')).toEqual(['gone@example.test']);
     const shown = JSON.parse((await rebound(panel, ['suppressions', 'show', 'gone@example.test'])).stdout) as { audit: Array<{ action: string; list: string; actor: string }> };
     expect(shown.audit.filter((a) => a.action === 'remove')).toEqual([expect.objectContaining({ action: 'remove', list: 'bounces', actor: 'panel:ops' })]);
+
+    // Signed out meanwhile (another tab): a Remove leads to the sign-in page and removes nothing.
+    await page.goto(`${panel.base}/suppressions`);
+    await page.request.post(`${panel.base}/sign-out`, { form: { _csrf: await csrfOf(page) } });
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.getByRole('button', { name: 'Remove stays@example.test' }).click();
+    await page.waitForURL(`${panel.base}/sign-in`);
+    expect(await cliList(panel, 'bounces')).toEqual(['stays@example.test']);
   });
 
   it('shows a viewer every list and its evidence but no Remove, Add or Import; a forged POST from the viewer session is refused with 403, and so is one without the CSRF token', async () => {

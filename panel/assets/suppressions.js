@@ -7,13 +7,24 @@
  * the page and its message in it (a bad address, a file too large), so swap those too.
  */
 function showRefusals() {
+  const problem = document.getElementById('request-problem');
   document.body.addEventListener('htmx:beforeSwap', (event) => {
+    if (problem) problem.hidden = true;
     const status = event.detail.xhr.status;
     // detail.elt is the swap's target here; the element that made the request is requestConfig.elt.
     const source = event.detail.requestConfig ? event.detail.requestConfig.elt : null;
     if ((status === 400 || status === 413) && source && source.closest('[data-swap-errors]')) {
       event.detail.shouldSwap = true;
       event.detail.isError = false;
+    } else if (status === 401) {
+      // The session ended (sign-out elsewhere, idle, a restart): the sign-in page, as a page load would.
+      event.detail.isError = false;
+      window.location.assign('/sign-in');
+    } else if (status >= 400 && problem) {
+      // A refusal with no page in it (403: a viewer, or a stale CSRF token; 500): said here, not only in the console.
+      event.detail.isError = false;
+      problem.textContent = `Not done: the relay answered ${status}: ${String(event.detail.xhr.responseText).slice(0, 300)}`;
+      problem.hidden = false;
     }
   });
 }

@@ -25,7 +25,8 @@ export interface BodyLimits {
   csv: number;
 }
 
-const size = (bytes: number): string => (bytes >= 1024 * 1024 ? `${Number((bytes / 1024 / 1024).toFixed(2))} MiB` : `${bytes} bytes`);
+/** A byte limit as a person reads it: `4096 bytes`, `100 MiB`. */
+export const sizeText = (bytes: number): string => (bytes >= 1024 * 1024 ? `${Number((bytes / 1024 / 1024).toFixed(2))} MiB` : `${bytes} bytes`);
 
 /** Fastify's own refusals (body parsing, limits) reworded as `{ error }` with the fix. */
 function frameworkMessage(error: FastifyError, limits: BodyLimits, request: FastifyRequest): string | null {
@@ -34,9 +35,9 @@ function frameworkMessage(error: FastifyError, limits: BodyLimits, request: Fast
       return 'unsupported Content-Type; send application/json (or text/csv to import suppressions)';
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       if (/^text\/csv\b/i.test(request.headers['content-type'] ?? '')) {
-        return `the CSV file is over ${size(limits.csv)} (admin.maxImportBytes); split it, or raise admin.maxImportBytes`;
+        return `the CSV file is over ${sizeText(limits.csv)} (admin.maxImportBytes); split it, or raise admin.maxImportBytes`;
       }
-      return `the JSON body is over ${size(limits.json)}; split the list into smaller requests, or import a large list as CSV (Content-Type: text/csv)`;
+      return `the JSON body is over ${sizeText(limits.json)}; split the list into smaller requests, or import a large list as CSV (Content-Type: text/csv)`;
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return 'the Content-Length header does not match the body';
     default:

@@ -13,6 +13,7 @@ import {
   type SuppressionEntry,
   type SuppressionType,
 } from '../../suppressions/lists.js';
+import { sizeText } from '../api-errors.js';
 import type { PanelDeps } from './index.js';
 
 /** The page's tabs: the three suppression lists and the allowlist that overrides them. */
@@ -207,12 +208,12 @@ export function suppressionsPage(panel: FastifyInstance, deps: PanelDeps): void 
     const body = request.body;
     const place = placeOf(field(body, 'list'), field(body, 'q'), field(body, 'page'));
     const value = field(body, 'value');
-    if (place.problems.length > 0) return show(request, reply.code(400), place.tab, place.q, place.page, { error: `Nothing removed: ${place.problems.join(' ')}` });
+    if (place.problems.length > 0) return show(request, reply.code(400), place.tab, place.q, place.page, { error: `Nothing removed. ${place.problems.join(' ')}` });
     try {
       if (place.tab === 'allowlist') {
-        const removed = lists.disallow(value, request.actor, null);
-        const shown = allowValueOrThrow(value);
-        return show(request, reply, place.tab, place.q, place.page, removed ? { notice: `Removed ${shown} from the allowlist.` } : { error: `${shown} was not on the allowlist (removed already?).` });
+        const allowed = allowValueOrThrow(value);
+        const removed = lists.disallow(allowed, request.actor, null);
+        return show(request, reply, place.tab, place.q, place.page, removed ? { notice: `Removed ${allowed} from the allowlist.` } : { error: `${allowed} was not on the allowlist (removed already?).` });
       }
       const address = addressOrThrow(value);
       const removed = lists.remove(address, place.tab, request.actor, null);
@@ -272,7 +273,7 @@ export function suppressionsPage(panel: FastifyInstance, deps: PanelDeps): void 
       } catch (error) {
         const code = (error as { code?: string }).code;
         if (code === 'FST_REQ_FILE_TOO_LARGE') {
-          return refuse(413, `Nothing imported: the file is over ${sizeOf(deps.config.admin.maxImportBytes)} (admin.maxImportBytes). Split it, or raise admin.maxImportBytes.`);
+          return refuse(413, `Nothing imported: the file is over ${sizeText(deps.config.admin.maxImportBytes)} (admin.maxImportBytes). Split it, or raise admin.maxImportBytes.`);
         }
         if (typeof code === 'string' && code.startsWith('FST_')) return refuse(400, `Nothing imported: the upload was not one file and a list (${(error as Error).message}).`);
         throw error;
@@ -310,8 +311,4 @@ export function suppressionsPage(panel: FastifyInstance, deps: PanelDeps): void 
       return show(request, reply, place.tab, place.q, 1, { importReport: report });
     });
   });
-}
-
-function sizeOf(bytes: number): string {
-  return bytes >= 1024 * 1024 ? `${Number((bytes / 1024 / 1024).toFixed(2))} MiB` : `${bytes} bytes`;
 }
