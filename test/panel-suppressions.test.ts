@@ -188,10 +188,17 @@ describe('the panel: Suppressions in Chromium', () => {
     const csv = `${lines.join('\r\n')}\r\n`;
     const page = await browser.page();
     await openSuppressions(page, panel.base);
+    // Runs in the page (the test project has no DOM types, so the globals are named by shape): every progress event htmx passes on.
     await page.evaluate(() => {
-      const seen: number[] = [];
-      (window as unknown as { uploadProgress: number[] }).uploadProgress = seen;
-      document.getElementById('import-form')?.addEventListener('htmx:xhr:progress', (event) => seen.push((event as CustomEvent<{ loaded: number }>).detail.loaded));
+      interface ProgressEvent {
+        detail: { loaded: number };
+      }
+      const view = globalThis as unknown as {
+        uploadProgress: number[];
+        document: { getElementById(id: string): { addEventListener(type: string, listener: (event: ProgressEvent) => void): void } | null };
+      };
+      view.uploadProgress = [];
+      view.document.getElementById('import-form')?.addEventListener('htmx:xhr:progress', (event) => view.uploadProgress.push(event.detail.loaded));
     });
     await page.locator('#import-list').selectOption('file');
     await page.getByLabel('CSV file').setInputFiles({ name: 'old-list.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
@@ -199,11 +206,11 @@ describe('the panel: Suppressions in Chromium', () => {
     await page.getByText(/^old-list\.csv: 20,003 rows imported, 2 refused\.$/).waitFor({ timeout: 20_000 });
     await expect(page.locator('#import-status').innerText()).resolves.toBe('Done: the result is below.');
     await expect(page.locator('#import-progress').isHidden()).resolves.toBe(true);
-    const progress = await page.evaluate(() => (window as unknown as { uploadProgress: number[] }).uploadProgress);
+    const progress = await page.evaluate(() => (globalThis as unknown as { uploadProgress: number[] }).uploadProgress);
     expect(progress.length).toBeGreaterThan(0);
     expect(Math.max(...progress)).toBeGreaterThanOrEqual(csv.length);
 
-    const errorRows = await page.locator('table.import-errors tbody tr').evaluateAll((rows) => rows.map((r) => Array.from(r.querySelectorAll('td'), (td) => td.textContent)));
+    const errorRows = await Promise.all((await page.locator('table.import-errors tbody tr').all()).map((row) => row.locator('td').allTextContents()));
     expect(errorRows).toEqual([
       ['3', 'not-an-address,bounces,typo', '"not-an-address" is not an email address'],
       [String(good.length + 5), 'third@import.test,spam,wrong type', 'type "spam" is not one of bounces, complaints, unsubscribes'],
