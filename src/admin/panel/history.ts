@@ -4,8 +4,12 @@ import { MessageHistory, type MessageStory } from '../../store/history.js';
 import { redactUrl } from '../../webhooks/redact-url.js';
 import type { PanelDeps } from './index.js';
 
-/** Recipients shown per message when the search did not name one (a message can have thousands). */
-const RECIPIENTS_PER_MESSAGE = 50;
+/**
+ * Recipients shown per message when the search did not name one (a message can have thousands):
+ * more when the search found that message alone.
+ */
+const RECIPIENTS_OF_ONE_MESSAGE = 200;
+const RECIPIENTS_PER_MESSAGE = 20;
 
 /** The kinds an operator can choose, in the form's words. */
 export const KIND_LABELS: Record<SearchKind, string> = {
@@ -92,10 +96,11 @@ export function historyPage(panel: FastifyInstance, deps: PanelDeps): void {
     const outcome = search.find(plan, before);
     const onlyAddress = plan.parts.find((part) => part.field === 'recipient')?.value ?? null;
     const found: FoundMessage[] = [];
+    const maxRecipients = outcome.matches.length === 1 ? RECIPIENTS_OF_ONE_MESSAGE : RECIPIENTS_PER_MESSAGE;
     for (const match of outcome.matches) {
       // Found by the address alone: show that recipient; found otherwise (also): show them all.
       const addressOnly = onlyAddress !== null && match.matchedBy.every((field) => field === 'recipient');
-      const story = history.story(match.messageRowId, { ...(addressOnly ? { onlyAddress } : {}), maxRecipients: RECIPIENTS_PER_MESSAGE });
+      const story = history.story(match.messageRowId, { ...(addressOnly ? { onlyAddress } : {}), maxRecipients });
       if (!story) continue; // removed by retention between the search and this read
       found.push({
         ...redacted(story),
