@@ -108,7 +108,7 @@ describe('the panel: recipient history and webhooks in Chromium', () => {
 
     // An address: mail to it (the index), newest first; only its own recipient of the sale.
     await search(page, 'retry@example.test');
-    await expect(page.locator('.searched').textContent()).resolves.toContain('Searched as recipient address or sender (guessed from the term');
+    await expect(page.locator('.searched').textContent()).resolves.toContain('Searched as recipient address (guessed from the term: there is mail to that address; choose "Sender" for mail from it).');
     expect(await foundQueueIds(page)).toEqual([sale]);
     const article = page.locator(`article[data-queue-id="${sale}"]`);
     await expect(article.locator('section.recipient').count()).resolves.toBe(1);
@@ -161,6 +161,7 @@ describe('the panel: recipient history and webhooks in Chromium', () => {
     await search(page, 'billing@shop.example');
     expect(await foundQueueIds(page)).toEqual([invoice]);
     await expect(page.locator('.matched').textContent()).resolves.toBe('Found by sender');
+    await expect(page.locator('.searched').textContent()).resolves.toContain('Searched as sender (guessed from the term: there is no mail to that address, so mail from it).');
     await expect(page.locator('section.recipient').count()).resolves.toBe(1);
     await search(page, 'ok@example.test');
     expect(await foundQueueIds(page)).toEqual([invoice, sale]);

@@ -22,15 +22,19 @@ export interface SearchPart {
 }
 
 export interface SearchPlan {
+  /** Messages any of these finds. */
   parts: SearchPart[];
   /** True when the kind was guessed from the term (kind `auto`). */
   guessed: boolean;
+  /** Searched instead of `parts` when the store has no mail to their address (a guessed address may be a sender). */
+  unlessNoMailTo?: SearchPart[];
 }
 
 /**
  * How a term is searched. With `auto`: `<...@...>` is a Message-ID; 18 characters of the queue
- * id alphabet are a queue id; one address (one @, no spaces) is a recipient or a sender; `<>` is
- * the null sender; anything else is part of a subject. A chosen kind checks the term's shape.
+ * id alphabet are a queue id; one address (one @, no spaces) is a recipient, or a sender when
+ * the store has no mail to it; `<>` is the null sender; anything else is part of a subject. A
+ * chosen kind checks the term's shape.
  */
 export function planSearch(input: string, kind: SearchKind): SearchPlan {
   const term = input.trim();
@@ -40,7 +44,7 @@ export function planSearch(input: string, kind: SearchKind): SearchPlan {
   }
   switch (kind) {
     case 'auto':
-      return { parts: guessedParts(term), guessed: true };
+      return guessedPlan(term);
     case 'recipient': {
       const address = normalizeAddress(stripAngles(term));
       if (!address || /\s/.test(term)) throw new SearchTermError(`"${term}" is not an email address (local@domain).`);
@@ -65,18 +69,17 @@ export function planSearch(input: string, kind: SearchKind): SearchPlan {
 
 export const QUEUE_ID_FORMAT = `queue ids are ${QUEUE_ID_LENGTH} characters, digits and letters without I, L, O or U, as in "250 2.0.0 Ok: queued as 01KAPX3V2M8QZ4H7RB"`;
 
-function guessedParts(term: string): SearchPart[] {
-  if (/^<[^\s<>@]+@[^\s<>]+>$/.test(term)) return [{ field: 'message-id', value: stripAngles(term) }];
-  if (term === '<>') return [{ field: 'sender', value: '' }];
-  if (isQueueId(term.toUpperCase())) return [{ field: 'queue-id', value: term.toUpperCase() }];
+function guessedPlan(term: string): SearchPlan {
+  const plan = (part: SearchPart): SearchPlan => ({ parts: [part], guessed: true });
+  if (/^<[^\s<>@]+@[^\s<>]+>$/.test(term)) return plan({ field: 'message-id', value: stripAngles(term) });
+  if (term === '<>') return plan({ field: 'sender', value: '' });
+  if (isQueueId(term.toUpperCase())) return plan({ field: 'queue-id', value: term.toUpperCase() });
   const address = /\s|<|>/.test(term) || term.indexOf('@') !== term.lastIndexOf('@') ? null : normalizeAddress(term);
   if (address) {
-    return [
-      { field: 'recipient', value: address.address },
-      { field: 'sender', value: address.address },
-    ];
+    // Recipients have an index; senders are read message by message, so look there only when needed.
+    return { ...plan({ field: 'recipient', value: address.address }), unlessNoMailTo: [{ field: 'sender', value: address.address }] };
   }
-  return [{ field: 'subject', value: term }];
+  return plan({ field: 'subject', value: term });
 }
 
 function stripAngles(term: string): string {
@@ -99,6 +102,8 @@ export interface MessageMatch {
 }
 
 export interface SearchOutcome {
+  /** What was searched: the plan's parts, or its unlessNoMailTo. */
+  searched: SearchPart[];
   /** Newest first. */
   matches: MessageMatch[];
   /** Where the next page of older matches starts (the `before` to pass), or null when there is none. */
@@ -136,6 +141,7 @@ const INDEXED_FIELDS: ReadonlySet<SearchField> = new Set(['recipient', 'queue-id
  */
 export class HistorySearch {
   private readonly lookups: Record<SearchField, Statement>;
+  private readonly anyMailTo: Statement;
   private readonly maxRowId: Statement;
   private readonly minRowId: Statement;
   private readonly receivedAtFrom: Statement;
@@ -158,6 +164,7 @@ export class HistorySearch {
       'message-id': scan('message_id_header = @value'),
       subject: scan(`subject LIKE @value ESCAPE '\\'`),
     };
+    this.anyMailTo = db.prepare('SELECT 1 FROM recipients WHERE address = ? LIMIT 1').pluck();
     this.maxRowId = db.prepare('SELECT coalesce(max(id), 0) FROM messages').pluck();
     this.minRowId = db.prepare('SELECT coalesce(min(id), 0) FROM messages').pluck();
     this.receivedAtFrom = db.prepare('SELECT received_at FROM messages WHERE id >= ? ORDER BY id LIMIT 1').pluck();
@@ -165,8 +172,9 @@ export class HistorySearch {
 
   /** The page of matches with row ids below `before` (the newest page when absent). */
   find(plan: SearchPlan, before?: number): SearchOutcome {
+    const parts = plan.unlessNoMailTo && plan.parts.every((part) => this.anyMailTo.get(part.value) === undefined) ? plan.unlessNoMailTo : plan.parts;
     const top = before ?? (this.maxRowId.get() as number) + 1;
-    const scans = plan.parts.some((part) => !INDEXED_FIELDS.has(part.field));
+    const scans = parts.some((part) => !INDEXED_FIELDS.has(part.field));
     let floor = 0;
     let scanned: SearchOutcome['scanned'] = null;
     if (scans) {
@@ -180,7 +188,7 @@ export class HistorySearch {
       };
     }
     const found = new Map<number, SearchField[]>();
-    for (const part of plan.parts) {
+    for (const part of parts) {
       const value = part.field === 'subject' ? `%${part.value.replace(/[\\%_]/g, '\\$&')}%` : part.value;
       const ids = this.lookups[part.field].all({ value, floor, before: top, limit: this.limits.pageSize + 1 }) as number[];
       for (const id of ids) found.set(id, [...(found.get(id) ?? []), part.field]);
@@ -190,6 +198,6 @@ export class HistorySearch {
     let older: number | null = null;
     if (all.length > shown.length) older = shown[shown.length - 1] as number;
     else if (scanned && !scanned.complete) older = floor;
-    return { matches: shown.map((id) => ({ messageRowId: id, matchedBy: found.get(id) as SearchField[] })), older, scanned };
+    return { searched: parts, matches: shown.map((id) => ({ messageRowId: id, matchedBy: found.get(id) as SearchField[] })), older, scanned };
   }
 }

@@ -94,7 +94,7 @@ export function historyPage(panel: FastifyInstance, deps: PanelDeps): void {
       throw error;
     }
     const outcome = search.find(plan, before);
-    const onlyAddress = plan.parts.find((part) => part.field === 'recipient')?.value ?? null;
+    const onlyAddress = outcome.searched.find((part) => part.field === 'recipient')?.value ?? null;
     const found: FoundMessage[] = [];
     const maxRecipients = outcome.matches.length === 1 ? RECIPIENTS_OF_ONE_MESSAGE : RECIPIENTS_PER_MESSAGE;
     for (const match of outcome.matches) {
@@ -113,15 +113,15 @@ export function historyPage(panel: FastifyInstance, deps: PanelDeps): void {
       term: term ?? '',
       kind,
       results: {
-        searchedAs: plan.parts.map((part) => FIELD_WORDS[part.field]),
-        guessed: plan.guessed,
+        searchedAs: outcome.searched.map((part) => FIELD_WORDS[part.field]),
+        guessedWhy: plan.guessed ? guessedWhy(plan, outcome) : null,
         messages: found,
         firstPage: before === undefined,
         older: outcome.older === null ? null : `/history?${new URLSearchParams({ q: term ?? '', kind, before: String(outcome.older) }).toString()}`,
-        scanned: scannedNote(outcome, plan, before === undefined),
+        scanned: scannedNote(outcome, before === undefined),
         pageSize: DEFAULT_SEARCH_LIMITS.pageSize,
         full: outcome.matches.length === DEFAULT_SEARCH_LIMITS.pageSize && outcome.older !== null,
-        nothingHint: found.length === 0 ? nothingHint(plan) : null,
+        nothingHint: found.length === 0 ? nothingHint(plan, outcome) : null,
       },
     });
   });
@@ -138,10 +138,20 @@ function redacted(story: MessageStory): MessageStory {
   };
 }
 
+/** Why a guessed kind was taken, and how to search otherwise. */
+function guessedWhy(plan: SearchPlan, outcome: SearchOutcome): string {
+  if (plan.unlessNoMailTo) {
+    return outcome.searched === plan.unlessNoMailTo
+      ? 'guessed from the term: there is no mail to that address, so mail from it'
+      : 'guessed from the term: there is mail to that address; choose "Sender" for mail from it';
+  }
+  return 'guessed from the term; choose a kind to search otherwise';
+}
+
 /** Says how far back a search without an index read, in the operator's words. */
-function scannedNote(outcome: SearchOutcome, plan: SearchPlan, firstPage: boolean): string | null {
+function scannedNote(outcome: SearchOutcome, firstPage: boolean): string | null {
   if (!outcome.scanned || outcome.scanned.complete) return null;
-  const what = plan.parts
+  const what = outcome.searched
     .filter((part) => part.field !== 'recipient' && part.field !== 'queue-id')
     .map((part) => FIELD_WORDS[part.field])
     .join(' and ');
@@ -151,13 +161,13 @@ function scannedNote(outcome: SearchOutcome, plan: SearchPlan, firstPage: boolea
 }
 
 /** When nothing was found: what the term was taken for, and what else it could be. */
-function nothingHint(plan: SearchPlan): string {
-  const fields = plan.parts.map((part) => part.field);
+function nothingHint(plan: SearchPlan, outcome: SearchOutcome): string {
+  const fields = outcome.searched.map((part) => part.field);
   if (fields.includes('queue-id')) {
-    const queueId = plan.parts[0]?.value ?? '';
+    const queueId = outcome.searched[0]?.value ?? '';
     return `No message has queue id "${queueId}": it was never accepted here, or store.retention.historyDays removed it. (${QUEUE_ID_FORMAT}.)${plan.guessed ? ' To search it as a subject, choose "Subject contains".' : ''}`;
   }
-  if (fields.includes('recipient') && plan.guessed) {
+  if (plan.unlessNoMailTo) {
     return 'No mail to or from that address. A Message-ID is searched when written in <angle brackets>, or choose "Message-ID".';
   }
   if (fields.includes('message-id') && plan.guessed) return 'No message has that Message-ID. To search an address written in <>, write it without them or choose "Recipient address".';
