@@ -1,3 +1,4 @@
+import BetterSqlite3 from 'better-sqlite3';
 import nodemailer from 'nodemailer';
 import type { Page } from 'playwright-core';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -183,6 +184,8 @@ describe('the panel: recipient history and webhooks in Chromium', () => {
     const { base } = await startPanel();
     const page = await browser.page(PHONE);
     await signIn(page, base, VIEWER_TOKEN);
+    await page.goto(`${base}/webhooks`);
+    await expect(page.locator('main .notice').textContent()).resolves.toBe('No webhook endpoints are configured: add them under webhooks.endpoints in the config (url, events, secret) and restart.');
     await page.goto(`${base}/history`);
     await expect(page.locator('main').textContent()).resolves.toContain('Every message to or from an address');
 
@@ -216,7 +219,7 @@ describe('the panel: recipient history and webhooks in Chromium', () => {
   });
 
   it('shows the webhook endpoints with masked credentials, the backlog per endpoint and the last failures, at 1280 and 390 px', async () => {
-    const { base, sale, goodHook } = await scenario();
+    const { relay, base, sale, goodHook } = await scenario();
     for (const viewport of [DESKTOP, PHONE]) {
       const page = await browser.page(viewport);
       await signIn(page, base, VIEWER_TOKEN);
@@ -225,10 +228,11 @@ describe('the panel: recipient history and webhooks in Chromium', () => {
       const endpoints = page.locator('table[data-table="endpoints"] tbody tr');
       await expect(endpoints.count()).resolves.toBe(2);
       const [good, down] = await endpoints.allInnerTexts();
-      expect(good).toMatch(new RegExp(`^${goodHook.replace(/[.?*]/g, '\\$&')}\\s+permanent_fail\\s+0\\s+0`));
-      expect(down).toMatch(/^http:\/\/\*\*\*:\*\*\*@127\.0\.0\.1:\d+\/hooks\/rebound\?token=\*\*\*\s+delivered, temporary_fail\s+4\s+4\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/);
+      expect(good).toMatch(new RegExp(`^${goodHook.replace(/[.?*]/g, '\\$&')}\\s+permanent_fail\\s+0\\s*$`));
+      expect(down).toMatch(/^http:\/\/\*\*\*:\*\*\*@127\.0\.0\.1:\d+\/hooks\/rebound\?token=\*\*\*\s+delivered, temporary_fail\s+4\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d 2 tries, last: connect ECONNREFUSED 127\.0\.0\.1:\d+\s+\d{4}-/);
       await expect(page.locator('[data-outbox]').getAttribute('data-outbox')).resolves.toBe('0');
       await expect(page.getByLabel('Backlog').textContent()).resolves.toContain('4 deliveries are waiting for their endpoint (per endpoint above).');
+      await expect(page.getByLabel('Backlog').textContent()).resolves.not.toContain('no longer in webhooks.endpoints');
 
       // Failures: the good endpoint's 500 (now delivered), the down endpoint's refused connections (waiting).
       const failures = await page.locator('table[data-table="failures"] tbody tr').allInnerTexts();
@@ -246,6 +250,18 @@ describe('the panel: recipient history and webhooks in Chromium', () => {
       await Promise.all([page.waitForURL(/\/history\?/), page.locator('table[data-table="failures"] a').first().click()]);
       await expect(page.locator('article.message').count()).resolves.toBe(1);
     }
+
+    // A delivery owed to a URL no longer configured (another node's config, say) is counted apart.
+    const writer = new BetterSqlite3(relay.config.store.path);
+    writer.pragma('busy_timeout = 5000');
+    const eventId = writer.prepare("SELECT id FROM events WHERE event = 'delivered' LIMIT 1").pluck().get() as number;
+    writer.prepare(`INSERT INTO webhook_deliveries (event_id, endpoint_url, next_attempt_at, created_at, updated_at) VALUES (?, 'https://old:pw@old.example/hook', '2099-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')`).run(eventId);
+    writer.close();
+    const page = await browser.page();
+    await signIn(page, base, ADMIN_TOKEN);
+    await page.goto(`${base}/webhooks`);
+    await expect(page.getByLabel('Backlog').textContent()).resolves.toContain('1 delivery waits for endpoints no longer in webhooks.endpoints; the sender gives them up when the relay restarts.');
+    await expect(page.locator('[data-backlog="pending"]').allInnerTexts()).resolves.toEqual(['0', '4']);
   });
 
   it('shows the newest 20 messages to an address and the rest behind "Older matches"', async () => {

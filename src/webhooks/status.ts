@@ -2,15 +2,13 @@ import type { Database, Statement } from 'better-sqlite3';
 
 /** One endpoint's deliveries still to be POSTed. */
 export interface EndpointBacklog {
-  /** As stored (webhook_deliveries.endpoint_url): redact it before showing it. */
-  endpointUrl: string;
   pending: number;
-  /** Of those, how many have failed at least once and wait for a retry. */
-  retrying: number;
-  /** When the oldest pending delivery was made (its event fanned out). */
-  oldestCreatedAt: string;
   /** The soonest next try. */
   nextAttemptAt: string;
+  /** The oldest pending delivery: when it was made (its event fanned out), its tries so far, and why the last failed. */
+  oldestCreatedAt: string;
+  oldestAttempts: number;
+  oldestLastError: string | null;
 }
 
 /** Events in the outbox not yet turned into deliveries (the sender does that every poll). */
@@ -38,21 +36,25 @@ export interface WebhookFailure {
 
 /**
  * What the webhook tables say now, for the panel: the backlog per endpoint and the last failed
- * tries. Reads partial indexes (webhook_deliveries_due, webhook_outbox_pending) and the newest
- * rows of webhook_attempts by row id, never a whole table.
+ * tries. Reads indexes (webhook_deliveries_pending_by_endpoint, webhook_deliveries_due,
+ * webhook_outbox_pending) and the newest rows of webhook_attempts by row id, never a whole table.
  */
 export class WebhookStatus {
-  private readonly backlogStatement: Statement;
+  private readonly endpointPending: Statement;
+  private readonly endpointNextTry: Statement;
+  private readonly deliveryById: Statement;
+  private readonly allPending: Statement;
   private readonly outboxStatement: Statement;
   private readonly failuresStatement: Statement;
   private readonly maxAttemptId: Statement;
 
   constructor(db: Database) {
-    this.backlogStatement = db.prepare(`
-      SELECT endpoint_url AS endpointUrl, count(*) AS pending, sum(attempts > 0) AS retrying,
-             min(created_at) AS oldestCreatedAt, min(next_attempt_at) AS nextAttemptAt
-        FROM webhook_deliveries WHERE status = 'pending'
-       GROUP BY endpoint_url ORDER BY endpoint_url`);
+    this.endpointPending = db.prepare(`SELECT count(*) AS pending, min(id) AS oldestId FROM webhook_deliveries WHERE status = 'pending' AND endpoint_url = ?`);
+    this.endpointNextTry = db
+      .prepare(`SELECT next_attempt_at FROM webhook_deliveries WHERE status = 'pending' AND endpoint_url = ? ORDER BY next_attempt_at LIMIT 1`)
+      .pluck();
+    this.deliveryById = db.prepare('SELECT created_at AS createdAt, attempts, last_error AS lastError FROM webhook_deliveries WHERE id = ?');
+    this.allPending = db.prepare(`SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'`).pluck();
     this.outboxStatement = db.prepare('SELECT count(*) AS events, min(created_at) AS oldestCreatedAt FROM webhook_outbox WHERE fanned_out = 0');
     this.failuresStatement = db.prepare(`
       SELECT a.at, a.http_status AS httpStatus, a.error, a.duration_ms AS durationMs, d.endpoint_url AS endpointUrl,
@@ -67,8 +69,23 @@ export class WebhookStatus {
     this.maxAttemptId = db.prepare('SELECT coalesce(max(id), 0) FROM webhook_attempts').pluck();
   }
 
-  backlog(): EndpointBacklog[] {
-    return this.backlogStatement.all() as EndpointBacklog[];
+  /** One endpoint's pending deliveries (by its URL as configured), null when none waits. */
+  backlog(endpointUrl: string): EndpointBacklog | null {
+    const { pending, oldestId } = this.endpointPending.get(endpointUrl) as { pending: number; oldestId: number | null };
+    if (pending === 0 || oldestId === null) return null;
+    const oldest = this.deliveryById.get(oldestId) as { createdAt: string; attempts: number; lastError: string | null };
+    return {
+      pending,
+      nextAttemptAt: this.endpointNextTry.get(endpointUrl) as string,
+      oldestCreatedAt: oldest.createdAt,
+      oldestAttempts: oldest.attempts,
+      oldestLastError: oldest.lastError,
+    };
+  }
+
+  /** Pending deliveries of every endpoint, configured or not. */
+  pendingTotal(): number {
+    return this.allPending.get() as number;
   }
 
   outbox(): OutboxWaiting {

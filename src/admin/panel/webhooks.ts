@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { redactUrl } from '../../webhooks/redact-url.js';
-import { WebhookStatus, type EndpointBacklog } from '../../webhooks/status.js';
+import { WebhookStatus } from '../../webhooks/status.js';
 import type { PanelDeps } from './index.js';
 
 /** Failed tries listed, and the newest tries read to find them (a bound on the read, not a period). */
@@ -17,17 +17,16 @@ export function webhooksPage(panel: FastifyInstance, deps: PanelDeps): void {
   const settings = deps.config.webhooks;
 
   panel.get('/webhooks', { config: { panel: 'page' } }, (request, reply) => {
-    const backlogs = new Map<string, EndpointBacklog>(status.backlog().map((row) => [row.endpointUrl, row]));
     const seen = new Set<string>();
     const endpoints = settings.endpoints.map((endpoint) => {
       // The sender uses the first entry of a URL listed twice (webhooks/index.ts).
       const repeated = seen.has(endpoint.url);
       seen.add(endpoint.url);
-      const backlog = repeated ? undefined : backlogs.get(endpoint.url);
-      return { url: redactUrl(endpoint.url), events: endpoint.events, repeated, backlog: backlog ? { ...backlog, endpointUrl: redactUrl(backlog.endpointUrl) } : null };
+      return { url: redactUrl(endpoint.url), events: endpoint.events, repeated, backlog: repeated ? null : status.backlog(endpoint.url) };
     });
+    const waiting = endpoints.reduce((sum, endpoint) => sum + (endpoint.backlog?.pending ?? 0), 0);
     // Pending rows for a URL no longer configured: the sender gives them up when it starts.
-    const unconfigured = [...backlogs.values()].filter((row) => !seen.has(row.endpointUrl)).map((row) => ({ ...row, endpointUrl: redactUrl(row.endpointUrl) }));
+    const unconfigured = status.pendingTotal() - waiting;
     const failures = status.recentFailures(FAILURES_SHOWN, TRIES_READ).map((failure) => ({
       ...failure,
       endpointUrl: redactUrl(failure.endpointUrl),
@@ -37,6 +36,7 @@ export function webhooksPage(panel: FastifyInstance, deps: PanelDeps): void {
     return deps.render(request, reply, 'webhooks', 'Webhooks', {
       styles: ['history.css'],
       endpoints,
+      waiting,
       unconfigured,
       outbox: status.outbox(),
       failures,
