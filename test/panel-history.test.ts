@@ -209,6 +209,8 @@ describe('the panel: recipient history and webhooks in Chromium', () => {
     expect(await twice.text()).toContain('Give each of q, kind and before once in the address.');
     const badKind = await fetch(`${base}/history?q=a&kind=everything`, { headers: { cookie: await sessionCookie(page) } });
     expect(await badKind.text()).toContain('&quot;everything&quot; is not a kind of search');
+    const badPlace = await fetch(`${base}/history?q=a&before=-1%20OR%201=1`, { headers: { cookie: await sessionCookie(page) } });
+    expect(await badPlace.text()).toContain('&quot;-1 OR 1=1&quot; is not a place in the results; start the search again.');
 
     // A term made of HTML comes back as text in the field and in the message.
     await search(page, '<script>alert(1)</script>', 'recipient');

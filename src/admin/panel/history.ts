@@ -12,7 +12,7 @@ const RECIPIENTS_OF_ONE_MESSAGE = 200;
 const RECIPIENTS_PER_MESSAGE = 20;
 
 /** The kinds an operator can choose, in the form's words. */
-export const KIND_LABELS: Record<SearchKind, string> = {
+const KIND_LABELS: Record<SearchKind, string> = {
   auto: 'Guess from the term',
   recipient: 'Recipient address',
   sender: 'Sender (envelope)',
@@ -58,7 +58,7 @@ export function historyPage(panel: FastifyInstance, deps: PanelDeps): void {
     const query = request.query ?? {};
     const view = (data: Record<string, unknown>) =>
       deps.render(request, reply, 'history', 'Recipient history', {
-        styles: ['history.css'],
+        styles: ['stacked-tables.css', 'history.css'],
         kinds: SEARCH_KINDS.map((kind) => ({ kind, label: KIND_LABELS[kind] })),
         term: '',
         kind: 'auto',

@@ -34,7 +34,7 @@ export function webhooksPage(panel: FastifyInstance, deps: PanelDeps): void {
       said: failure.httpStatus === null ? (failure.error ?? '') : (failure.error ?? '').replace(new RegExp(`^HTTP ${failure.httpStatus}:? ?`), ''),
     }));
     return deps.render(request, reply, 'webhooks', 'Webhooks', {
-      styles: ['history.css'],
+      styles: ['stacked-tables.css'],
       endpoints,
       waiting,
       unconfigured,
