@@ -1,47 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { Database } from '../store/database.js';
+import { MessageHistory, type EventFilter, type EventRow } from '../store/history.js';
 import { flushDeferred, queueSummary } from '../store/queue.js';
 import { QUEUE_ACTION_FUNCTIONS, QUEUE_ACTIONS, QueueSelectorError, UnknownQueueIdError, type QueueSelectorInput } from '../store/queue-actions.js';
 import { addressOrThrow } from '../suppressions/lists.js';
 import { badRequest, notFound } from './api-errors.js';
 import { PAGE_PARAMS, pageOf, queryOf, textParam, wholeNumber, type PageOf } from './query-params.js';
-
-interface RecipientRow {
-  id: number;
-  address: string;
-  domain: string;
-  status: string;
-  attempts: number;
-  nextAttemptAt: string | null;
-  lastReply: string | null;
-  updatedAt: string;
-}
-
-export interface EventRow {
-  id: number;
-  at: string;
-  event: string;
-  reason: string | null;
-  source: string | null;
-  severity: string | null;
-  bounceType: string | null;
-  category: string | null;
-  code: number | null;
-  enhancedCode: string | null;
-  detail: string | null;
-  address: string | null;
-  queueId: string;
-  reportId: number | null;
-  localIp: string | null;
-  mxHost: string | null;
-  /** Who caused an operator's event (held, released, deleted, an operator bounce): cli:<user>, api:<token name>. */
-  actor: string | null;
-}
-
-const EVENT_COLUMNS = `
-  e.id, e.at, e.event, e.reason, e.source, e.severity, e.bounce_type AS bounceType, e.category, e.code,
-  e.enhanced_code AS enhancedCode, e.detail, r.address, m.queue_id AS queueId, e.report_id AS reportId,
-  e.local_ip AS localIp, e.mx_host AS mxHost, e.actor`;
 
 const SELECTOR_FIELDS = ['queueIds', 'domain', 'sender'] as const;
 const SELECTOR_HELP = 'send a JSON object with exactly one of { "queueIds": ["..."] }, { "domain": "example.com" }, { "sender": "app@shop.example" }';
@@ -70,37 +34,7 @@ function selectorOfBody(body: unknown): QueueSelectorInput {
 
 /** /v1/queue (where mail is) and /v1/events (what happened to it), read from the store. */
 export function queueRoutes(app: FastifyInstance, db: Database): void {
-  const message = db.prepare(`
-    SELECT id, queue_id AS queueId, received_at AS receivedAt, mail_from AS mailFrom, client_ip AS clientIp,
-           client_helo AS clientHelo, auth_user AS authUser, protocol, size, message_id_header AS messageId,
-           from_domain AS fromDomain, subject, campaign_id AS campaignId
-      FROM messages WHERE queue_id = ?`);
-  const recipientsOf = db.prepare(`
-    SELECT id, address, domain, status, attempts, next_attempt_at AS nextAttemptAt, last_reply AS lastReply, updated_at AS updatedAt
-      FROM recipients WHERE message_id = ? ORDER BY id`);
-  const triesOf = db.prepare(`
-    SELECT started_at AS startedAt, duration_ms AS durationMs, mx_host AS mxHost, mx_ip AS mxIp, local_ip AS localIp,
-           mail_from AS mailFrom, outcome, code, enhanced_code AS enhancedCode, text, severity, bounce_type AS bounceType, category
-      FROM attempts WHERE recipient_id = ? ORDER BY id`);
-  const messageId = db.prepare('SELECT id FROM messages WHERE queue_id = ?').pluck();
-  const anyRecipient = db.prepare('SELECT 1 FROM recipients WHERE address = ? LIMIT 1').pluck();
-
-  // One statement per filter shape; both filters use an index (recipients_by_address, events_by_*).
-  const filters = {
-    recipient: 'e.recipient_id IN (SELECT id FROM recipients WHERE address = @recipient)',
-    message: 'e.message_id = @messageId',
-  };
-  const eventStatements = (where: string) => ({
-    count: db.prepare(`SELECT count(*) FROM events e WHERE ${where}`).pluck(),
-    page: db.prepare(`
-      SELECT ${EVENT_COLUMNS}
-        FROM events e JOIN messages m ON m.id = e.message_id LEFT JOIN recipients r ON r.id = e.recipient_id
-       WHERE ${where}
-       ORDER BY e.at, e.id LIMIT @limit OFFSET @offset`),
-  });
-  const byRecipient = eventStatements(filters.recipient);
-  const byMessage = eventStatements(filters.message);
-  const byBoth = eventStatements(`${filters.recipient} AND ${filters.message}`);
+  const history = new MessageHistory(db);
 
   app.get('/v1/queue', (request) => {
     const query = queryOf(request, ['limit']);
@@ -120,7 +54,7 @@ export function queueRoutes(app: FastifyInstance, db: Database): void {
     }
     const ids = (queueIds as string[] | undefined) ?? null;
     if (ids) {
-      const unknown = ids.filter((id) => messageId.get(id) === undefined);
+      const unknown = ids.filter((id) => history.messageRowId(id) === undefined);
       if (unknown.length > 0) throw notFound(`no message with queue id ${unknown.map((id) => `"${id}"`).join(', ')}; nothing was flushed`);
     }
     return { recipients: flushDeferred(db, ids).recipients };
@@ -144,13 +78,10 @@ export function queueRoutes(app: FastifyInstance, db: Database): void {
 
   app.get<{ Params: { queueId: string } }>('/v1/queue/:queueId', (request) => {
     queryOf(request, []);
-    const row = message.get(request.params.queueId) as ({ id: number } & Record<string, unknown>) | undefined;
+    const row = history.message(request.params.queueId);
     if (!row) throw notFound(`no message with queue id "${request.params.queueId}"`);
     const { id, ...fields } = row;
-    const recipients = (recipientsOf.all(id) as RecipientRow[]).map(({ id: recipientId, ...recipient }) => ({
-      ...recipient,
-      tries: triesOf.all(recipientId),
-    }));
+    const recipients = history.recipients(id).map(({ id: recipientId, ...recipient }) => ({ ...recipient, tries: history.tries(recipientId) }));
     return { message: fields, recipients };
   });
 
@@ -162,20 +93,18 @@ export function queueRoutes(app: FastifyInstance, db: Database): void {
       throw badRequest('give recipient=<address> or message=<queue id> (or both)');
     }
     const page = pageOf(query);
-    const filter: Record<string, string | number> = {};
+    const filter: EventFilter = {};
     if (recipientParam !== undefined) {
       const recipient = addressOrThrow(recipientParam);
-      if (!anyRecipient.get(recipient)) throw notFound(`no mail to ${recipient} in the store`);
+      if (!history.hasMailTo(recipient)) throw notFound(`no mail to ${recipient} in the store`);
       filter.recipient = recipient;
     }
     if (queueId !== undefined) {
-      const id = messageId.get(queueId) as number | undefined;
+      const id = history.messageRowId(queueId);
       if (id === undefined) throw notFound(`no message with queue id "${queueId}"`);
       filter.messageId = id;
     }
-    const statements = recipientParam === undefined ? byMessage : queueId === undefined ? byRecipient : byBoth;
-    const total = statements.count.get(filter) as number;
-    const items = statements.page.all({ ...filter, limit: page.limit, offset: page.offset }) as EventRow[];
+    const { total, items } = history.events(filter, page.limit, page.offset);
     const body: PageOf<EventRow> = { items, page: page.page, limit: page.limit, total };
     return body;
   });

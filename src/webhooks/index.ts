@@ -3,10 +3,12 @@ import type { Config } from '../config/load.js';
 import type { Logger } from '../logger.js';
 import { buildEventData, type WebhookPayload } from './payload.js';
 import { postJson, type PostResult } from './post.js';
+import { redactUrl } from './redact-url.js';
 import { signWebhook } from './signature.js';
 import { WebhookStore, type DueDelivery, type EndpointRoute } from './store.js';
 
 export { forbiddenTargetReason } from './target-guard.js';
+export { redactUrl } from './redact-url.js';
 export { signWebhook, verifyWebhookSignature, type WebhookSignature } from './signature.js';
 export type { EventData, WebhookPayload } from './payload.js';
 
@@ -193,15 +195,4 @@ function endpointRoutes(endpoints: Config['webhooks']['endpoints'], log: Logger)
     routes.push({ url: endpoint.url, events: [...endpoint.events] });
   }
   return { routes, secrets };
-}
-
-/** A URL for the log, without a password in it. */
-function redactUrl(value: string): string {
-  try {
-    const url = new URL(value);
-    if (url.password !== '') url.password = '***';
-    return url.toString();
-  } catch {
-    return value;
-  }
 }

@@ -15,11 +15,13 @@ import type { Database } from '../../store/database.js';
 import type { BearerAuth, TokenHolder } from '../bearer-auth.js';
 import type { MetricsHooks } from '../metrics.js';
 import { PANEL_CONTENT_SECURITY_POLICY } from '../security-headers.js';
+import { historyPage } from './history.js';
 import { overviewPage } from './overview.js';
 import { reportPage } from './report.js';
 import { PanelSessions } from './sessions.js';
 import { signInRoutes } from './sign-in.js';
 import { suppressionsPage } from './suppressions.js';
+import { webhooksPage } from './webhooks.js';
 
 /** The panel's templates and its own stylesheet and script, shipped beside dist/ (package root /panel). */
 const PANEL_DIR = fileURLToPath(new URL('../../../panel/', import.meta.url));
@@ -140,6 +142,8 @@ export async function panelRoutes(app: FastifyInstance, deps: Omit<PanelDeps, 'r
     overviewPage(panel, full);
     suppressionsPage(panel, full);
     reportPage(panel, full);
+    historyPage(panel, full);
+    webhooksPage(panel, full);
   });
 }
 
