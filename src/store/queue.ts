@@ -1,5 +1,4 @@
 import type { Database } from 'better-sqlite3';
-import { writeTransaction } from './write-lock.js';
 
 /**
  * Recipient statuses, in the order a recipient moves through them. `held` and `deleted` are an
@@ -46,35 +45,4 @@ export function queueSummary(db: Database, oldestLimit = 10): QueueSummary {
     )
     .all(...PENDING_STATUSES, oldestLimit) as QueueEntry[];
   return { messages, recipientsByStatus, oldest };
-}
-
-export interface FlushResult {
-  /** Deferred recipients made due now. */
-  recipients: number;
-  /** Queue ids asked for that name no message. */
-  unknownQueueIds: string[];
-}
-
-/**
- * Makes deferred recipients due now, as `postqueue -f` does: all of them, or those of the given
- * messages. The relay's next poll (delivery.pollIntervalMs) sends them; their attempt counts and
- * age limits are unchanged.
- */
-export function flushDeferred(db: Database, queueIds: readonly string[] | null, now = new Date()): FlushResult {
-  const at = now.toISOString();
-  if (queueIds === null) {
-    const { changes } = db.prepare(`UPDATE recipients SET next_attempt_at = ?, updated_at = ? WHERE status = 'deferred' AND next_attempt_at > ?`).run(at, at, at);
-    return { recipients: changes, unknownQueueIds: [] };
-  }
-  const messageId = db.prepare('SELECT id FROM messages WHERE queue_id = ?').pluck();
-  const flushMessage = db.prepare(`UPDATE recipients SET next_attempt_at = ?, updated_at = ? WHERE message_id = ? AND status = 'deferred' AND next_attempt_at > ?`);
-  return writeTransaction(db, (): FlushResult => {
-    const result: FlushResult = { recipients: 0, unknownQueueIds: [] };
-    for (const queueId of queueIds) {
-      const id = messageId.get(queueId) as number | undefined;
-      if (id === undefined) result.unknownQueueIds.push(queueId);
-      else result.recipients += flushMessage.run(at, at, id, at).changes;
-    }
-    return result;
-  })();
 }
