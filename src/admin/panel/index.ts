@@ -16,6 +16,7 @@ import type { BearerAuth, TokenHolder } from '../bearer-auth.js';
 import type { MetricsHooks } from '../metrics.js';
 import { PANEL_CONTENT_SECURITY_POLICY } from '../security-headers.js';
 import { overviewPage } from './overview.js';
+import { queuePage } from './queue.js';
 import { reportPage } from './report.js';
 import { PanelSessions } from './sessions.js';
 import { signInRoutes } from './sign-in.js';
@@ -138,6 +139,7 @@ export async function panelRoutes(app: FastifyInstance, deps: Omit<PanelDeps, 'r
     signInRoutes(panel, full);
     overviewPage(panel, full);
     reportPage(panel, full);
+    queuePage(panel, full);
   });
 }
 
