@@ -9,7 +9,7 @@ import { loadConfig } from '../src/config/load.js';
 import { DeliveryState } from '../src/delivery/delivery-state.js';
 import { openStore, type Database } from '../src/store/database.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
-import { queueSummary } from '../src/store/queue.js';
+import { QueueListing, queueSummary } from '../src/store/queue.js';
 import {
   bounceRecipients,
   deleteRecipients,
@@ -380,6 +380,48 @@ describe('the queue as operators read it', () => {
       { address: 'h@one.test', status: 'held' },
       { address: 'q@three.test', status: 'queued' },
     ]);
+  });
+
+  it('lists deferred mail by domain (count, oldest, the latest reply, the next attempt), a domain\'s recipients and the held messages', async () => {
+    const { db, queueIds } = await storeWith([
+      { to: ['a1@a.test', 'a2@a.test', 'h1@h.test', 'h2@h.test'], from: 'news@shop.example' },
+      { to: ['a3@a.test', 'b1@b.test', 'q@a.test'] },
+      { to: ['h3@h.test'], from: '' },
+    ]);
+    const defer = (address: string, next: string, reply: string, updated: string): void => {
+      db.prepare(`UPDATE recipients SET status = 'deferred', attempts = 1, next_attempt_at = ?, last_reply = ?, updated_at = ? WHERE address = ?`).run(next, reply, updated, address);
+    };
+    defer('a1@a.test', '2026-11-22T15:00:00.000Z', '451 first', '2026-11-22T13:00:00.000Z');
+    defer('a2@a.test', '2026-11-22T14:00:00.000Z', '451 latest', '2026-11-22T13:30:00.000Z');
+    defer('a3@a.test', '2026-11-22T16:00:00.000Z', '451 middle', '2026-11-22T13:10:00.000Z');
+    defer('b1@b.test', '2026-11-22T17:00:00.000Z', '452 full', '2026-11-22T13:00:00.000Z');
+    db.prepare(`UPDATE recipients SET last_reply = '450 busy' WHERE address = 'h2@h.test'`).run();
+    await holdRecipients(db, { domain: 'h.test' }, 'cli:ops', { now: NOW });
+
+    const listing = new QueueListing(db);
+    expect(listing.deferredDomains(10)).toEqual({
+      items: [
+        { domain: 'a.test', recipients: 3, oldestReceivedAt: RECEIVED.toISOString(), lastReply: '451 latest', nextAttemptAt: '2026-11-22T14:00:00.000Z' },
+        { domain: 'b.test', recipients: 1, oldestReceivedAt: RECEIVED.toISOString(), lastReply: '452 full', nextAttemptAt: '2026-11-22T17:00:00.000Z' },
+      ],
+      total: 2,
+    });
+    expect(listing.deferredDomains(1)).toMatchObject({ items: [{ domain: 'a.test' }], total: 2 });
+    // The next due first; q@a.test is queued, not deferred.
+    const ofA = listing.deferredAt('a.test', 2);
+    expect(ofA.total).toBe(3);
+    expect(ofA.items).toEqual([
+      { queueId: queueIds.a1, receivedAt: RECEIVED.toISOString(), mailFrom: 'news@shop.example', address: 'a2@a.test', attempts: 1, lastReply: '451 latest', nextAttemptAt: '2026-11-22T14:00:00.000Z' },
+      { queueId: queueIds.a1, receivedAt: RECEIVED.toISOString(), mailFrom: 'news@shop.example', address: 'a1@a.test', attempts: 1, lastReply: '451 first', nextAttemptAt: '2026-11-22T15:00:00.000Z' },
+    ]);
+    expect(listing.deferredAt('nowhere.test', 10)).toEqual({ items: [], total: 0 });
+    expect(listing.heldMessages(10)).toEqual({
+      items: [
+        { queueId: queueIds.a1, receivedAt: RECEIVED.toISOString(), mailFrom: 'news@shop.example', recipients: 2, firstAddress: 'h1@h.test', heldSince: NOW.toISOString(), lastReply: '450 busy' },
+        { queueId: queueIds.h3, receivedAt: RECEIVED.toISOString(), mailFrom: '', recipients: 1, firstAddress: 'h3@h.test', heldSince: NOW.toISOString(), lastReply: null },
+      ],
+      total: 2,
+    });
   });
 
   it('reads through indexes, not the whole recipients or messages table', async () => {
