@@ -789,7 +789,7 @@ describe('admin API: queue with mail waiting', () => {
     expect(sample(text, 'rebound_queue_depth{status="sending"}')).toBe(0);
   });
 
-  it('POST /v1/queue/flush makes deferred recipients due now, all or by queue id; unknown ids are 404, bad bodies 400', async () => {
+  it('POST /v1/queue/flush makes deferred recipients due now, all, by queue id or by domain, audited as api:<token name>; unknown ids are 404, bad bodies 400', async () => {
     const relay = await startTestRelay();
     cleanups.push(() => relay.stop());
     const a = await startApi(relay, TOKENS, cleanups);
@@ -799,15 +799,23 @@ describe('admin API: queue with mail waiting', () => {
     const due = (): number => (a.db.prepare(`SELECT count(*) AS n FROM recipients WHERE next_attempt_at <= ?`).get(new Date().toISOString()) as { n: number }).n;
     expect(await call(a, 'POST', '/v1/queue/flush', { json: { queueIds: [first, 'NOSUCHQUEUEID00000'] } })).toMatchObject({
       status: 404,
-      body: { error: 'no message with queue id "NOSUCHQUEUEID00000"; nothing was flushed' },
+      body: { error: 'no message with queue id "NOSUCHQUEUEID00000"; nothing was changed (`rebound queue` or GET /v1/queue lists what is waiting)' },
     });
     expect(due()).toBe(0);
     expect(await call(a, 'POST', '/v1/queue/flush', { json: { queueIds: [first] } })).toMatchObject({ status: 200, body: { recipients: 2 } });
     expect(due()).toBe(2);
+    expect(await call(a, 'POST', '/v1/queue/flush', { json: { domain: 'other.test' } })).toMatchObject({ status: 200, body: { recipients: 0 } });
     expect(await call(a, 'POST', '/v1/queue/flush', { json: {} })).toMatchObject({ status: 200, body: { recipients: 1 } });
     expect(due()).toBe(3);
     expect(await call(a, 'POST', '/v1/queue/flush', { json: { queueIds: 'all' } })).toMatchObject({ status: 400, body: { error: expect.stringContaining('"queueIds" must be a non-empty array') } });
-    expect(await call(a, 'POST', '/v1/queue/flush', { json: { ids: [first] } })).toMatchObject({ status: 400, body: { error: 'unknown field "ids"; the body takes only "queueIds"' } });
+    expect(await call(a, 'POST', '/v1/queue/flush', { json: { ids: [first] } })).toMatchObject({ status: 400, body: { error: 'unknown field "ids"; the body takes exactly one of "queueIds", "domain", "sender"' } });
+    expect(await call(a, 'POST', '/v1/queue/flush', { json: { domain: 'a@b.test' } })).toMatchObject({ status: 400, body: { error: expect.stringContaining('is an address') } });
+    expect(await call(a, 'POST', '/v1/queue/flush', { json: [] })).toMatchObject({ status: 400, body: { error: expect.stringMatching(/^send a JSON object: \{\} for every deferred recipient, or exactly one of/) } });
+    expect(a.db.prepare('SELECT action, selector, value, actor, recipients FROM queue_audit ORDER BY id').all()).toEqual([
+      { action: 'flush', selector: 'queue-ids', value: first, actor: 'api:ops', recipients: 2 },
+      { action: 'flush', selector: 'domain', value: 'other.test', actor: 'api:ops', recipients: 0 },
+      { action: 'flush', selector: 'all', value: '', actor: 'api:ops', recipients: 1 },
+    ]);
   });
 
   it('POST /v1/queue/hold|release|delete|bounce act on the mail selected, answer { recipients, skipped }, and audit api:<token name>', async () => {

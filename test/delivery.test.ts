@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import nodemailer from 'nodemailer';
@@ -368,6 +369,17 @@ describe('rebound flush', () => {
     await waitForStatuses(relay, { 'later@example.test': 'delivered' });
     expect(recipients(relay)[0]).toMatchObject({ attempts: 2 });
     await expect(flush(['NOSUCHQUEUEID00000'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('no message with queue id "NOSUCHQUEUEID00000"') });
+    await expect(flush([queueId, '--domain', 'example.test'])).rejects.toMatchObject({
+      code: 2,
+      stderr: 'rebound: give only one of queue ids, --domain, --sender (got queue ids and --domain); none flushes every deferred recipient\n',
+    });
+    await expect(flush(['--sender', 'nobody'])).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('sender "nobody" is not an email address') });
+    expect((await flush(['--domain', 'Example.test'])).stdout).toMatch(/^0 deferred recipient\(s\) are due now/);
+    // Each flush that ran is in queue_audit with the OS user; the refused ones are not.
+    expect(relay.db.prepare('SELECT action, selector, value, actor, recipients FROM queue_audit ORDER BY id').all()).toEqual([
+      { action: 'flush', selector: 'queue-ids', value: queueId, actor: `cli:${userInfo().username}`, recipients: 1 },
+      { action: 'flush', selector: 'domain', value: 'example.test', actor: `cli:${userInfo().username}`, recipients: 0 },
+    ]);
   });
 });
 

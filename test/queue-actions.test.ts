@@ -9,10 +9,11 @@ import { loadConfig } from '../src/config/load.js';
 import { DeliveryState } from '../src/delivery/delivery-state.js';
 import { openStore, type Database } from '../src/store/database.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
-import { flushDeferred, queueSummary } from '../src/store/queue.js';
+import { QueueListing, queueSummary } from '../src/store/queue.js';
 import {
   bounceRecipients,
   deleteRecipients,
+  flushDeferred,
   holdRecipients,
   MAX_QUEUE_IDS,
   QueueSelectorError,
@@ -111,6 +112,7 @@ describe('hold', () => {
       selector: { by: 'domain', domain: 'hold.test' },
       actor: 'cli:alice',
       at: NOW.toISOString(),
+      auditId: 1,
       recipients: 2,
       skipped: { sending: 1 },
     });
@@ -122,7 +124,7 @@ describe('hold', () => {
     // A held recipient is not due: no next attempt, and the last reply it had is kept.
     expect(db.prepare(`SELECT next_attempt_at FROM recipients WHERE status = 'held'`).pluck().all()).toEqual([null, null]);
     expect(queueAudit(db)).toEqual([
-      { at: NOW.toISOString(), action: 'hold', selector: 'domain', value: 'hold.test', actor: 'cli:alice', recipients: 2, skippedSending: 1 },
+      { id: 1, at: NOW.toISOString(), action: 'hold', selector: 'domain', value: 'hold.test', actor: 'cli:alice', recipients: 2, skippedSending: 1 },
     ]);
     // Not webhook events: the app hears about the outcome, not about the hold.
     expect(count(db, `SELECT count(*) FROM webhook_outbox o JOIN events e ON e.id = o.event_id WHERE e.source = 'operator'`)).toBe(0);
@@ -134,7 +136,7 @@ describe('hold', () => {
     setStatus(db, 'h2@held.test', 'deferred', RECEIVED.toISOString());
     await holdRecipients(db, { domain: 'held.test' }, 'api:ops', { now: NOW });
     // `rebound flush` (postqueue -f) makes deferred mail due; held mail is not deferred mail.
-    expect(flushDeferred(db, null, NOW).recipients).toBe(0);
+    expect(flushDeferred(db, null, 'api:ops', { now: NOW }).recipients).toBe(0);
 
     // Domain by domain: 10 of busy.test, then open.test; nothing of held.test.
     const domainByDomain = claimed(db, NOW, 10, 20);
@@ -256,6 +258,70 @@ describe('bounce', () => {
   });
 });
 
+describe('flush', () => {
+  const LATER = '2999-01-01T00:00:00.000Z';
+  const due = (db: Database): Record<string, string | null> =>
+    Object.fromEntries((db.prepare('SELECT address, next_attempt_at AS at FROM recipients ORDER BY id').all() as Array<{ address: string; at: string | null }>).map((r) => [r.address, r.at]));
+
+  it('makes deferred recipients due now by queue id, domain, sender or all, with one audit row each and no event; held, queued and sending mail is left alone', async () => {
+    const { db, queueIds } = await storeWith([
+      { to: ['a1@a.test', 'a2@a.test'], from: 'news@shop.example' },
+      { to: ['b1@b.test', 'bh@b.test', 'bs@b.test', 'bq@b.test'] },
+      { to: ['c1@c.test'], from: 'Alerts@Bank.example' },
+      { to: ['d1@d.test'] },
+    ]);
+    for (const address of ['a1@a.test', 'a2@a.test', 'b1@b.test', 'c1@c.test', 'd1@d.test']) setStatus(db, address, 'deferred', LATER);
+    setStatus(db, 'bh@b.test', 'held', null);
+    setStatus(db, 'bs@b.test', 'sending', null);
+    const at = NOW.toISOString();
+
+    expect(flushDeferred(db, { queueIds: [queueIds.a1 as string] }, 'panel:ops', { now: NOW })).toEqual({
+      selector: { by: 'queue-ids', queueIds: [queueIds.a1] },
+      actor: 'panel:ops',
+      at,
+      auditId: 1,
+      recipients: 2,
+    });
+    expect(flushDeferred(db, { domain: 'B.test' }, 'cli:alice', { now: NOW }).recipients).toBe(1);
+    expect(flushDeferred(db, { sender: 'alerts@bank.EXAMPLE' }, 'api:ops', { now: NOW }).recipients).toBe(1);
+    expect(due(db)).toEqual({ 'a1@a.test': at, 'a2@a.test': at, 'b1@b.test': at, 'bh@b.test': null, 'bs@b.test': null, 'bq@b.test': RECEIVED.toISOString(), 'c1@c.test': at, 'd1@d.test': LATER });
+    // All: only d1 was still waiting for its retry; the ones already due are not counted again.
+    expect(flushDeferred(db, null, 'panel:ops', { now: NOW }).recipients).toBe(1);
+    expect(due(db)['d1@d.test']).toBe(at);
+    expect(statuses(db)).toMatchObject({ 'bh@b.test': 'held', 'bs@b.test': 'sending', 'bq@b.test': 'queued', 'd1@d.test': 'deferred' });
+    expect(
+      queueAudit(db)
+        .reverse()
+        .map((a) => [a.action, a.selector, a.value, a.actor, a.recipients, a.skippedSending]),
+    ).toEqual([
+      ['flush', 'queue-ids', queueIds.a1, 'panel:ops', 2, 0],
+      ['flush', 'domain', 'b.test', 'cli:alice', 1, 0],
+      ['flush', 'sender', 'alerts@bank.example', 'api:ops', 1, 0],
+      ['flush', 'all', '', 'panel:ops', 1, 0],
+    ]);
+    expect(count(db, `SELECT count(*) FROM events WHERE event <> 'accepted'`)).toBe(0);
+  });
+
+  it('refuses an unknown queue id or a malformed selector, flushing nothing and auditing nothing', async () => {
+    const { db, queueIds } = await storeWith([{ to: ['a@example.test'] }]);
+    setStatus(db, 'a@example.test', 'deferred', LATER);
+    expect(() => flushDeferred(db, { queueIds: [queueIds.a as string, 'NOSUCHQUEUEID00000'] }, 'cli:ops', { now: NOW })).toThrow(UnknownQueueIdError);
+    expect(() => flushDeferred(db, { domain: 'exa mple.test' }, 'cli:ops', { now: NOW })).toThrow('domain "exa mple.test" is not a domain name; give one such as example.com');
+    expect(() => flushDeferred(db, {}, 'cli:ops', { now: NOW })).toThrow(QueueSelectorError);
+    expect(() => flushDeferred(db, null, '', { now: NOW })).toThrow('a flush needs an actor');
+    expect(due(db)).toEqual({ 'a@example.test': LATER });
+    expect(queueAudit(db)).toEqual([]);
+  });
+
+  it('reads through the partial indexes of waiting mail, not the whole recipients table', async () => {
+    const { db } = await storeWith([{ to: ['a@example.test'] }]);
+    const plan = (sql: string): string => (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all({ at: 'x', value: 'y' }) as Array<{ detail: string }>).map((row) => row.detail).join(' | ');
+    const deferred = `status IN ('queued', 'deferred') AND status = 'deferred' AND next_attempt_at > @at`;
+    expect(plan(`UPDATE recipients SET next_attempt_at = @at WHERE ${deferred}`)).toBe('SEARCH recipients USING INDEX recipients_due (next_attempt_at>?)');
+    expect(plan(`UPDATE recipients SET next_attempt_at = @at WHERE domain = @value AND ${deferred}`)).toBe('SEARCH recipients USING INDEX recipients_due_by_domain (domain=? AND next_attempt_at>?)');
+  });
+});
+
 describe('selectors that cannot be used', () => {
   it('refuses none, two, a malformed domain or sender, an empty or oversized list, and changes nothing', async () => {
     const { db } = await storeWith([{ to: ['a@example.test'] }]);
@@ -316,6 +382,48 @@ describe('the queue as operators read it', () => {
     ]);
   });
 
+  it('lists deferred mail by domain (count, oldest, the latest reply, the next attempt), a domain\'s recipients and the held messages', async () => {
+    const { db, queueIds } = await storeWith([
+      { to: ['a1@a.test', 'a2@a.test', 'h1@h.test', 'h2@h.test'], from: 'news@shop.example' },
+      { to: ['a3@a.test', 'b1@b.test', 'q@a.test'] },
+      { to: ['h3@h.test'], from: '' },
+    ]);
+    const defer = (address: string, next: string, reply: string, updated: string): void => {
+      db.prepare(`UPDATE recipients SET status = 'deferred', attempts = 1, next_attempt_at = ?, last_reply = ?, updated_at = ? WHERE address = ?`).run(next, reply, updated, address);
+    };
+    defer('a1@a.test', '2026-11-22T15:00:00.000Z', '451 first', '2026-11-22T13:00:00.000Z');
+    defer('a2@a.test', '2026-11-22T14:00:00.000Z', '451 latest', '2026-11-22T13:30:00.000Z');
+    defer('a3@a.test', '2026-11-22T16:00:00.000Z', '451 middle', '2026-11-22T13:10:00.000Z');
+    defer('b1@b.test', '2026-11-22T17:00:00.000Z', '452 full', '2026-11-22T13:00:00.000Z');
+    db.prepare(`UPDATE recipients SET last_reply = '450 busy' WHERE address = 'h2@h.test'`).run();
+    await holdRecipients(db, { domain: 'h.test' }, 'cli:ops', { now: NOW });
+
+    const listing = new QueueListing(db);
+    expect(listing.deferredDomains(10)).toEqual({
+      items: [
+        { domain: 'a.test', recipients: 3, oldestReceivedAt: RECEIVED.toISOString(), lastReply: '451 latest', nextAttemptAt: '2026-11-22T14:00:00.000Z' },
+        { domain: 'b.test', recipients: 1, oldestReceivedAt: RECEIVED.toISOString(), lastReply: '452 full', nextAttemptAt: '2026-11-22T17:00:00.000Z' },
+      ],
+      total: 2,
+    });
+    expect(listing.deferredDomains(1)).toMatchObject({ items: [{ domain: 'a.test' }], total: 2 });
+    // The next due first; q@a.test is queued, not deferred.
+    const ofA = listing.deferredAt('a.test', 2);
+    expect(ofA.total).toBe(3);
+    expect(ofA.items).toEqual([
+      { queueId: queueIds.a1, receivedAt: RECEIVED.toISOString(), mailFrom: 'news@shop.example', address: 'a2@a.test', attempts: 1, lastReply: '451 latest', nextAttemptAt: '2026-11-22T14:00:00.000Z' },
+      { queueId: queueIds.a1, receivedAt: RECEIVED.toISOString(), mailFrom: 'news@shop.example', address: 'a1@a.test', attempts: 1, lastReply: '451 first', nextAttemptAt: '2026-11-22T15:00:00.000Z' },
+    ]);
+    expect(listing.deferredAt('nowhere.test', 10)).toEqual({ items: [], total: 0 });
+    expect(listing.heldMessages(10)).toEqual({
+      items: [
+        { queueId: queueIds.a1, receivedAt: RECEIVED.toISOString(), mailFrom: 'news@shop.example', recipients: 2, firstAddress: 'h1@h.test', heldSince: NOW.toISOString(), lastReply: '450 busy' },
+        { queueId: queueIds.h3, receivedAt: RECEIVED.toISOString(), mailFrom: '', recipients: 1, firstAddress: 'h3@h.test', heldSince: NOW.toISOString(), lastReply: null },
+      ],
+      total: 2,
+    });
+  });
+
   it('reads through indexes, not the whole recipients or messages table', async () => {
     const { db } = await storeWith([{ to: ['a@example.test'] }]);
     const plan = (sql: string): string =>
@@ -351,7 +459,7 @@ describe('the queue as operators read it', () => {
     done = true;
     expect(seen).toEqual([10, 20]);
     expect(result).toMatchObject({ recipients: 25, skipped: { sending: 1 } });
-    expect(queueAudit(db)).toEqual([{ at: NOW.toISOString(), action: 'hold', selector: 'domain', value: 'step.test', actor: 'cli:ops', recipients: 25, skippedSending: 1 }]);
+    expect(queueAudit(db)).toEqual([{ id: 1, at: NOW.toISOString(), action: 'hold', selector: 'domain', value: 'step.test', actor: 'cli:ops', recipients: 25, skippedSending: 1 }]);
     expect(count(db, `SELECT count(*) FROM events WHERE event = 'held'`)).toBe(25);
   });
 

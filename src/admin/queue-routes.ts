@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { Database } from '../store/database.js';
 import { MessageHistory, type EventFilter, type EventRow } from '../store/history.js';
-import { flushDeferred, queueSummary } from '../store/queue.js';
-import { QUEUE_ACTION_FUNCTIONS, QUEUE_ACTIONS, QueueSelectorError, UnknownQueueIdError, type QueueSelectorInput } from '../store/queue-actions.js';
+import { queueSummary } from '../store/queue.js';
+import { flushDeferred, QUEUE_ACTION_FUNCTIONS, QUEUE_ACTIONS, QueueSelectorError, UnknownQueueIdError, type QueueSelectorInput } from '../store/queue-actions.js';
 import { addressOrThrow } from '../suppressions/lists.js';
 import { badRequest, notFound } from './api-errors.js';
 import { PAGE_PARAMS, pageOf, queryOf, textParam, wholeNumber, type PageOf } from './query-params.js';
@@ -10,12 +10,21 @@ import { PAGE_PARAMS, pageOf, queryOf, textParam, wholeNumber, type PageOf } fro
 const SELECTOR_FIELDS = ['queueIds', 'domain', 'sender'] as const;
 const SELECTOR_HELP = 'send a JSON object with exactly one of { "queueIds": ["..."] }, { "domain": "example.com" }, { "sender": "app@shop.example" }';
 
+const FLUSH_HELP = `send a JSON object: {} for every deferred recipient, or ${SELECTOR_HELP.replace('send a JSON object with ', '')}`;
+
+/** The store's refusals as the API answers them: an unknown queue id 404, a bad selector 400. */
+function apiErrorOf(error: unknown): unknown {
+  if (error instanceof UnknownQueueIdError) return notFound(error.message);
+  if (error instanceof QueueSelectorError) return badRequest(error.message);
+  return error;
+}
+
 /**
- * The body of POST /v1/queue/{hold,release,delete,bounce}, checked for shape and types only: the
+ * The body of POST /v1/queue/{flush,hold,release,delete,bounce}, checked for shape and types only: the
  * store (queueSelector) checks the values and that exactly one selector is given.
  */
-function selectorOfBody(body: unknown): QueueSelectorInput {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest(SELECTOR_HELP);
+function selectorOfBody(body: unknown, help = SELECTOR_HELP): QueueSelectorInput {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest(help);
   const fields = body as Record<string, unknown>;
   const unknownKeys = Object.keys(fields).filter((key) => !(SELECTOR_FIELDS as readonly string[]).includes(key));
   if (unknownKeys.length > 0) throw badRequest(`unknown field ${unknownKeys.map((k) => `"${k}"`).join(', ')}; the body takes exactly one of "queueIds", "domain", "sender"`);
@@ -41,23 +50,16 @@ export function queueRoutes(app: FastifyInstance, db: Database): void {
     return queueSummary(db, wholeNumber(query.limit, 'limit', 1, 1000, 10));
   });
 
-  // Deferred mail due now (postqueue -f): {} for all of it, { "queueIds": [...] } for those messages.
+  // Deferred mail due now (postqueue -f, -s): {} for all of it, or the selector the actions take; audited as api:<token name>.
   app.post('/v1/queue/flush', (request) => {
     queryOf(request, []);
     const body: unknown = request.body ?? {};
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('send a JSON object: {} for every deferred recipient, or { "queueIds": ["..."] }');
-    const { queueIds, ...rest } = body as { queueIds?: unknown };
-    const unknownKeys = Object.keys(rest);
-    if (unknownKeys.length > 0) throw badRequest(`unknown field ${unknownKeys.map((k) => `"${k}"`).join(', ')}; the body takes only "queueIds"`);
-    if (queueIds !== undefined && (!Array.isArray(queueIds) || queueIds.length === 0 || !queueIds.every((id) => typeof id === 'string'))) {
-      throw badRequest('"queueIds" must be a non-empty array of queue ids (strings); leave it out to flush every deferred recipient');
+    const all = typeof body === 'object' && body !== null && !Array.isArray(body) && Object.keys(body).length === 0;
+    try {
+      return { recipients: flushDeferred(db, all ? null : selectorOfBody(body, FLUSH_HELP), request.actor).recipients };
+    } catch (error) {
+      throw apiErrorOf(error);
     }
-    const ids = (queueIds as string[] | undefined) ?? null;
-    if (ids) {
-      const unknown = ids.filter((id) => history.messageRowId(id) === undefined);
-      if (unknown.length > 0) throw notFound(`no message with queue id ${unknown.map((id) => `"${id}"`).join(', ')}; nothing was flushed`);
-    }
-    return { recipients: flushDeferred(db, ids).recipients };
   });
 
   // Operator actions on waiting mail (postsuper -h, -H, -d, and a bounce), audited as api:<token name>.
@@ -69,9 +71,7 @@ export function queueRoutes(app: FastifyInstance, db: Database): void {
         const result = await QUEUE_ACTION_FUNCTIONS[action](db, selector, request.actor);
         return { recipients: result.recipients, skipped: result.skipped };
       } catch (error) {
-        if (error instanceof UnknownQueueIdError) throw notFound(error.message);
-        if (error instanceof QueueSelectorError) throw badRequest(error.message);
-        throw error;
+        throw apiErrorOf(error);
       }
     });
   }

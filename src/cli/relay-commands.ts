@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { OperatorError } from '../errors.js';
 import type { RunningRelay } from '../relay.js';
 import type { PurgeCounts } from '../store/retention.js';
-import { configFrom, configOption, openExistingStore, positiveInteger } from './common.js';
+import { cliActor, configFrom, configOption, openExistingStore, positiveInteger } from './common.js';
 import { registerQueueActionCommands } from './queue-commands.js';
 
 /** How often a relay run by `npm start` checks that npm is still there. */
@@ -99,19 +99,22 @@ export function registerRelayCommands(program: Command): void {
   registerQueueActionCommands(queue);
   program
       .command('flush')
-    .description('make deferred mail due now (all of it, or these messages), as postqueue -f does; the running relay sends it at its next poll')
-    .argument('[queueIds...]', 'queue ids of the messages to retry now; none: every deferred recipient')
+    .description('make deferred mail due now (all of it, or these messages, a domain or a sender), as postqueue -f and -s do; the running relay sends it at its next poll')
+    .argument('[queueIds...]', 'queue ids of the messages to retry now; none (and no --domain or --sender): every deferred recipient')
+    .option('--domain <domain>', 'the deferred recipients at this domain (exactly it, not its subdomains), as postqueue -s')
+    .option('--sender <address>', 'the deferred recipients of mail from this envelope sender; <> for the null sender')
     .addOption(configOption())
-    .action(async (queueIds: string[], options: { config?: string }) => {
+    .action(async (queueIds: string[], options: { config?: string; domain?: string; sender?: string }) => {
+      const given = [queueIds.length > 0 ? 'queue ids' : null, options.domain !== undefined ? '--domain' : null, options.sender !== undefined ? '--sender' : null].filter((g) => g !== null);
+      if (given.length > 1) throw new OperatorError(`give only one of queue ids, --domain, --sender (got ${given.join(' and ')}); none flushes every deferred recipient`);
+      const selector =
+        queueIds.length > 0 ? { queueIds } : options.domain !== undefined ? { domain: options.domain } : options.sender !== undefined ? { sender: options.sender } : null;
       const config = await configFrom(options);
-      const { flushDeferred } = await import('../store/queue.js');
+      const { flushDeferred } = await import('../store/queue-actions.js');
       const db = await openExistingStore(config);
       try {
-        const result = flushDeferred(db, queueIds.length > 0 ? queueIds : null);
+        const result = flushDeferred(db, selector, cliActor());
         console.log(`${result.recipients} deferred recipient(s) are due now; the relay sends them within delivery.pollIntervalMs (${config.delivery.pollIntervalMs} ms)`);
-        if (result.unknownQueueIds.length > 0) {
-          throw new OperatorError(`no message with queue id ${result.unknownQueueIds.map((id) => `"${id}"`).join(', ')}; \`rebound queue\` lists what is waiting`);
-        }
       } finally {
         db.close();
       }

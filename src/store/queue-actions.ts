@@ -31,6 +31,8 @@ export interface QueueActionResult {
   selector: QueueSelector;
   actor: string;
   at: string;
+  /** The queue_audit row that records the action (the panel shows the result from it). */
+  auditId: number;
   /** Recipients whose status the action changed (one event each). */
   recipients: number;
   /** Recipients the selection named that the action left alone, by why. */
@@ -175,6 +177,9 @@ function senderOf(input: string): string {
   return normalized.address;
 }
 
+/** One queue_audit row: at, action, selector, value, actor, recipients changed, recipients skipped. */
+const INSERT_AUDIT = 'INSERT INTO queue_audit (at, action, selector, value, actor, recipients, skipped_sending) VALUES (?, ?, ?, ?, ?, ?, ?)';
+
 /** The selector in words, for events and the audit: "domain example.com". */
 function describeSelector(selector: QueueSelector): { by: QueueSelector['by']; value: string; words: string } {
   switch (selector.by) {
@@ -291,8 +296,7 @@ async function runQueueAction(db: Database, action: QueueAction, input: QueueSel
   const insertEvent = db.prepare(`
     INSERT INTO events (at, event, message_id, recipient_id, detail, source, reason, actor, attempt_no)
     VALUES (?, ?, ?, ?, ?, 'operator', ?, ?, ?)`);
-  const insertAudit = db.prepare(`
-    INSERT INTO queue_audit (at, action, selector, value, actor, recipients, skipped_sending) VALUES (?, ?, ?, ?, ?, 0, ?)`);
+  const insertAudit = db.prepare(INSERT_AUDIT);
   const countInAudit = db.prepare('UPDATE queue_audit SET recipients = recipients + ? WHERE id = ?');
   const nextAttemptAt = action === 'release' ? at : null;
   const reason = action === 'bounce' ? 'bounced' : null;
@@ -310,7 +314,7 @@ async function runQueueAction(db: Database, action: QueueAction, input: QueueSel
     const messageIds = selector.by === 'queue-ids' ? candidates.messageIds(selector.queueIds) : [];
     const upTo = maxRecipientId.get() as number;
     const sending = rule.skipsSending ? candidates.sending(selector, messageIds, upTo) : 0;
-    const auditId = Number(insertAudit.run(at, action, selection.by, selection.value, actor, sending).lastInsertRowid);
+    const auditId = Number(insertAudit.run(at, action, selection.by, selection.value, actor, 0, sending).lastInsertRowid);
     return { messageIds, upTo, sending, auditId, changed: change(messageIds, upTo, auditId) };
   })();
   const step = writeTransaction(db, () => change(first.messageIds, first.upTo, first.auditId));
@@ -324,7 +328,7 @@ async function runQueueAction(db: Database, action: QueueAction, input: QueueSel
     last = step();
     total += last;
   }
-  return { action, selector, actor, at, recipients: total, skipped: { sending: first.sending } };
+  return { action, selector, actor, at, auditId: first.auditId, recipients: total, skipped: { sending: first.sending } };
 }
 
 /**
@@ -357,6 +361,78 @@ export function bounceRecipients(db: Database, selector: QueueSelectorInput, act
   return runQueueAction(db, 'bounce', selector, actor, options);
 }
 
+export interface FlushResult {
+  /** What was flushed; null: every deferred recipient. */
+  selector: QueueSelector | null;
+  actor: string;
+  at: string;
+  /** The queue_audit row that records the flush. */
+  auditId: number;
+  /** Deferred recipients made due now. */
+  recipients: number;
+}
+
+/**
+ * Flush's updates, by selector. Each names the partial index's own term (status IN ('queued',
+ * 'deferred')) so SQLite can read recipients_due_by_domain / recipients_due, not the table.
+ */
+class FlushStatements {
+  readonly all: Statement;
+  readonly ofMessage: Statement;
+  readonly ofDomain: Statement;
+  readonly ofSender: Statement;
+  readonly messageIdOf: Statement;
+
+  constructor(db: Database) {
+    const deferred = `status IN ('queued', 'deferred') AND status = 'deferred' AND next_attempt_at > @at`;
+    const set = 'UPDATE recipients SET next_attempt_at = @at, updated_at = @at';
+    this.all = db.prepare(`${set} WHERE ${deferred}`);
+    this.ofMessage = db.prepare(`${set} WHERE message_id = @messageId AND ${deferred}`);
+    this.ofDomain = db.prepare(`${set} WHERE domain = @value AND ${deferred}`);
+    // Recipients first (CROSS JOIN), as for the actions: messages has no index on mail_from.
+    this.ofSender = db.prepare(`${set} WHERE id IN (
+      SELECT r.id FROM recipients r CROSS JOIN messages m ON m.id = r.message_id
+       WHERE r.status IN ('queued', 'deferred') AND r.status = 'deferred' AND r.next_attempt_at > @at AND lower(m.mail_from) = lower(@value))`);
+    this.messageIdOf = db.prepare('SELECT id FROM messages WHERE queue_id = ?').pluck();
+  }
+}
+
+/**
+ * Makes deferred recipients due now, as `postqueue -f` (all of them) and `postqueue -s site` (a
+ * domain) do: null for every deferred recipient, or the selector the other actions take. The
+ * relay's next poll (delivery.pollIntervalMs) sends them; status, attempts and age limits are
+ * unchanged, so no event is written (the attempt that follows writes its own), only the action's
+ * queue_audit row (action 'flush'; selector 'all' with an empty value for every deferred
+ * recipient). One transaction: it changes one column, and an unknown queue id changes nothing.
+ * Held mail is not deferred mail: release it instead.
+ */
+export function flushDeferred(db: Database, input: QueueSelectorInput | null, actor: string, options: { now?: Date } = {}): FlushResult {
+  if (actor.trim() === '') throw new TypeError('a flush needs an actor (cli:<user>, api:<token name>) for the audit');
+  const selector = input === null ? null : queueSelector(input);
+  const at = (options.now ?? new Date()).toISOString();
+  const statements = new FlushStatements(db);
+  const insertAudit = db.prepare(INSERT_AUDIT);
+  return writeTransaction(db, (): FlushResult => {
+    let recipients = 0;
+    if (selector === null) recipients = statements.all.run({ at }).changes;
+    else if (selector.by === 'queue-ids') {
+      const messageIds: number[] = [];
+      const unknown: string[] = [];
+      for (const queueId of selector.queueIds) {
+        const id = statements.messageIdOf.get(queueId) as number | undefined;
+        if (id === undefined) unknown.push(queueId);
+        else messageIds.push(id);
+      }
+      if (unknown.length > 0) throw new UnknownQueueIdError(unknown);
+      for (const messageId of messageIds) recipients += statements.ofMessage.run({ at, messageId }).changes;
+    } else if (selector.by === 'domain') recipients = statements.ofDomain.run({ at, value: selector.domain }).changes;
+    else recipients = statements.ofSender.run({ at, value: selector.sender }).changes;
+    const selection = selector === null ? { by: 'all', value: '' } : describeSelector(selector);
+    const auditId = Number(insertAudit.run(at, 'flush', selection.by, selection.value, actor, recipients, 0).lastInsertRowid);
+    return { selector, actor, at, auditId, recipients };
+  })();
+}
+
 /** The four actions by name, for callers that take the action as input (CLI, API, panel). */
 export const QUEUE_ACTION_FUNCTIONS: Record<QueueAction, (db: Database, selector: QueueSelectorInput, actor: string, options?: QueueActionOptions) => Promise<QueueActionResult>> = {
   hold: holdRecipients,
@@ -365,19 +441,29 @@ export const QUEUE_ACTION_FUNCTIONS: Record<QueueAction, (db: Database, selector
   bounce: bounceRecipients,
 };
 
+/** What queue_audit records: the four actions, and flush. */
+export type QueueAuditAction = QueueAction | 'flush';
+
 export interface QueueAuditEntry {
+  id: number;
   at: string;
-  action: QueueAction;
-  selector: QueueSelector['by'];
+  action: QueueAuditAction;
+  /** 'all': a flush of every deferred recipient (value ''). */
+  selector: QueueSelector['by'] | 'all';
   value: string;
   actor: string;
   recipients: number;
   skippedSending: number;
 }
 
+const AUDIT_COLUMNS = 'id, at, action, selector, value, actor, recipients, skipped_sending AS skippedSending';
+
 /** The newest queue actions first, for the panel and the CLI. */
 export function queueAudit(db: Database, limit = 100): QueueAuditEntry[] {
-  return db
-    .prepare('SELECT at, action, selector, value, actor, recipients, skipped_sending AS skippedSending FROM queue_audit ORDER BY id DESC LIMIT ?')
-    .all(limit) as QueueAuditEntry[];
+  return db.prepare(`SELECT ${AUDIT_COLUMNS} FROM queue_audit ORDER BY id DESC LIMIT ?`).all(limit) as QueueAuditEntry[];
+}
+
+/** One queue action by its audit id (a result's auditId), or undefined. */
+export function queueAuditEntry(db: Database, id: number): QueueAuditEntry | undefined {
+  return db.prepare(`SELECT ${AUDIT_COLUMNS} FROM queue_audit WHERE id = ?`).get(id) as QueueAuditEntry | undefined;
 }

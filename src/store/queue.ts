@@ -1,5 +1,4 @@
 import type { Database } from 'better-sqlite3';
-import { writeTransaction } from './write-lock.js';
 
 /**
  * Recipient statuses, in the order a recipient moves through them. `held` and `deleted` are an
@@ -48,33 +47,107 @@ export function queueSummary(db: Database, oldestLimit = 10): QueueSummary {
   return { messages, recipientsByStatus, oldest };
 }
 
-export interface FlushResult {
-  /** Deferred recipients made due now. */
+/** Deferred recipients of one recipient domain, as the panel's queue page groups them. */
+export interface DeferredDomain {
+  domain: string;
   recipients: number;
-  /** Queue ids asked for that name no message. */
-  unknownQueueIds: string[];
+  /** When the oldest of their messages was received. */
+  oldestReceivedAt: string;
+  /** The reply of the recipient whose status changed last: what the domain's MX says now. */
+  lastReply: string | null;
+  /** The earliest next attempt among them. */
+  nextAttemptAt: string | null;
+}
+
+/** One recipient still waiting, with its message's queue id and sender. */
+export interface WaitingRecipient {
+  queueId: string;
+  receivedAt: string;
+  mailFrom: string;
+  address: string;
+  attempts: number;
+  lastReply: string | null;
+  nextAttemptAt: string | null;
+}
+
+/** A message with recipients on hold: release it by its queue id. */
+export interface HeldMessage {
+  queueId: string;
+  receivedAt: string;
+  mailFrom: string;
+  /** Its held recipients, and the first of them by address. */
+  recipients: number;
+  firstAddress: string;
+  /** When the last of them was put on hold. */
+  heldSince: string;
+  /** The last reply any of them had before the hold, if one was tried. */
+  lastReply: string | null;
+}
+
+export interface ListingOf<T> {
+  items: T[];
+  /** How many there are in all (the items are the first `limit`). */
+  total: number;
 }
 
 /**
- * Makes deferred recipients due now, as `postqueue -f` does: all of them, or those of the given
- * messages. The relay's next poll (delivery.pollIntervalMs) sends them; their attempt counts and
- * age limits are unchanged.
+ * The queue by recipient domain and the held mail, for the panel. Every query reads the partial
+ * indexes of waiting mail (recipients_due_by_domain, recipients_held), so it costs what is in the
+ * queue, not the store's history. `status IN ('queued', 'deferred')` is repeated beside
+ * `status = 'deferred'` because SQLite uses a partial index only for a query that names its terms.
  */
-export function flushDeferred(db: Database, queueIds: readonly string[] | null, now = new Date()): FlushResult {
-  const at = now.toISOString();
-  if (queueIds === null) {
-    const { changes } = db.prepare(`UPDATE recipients SET next_attempt_at = ?, updated_at = ? WHERE status = 'deferred' AND next_attempt_at > ?`).run(at, at, at);
-    return { recipients: changes, unknownQueueIds: [] };
+export class QueueListing {
+  private readonly domains;
+  private readonly domainCount;
+  private readonly ofDomain;
+  private readonly ofDomainCount;
+  private readonly held;
+  private readonly heldCount;
+
+  constructor(db: Database) {
+    const deferred = (alias: string) => `${alias}.status IN ('queued', 'deferred') AND ${alias}.status = 'deferred'`;
+    this.domains = db.prepare(`
+      SELECT r.domain, count(*) AS recipients, min(m.received_at) AS oldestReceivedAt, min(r.next_attempt_at) AS nextAttemptAt,
+             (SELECT l.last_reply FROM recipients l WHERE l.domain = r.domain AND ${deferred('l')} ORDER BY l.updated_at DESC, l.id DESC LIMIT 1) AS lastReply
+        FROM recipients r JOIN messages m ON m.id = r.message_id
+       WHERE ${deferred('r')}
+       GROUP BY r.domain
+       ORDER BY recipients DESC, r.domain
+       LIMIT ?`);
+    this.domainCount = db.prepare(`SELECT count(DISTINCT r.domain) FROM recipients r WHERE ${deferred('r')}`).pluck();
+    this.ofDomain = db.prepare(`
+      SELECT m.queue_id AS queueId, m.received_at AS receivedAt, m.mail_from AS mailFrom, r.address, r.attempts,
+             r.last_reply AS lastReply, r.next_attempt_at AS nextAttemptAt
+        FROM recipients r JOIN messages m ON m.id = r.message_id
+       WHERE r.domain = ? AND ${deferred('r')}
+       ORDER BY r.next_attempt_at, r.id
+       LIMIT ?`);
+    this.ofDomainCount = db.prepare(`SELECT count(*) FROM recipients r WHERE r.domain = ? AND ${deferred('r')}`).pluck();
+    this.held = db.prepare(`
+      SELECT m.queue_id AS queueId, m.received_at AS receivedAt, m.mail_from AS mailFrom, count(*) AS recipients,
+             min(r.address) AS firstAddress, max(r.updated_at) AS heldSince,
+             (SELECT l.last_reply FROM recipients l WHERE l.message_id = r.message_id AND l.status = 'held' AND l.last_reply IS NOT NULL
+               ORDER BY l.updated_at DESC, l.id DESC LIMIT 1) AS lastReply
+        FROM recipients r JOIN messages m ON m.id = r.message_id
+       WHERE r.status = 'held'
+       GROUP BY +r.message_id
+       ORDER BY m.received_at, m.id
+       LIMIT ?`);
+    this.heldCount = db.prepare(`SELECT count(DISTINCT +r.message_id) FROM recipients r WHERE r.status = 'held'`).pluck();
   }
-  const messageId = db.prepare('SELECT id FROM messages WHERE queue_id = ?').pluck();
-  const flushMessage = db.prepare(`UPDATE recipients SET next_attempt_at = ?, updated_at = ? WHERE message_id = ? AND status = 'deferred' AND next_attempt_at > ?`);
-  return writeTransaction(db, (): FlushResult => {
-    const result: FlushResult = { recipients: 0, unknownQueueIds: [] };
-    for (const queueId of queueIds) {
-      const id = messageId.get(queueId) as number | undefined;
-      if (id === undefined) result.unknownQueueIds.push(queueId);
-      else result.recipients += flushMessage.run(at, at, id, at).changes;
-    }
-    return result;
-  })();
+
+  /** Deferred recipients by domain, the domains with most first. */
+  deferredDomains(limit: number): ListingOf<DeferredDomain> {
+    return { items: this.domains.all(limit) as DeferredDomain[], total: this.domainCount.get() as number };
+  }
+
+  /** The deferred recipients of one domain (as recipients.domain holds it), the next due first. */
+  deferredAt(domain: string, limit: number): ListingOf<WaitingRecipient> {
+    return { items: this.ofDomain.all(domain, limit) as WaitingRecipient[], total: this.ofDomainCount.get(domain) as number };
+  }
+
+  /** Messages with held recipients, the oldest first. */
+  heldMessages(limit: number): ListingOf<HeldMessage> {
+    return { items: this.held.all(limit) as HeldMessage[], total: this.heldCount.get() as number };
+  }
 }

@@ -17,6 +17,7 @@ import type { MetricsHooks } from '../metrics.js';
 import { PANEL_CONTENT_SECURITY_POLICY } from '../security-headers.js';
 import { historyPage } from './history.js';
 import { overviewPage } from './overview.js';
+import { queuePage } from './queue.js';
 import { reportPage } from './report.js';
 import { PanelSessions } from './sessions.js';
 import { signInRoutes } from './sign-in.js';
@@ -144,6 +145,7 @@ export async function panelRoutes(app: FastifyInstance, deps: Omit<PanelDeps, 'r
     reportPage(panel, full);
     historyPage(panel, full);
     webhooksPage(panel, full);
+    queuePage(panel, full);
   });
 }
 
