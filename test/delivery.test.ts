@@ -200,6 +200,8 @@ describe('delivery to a routed next hop', () => {
     for (let i = 0; i < 4; i++) await submit(relay, [`rr${i}@example.test`]);
     await waitFor('4 deliveries', () => mx.received.length, (n) => n === 4);
     expect(new Set(mx.received.map((m) => m.remoteAddress))).toEqual(new Set(['127.0.0.2', '127.0.0.3']));
+    // The MX has the mail a moment before the outcomes are committed (group commit, up to 10 ms).
+    await waitFor('4 attempts recorded', () => relay.db.prepare('SELECT count(*) AS n FROM attempts').get() as { n: number }, (row) => row.n === 4);
     const used = relay.db.prepare('SELECT DISTINCT local_ip FROM attempts ORDER BY local_ip').all();
     expect(used).toEqual([{ local_ip: '127.0.0.2' }, { local_ip: '127.0.0.3' }]);
   });
