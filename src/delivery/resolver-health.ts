@@ -133,30 +133,32 @@ export class ResolverHealth {
   }
 
   private async check(startedAt: number): Promise<boolean> {
-    const healthy = await this.checkOnce(startedAt);
-    for (const listener of this.checkedListeners) listener();
-    return healthy;
-  }
-
-  private async checkOnce(startedAt: number): Promise<boolean> {
     const errors = await this.askCanaries();
     const now = new Date();
     this.verdict = { healthy: errors === null, startedAt, doneAt: performance.now(), checkedAt: now };
+    const brokenSince = this.brokenSince;
+    const deferred = this.deferredSinceLog;
     if (errors === null) {
-      if (this.brokenSince) {
+      this.brokenSince = null;
+      this.deferredSinceLog = 0;
+    } else {
+      this.canaryErrors = errors;
+      if (!this.brokenSince) {
+        this.brokenSince = now;
+        this.loggedAt = 0;
+      }
+    }
+    // The listeners first, then the log line: on the delivery thread the status reaches the main
+    // thread's /healthz before the line saying so reaches the log (both go by one message port).
+    for (const listener of this.checkedListeners) listener();
+    if (errors === null) {
+      if (brokenSince) {
         this.log.warn(
-          { servers: this.servers(), canaries: this.settings.canaries, brokenSince: this.brokenSince.toISOString(), deferred: this.deferredSinceLog },
+          { servers: this.servers(), canaries: this.settings.canaries, brokenSince: brokenSince.toISOString(), deferred },
           'DNS resolver answers the canaries again; deferred mail is sent at its next retry',
         );
       }
-      this.brokenSince = null;
-      this.deferredSinceLog = 0;
       return true;
-    }
-    this.canaryErrors = errors;
-    if (!this.brokenSince) {
-      this.brokenSince = now;
-      this.loggedAt = 0;
     }
     this.logBroken(now.getTime());
     this.scheduleRecheck();
