@@ -45,7 +45,7 @@ export function readKeyFile(entry: DkimConfig['keys'][number], index: number): F
   const algorithm = algorithmOfKey(privateKey);
   if (!algorithm) {
     throw new DkimKeyFileError(
-      `invalid configuration:\n  ${where}.privateKeyFile: ${entry.privateKeyFile} holds a ${privateKey.asymmetricKeyType ?? 'unknown'} key${privateKey.asymmetricKeyDetails?.modulusLength ? ` of ${privateKey.asymmetricKeyDetails.modulusLength} bits` : ''}; DKIM here signs with RSA-2048 or Ed25519 (make one with rebound dkim add, or openssl genpkey -algorithm ed25519)`,
+      `invalid configuration:\n  ${where}.privateKeyFile: ${entry.privateKeyFile} holds a key of type ${privateKey.asymmetricKeyType ?? 'unknown'}${privateKey.asymmetricKeyDetails?.modulusLength ? ` and ${privateKey.asymmetricKeyDetails.modulusLength} bits` : ''}; DKIM here signs with RSA-2048 or Ed25519 (make one with rebound dkim add, or openssl genpkey -algorithm ed25519)`,
     );
   }
   return { domain, selector, algorithm, privateKey, file: entry.privateKeyFile, mtimeMs };
