@@ -114,8 +114,8 @@ function folded(words: readonly string[], firstLineStart: number): string {
  * DKIM-Signature fields (each ending in CRLF), one per key, for a CRLF message: relaxed/relaxed,
  * SHA-256, the body hash computed once for all. RSA signs with PKCS#1 v1.5 over the SHA-256 of
  * the header data; Ed25519 signs that SHA-256 digest with PureEdDSA (RFC 8463 3), as dkimpy and
- * OpenDKIM verify it. Signing runs on libuv's thread pool (crypto.sign with a callback), off
- * the delivery thread's event loop.
+ * OpenDKIM verify it. RSA signs on libuv's thread pool (crypto.sign with a callback), off the
+ * delivery thread's event loop.
  */
 export async function dkimSignatureFields(message: MessageParts, keys: readonly SigningKey[], signedAt: Date): Promise<string[]> {
   if (keys.length === 0) return [];
