@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { registerBounceCommands } from './cli/bounce-commands.js';
+import { registerDkimCommands } from './cli/dkim-commands.js';
 import { registerRelayCommands } from './cli/relay-commands.js';
 import { registerReportCommands } from './cli/report-commands.js';
 import { registerSuppressionCommands } from './cli/suppression-commands.js';
@@ -18,6 +19,7 @@ registerRelayCommands(program);
 registerBounceCommands(program);
 registerSuppressionCommands(program);
 registerReportCommands(program);
+registerDkimCommands(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   if (error instanceof OperatorError) {

@@ -93,6 +93,19 @@ const delivery = z.strictObject({
 });
 
 export type DeliveryConfig = z.infer<typeof delivery>;
+
+/** DKIM signing of relayed mail (src/dkim/). Keys live in the store (rebound dkim add), or in files named here. */
+const dkim = z.strictObject({
+  /** false: nothing is signed, whatever keys exist. */
+  enabled: z.boolean(),
+  /** How often delivery looks for keys added, activated or removed by `rebound dkim` (and changed key files). */
+  reloadSeconds: z.number().positive(),
+  /** Keys kept in files instead of the store: { domain, selector, privateKeyFile } (PEM, RSA-2048 or Ed25519). */
+  keys: z.array(z.strictObject({ domain: z.string().min(1), selector: z.string().min(1), privateKeyFile: z.string().min(1) })),
+});
+
+export type DkimConfig = z.infer<typeof dkim>;
+
 export type NextHopConfig = z.infer<typeof nextHop>;
 
 export const configSchema = z.strictObject({
@@ -156,6 +169,7 @@ export const configSchema = z.strictObject({
       path: ['maxBytesInFlight'],
     }),
   delivery,
+  dkim,
   returnPath: z.strictObject({
     /** Domain of the VERP return path (its MX points at the inbound listener); null means `hostname`. */
     domain: z.string().min(1).nullable(),

@@ -6,7 +6,9 @@ import type { DeliveryConfig } from '../config/schema.js';
 import type { Logger } from '../logger.js';
 import type { WalSync } from '../store/wal-sync.js';
 import type { UnsubscribeSettings } from '../unsubscribe/index.js';
+import { DkimKeyring } from '../dkim/keyring.js';
 import { DeliveryState } from './delivery-state.js';
+import { DkimSigner } from './dkim-signing.js';
 import { createResolver } from './mail-hosts.js';
 import { NextHopResolver } from './next-hop.js';
 import { ResolverHealth } from './resolver-health.js';
@@ -56,7 +58,9 @@ export function startDelivery(
     ? new ThreadSender({ settings, heloName, logLevel: config.log.level }, log)
     : new InlineSender(settings, heloName, log);
   const state = new DeliveryState(db, config, walSync);
-  const scheduler = new DeliveryScheduler(config, state, nextHops, sender, verp, unsubscribe, log);
+  // The keys are read on this stage's own store connection (on its thread, with stageThread).
+  const dkim = config.dkim.enabled ? new DkimSigner(new DkimKeyring(db, config.dkim, log.child({ component: 'dkim' })), log) : null;
+  const scheduler = new DeliveryScheduler(config, state, nextHops, sender, verp, unsubscribe, log, dkim);
   scheduler.start();
   log.info({ sendThread: settings.sendThread, concurrency: settings.concurrency, perDomainConcurrency: settings.perDomainConcurrency, routes: Object.keys(settings.routes) }, 'delivery started');
   return {

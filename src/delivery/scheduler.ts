@@ -4,6 +4,7 @@ import type { Config } from '../config/load.js';
 import { hasListUnsubscribe, listUnsubscribeHeaders, type UnsubscribeSettings } from '../unsubscribe/index.js';
 import type { Logger } from '../logger.js';
 import type { ClaimedBatch, DeliveryState } from './delivery-state.js';
+import type { DkimSigner } from './dkim-signing.js';
 import { localFailure } from './failure.js';
 import type { NextHopResolver } from './next-hop.js';
 import type { BatchReport, DeliveryBatch } from './send-batch.js';
@@ -35,6 +36,8 @@ export class DeliveryScheduler {
     private readonly verp: VerpSettings,
     private readonly unsubscribe: UnsubscribeSettings,
     private readonly log: Logger,
+    /** Signs the bytes sent (DKIM); null: nothing is signed (dkim.enabled false). */
+    private readonly dkim: DkimSigner | null = null,
   ) {
     this.global = new PQueue({ concurrency: config.delivery.concurrency });
     // Claimed work waiting in the queues keeps every slot busy without claiming the whole spool.
@@ -162,7 +165,10 @@ export class DeliveryScheduler {
     const mailFrom = claimed.mailFrom === '' ? '' : returnPathFor(this.verp, firstRecipient);
     const { received, raw } = this.state.contentOf(claimed.messageId, claimed.recipients.length);
     const listUnsubscribe = this.unsubscribe.enabled && !hasListUnsubscribe(raw) ? [listUnsubscribeHeaders(this.unsubscribe, firstRecipient)] : [];
-    const batch = { ...claimed, mailFrom, content: Buffer.concat([...listUnsubscribe, received, raw]) };
+    const unsigned = Buffer.concat([...listUnsubscribe, received, raw]);
+    // Signed last, so the signature covers the List-Unsubscribe fields added here (RFC 8058 3.1).
+    const content = this.dkim ? await this.dkim.sign(unsigned, claimed.queueId) : unsigned;
+    const batch = { ...claimed, mailFrom, content };
     const localIp = this.nextLocalAddress();
     const lookup = await this.nextHops.lookup(batch.domain);
     let report: BatchReport;

@@ -50,6 +50,28 @@ function needsEncoding(content: Buffer): boolean {
   return false;
 }
 
+/**
+ * The message as the receiver reads it once dataForWire's bytes have arrived: every line
+ * ending in CRLF (a bare CR or bare LF made CRLF, as on the wire), the dots unstuffed again,
+ * and a CRLF at the end (the one before the final dot). What a DKIM signature has to cover.
+ */
+export function messageAsReceived(content: Buffer): Buffer {
+  if (!hasBareLineEnd(content)) return content[content.length - 1] === LF ? content : Buffer.concat([content, Buffer.from('\r\n')]);
+  const text = content.toString('latin1').replace(/\r\n?|\n/g, '\r\n');
+  return Buffer.from(text.endsWith('\r\n') ? text : `${text}\r\n`, 'latin1');
+}
+
+/** A bare LF, or a bare CR (one at the very end too). */
+function hasBareLineEnd(content: Buffer): boolean {
+  for (let at = content.indexOf(LF); at !== -1; at = content.indexOf(LF, at + 1)) {
+    if (at === 0 || content[at - 1] !== CR) return true;
+  }
+  for (let at = content.indexOf(CR); at !== -1; at = content.indexOf(CR, at + 1)) {
+    if (content[at + 1] !== LF) return true;
+  }
+  return false;
+}
+
 /** The parts of nodemailer's SMTP client that its DATA stream uses; not in its published types. */
 interface ClientInternals {
   options: { lmtp?: boolean };

@@ -355,6 +355,25 @@ export const MIGRATIONS: readonly string[] = [
   -- (WebhookStore.due) reads just that endpoint's rows.
   CREATE INDEX webhook_deliveries_pending_by_endpoint ON webhook_deliveries (endpoint_url, next_attempt_at) WHERE status = 'pending';
   `,
+  `
+  -- DKIM keys per signing domain (rebound dkim add|rotate|activate|remove). The delivery stage
+  -- signs with the active ones; the private key leaves this table only into its memory.
+  CREATE TABLE dkim_keys (
+    id           INTEGER PRIMARY KEY,
+    domain       TEXT NOT NULL,            -- the signing domain (d=): lower case, IDN as punycode
+    selector     TEXT NOT NULL,            -- s=; the record is <selector>._domainkey.<domain>
+    algorithm    TEXT NOT NULL CHECK (algorithm IN ('rsa-2048', 'ed25519')),
+    private_key  TEXT NOT NULL,            -- PKCS#8 PEM; never logged, printed or served
+    public_key   TEXT NOT NULL,            -- the p= value of the DNS record
+    state        TEXT NOT NULL CHECK (state IN ('active', 'pending', 'retired')),
+    created_at   TEXT NOT NULL,
+    activated_at TEXT,                     -- when it last began to sign
+    retired_at   TEXT,                     -- when a newer key took over (kept until removed)
+    UNIQUE (domain, selector)
+  );
+  -- One signing key per domain and algorithm: RSA and Ed25519 side by side sign twice.
+  CREATE UNIQUE INDEX dkim_keys_one_active ON dkim_keys (domain, algorithm) WHERE state = 'active';
+  `,
 ];
 
 export class SchemaTooNewError extends OperatorError {

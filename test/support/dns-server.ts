@@ -6,6 +6,8 @@ export interface ZoneEntry {
   MX?: Array<{ preference: number; exchange: string }>;
   A?: string[];
   AAAA?: string[];
+  /** TXT records, each as its strings (a long DKIM key is cut into strings of 255 bytes at most). */
+  TXT?: string[][];
   /** Answer every query for the name with this error code. */
   rcode?: 'NXDOMAIN' | 'SERVFAIL';
   /** Never answer queries for the name (a timeout). */
@@ -46,6 +48,7 @@ export async function startDnsServer(zone: Record<string, ZoneEntry>): Promise<T
     else if (question.type === 'MX') for (const mx of entry.MX ?? []) answers.push({ type: 'MX', name, ttl: 60, data: mx });
     else if (question.type === 'A') for (const ip of entry.A ?? []) answers.push({ type: 'A', name, ttl: 60, data: ip });
     else if (question.type === 'AAAA') for (const ip of entry.AAAA ?? []) answers.push({ type: 'AAAA', name, ttl: 60, data: ip });
+    else if (question.type === 'TXT') for (const strings of entry.TXT ?? []) answers.push({ type: 'TXT', name, ttl: 60, data: strings });
     const response = dnsPacket.encode({
       type: 'response',
       id: query.id ?? 0,
