@@ -4,6 +4,7 @@ import { startAdmin, type AdminServer } from './admin/server.js';
 import type { VerpSettings } from './bounces/verp.js';
 import type { Config } from './config/load.js';
 import { deliveryDns, startDelivery, type DeliveryStage } from './delivery/index.js';
+import { loadShapingRules } from './delivery/shaping-rules.js';
 import { readKeyFiles } from './dkim/key-files.js';
 import { startDeliveryThread, type ThreadedDeliveryStage } from './delivery/stage-on-thread.js';
 import { OperatorError } from './errors.js';
@@ -53,6 +54,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
   // A dkim.keys file that cannot sign stops the start here (exit code 2, the entry named),
   // before the delivery thread, which reads the files again, would fail at every restart.
   if (config.delivery.enabled && config.dkim.enabled) readKeyFiles(config.dkim);
+  // Likewise a broken shaping file (delivery.shapingFile): named here, not at every thread start.
+  if (config.delivery.enabled) loadShapingRules(config.delivery.shapingFile);
   const db = openStore(config.store.path, { synchronous: config.store.synchronous });
   const storeHealth = new StoreHealth(db, config.store.path, logger.child({ stage: 'store' })).watch();
   const threadedDelivery = config.delivery.enabled && config.delivery.stageThread;

@@ -76,6 +76,8 @@ const delivery = z.strictObject({
   socketTimeoutSeconds: seconds,
   maxConnectionsPerHost: positiveInt,
   maxMessagesPerConnection: positiveInt,
+  /** Traffic shaping rules per provider (src/delivery/shaping-rules.ts); null: the shipped config/shaping.json. */
+  shapingFile: z.string().min(1).nullable(),
   /** true: the SMTP client runs on its own worker thread; false: on the main thread. */
   sendThread: z.boolean(),
   /**

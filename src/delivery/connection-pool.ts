@@ -255,7 +255,8 @@ export class ConnectionPool {
 
   private connectionsTo(destination: Destination): DestinationConnections {
     const { nextHop } = destination;
-    const key = [destination.ip, nextHop.port, destination.localIp, destination.hostName, nextHop.secure, nextHop.requireTLS, nextHop.auth?.user, destination.plaintext].join('|');
+    const maxTransactions = nextHop.maxMessagesPerConnection ?? this.settings.maxMessagesPerConnection;
+    const key = [destination.ip, nextHop.port, destination.localIp, destination.hostName, nextHop.secure, nextHop.requireTLS, nextHop.auth?.user, destination.plaintext, maxTransactions].join('|');
     let connections = this.destinations.get(key);
     if (!connections) {
       const options: SMTPConnection.Options = {
@@ -276,7 +277,7 @@ export class ConnectionPool {
         socketTimeout: this.settings.socketTimeoutSeconds * 1000,
         logger: false,
       };
-      connections = new DestinationConnections(options, nextHop.auth, this.settings.maxConnectionsPerHost, this.settings.maxMessagesPerConnection, this.log);
+      connections = new DestinationConnections(options, nextHop.auth, this.settings.maxConnectionsPerHost, maxTransactions, this.log);
       this.destinations.set(key, connections);
     }
     return connections;

@@ -12,6 +12,8 @@ import { DkimSigner } from './dkim-signing.js';
 import { createResolver } from './mail-hosts.js';
 import { NextHopResolver } from './next-hop.js';
 import { ResolverHealth } from './resolver-health.js';
+import { Shaper } from './shaper.js';
+import { loadShapingRules } from './shaping-rules.js';
 import { DeliveryScheduler } from './scheduler.js';
 import { InlineSender, type BatchSender } from './sender.js';
 import { ThreadSender } from './thread-sender.js';
@@ -60,7 +62,8 @@ export function startDelivery(
   const state = new DeliveryState(db, config, walSync);
   // The keys are read on this stage's own store connection (on its thread, with stageThread).
   const dkim = config.dkim.enabled ? new DkimSigner(new DkimKeyring(db, config.dkim, log.child({ component: 'dkim' })), log) : null;
-  const scheduler = new DeliveryScheduler(config, state, nextHops, sender, verp, unsubscribe, log, dkim);
+  const shaper = new Shaper(loadShapingRules(settings.shapingFile));
+  const scheduler = new DeliveryScheduler(config, state, nextHops, sender, verp, unsubscribe, log, dkim, shaper);
   scheduler.start();
   log.info({ sendThread: settings.sendThread, concurrency: settings.concurrency, perDomainConcurrency: settings.perDomainConcurrency, routes: Object.keys(settings.routes) }, 'delivery started');
   return {

@@ -16,6 +16,8 @@ export interface NextHop {
   secure: boolean;
   requireTLS: boolean;
   verifyCertificate: boolean;
+  /** A traffic shaping rule's messages per connection (shaper.ts); unset: delivery.maxMessagesPerConnection. */
+  maxMessagesPerConnection?: number;
 }
 
 export type NextHopLookup = { nextHop: NextHop } | { failure: Classification };

@@ -6,9 +6,10 @@ import type { Logger } from '../logger.js';
 import type { ClaimedBatch, DeliveryState } from './delivery-state.js';
 import type { DkimSigner } from './dkim-signing.js';
 import { localFailure } from './failure.js';
-import type { NextHopResolver } from './next-hop.js';
+import type { NextHopLookup, NextHopResolver } from './next-hop.js';
 import type { BatchReport, DeliveryBatch } from './send-batch.js';
 import type { BatchSender } from './sender.js';
+import { Shaper, type ShapedDestination } from './shaper.js';
 
 /**
  * Picks due recipients from the store and sends them. Two limits apply (p-queue): at most
@@ -38,6 +39,8 @@ export class DeliveryScheduler {
     private readonly log: Logger,
     /** Signs the bytes sent (DKIM); null: nothing is signed (dkim.enabled false). */
     private readonly dkim: DkimSigner | null = null,
+    /** Traffic shaping per provider (config/shaping.json); no rules: every destination as before. */
+    private readonly shaper: Shaper = new Shaper([]),
   ) {
     this.global = new PQueue({ concurrency: config.delivery.concurrency });
     // Claimed work waiting in the queues keeps every slot busy without claiming the whole spool.
@@ -47,6 +50,7 @@ export class DeliveryScheduler {
   start(): void {
     const recovered = this.state.recoverInFlight();
     if (recovered > 0) this.log.warn({ recipients: recovered }, 'recipients left "sending" by the last run are queued again (at-least-once)');
+    if (this.shaper.hasRules) for (const pause of this.state.activePauses()) this.shaper.restore(pause);
     this.timer = setInterval(() => this.wake(), this.config.delivery.pollIntervalMs);
     this.timer.unref();
     this.wake();
@@ -108,7 +112,7 @@ export class DeliveryScheduler {
     this.inFlight++;
     const domainQueue = this.domainQueue(batch.domain);
     domainQueue
-      .add(() => this.global.add(() => this.sendAndRecord(batch)))
+      .add(() => this.route(batch))
       .then((sent) => sent?.recorded)
       .catch((error: unknown) => this.log.error({ err: error, queueId: batch.queueId }, 'delivery of a batch failed unexpectedly; it is retried after a restart'))
       .finally(() => {
@@ -119,13 +123,68 @@ export class DeliveryScheduler {
   }
 
   /**
+   * The next hop, then the slots: a destination under a shaping rule first waits for one of its
+   * maxConnections, then for its rate; held back (paused, or over its rate), the batch is not
+   * sent and its recipients are due when it may go.
+   */
+  private async route(batch: ClaimedBatch): Promise<{ recorded: Promise<void> } | null> {
+    const lookup = await this.nextHops.lookup(batch.domain);
+    const destination = this.shaper.destinationOf(batch.domain, lookup);
+    if (!destination) return this.global.add(() => this.sendAndRecord(batch, lookup, null));
+    return destination.gate.add(() => {
+      if (this.stopped) return null;
+      const now = Date.now();
+      const freeAt = destination.admit(now);
+      if (freeAt === null) return this.global.add(() => this.sendAndRecord(batch, lookup, destination));
+      return { recorded: this.record(...this.held(batch, destination, new Date(destination.holdUntil(now, freeAt)))) };
+    });
+  }
+
+  /** A batch held back by its destination's pause or rate: unsent, due at `until`. */
+  private held(batch: ClaimedBatch, destination: ShapedDestination, until: Date): [DeliveryBatch, BatchReport] {
+    const paused = destination.pause !== null && until.getTime() <= destination.pausedUntil;
+    const text = paused ? `held: ${destination.rule.name} is paused (${destination.pause?.reaction})` : `held: ${destination.rule.name} is at its rate`;
+    const failure = localFailure('temporary', 'other', text);
+    const at = { startedAt: new Date(), durationMs: 0, mxHost: null, mxIp: null, localIp: null };
+    const outcomes = batch.recipients.map((r) => ({ recipientId: r.id, delivered: false as const, failure, at, retryInNewTransaction: false, notBefore: until, held: true }));
+    return [{ ...batch, content: Buffer.alloc(0) }, { failedHosts: [], outcomes }];
+  }
+
+  /**
    * Sends, then starts the outcome's commit without waiting for it (wrapped, so the queue's task
    * ends with the transaction). The commit is tracked before the task ends, so stop(), which
    * waits for the queue to be idle, then for the tracked commits, never misses one.
    */
-  private async sendAndRecord(batch: ClaimedBatch): Promise<{ recorded: Promise<void> } | null> {
-    const sent = await this.send(batch);
-    return sent ? { recorded: this.record(sent.batch, sent.report) } : null;
+  private async sendAndRecord(batch: ClaimedBatch, lookup: NextHopLookup, destination: ShapedDestination | null): Promise<{ recorded: Promise<void> } | null> {
+    const sent = await this.send(batch, lookup, destination);
+    if (!sent) return null;
+    if (destination) this.reactTo(destination, sent.report);
+    return { recorded: this.record(sent.batch, sent.report) };
+  }
+
+  /**
+   * A throttling reply the destination's rule names: the destination is paused (its waiting mail
+   * due at the pause's end, the store told for the queue view) and slowed down; this batch's
+   * deferred recipients are due at the end of the pause too.
+   */
+  private reactTo(destination: ShapedDestination, report: BatchReport): void {
+    const throttling = this.shaper.throttlingIn(destination, report);
+    if (!throttling) return;
+    const { reaction, failure } = throttling;
+    const reply = [failure.code, failure.enhancedCode, failure.text].filter((part) => part !== null && part !== '').join(' ');
+    const pause = destination.throttled(Date.now(), reaction, reply);
+    for (const outcome of report.outcomes) if (!outcome.delivered) outcome.notBefore = pause.pausedUntil;
+    let deferred = 0;
+    try {
+      deferred = this.state.pauseDestination(pause, [...destination.domains]);
+    } catch (error) {
+      // The pause holds in memory all the same; only the queue view and a restart miss it.
+      this.log.error({ err: error, destination: pause.destination }, 'could not record a paused destination in the store');
+    }
+    this.log.warn(
+      { destination: pause.destination, until: pause.pausedUntil.toISOString(), reaction: reaction.name, reply, rateFactor: destination.rateFactor, deferred },
+      'destination paused by traffic shaping: it asked us to slow down',
+    );
   }
 
   private record(batch: DeliveryBatch, report: BatchReport): Promise<void> {
@@ -157,7 +216,7 @@ export class DeliveryScheduler {
   }
 
   /** The SMTP transaction (or the routing failure) of one batch; null when the shutdown cut it. */
-  private async send(claimed: ClaimedBatch): Promise<{ batch: DeliveryBatch; report: BatchReport } | null> {
+  private async send(claimed: ClaimedBatch, lookup: NextHopLookup, destination: ShapedDestination | null): Promise<{ batch: DeliveryBatch; report: BatchReport } | null> {
     // The signed return path names the transaction's first recipient; a delayed bounce for any
     // of its recipients comes back to it and is matched by address within the message. Mail
     // submitted with the null sender <> (itself a bounce) keeps <>, so bounces never loop.
@@ -170,13 +229,14 @@ export class DeliveryScheduler {
     const content = this.dkim ? await this.dkim.sign(unsigned, claimed.queueId) : unsigned;
     const batch = { ...claimed, mailFrom, content };
     const localIp = this.nextLocalAddress();
-    const lookup = await this.nextHops.lookup(batch.domain);
     let report: BatchReport;
     if ('failure' in lookup) {
       const at = { startedAt: new Date(), durationMs: 0, mxHost: null, mxIp: null, localIp };
       report = { failedHosts: [], outcomes: batch.recipients.map((r) => ({ recipientId: r.id, delivered: false as const, failure: lookup.failure, at, retryInNewTransaction: false })) };
     } else {
-      report = await this.sender.send(batch, lookup.nextHop, localIp).catch((error: Error) => {
+      // A shaping rule's messages per connection, carried to the pool with the next hop.
+      const nextHop = destination ? { ...lookup.nextHop, maxMessagesPerConnection: destination.rule.messagesPerConnection } : lookup.nextHop;
+      report = await this.sender.send(batch, nextHop, localIp).catch((error: Error) => {
         const at = { startedAt: new Date(), durationMs: 0, mxHost: null, mxIp: null, localIp };
         const failure = localFailure('temporary', 'other', `internal error while sending: ${error.message}`);
         return { failedHosts: [], outcomes: batch.recipients.map((r) => ({ recipientId: r.id, delivered: false as const, failure, at, retryInNewTransaction: false })) };

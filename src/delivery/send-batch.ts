@@ -27,7 +27,17 @@ export interface HostTry {
 
 export type RecipientOutcome =
   | { recipientId: number; delivered: true; reply: string; at: HostTry }
-  | { recipientId: number; delivered: false; failure: Classification; at: HostTry; retryInNewTransaction: boolean };
+  | {
+      recipientId: number;
+      delivered: false;
+      failure: Classification;
+      at: HostTry;
+      retryInNewTransaction: boolean;
+      /** Traffic shaping (shaper.ts): not tried before this, whatever the retry schedule says. */
+      notBefore?: Date;
+      /** Traffic shaping held it back unsent: no attempt is counted or written. */
+      held?: boolean;
+    };
 
 export interface BatchReport {
   /** Hosts that failed before any recipient was answered (the batch moved on to the next host). */

@@ -374,6 +374,18 @@ export const MIGRATIONS: readonly string[] = [
   -- One signing key per domain and algorithm: RSA and Ed25519 side by side sign twice.
   CREATE UNIQUE INDEX dkim_keys_one_active ON dkim_keys (domain, algorithm) WHERE state = 'active';
   `,
+  `
+  -- Destinations (a traffic shaping rule's MX hosts, config/shaping.json) that asked us to slow
+  -- down: no connection to them until paused_until. Written by the delivery stage, read by
+  -- rebound queue and GET /v1/queue, and at start so a pause outlives a restart.
+  CREATE TABLE destination_pauses (
+    destination  TEXT PRIMARY KEY,          -- the rule's name (gmail, outlook, ...)
+    paused_at    TEXT NOT NULL,
+    paused_until TEXT NOT NULL,
+    reaction     TEXT NOT NULL,             -- the rule's name for the reply (Gmail rate limit)
+    reason       TEXT NOT NULL              -- the reply as the host gave it
+  );
+  `,
 ];
 
 export class SchemaTooNewError extends OperatorError {
