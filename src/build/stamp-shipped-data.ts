@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { compileBounceRules, DEFAULT_BOUNCE_RULES_PATH, DEFAULT_REMOTE_HOST_RULES_PATH } from '../bounces/rules.js';
 import { compileReportPatterns, DEFAULT_REPORT_PATTERNS_PATH } from '../bounces/report/patterns.js';
 import { requiredLiterals } from '../bounces/regex-literals.js';
+import { loadShapingRules } from '../delivery/shaping-rules.js';
 import { digestOf, literalsKey, SHIPPED_DATA_STAMP, type ShippedStamp } from '../bounces/shipped-data.js';
 
 /** Parses and fully checks each shipped file; returns the stamp that trusts exactly these contents. */
@@ -20,6 +21,9 @@ export function checkShippedData(): ShippedStamp {
   const compiled = compileBounceRules(parseJson(rules, DEFAULT_BOUNCE_RULES_PATH), fileURLToPath(DEFAULT_BOUNCE_RULES_PATH), {
     remoteHostRules: { data: parseJson(remoteHostRules, DEFAULT_REMOTE_HOST_RULES_PATH), source: fileURLToPath(DEFAULT_REMOTE_HOST_RULES_PATH) },
   });
+  // The shaping rules are read with zod at every start (delivery needs zod anyway); checked here too,
+  // so a broken shipped file fails the build rather than the first start.
+  loadShapingRules(null);
   const patterns = readFileSync(DEFAULT_REPORT_PATTERNS_PATH, 'utf8');
   compileReportPatterns(parseJson(patterns, DEFAULT_REPORT_PATTERNS_PATH), fileURLToPath(DEFAULT_REPORT_PATTERNS_PATH));
   const literals: Record<string, readonly string[] | null> = {};

@@ -92,6 +92,12 @@ export function registerRelayCommands(program: Command): void {
               `<${entry.mailFrom}> -> <${entry.address}>${entry.lastReply ? `  last: ${entry.lastReply}` : ''}`,
           );
         }
+        if (summary.pausedDestinations.length > 0) {
+          console.log(`paused destinations (${summary.pausedDestinations.length}, traffic shaping):`);
+          for (const pause of summary.pausedDestinations) {
+            console.log(`  ${pause.destination}  until ${pause.pausedUntil}  ${pause.reaction}  reply: ${pause.reason}`);
+          }
+        }
       } finally {
         db.close();
       }

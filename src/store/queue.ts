@@ -22,10 +22,34 @@ export interface QueueEntry {
   lastReply: string | null;
 }
 
+/** A destination traffic shaping paused (config/shaping.json): no connection to it until pausedUntil. */
+export interface PausedDestination {
+  /** The shaping rule's name: gmail, outlook, yahoo, or an operator's own. */
+  destination: string;
+  pausedAt: string;
+  pausedUntil: string;
+  /** The rule's name for the reply. */
+  reaction: string;
+  /** The reply that paused it, as the host gave it. */
+  reason: string;
+}
+
 export interface QueueSummary {
   messages: number;
   recipientsByStatus: Record<RecipientStatus, number>;
   oldest: QueueEntry[];
+  /** Destinations paused now, the one that resumes first first. */
+  pausedDestinations: PausedDestination[];
+}
+
+/** Destinations still paused at `now` (the delivery stage writes them; see src/delivery/shaper.ts). */
+export function pausedDestinations(db: Database, now = new Date()): PausedDestination[] {
+  return db
+    .prepare(
+      `SELECT destination, paused_at AS pausedAt, paused_until AS pausedUntil, reaction, reason
+         FROM destination_pauses WHERE paused_until > ? ORDER BY paused_until, destination`,
+    )
+    .all(now.toISOString()) as PausedDestination[];
 }
 
 export function queueSummary(db: Database, oldestLimit = 10): QueueSummary {
@@ -44,7 +68,7 @@ export function queueSummary(db: Database, oldestLimit = 10): QueueSummary {
         LIMIT ?`,
     )
     .all(...PENDING_STATUSES, oldestLimit) as QueueEntry[];
-  return { messages, recipientsByStatus, oldest };
+  return { messages, recipientsByStatus, oldest, pausedDestinations: pausedDestinations(db) };
 }
 
 /** Deferred recipients of one recipient domain, as the panel's queue page groups them. */

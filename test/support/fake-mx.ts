@@ -17,6 +17,8 @@ export interface ReceivedMessage {
   authUser: string | null;
   /** MAIL FROM's BODY= parameter (RFC 6152), null when not given. */
   body: string | null;
+  /** When the end of DATA was accepted (Date.now()). */
+  at: number;
 }
 
 export interface FakeMxScript {
@@ -48,6 +50,8 @@ export interface FakeMx {
   readonly connections: number;
   /** Connections open now. */
   readonly openConnections: number;
+  /** When each connection was opened (Date.now()), in order. */
+  readonly connectedAt: number[];
   close(): Promise<void>;
 }
 
@@ -67,6 +71,7 @@ export async function startFakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
   const rcptAttempts = new Map<string, number>();
   let dataAttempts = 0;
   let connections = 0;
+  const connectedAt: number[] = [];
   let openConnections = 0;
   const server = new SMTPServer({
     logger: false,
@@ -87,6 +92,7 @@ export async function startFakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
     },
     onConnect(_session, callback) {
       connections++;
+      connectedAt.push(Date.now());
       openConnections++;
       callback(script.greeting ? replyError(script.greeting) : undefined);
     },
@@ -117,6 +123,7 @@ export async function startFakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
           secure: session.secure,
           authUser: (session.user as string | undefined) ?? null,
           body: bodyParameter(session.envelope.mailFrom ? session.envelope.mailFrom.args : false),
+          at: Date.now(),
         });
         callback(null, 'Ok: queued on the fake MX');
       });
@@ -134,6 +141,7 @@ export async function startFakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
     get openConnections() {
       return openConnections;
     },
+    connectedAt,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
