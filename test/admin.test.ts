@@ -666,6 +666,8 @@ describe('admin API: reports, queue, events and metrics of real traffic', () => 
       messages: 2,
       recipientsByStatus: { queued: 0, sending: 0, deferred: 0, held: 0, delivered: 2, bounced: 2, expired: 0, suppressed: 1, deleted: 0 },
       oldest: [],
+      // Traffic shaping's paused destinations (test/shaping.test.ts shows one): none here.
+      pausedDestinations: [],
     });
     expect(await call(a, 'GET', '/v1/queue?limit=0')).toMatchObject({ status: 400, body: { error: 'limit must be a whole number from 1 to 1000; got "0"' } });
   });

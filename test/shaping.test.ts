@@ -176,6 +176,53 @@ describe('traffic shaping: rates and connections', () => {
   });
 });
 
+describe('traffic shaping: a destination\'s state', () => {
+  const rules = compileShapingRules({ rules: [testRule({ messagesPerMinute: 4, recoverAfterSeconds: 60 })] }, 'test');
+  const lookup: NextHopLookup = {
+    nextHop: { hosts: [{ name: '127.0.0.2', addresses: ['127.0.0.2'] }], port: 25, routed: true, secure: false, requireTLS: false, verifyCertificate: false },
+  };
+  const reaction = rules[0]?.reactions[0];
+  if (!reaction) throw new Error('test rule has no reaction');
+
+  it('admits the rule\'s rate per sliding minute, pauses, then allows half, and recovers', () => {
+    const destination = new Shaper(rules).destinationOf('x.test', lookup);
+    if (!destination) throw new Error('no match');
+    const t0 = 1_000_000;
+    for (let k = 0; k < 4; k++) expect(destination.admit(t0 + k)).toBeNull();
+    expect(destination.admit(t0 + 10)).toBe(t0 + 60_000);
+    expect(destination.admit(t0 + 60_000)).toBeNull();
+    const pause = destination.throttled(t0 + 61_000, reaction, '421 4.7.0 Try again later');
+    expect(pause.pausedUntil.getTime()).toBe(t0 + 61_000 + PAUSE_MS);
+    // Paused: nothing goes, whatever room the window has; claimed batches are held to its end.
+    expect(destination.admit(t0 + 62_000)).toBe(t0 + 61_000 + PAUSE_MS);
+    // After it: half the rate (2 a minute).
+    const after = t0 + 61_000 + PAUSE_MS;
+    expect(destination.admit(after)).toBeNull();
+    expect(destination.admit(after + 1)).not.toBeNull();
+    expect(destination.limit(4)).toBe(2);
+    // A recoverAfterSeconds later without another throttling reply: the rule's rate again.
+    expect(destination.admit(after + 61_000)).toBeNull();
+    expect(destination.rateFactor).toBe(1);
+  });
+
+  it('holds back batches spaced at the rate, not all at once', () => {
+    const destination = new Shaper(rules).destinationOf('x.test', lookup);
+    if (!destination) throw new Error('no match');
+    const slots = [0, 1, 2].map(() => destination.holdUntil(5_000, 60_000));
+    expect(slots).toEqual([60_000, 75_000, 90_000]);
+  });
+
+  it('carries a pause over a restart, slowed down', () => {
+    const shaper = new Shaper(rules);
+    const until = new Date(Date.now() + 60_000);
+    shaper.restore({ destination: 'throttler', pausedUntil: until, reason: '421 4.7.0 Try again later', reaction: 'test try again later' });
+    shaper.restore({ destination: 'no-such-rule', pausedUntil: until, reason: 'x', reaction: 'x' });
+    const destination = shaper.destinationOf('x.test', lookup);
+    expect(destination?.admit(Date.now())).toBe(until.getTime());
+    expect(destination?.rateFactor).toBe(0.5);
+  });
+});
+
 describe('traffic shaping rules (config/shaping.json)', () => {
   const shipped = loadShapingRules(null);
   const shaper = new Shaper(shipped);
