@@ -129,6 +129,8 @@ export class DeliveryScheduler {
    */
   private async route(batch: ClaimedBatch): Promise<{ recorded: Promise<void> } | null> {
     const lookup = await this.nextHops.lookup(batch.domain);
+    // Stopping while the lookup ran: left "sending", queued again by the stage's stop.
+    if (this.stopped) return null;
     const destination = this.shaper.destinationOf(batch.domain, lookup);
     if (!destination) return this.global.add(() => this.sendAndRecord(batch, lookup, null));
     return destination.gate.add(() => {
