@@ -144,6 +144,22 @@ describe('traffic shaping: a destination that says "try again later"', () => {
   }, 20_000);
 });
 
+describe('traffic shaping: a throttling greeting', () => {
+  it('pauses the destination on a 421 greeting: one connection, the rest held unsent until the pause ends', async () => {
+    const mx = await fakeMx({ host: '127.0.0.2', greeting: { code: 421, text: '4.7.0 Try again later, closing connection.' } });
+    const relay = await shapedRelay(shapingFile([testRule({})]), { 'greet.test': `127.0.0.2:${mx.port}` });
+    for (let k = 1; k <= 3; k++) await submit(relay, `user${k}@greet.test`);
+    await waitFor('the throttling greeting', () => mx.connections, (n) => n > 0, 3000);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(mx.connections).toBe(1);
+    const first = Math.min(...mx.connectedAt);
+    const rows = statuses(relay);
+    expect(rows.map((row) => row.status).sort()).toEqual(['deferred', 'queued', 'queued']);
+    for (const row of rows) expect(Date.parse(row.next_attempt_at ?? '')).toBeGreaterThanOrEqual(first + PAUSE_MS - 200);
+    expect(rows.map((row) => row.attempts).sort()).toEqual([0, 0, 1]);
+  });
+});
+
 describe('traffic shaping: rates and connections', () => {
   it('keeps to the messages per minute and per connection of the rule', async () => {
     const mx = await fakeMx({ host: '127.0.0.2' });
