@@ -188,7 +188,7 @@ type Comparable = Omit<BouncesReportRow, 'firstAt' | 'lastAt'>;
 const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** What the report must say, computed from the observations in plain code. */
-function expectedRows(all: Observation[], query: { groupBy: GroupBy; type: BounceTypeFilter; campaign: string | null; phases: Array<1 | 2> }): Comparable[] {
+function expectedRows(all: Observation[], query: { groupBy: Exclude<GroupBy, 'tag'>; type: BounceTypeFilter; campaign: string | null; phases: Array<1 | 2> }): Comparable[] {
   const rows = new Map<string, Comparable>();
   for (const o of all) {
     if (!query.phases.includes(o.phase)) continue;
@@ -330,7 +330,7 @@ afterAll(async () => {
 });
 
 function query(overrides: Partial<BouncesReportQuery> = {}): BouncesReportQuery {
-  return { since: start, until: end, campaign: null, groupBy: 'from-domain', type: 'soft', ...overrides };
+  return { since: start, until: end, campaign: null, tag: null, groupBy: 'from-domain', type: 'soft', ...overrides };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -419,7 +419,7 @@ describe('bouncesReport', () => {
       for (const type of ['soft', 'hard', 'all'] as const) {
         for (const campaign of [null, 'spring', 'autumn', 'no-such-campaign']) {
           for (const period of periods) {
-            const rows = bouncesReport(relay.db, { since: period.since, until: period.until, campaign, groupBy, type });
+            const rows = bouncesReport(relay.db, { since: period.since, until: period.until, campaign, tag: null, groupBy, type });
             expect(comparable(rows), JSON.stringify({ groupBy, type, campaign, period })).toEqual(expectedRows(all, { groupBy, type, campaign, phases: period.phases }));
             checked++;
           }
@@ -468,7 +468,7 @@ describe('a relay without delivery.localAddresses', () => {
       const since = new Date();
       await nodemailer.createTransport({ host: '127.0.0.1', port: plain.port, ignoreTLS: true }).sendMail({ from: 'news@shop.example', to: 'nobody@alpha.test', subject: 'hi', text: 'hi' });
       await waitFor('the bounce', () => plain.db.prepare('SELECT status FROM recipients').get() as { status: string }, (row) => row.status === 'bounced');
-      const rows = bouncesReport(plain.db, { since, until: new Date(Date.now() + 1000), campaign: null, groupBy: 'ip', type: 'hard' });
+      const rows = bouncesReport(plain.db, { since, until: new Date(Date.now() + 1000), campaign: null, tag: null, groupBy: 'ip', type: 'hard' });
       expect(comparable(rows)).toEqual([{ group: '(none)', text: '550 5.1.1 User unknown', amount: 1, bounceType: 'hard', category: 'bad-mailbox', reason: 'bounced' }]);
     } finally {
       await plain.stop();
@@ -561,7 +561,7 @@ describe('CSV and XLSX', () => {
     { group: 'shop.example', text: '550 5.1.1 "quoted", with a comma\r\nand a second line', amount: 3, bounceType: 'hard', category: 'bad-mailbox', reason: 'bounced', firstAt: '2026-11-01T00:00:00.000Z', lastAt: '2026-11-02T00:00:00.000Z' },
     { group: 'bank.example', text: '=HYPERLINK("http://evil.example")', amount: 1, bounceType: 'soft', category: 'other', reason: 'deferred', firstAt: '2026-11-03T00:00:00.000Z', lastAt: '2026-11-03T00:00:00.000Z' },
   ];
-  const sampleQuery: BouncesReportQuery = { since: new Date('2026-11-01T00:00:00Z'), until: new Date('2026-12-01T00:00:00Z'), campaign: 'spring', groupBy: 'from-domain', type: 'all' };
+  const sampleQuery: BouncesReportQuery = { since: new Date('2026-11-01T00:00:00Z'), until: new Date('2026-12-01T00:00:00Z'), campaign: 'spring', tag: null, groupBy: 'from-domain', type: 'all' };
 
   it('writes RFC 4180: header row, CRLF line ends, quotes doubled, formulas neutralised', () => {
     expect(bouncesCsv(sample, sampleQuery)).toBe(
