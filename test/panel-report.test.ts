@@ -230,7 +230,7 @@ describe('the bounces report page', () => {
     await page.getByRole('button', { name: 'Show report' }).click();
     await page.waitForURL(/group_by=recipient-domain/);
     const url = new URL(page.url());
-    expect(Object.fromEntries(url.searchParams)).toEqual({ from: day(seededFrom), to: today, campaign: 'spring', group_by: 'recipient-domain', type: 'all' });
+    expect(Object.fromEntries(url.searchParams)).toEqual({ from: day(seededFrom), to: today, campaign: 'spring', tag: '', group_by: 'recipient-domain', type: 'all' });
 
     expect(await tableHeaders(page)).toEqual(['recipient-domain', 'amount', 'type', 'category', 'reason', 'bounce_text']);
     expect(await tableRows(page)).toEqual([
@@ -346,11 +346,12 @@ describe('the bounces report page', () => {
       ['from=2026-03-01&to=yesterday', 'To: "yesterday" is not a day; pick one in the calendar or write it as YYYY-MM-DD (UTC), e.g. 2026-11-01'],
       ['from=&to=2026-03-01', 'From: pick the first day of the period (a day, YYYY-MM-DD)'],
       ['from=2026-03-01&to=9999-12-31', 'To: 9999-12-31 is the last day there is; pick an earlier one'],
-      ['group_by=domain', 'Group by: "domain" is not one of from-domain, ip, recipient-domain, category'],
+      ['group_by=domain', 'Group by: "domain" is not one of from-domain, ip, recipient-domain, category, tag'],
       ['type=medium', 'Type: "medium" is not one of soft, hard, all'],
       ['campaign=%20%20', 'Campaign: give a campaign id (the value of the campaign header), or leave Campaign out for all campaigns'],
       ['group_by=ip&group_by=category', 'give group_by once, not 2 times'],
-      ['since=2026-03-01', '"since" is not a field of this report; it takes from, to, campaign, group_by, type'],
+      ['since=2026-03-01', '"since" is not a field of this report; it takes from, to, campaign, tag, group_by, type'],
+      ['tag=%07bell', 'Tag: no message can carry this tag; a tag is printable ASCII, at most 128 characters'],
       ['preset=yesterday', '"yesterday" is not a quick period; pick Today, Last 7 days, Last 30 days'],
     ];
     for (const [search, message] of refusals) {

@@ -499,6 +499,7 @@ describe('parseBouncesQuery', () => {
       since: new Date('2026-11-01T00:00:00.000Z'),
       until: now,
       campaign: null,
+      tag: null,
       groupBy: 'from-domain',
       type: 'soft',
     });
@@ -517,6 +518,7 @@ describe('parseBouncesQuery', () => {
       since: new Date('2026-11-01T00:00:00.000Z'),
       until: new Date('2026-12-01T00:00:00.000Z'),
       campaign: 'spring',
+      tag: null,
       groupBy: 'ip',
       type: 'all',
     });
@@ -545,10 +547,10 @@ describe('parseBouncesQuery', () => {
     expect(refused({ since: '2027-01-01' })).toBe(
       '--since 2027-01-01T00:00:00.000Z is not before --until 2026-11-22T20:00:00.000Z (now); the period starts at --since and ends just before --until',
     );
-    expect(refused({ since: '2026-11-01', groupBy: 'planet' })).toBe('--group-by: "planet" is not one of from-domain, ip, recipient-domain, category');
+    expect(refused({ since: '2026-11-01', groupBy: 'planet' })).toBe('--group-by: "planet" is not one of from-domain, ip, recipient-domain, category, tag');
     // The API may build a query without parseBouncesQuery: the report checks what reaches its SQL.
     expect(() => bouncesReport(relay.db, { ...query(), groupBy: 'constructor' as GroupBy })).toThrow(
-      new ReportQueryError('--group-by: "constructor" is not one of from-domain, ip, recipient-domain, category'),
+      new ReportQueryError('--group-by: "constructor" is not one of from-domain, ip, recipient-domain, category, tag'),
     );
     expect(() => bouncesReport(relay.db, { ...query(), type: 'medium' as BounceTypeFilter })).toThrow(new ReportQueryError('--type: "medium" is not one of soft, hard, all'));
     expect(refused({ since: '2026-11-01', type: 'medium' })).toBe('--type: "medium" is not one of soft, hard, all');
@@ -687,7 +689,7 @@ describe('rebound report bounces', () => {
       [['--since', 'yesterdayish'], '--since: "yesterdayish" is not a date; use ISO 8601 like 2026-11-01 or 2026-11-01T12:00:00Z'],
       [['--since', '2026-11-01', '--until', '2026-11-31'], '--until: "2026-11-31" is not a date; use ISO 8601 like 2026-11-01 or 2026-11-01T12:00:00Z'],
       [['--since', '2026-12-01', '--until', '2026-11-01'], '--since 2026-12-01T00:00:00.000Z is not before --until 2026-11-01T00:00:00.000Z; the period starts at --since and ends just before --until'],
-      [['--since', '2026-11-01', '--group-by', 'planet'], '--group-by: "planet" is not one of from-domain, ip, recipient-domain, category'],
+      [['--since', '2026-11-01', '--group-by', 'planet'], '--group-by: "planet" is not one of from-domain, ip, recipient-domain, category, tag'],
       [['--since', '2026-11-01', '--type', 'medium'], '--type: "medium" is not one of soft, hard, all'],
       [['--since', '2026-11-01', '--campaign', ''], '--campaign: give a campaign id (the value of the campaign header), or leave --campaign out for all campaigns'],
       [['--since', '2026-11-01', '--format', 'pdf'], '--format: "pdf" is not one of table, csv, xlsx'],

@@ -36,6 +36,8 @@ describe('summarizeMessage', () => {
       fromDomain: 'mail.example.com',
       subject: 'Café menu',
       campaignId: 'c-42',
+      tagFields: [],
+      variablesFields: [],
     });
   });
 
@@ -45,12 +47,16 @@ describe('summarizeMessage', () => {
       fromDomain: null,
       subject: 'only',
       campaignId: null,
+      tagFields: [],
+      variablesFields: [],
     });
     expect(summarizeMessage(Buffer.alloc(0), 'X-Campaign-ID')).toEqual({
       messageIdHeader: null,
       fromDomain: null,
       subject: null,
       campaignId: null,
+      tagFields: [],
+      variablesFields: [],
     });
   });
 
