@@ -46,10 +46,11 @@ export function summarizeMessage(raw: Buffer, campaignHeader: string): MessageSu
   const variablesFields: string[] = [];
   const keep = (): void => {
     if (name === null) return;
+    // Encoded words decoded: nodemailer writes a JSON value with quotes and spaces as =?UTF-8?Q?...?=.
     if (name === TAG_HEADER) {
-      if (tagFields.length < MAX_CONTROL_FIELDS) tagFields.push(value.trim());
+      if (tagFields.length < MAX_CONTROL_FIELDS) tagFields.push(decodeWords(value.trim()));
     } else if (name === VARIABLES_HEADER) {
-      if (variablesFields.length < MAX_CONTROL_FIELDS) variablesFields.push(value.trim());
+      if (variablesFields.length < MAX_CONTROL_FIELDS) variablesFields.push(decodeWords(value.trim()));
     }
     if (names.has(name) && !wanted.has(name)) wanted.set(name, value.trim());
   };
