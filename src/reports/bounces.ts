@@ -1,12 +1,13 @@
 import type { Database, Statement } from 'better-sqlite3';
 import { OperatorError } from '../errors.js';
-import { MAX_TAG_LENGTH } from '../submission/sender-controls.js';
+import { MAX_TAG_LENGTH, tagKey, tagProblem } from '../store/message-tags.js';
 
 /**
  * The bounces report: bounces in a period, for one campaign or all, grouped by the From domain,
  * the sending IP, the recipient domain, the category or the tag; one row per group and bounce
  * text, with the number of bounces. Grouped by tag, a bounce of a message with two tags counts in
- * both tags' rows (and one without tags under "(none)"), so the rows' sum can exceed the bounces. Read from the `v_bounces` view (migration 4): one row per
+ * both tags' rows (one without tags under "(none)"), so the rows' sum can exceed the bounces.
+ * Read from the `v_bounces` view (migration 4, message_id added in 12): one row per
  * `permanent_fail` or `temporary_fail` event, suppressed drops left out; its reason tells a block
  * (hard, about the sender or the message, not suppressed) from a bounce. A recipient tried three
  * times before it expired counts three bounces (two deferrals and the expiry), as the seeds count.
@@ -124,9 +125,10 @@ export function parseBouncesQuery(input: BouncesQueryInput, now: Date = new Date
 /** A tag as the store keeps it (submission/sender-controls.ts): lower case, printable ASCII, at most 128 characters. */
 function tagOf(value: string | undefined, flag: string): string | null {
   if (value === undefined) return null;
-  const tag = value.trim().toLowerCase();
-  if (tag === '') throw new ReportQueryError(`${flag}: give a tag (an X-Mailgun-Tag value), or leave ${flag} out for all mail`);
-  if (tag.length > MAX_TAG_LENGTH || !/^[\x20-\x7e]+$/.test(tag)) {
+  const tag = tagKey(value);
+  const problem = tagProblem(tag);
+  if (problem === 'empty') throw new ReportQueryError(`${flag}: give a tag (an X-Mailgun-Tag value), or leave ${flag} out for all mail`);
+  if (problem !== null) {
     throw new ReportQueryError(`${flag}: no message can carry this tag; a tag is printable ASCII, at most ${MAX_TAG_LENGTH} characters`);
   }
   return tag;

@@ -1,3 +1,7 @@
+import { MAX_TAG_LENGTH, MAX_TAGS, tagKey, tagProblem } from '../store/message-tags.js';
+
+export { MAX_TAG_LENGTH, MAX_TAGS };
+
 /**
  * Mailgun's per-message controls, carried over for apps that move from Mailgun's SMTP service:
  * `X-Mailgun-Tag` (one tag per field, several fields) and `X-Mailgun-Variables` (a JSON object per
@@ -5,14 +9,10 @@
  * whatever these hold and leaves out what it cannot use, so Rebound does too: a bad tag or bad
  * variables never cost the message, they are left out and the reason is logged.
  *
- * Limits, from Mailgun's documentation: at most 10 tags per message (help.mailgun.com, "Tags":
- * "Maximum of 10 tags per individual email message"); a tag is ASCII, at most 128 characters, and
- * case-insensitive (documentation.mailgun.com, "Tags"). Variables: Rebound's own bound of 4 KB of
+ * Limits: Mailgun's for tags (store/message-tags.ts); for variables, Rebound's own bound of 4 KB of
  * JSON (the webhook payload carries them to every endpoint for every event of every recipient).
  */
 
-export const MAX_TAGS = 10;
-export const MAX_TAG_LENGTH = 128;
 export const MAX_VARIABLES_BYTES = 4096;
 
 export interface SenderControls {
@@ -24,19 +24,17 @@ export interface SenderControls {
   problems: string[];
 }
 
-// Printable ASCII: no control characters (a CR or NUL in a tag would reach CSV cells and logs).
-const TAG_CHARACTERS = /^[\x20-\x7e]+$/;
-
 export function senderControls(tagFields: readonly string[], variablesFields: readonly string[]): SenderControls {
   const problems: string[] = [];
   const tags: string[] = [];
   for (const field of tagFields) {
-    const tag = field.trim().toLowerCase();
-    if (tag === '') {
+    const tag = tagKey(field);
+    const problem = tagProblem(tag);
+    if (problem === 'empty') {
       problems.push('an empty X-Mailgun-Tag was left out');
-    } else if (tag.length > MAX_TAG_LENGTH) {
+    } else if (problem === 'too-long') {
       problems.push(`an X-Mailgun-Tag of ${tag.length} characters was left out: a tag is at most ${MAX_TAG_LENGTH}`);
-    } else if (!TAG_CHARACTERS.test(tag)) {
+    } else if (problem === 'characters') {
       problems.push(`X-Mailgun-Tag "${printable(tag)}" was left out: a tag is printable ASCII only`);
     } else if (tags.includes(tag)) {
       continue;
