@@ -1,16 +1,23 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
+import BetterSqlite3 from 'better-sqlite3';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAdmin } from '../src/admin/server.js';
 import { headersToStrip, stripHeaderFields } from '../src/delivery/strip-headers.js';
+import { loadConfig } from '../src/config/load.js';
 import { createLogger } from '../src/logger.js';
 import { openStore } from '../src/store/database.js';
+import { Spool } from '../src/store/spool.js';
+import { createSubmissionServer } from '../src/submission/server.js';
 import { MAX_TAGS, MAX_VARIABLES_BYTES, senderControls } from '../src/submission/sender-controls.js';
 import { CLI, PROJECT_ROOT } from './support/child-relay.js';
 import { recordFromLine, verifyWithDkimpy } from './support/dkimpy.js';
 import { startFakeMx } from './support/fake-mx.js';
-import { FAST_DELIVERY, startTestRelay, type TestRelay } from './support/relay.js';
+import { FAST_DELIVERY, logCapture, startTestRelay, writeTestConfig, type TestRelay } from './support/relay.js';
+import { SmtpDialog } from './support/smtp-dialog.js';
+import { makeTempDir } from './support/temp-dir.js';
 import { waitFor } from './support/wait-for.js';
 import { startWebhookReceiver } from './support/webhook-receiver.js';
 
@@ -194,4 +201,60 @@ describe('tags and variables through the relay', () => {
     expect(badApi.status).toBe(400);
     expect(await badApi.json()).toEqual({ error: 'tag: give a tag (an X-Mailgun-Tag value), or leave tag out for all mail' });
   }, 60_000);
+});
+
+describe('bad tags and variables at submission', () => {
+  it('accepts the message with 250, stores what can be used, and logs a warning naming the queue id and why', async () => {
+    const temp = makeTempDir();
+    const config = loadConfig({ file: writeTestConfig(temp.dir), env: {} });
+    const store = openStore(config.store.path);
+    const spool = new Spool(store);
+    const { logs, destination } = logCapture();
+    const server = createSubmissionServer(config, spool, pino({ level: 'info' }, destination));
+    const { port } = await server.listen();
+    cleanups.push(async () => {
+      await server.close();
+      spool.close();
+      store.close();
+      temp.remove();
+    });
+
+    // Written by hand, as a careless or hostile client would: a control character in a tag, an
+    // overlong tag, eleven good ones, and variables that are not JSON.
+    const raw = Buffer.from(
+      'From: app@shop.example\r\nTo: a@example.net\r\nSubject: bad controls\r\n' +
+        'X-Mailgun-Tag: bell\x07tag\r\n' +
+        `X-Mailgun-Tag: ${'y'.repeat(129)}\r\n` +
+        Array.from({ length: 11 }, (_, i) => `X-Mailgun-Tag: t${i}\r\n`).join('') +
+        'X-Mailgun-Variables: {"order_id": 1,\r\n\r\nbody\r\n',
+      'latin1',
+    );
+    const dialog = await SmtpDialog.start(port);
+    await dialog.command('MAIL FROM:<app@shop.example>', 250);
+    await dialog.command('RCPT TO:<a@example.net>', 250);
+    await dialog.command('DATA', 354);
+    dialog.write(raw);
+    dialog.write('.\r\n');
+    await dialog.expect(250);
+    await dialog.quit();
+
+    const db = new BetterSqlite3(config.store.path, { readonly: true });
+    cleanups.push(() => {
+      db.close();
+    });
+    const message = db.prepare('SELECT id, queue_id AS queueId, variables FROM messages').get() as { id: number; queueId: string; variables: string | null };
+    expect(message.variables).toBeNull();
+    expect(db.prepare('SELECT tag FROM message_tags WHERE message_id = ? ORDER BY tag').pluck().all(message.id)).toEqual(Array.from({ length: 10 }, (_, i) => `t${i}`).sort());
+    const warning = logs.find((line) => line.msg === 'message accepted without some of its tags or variables');
+    expect(warning).toMatchObject({
+      level: 40,
+      queueId: message.queueId,
+      problems: [
+        'X-Mailgun-Tag "bell\\x07tag" was left out: a tag is printable ASCII only',
+        'an X-Mailgun-Tag of 129 characters was left out: a tag is at most 128',
+        'X-Mailgun-Tag "t10" was left out: at most 10 tags per message',
+        'X-Mailgun-Variables was left out: a field is not valid JSON; send one JSON object per field, e.g. {"order_id": "123"}',
+      ],
+    });
+  });
 });
