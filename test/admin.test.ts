@@ -648,11 +648,11 @@ describe('admin API: reports, queue, events and metrics of real traffic', () => 
         '?since=2026-03-01&until=2026-02-01',
         'since=2026-03-01T00:00:00.000Z is not before until=2026-02-01T00:00:00.000Z; the period starts at since and ends just before until',
       ],
-      ['?since=2026-01-01&group_by=domain', 'group_by: "domain" is not one of from-domain, ip, recipient-domain, category'],
+      ['?since=2026-01-01&group_by=domain', 'group_by: "domain" is not one of from-domain, ip, recipient-domain, category, tag'],
       ['?since=2026-01-01&type=medium', 'type: "medium" is not one of soft, hard, all'],
       ['?since=2026-01-01&campaign=', 'campaign: give a campaign id (the value of the campaign header), or leave campaign out for all campaigns'],
       ['?since=2026-01-01&format=pdf', 'format must be one of json, csv, xlsx; got "pdf"'],
-      ['?since=2026-01-01&groupBy=ip', 'unknown query parameter "groupBy"; this endpoint takes since, until, campaign, group_by, type, format'],
+      ['?since=2026-01-01&groupBy=ip', 'unknown query parameter "groupBy"; this endpoint takes since, until, campaign, tag, group_by, type, format'],
     ];
     for (const [query, error] of refusals) {
       const answer = await call(a, 'GET', `/v1/reports/bounces${query}`);

@@ -188,7 +188,7 @@ type Comparable = Omit<BouncesReportRow, 'firstAt' | 'lastAt'>;
 const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** What the report must say, computed from the observations in plain code. */
-function expectedRows(all: Observation[], query: { groupBy: GroupBy; type: BounceTypeFilter; campaign: string | null; phases: Array<1 | 2> }): Comparable[] {
+function expectedRows(all: Observation[], query: { groupBy: Exclude<GroupBy, 'tag'>; type: BounceTypeFilter; campaign: string | null; phases: Array<1 | 2> }): Comparable[] {
   const rows = new Map<string, Comparable>();
   for (const o of all) {
     if (!query.phases.includes(o.phase)) continue;
@@ -330,7 +330,7 @@ afterAll(async () => {
 });
 
 function query(overrides: Partial<BouncesReportQuery> = {}): BouncesReportQuery {
-  return { since: start, until: end, campaign: null, groupBy: 'from-domain', type: 'soft', ...overrides };
+  return { since: start, until: end, campaign: null, tag: null, groupBy: 'from-domain', type: 'soft', ...overrides };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -419,7 +419,7 @@ describe('bouncesReport', () => {
       for (const type of ['soft', 'hard', 'all'] as const) {
         for (const campaign of [null, 'spring', 'autumn', 'no-such-campaign']) {
           for (const period of periods) {
-            const rows = bouncesReport(relay.db, { since: period.since, until: period.until, campaign, groupBy, type });
+            const rows = bouncesReport(relay.db, { since: period.since, until: period.until, campaign, tag: null, groupBy, type });
             expect(comparable(rows), JSON.stringify({ groupBy, type, campaign, period })).toEqual(expectedRows(all, { groupBy, type, campaign, phases: period.phases }));
             checked++;
           }
@@ -468,7 +468,7 @@ describe('a relay without delivery.localAddresses', () => {
       const since = new Date();
       await nodemailer.createTransport({ host: '127.0.0.1', port: plain.port, ignoreTLS: true }).sendMail({ from: 'news@shop.example', to: 'nobody@alpha.test', subject: 'hi', text: 'hi' });
       await waitFor('the bounce', () => plain.db.prepare('SELECT status FROM recipients').get() as { status: string }, (row) => row.status === 'bounced');
-      const rows = bouncesReport(plain.db, { since, until: new Date(Date.now() + 1000), campaign: null, groupBy: 'ip', type: 'hard' });
+      const rows = bouncesReport(plain.db, { since, until: new Date(Date.now() + 1000), campaign: null, tag: null, groupBy: 'ip', type: 'hard' });
       expect(comparable(rows)).toEqual([{ group: '(none)', text: '550 5.1.1 User unknown', amount: 1, bounceType: 'hard', category: 'bad-mailbox', reason: 'bounced' }]);
     } finally {
       await plain.stop();
@@ -499,6 +499,7 @@ describe('parseBouncesQuery', () => {
       since: new Date('2026-11-01T00:00:00.000Z'),
       until: now,
       campaign: null,
+      tag: null,
       groupBy: 'from-domain',
       type: 'soft',
     });
@@ -517,6 +518,7 @@ describe('parseBouncesQuery', () => {
       since: new Date('2026-11-01T00:00:00.000Z'),
       until: new Date('2026-12-01T00:00:00.000Z'),
       campaign: 'spring',
+      tag: null,
       groupBy: 'ip',
       type: 'all',
     });
@@ -545,10 +547,10 @@ describe('parseBouncesQuery', () => {
     expect(refused({ since: '2027-01-01' })).toBe(
       '--since 2027-01-01T00:00:00.000Z is not before --until 2026-11-22T20:00:00.000Z (now); the period starts at --since and ends just before --until',
     );
-    expect(refused({ since: '2026-11-01', groupBy: 'planet' })).toBe('--group-by: "planet" is not one of from-domain, ip, recipient-domain, category');
+    expect(refused({ since: '2026-11-01', groupBy: 'planet' })).toBe('--group-by: "planet" is not one of from-domain, ip, recipient-domain, category, tag');
     // The API may build a query without parseBouncesQuery: the report checks what reaches its SQL.
     expect(() => bouncesReport(relay.db, { ...query(), groupBy: 'constructor' as GroupBy })).toThrow(
-      new ReportQueryError('--group-by: "constructor" is not one of from-domain, ip, recipient-domain, category'),
+      new ReportQueryError('--group-by: "constructor" is not one of from-domain, ip, recipient-domain, category, tag'),
     );
     expect(() => bouncesReport(relay.db, { ...query(), type: 'medium' as BounceTypeFilter })).toThrow(new ReportQueryError('--type: "medium" is not one of soft, hard, all'));
     expect(refused({ since: '2026-11-01', type: 'medium' })).toBe('--type: "medium" is not one of soft, hard, all');
@@ -561,7 +563,7 @@ describe('CSV and XLSX', () => {
     { group: 'shop.example', text: '550 5.1.1 "quoted", with a comma\r\nand a second line', amount: 3, bounceType: 'hard', category: 'bad-mailbox', reason: 'bounced', firstAt: '2026-11-01T00:00:00.000Z', lastAt: '2026-11-02T00:00:00.000Z' },
     { group: 'bank.example', text: '=HYPERLINK("http://evil.example")', amount: 1, bounceType: 'soft', category: 'other', reason: 'deferred', firstAt: '2026-11-03T00:00:00.000Z', lastAt: '2026-11-03T00:00:00.000Z' },
   ];
-  const sampleQuery: BouncesReportQuery = { since: new Date('2026-11-01T00:00:00Z'), until: new Date('2026-12-01T00:00:00Z'), campaign: 'spring', groupBy: 'from-domain', type: 'all' };
+  const sampleQuery: BouncesReportQuery = { since: new Date('2026-11-01T00:00:00Z'), until: new Date('2026-12-01T00:00:00Z'), campaign: 'spring', tag: null, groupBy: 'from-domain', type: 'all' };
 
   it('writes RFC 4180: header row, CRLF line ends, quotes doubled, formulas neutralised', () => {
     expect(bouncesCsv(sample, sampleQuery)).toBe(
@@ -687,7 +689,7 @@ describe('rebound report bounces', () => {
       [['--since', 'yesterdayish'], '--since: "yesterdayish" is not a date; use ISO 8601 like 2026-11-01 or 2026-11-01T12:00:00Z'],
       [['--since', '2026-11-01', '--until', '2026-11-31'], '--until: "2026-11-31" is not a date; use ISO 8601 like 2026-11-01 or 2026-11-01T12:00:00Z'],
       [['--since', '2026-12-01', '--until', '2026-11-01'], '--since 2026-12-01T00:00:00.000Z is not before --until 2026-11-01T00:00:00.000Z; the period starts at --since and ends just before --until'],
-      [['--since', '2026-11-01', '--group-by', 'planet'], '--group-by: "planet" is not one of from-domain, ip, recipient-domain, category'],
+      [['--since', '2026-11-01', '--group-by', 'planet'], '--group-by: "planet" is not one of from-domain, ip, recipient-domain, category, tag'],
       [['--since', '2026-11-01', '--type', 'medium'], '--type: "medium" is not one of soft, hard, all'],
       [['--since', '2026-11-01', '--campaign', ''], '--campaign: give a campaign id (the value of the campaign header), or leave --campaign out for all campaigns'],
       [['--since', '2026-11-01', '--format', 'pdf'], '--format: "pdf" is not one of table, csv, xlsx'],

@@ -34,6 +34,8 @@ function message(n: number, recipients = 1): SpoolMessage {
     fromDomain: 'shop.example',
     subject: `message ${n}`,
     campaignId: null,
+    tags: [],
+    variables: null,
     receivedHeader: 'Received: from x\r\n',
     raw: Buffer.from(`Subject: message ${n}\r\n\r\nbody\r\n`),
   };

@@ -36,6 +36,8 @@ describe('summarizeMessage', () => {
       fromDomain: 'mail.example.com',
       subject: 'Café menu',
       campaignId: 'c-42',
+      tagFields: [],
+      variablesFields: [],
     });
   });
 
@@ -45,13 +47,25 @@ describe('summarizeMessage', () => {
       fromDomain: null,
       subject: 'only',
       campaignId: null,
+      tagFields: [],
+      variablesFields: [],
     });
     expect(summarizeMessage(Buffer.alloc(0), 'X-Campaign-ID')).toEqual({
       messageIdHeader: null,
       fromDomain: null,
       subject: null,
       campaignId: null,
+      tagFields: [],
+      variablesFields: [],
     });
+  });
+
+  it('reads every X-Mailgun-Tag and X-Mailgun-Variables field, folded or as encoded words, from the header section only', () => {
+    const raw = Buffer.from(
+      'X-Mailgun-Tag: one\r\nx-mailgun-tag: =?UTF-8?Q?two_words?=\r\nX-Mailgun-Variables: =?UTF-8?Q?=7B=22a=22=3A_1?=\r\n =?UTF-8?Q?=7D?=\r\n' +
+        'X-Mailgun-Variables: {"b":\r\n 2}\r\n\r\nX-Mailgun-Tag: body\r\n',
+    );
+    expect(summarizeMessage(raw, 'X-Campaign-ID')).toMatchObject({ tagFields: ['one', 'two words'], variablesFields: ['{"a": 1}', '{"b": 2}'] });
   });
 
   it('takes the first of repeated fields and ignores a From without an address', () => {

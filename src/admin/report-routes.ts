@@ -7,11 +7,11 @@ import { oneOf, queryOf } from './query-params.js';
 /** GET /v1/reports/bounces: the same report as `rebound report bounces`, as JSON, CSV or XLSX. */
 export function reportRoutes(app: FastifyInstance, db: Database): void {
   app.get('/v1/reports/bounces', async (request, reply) => {
-    const query = queryOf(request, ['since', 'until', 'campaign', 'group_by', 'type', 'format']);
+    const query = queryOf(request, ['since', 'until', 'campaign', 'tag', 'group_by', 'type', 'format']);
     const format = oneOf(query.format, 'format', ['json', 'csv', 'xlsx'] as const, 'json');
     let report;
     try {
-      report = parseBouncesQuery({ since: query.since, until: query.until, campaign: query.campaign, groupBy: query.group_by, type: query.type }, new Date(), QUERY_PARAMETERS);
+      report = parseBouncesQuery({ since: query.since, until: query.until, campaign: query.campaign, tag: query.tag, groupBy: query.group_by, type: query.type }, new Date(), QUERY_PARAMETERS);
     } catch (error) {
       if (error instanceof ReportQueryError) throw badRequest(error.message);
       throw error;
@@ -22,7 +22,7 @@ export function reportRoutes(app: FastifyInstance, db: Database): void {
       return reply.type(file.contentType).header('content-disposition', `attachment; filename="${file.fileName}"`).send(file.content);
     }
     return reply.send({
-      query: { since: report.since.toISOString(), until: report.until.toISOString(), campaign: report.campaign, groupBy: report.groupBy, type: report.type },
+      query: { since: report.since.toISOString(), until: report.until.toISOString(), campaign: report.campaign, tag: report.tag, groupBy: report.groupBy, type: report.type },
       rows,
       bounces: bouncesTotal(rows),
     });

@@ -21,6 +21,7 @@ interface BouncesOptions {
   since?: string;
   until?: string;
   campaign?: string;
+  tag?: string;
   groupBy?: string;
   type?: string;
   format?: string;
@@ -49,12 +50,13 @@ export function registerReportCommands(program: Command): void {
   report
     .command('bounces')
     .description(
-      'bounces in a period (--until left out), for a campaign or all, grouped by from-domain, ip, recipient-domain or category: ' +
+      'bounces in a period (--until left out), for a campaign or tag or all, grouped by from-domain, ip, recipient-domain, category or tag: ' +
         'each row is a group, a bounce text and the number of bounces (every bounce of a message sent several times counts)',
     )
     .option('--since <date>', 'start of the period, included (ISO 8601: 2026-11-01 or 2026-11-01T12:00:00Z; no offset means UTC); required')
     .option('--until <date>', 'end of the period, left out (default: now)')
     .option('--campaign <id>', 'only this campaign (the campaign header value; default: all mail)')
+    .option('--tag <tag>', 'only mail with this X-Mailgun-Tag (default: all mail)')
     .option('--group-by <field>', `${GROUP_BYS.join(', ')} (default: from-domain)`)
     .option('--type <type>', `${BOUNCE_TYPE_FILTERS.join(', ')} (default: soft)`)
     .option('--format <format>', `${FORMATS.join(', ')} (default: table)`)
@@ -62,7 +64,7 @@ export function registerReportCommands(program: Command): void {
     .addOption(configOption())
     .action(async (options: BouncesOptions) => {
       // Every check of the input before the store is opened: a typo never waits on a busy database.
-      const query = parseBouncesQuery({ since: options.since, until: options.until, campaign: options.campaign, groupBy: options.groupBy, type: options.type });
+      const query = parseBouncesQuery({ since: options.since, until: options.until, campaign: options.campaign, tag: options.tag, groupBy: options.groupBy, type: options.type });
       const format = formatOf(options.format);
       if (options.out !== undefined && options.out.trim() === '') throw new OperatorError('--out: give a file name');
       if (format === 'xlsx' && options.out === undefined) throw new OperatorError('--format xlsx writes a workbook: add --out FILE (e.g. --out bounces.xlsx)');

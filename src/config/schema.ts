@@ -86,6 +86,12 @@ const delivery = z.strictObject({
    * effect.
    */
   stageThread: z.boolean(),
+  /**
+   * Header fields left out of the bytes sent (the store keeps them): control headers meant for
+   * the relay, not the recipient. null: X-Mailgun-Tag, X-Mailgun-Variables and
+   * submission.campaignHeader; []: nothing is left out.
+   */
+  stripHeaders: z.array(z.string().regex(/^[\x21-\x39\x3b-\x7e]+$/, 'not a header field name, e.g. X-Mailgun-Tag')).nullable(),
   retry: z.strictObject({
     scheduleSeconds: z.array(seconds).min(1),
     jitter: z.number().min(0).max(1),

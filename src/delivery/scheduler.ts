@@ -10,6 +10,7 @@ import type { NextHopLookup, NextHopResolver } from './next-hop.js';
 import type { BatchReport, DeliveryBatch } from './send-batch.js';
 import type { BatchSender } from './sender.js';
 import { Shaper, type ShapedDestination } from './shaper.js';
+import { headersToStrip, stripHeaderFields } from './strip-headers.js';
 
 /**
  * Picks due recipients from the store and sends them. Two limits apply (p-queue): at most
@@ -28,6 +29,8 @@ export class DeliveryScheduler {
   private timer: NodeJS.Timeout | null = null;
   private tickScheduled = false;
   private stopped = false;
+  /** Control headers left out of the bytes sent (delivery.stripHeaders), resolved once. */
+  private readonly strippedHeaders: ReadonlySet<string>;
 
   constructor(
     private readonly config: Config,
@@ -45,6 +48,7 @@ export class DeliveryScheduler {
     this.global = new PQueue({ concurrency: config.delivery.concurrency });
     // Claimed work waiting in the queues keeps every slot busy without claiming the whole spool.
     this.maxInFlight = config.delivery.concurrency * 2;
+    this.strippedHeaders = headersToStrip(config.delivery.stripHeaders, config.submission.campaignHeader);
   }
 
   start(): void {
@@ -224,7 +228,9 @@ export class DeliveryScheduler {
     // submitted with the null sender <> (itself a bounce) keeps <>, so bounces never loop.
     const firstRecipient = claimed.recipients[0]?.id ?? 0;
     const mailFrom = claimed.mailFrom === '' ? '' : returnPathFor(this.verp, firstRecipient);
-    const { received, raw } = this.state.contentOf(claimed.messageId, claimed.recipients.length);
+    const { received, raw: stored } = this.state.contentOf(claimed.messageId, claimed.recipients.length);
+    // Before signing: the signature must cover the bytes that actually leave.
+    const raw = stripHeaderFields(stored, this.strippedHeaders);
     const listUnsubscribe = this.unsubscribe.enabled && !hasListUnsubscribe(raw) ? [listUnsubscribeHeaders(this.unsubscribe, firstRecipient)] : [];
     const unsigned = Buffer.concat([...listUnsubscribe, received, raw]);
     // Signed last, so the signature covers the List-Unsubscribe fields added here (RFC 8058 3.1).

@@ -31,7 +31,8 @@ export function bouncesColumns(groupBy: GroupBy): BouncesColumn[] {
 export function describeBouncesQuery(query: BouncesReportQuery): string {
   const what = query.type === 'all' ? 'bounces (hard and soft)' : `${query.type} bounces`;
   const campaign = query.campaign === null ? 'all campaigns' : `campaign ${query.campaign}`;
-  return `${what} from ${query.since.toISOString()} to ${query.until.toISOString()} (excluded), ${campaign}, grouped by ${query.groupBy}`;
+  const tag = query.tag === null ? '' : `, tag ${query.tag}`;
+  return `${what} from ${query.since.toISOString()} to ${query.until.toISOString()} (excluded), ${campaign}${tag}, grouped by ${query.groupBy}`;
 }
 
 /** How many bounces the rows count together. */
@@ -137,6 +138,7 @@ export async function bouncesXlsx(rows: readonly BouncesReportRow[], query: Boun
     ['since', query.since.toISOString()],
     ['until (excluded)', query.until.toISOString()],
     ['campaign', query.campaign === null ? 'all campaigns' : cellText(query.campaign)],
+    ['tag', query.tag === null ? 'all mail' : cellText(query.tag)],
     ['type', query.type],
     ['grouped by', query.groupBy],
     ['rows', rows.length],

@@ -1,10 +1,13 @@
 import type { Database, Statement } from 'better-sqlite3';
 import { OperatorError } from '../errors.js';
+import { MAX_TAG_LENGTH, tagKey, tagProblem } from '../store/message-tags.js';
 
 /**
  * The bounces report: bounces in a period, for one campaign or all, grouped by the From domain,
- * the sending IP, the recipient domain or the category; one row per group and bounce text, with
- * the number of bounces. Read from the `v_bounces` view (migration 4): one row per
+ * the sending IP, the recipient domain, the category or the tag; one row per group and bounce
+ * text, with the number of bounces. Grouped by tag, a bounce of a message with two tags counts in
+ * both tags' rows (one without tags under "(none)"), so the rows' sum can exceed the bounces.
+ * Read from the `v_bounces` view (migration 4, message_id added in 12): one row per
  * `permanent_fail` or `temporary_fail` event, suppressed drops left out; its reason tells a block
  * (hard, about the sender or the message, not suppressed) from a bounce. A recipient tried three
  * times before it expired counts three bounces (two deferrals and the expiry), as the seeds count.
@@ -12,10 +15,10 @@ import { OperatorError } from '../errors.js';
  * The CLI (`rebound report bounces`) and the admin API both call this module; see docs/reports.md.
  */
 
-export type GroupBy = 'from-domain' | 'ip' | 'recipient-domain' | 'category';
+export type GroupBy = 'from-domain' | 'ip' | 'recipient-domain' | 'category' | 'tag';
 export type BounceTypeFilter = 'soft' | 'hard' | 'all';
 
-export const GROUP_BYS: readonly GroupBy[] = ['from-domain', 'ip', 'recipient-domain', 'category'];
+export const GROUP_BYS: readonly GroupBy[] = ['from-domain', 'ip', 'recipient-domain', 'category', 'tag'];
 export const BOUNCE_TYPE_FILTERS: readonly BounceTypeFilter[] = ['soft', 'hard', 'all'];
 
 export interface BouncesReportQuery {
@@ -25,6 +28,8 @@ export interface BouncesReportQuery {
   until: Date;
   /** One campaign (the campaign header's value), or null for all mail, with or without a campaign. */
   campaign: string | null;
+  /** Only mail with this tag (X-Mailgun-Tag, lower case), or null for all mail. */
+  tag: string | null;
   groupBy: GroupBy;
   type: BounceTypeFilter;
 }
@@ -67,6 +72,7 @@ export interface BouncesQueryInput {
   since?: string | undefined;
   until?: string | undefined;
   campaign?: string | undefined;
+  tag?: string | undefined;
   groupBy?: string | undefined;
   type?: string | undefined;
 }
@@ -85,8 +91,8 @@ export interface InputNames {
   withValue(input: keyof BouncesQueryInput, value: string): string;
 }
 
-const FLAGS: Record<keyof BouncesQueryInput, string> = { since: '--since', until: '--until', campaign: '--campaign', groupBy: '--group-by', type: '--type' };
-const PARAMETERS: Record<keyof BouncesQueryInput, string> = { since: 'since', until: 'until', campaign: 'campaign', groupBy: 'group_by', type: 'type' };
+const FLAGS: Record<keyof BouncesQueryInput, string> = { since: '--since', until: '--until', campaign: '--campaign', tag: '--tag', groupBy: '--group-by', type: '--type' };
+const PARAMETERS: Record<keyof BouncesQueryInput, string> = { since: 'since', until: 'until', campaign: 'campaign', tag: 'tag', groupBy: 'group_by', type: 'type' };
 
 export const CLI_FLAGS: InputNames = { name: (input) => FLAGS[input], withValue: (input, value) => `${FLAGS[input]} ${value}` };
 export const QUERY_PARAMETERS: InputNames = { name: (input) => PARAMETERS[input], withValue: (input, value) => `${PARAMETERS[input]}=${value}` };
@@ -113,7 +119,19 @@ export function parseBouncesQuery(input: BouncesQueryInput, now: Date = new Date
       throw new ReportQueryError(`${name('campaign')}: give a campaign id (the value of the campaign header), or leave ${name('campaign')} out for all campaigns`);
     }
   }
-  return { since, until, campaign, groupBy, type };
+  return { since, until, campaign, tag: tagOf(input.tag, name('tag')), groupBy, type };
+}
+
+/** A tag as the store keeps it (submission/sender-controls.ts): lower case, printable ASCII, at most 128 characters. */
+function tagOf(value: string | undefined, flag: string): string | null {
+  if (value === undefined) return null;
+  const tag = tagKey(value);
+  const problem = tagProblem(tag);
+  if (problem === 'empty') throw new ReportQueryError(`${flag}: give a tag (an X-Mailgun-Tag value), or leave ${flag} out for all mail`);
+  if (problem !== null) {
+    throw new ReportQueryError(`${flag}: no message can carry this tag; a tag is printable ASCII, at most ${MAX_TAG_LENGTH} characters`);
+  }
+  return tag;
 }
 
 function oneOf<T extends string>(value: string | undefined, flag: string, allowed: readonly T[], fallback: T): T {
@@ -157,6 +175,7 @@ const GROUP_COLUMNS: Record<GroupBy, string> = {
   ip: 'local_ip',
   'recipient-domain': 'recipient_domain',
   category: 'category',
+  tag: 't.tag',
 };
 
 interface RawRow {
@@ -171,7 +190,7 @@ interface RawRow {
 }
 
 /** The SQL for one shape of query (group column, with or without campaign and type filters). */
-export function bouncesSql(groupBy: GroupBy, withCampaign: boolean, withType: boolean): string {
+export function bouncesSql(groupBy: GroupBy, withCampaign: boolean, withType: boolean, withTag = false): string {
   const column = Object.hasOwn(GROUP_COLUMNS, groupBy) ? GROUP_COLUMNS[groupBy] : undefined;
   if (column === undefined) throw new ReportQueryError(`--group-by: "${String(groupBy)}" is not one of ${GROUP_BYS.join(', ')}`);
   return `
@@ -183,8 +202,10 @@ export function bouncesSql(groupBy: GroupBy, withCampaign: boolean, withType: bo
            count(*) AS amount,
            min(at) AS first_at,
            max(at) AS last_at
-      FROM v_bounces
-     WHERE at >= @since AND at < @until${withCampaign ? '\n       AND campaign_id = @campaign' : ''}${withType ? '\n       AND bounce_type = @type' : ''}
+      FROM v_bounces b${groupBy === 'tag' ? '\n      LEFT JOIN message_tags t ON t.message_id = b.message_id' : ''}
+     WHERE at >= @since AND at < @until${withCampaign ? '\n       AND campaign_id = @campaign' : ''}${withType ? '\n       AND bounce_type = @type' : ''}${
+       withTag ? '\n       AND b.message_id IN (SELECT message_id FROM message_tags WHERE tag = @tag)' : ''
+     }
      GROUP BY 1, 2, 3, 4, 5
      ORDER BY amount DESC, grp, bounce_text, category, reason`;
 }
@@ -194,7 +215,8 @@ const statements = new WeakMap<Database, Map<string, Statement>>();
 function statementFor(db: Database, query: BouncesReportQuery): Statement {
   const withCampaign = query.campaign !== null;
   const withType = query.type !== 'all';
-  const key = `${query.groupBy}|${withCampaign}|${withType}`;
+  const withTag = query.tag !== null;
+  const key = `${query.groupBy}|${withCampaign}|${withType}|${withTag}`;
   let cache = statements.get(db);
   if (!cache) {
     cache = new Map();
@@ -202,7 +224,7 @@ function statementFor(db: Database, query: BouncesReportQuery): Statement {
   }
   let statement = cache.get(key);
   if (!statement) {
-    statement = db.prepare(bouncesSql(query.groupBy, withCampaign, withType));
+    statement = db.prepare(bouncesSql(query.groupBy, withCampaign, withType, withTag));
     cache.set(key, statement);
   }
   return statement;
@@ -213,6 +235,7 @@ export function bouncesReport(db: Database, query: BouncesReportQuery): BouncesR
   if (!BOUNCE_TYPE_FILTERS.includes(query.type)) throw new ReportQueryError(`--type: "${String(query.type)}" is not one of ${BOUNCE_TYPE_FILTERS.join(', ')}`);
   const params: Record<string, string> = { since: query.since.toISOString(), until: query.until.toISOString() };
   if (query.campaign !== null) params.campaign = query.campaign;
+  if (query.tag !== null) params.tag = query.tag;
   if (query.type !== 'all') params.type = query.type;
   const rows = statementFor(db, query).all(params) as RawRow[];
   return rows.map((row) => ({

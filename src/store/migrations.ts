@@ -386,6 +386,30 @@ export const MIGRATIONS: readonly string[] = [
     reason       TEXT NOT NULL              -- the reply as the host gave it
   );
   `,
+  `
+  -- Mailgun's control headers, read at submission (submission/sender-controls.ts). Tags get a
+  -- table of their own, one row per message and tag, so the bounces report can filter and group
+  -- by tag through an index; mail without tags writes no row. Variables are one JSON object's text.
+  ALTER TABLE messages ADD COLUMN variables TEXT;
+  CREATE TABLE message_tags (
+    message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    tag        TEXT NOT NULL,             -- lower case, printable ASCII, at most 128 characters
+    PRIMARY KEY (message_id, tag)
+  ) WITHOUT ROWID;
+  CREATE INDEX message_tags_by_tag ON message_tags (tag, message_id);
+
+  -- The message's row id, for the report's tag filter and group (appended: older positions hold).
+  DROP VIEW v_bounces;
+  CREATE VIEW v_bounces AS
+  SELECT e.at, e.source, e.severity, e.bounce_type, e.category, e.code, e.enhanced_code, e.detail AS text,
+         e.local_ip, e.mx_host, r.address, r.domain AS recipient_domain, m.queue_id, m.from_domain,
+         m.campaign_id, m.subject, e.reason, m.id AS message_id
+    FROM events e
+    JOIN recipients r ON r.id = e.recipient_id
+    JOIN messages m ON m.id = e.message_id
+   WHERE e.event IN ('permanent_fail', 'temporary_fail') AND coalesce(e.reason, '') <> 'suppressed'
+     AND coalesce(e.source, '') <> 'operator';
+  `,
 ];
 
 export class SchemaTooNewError extends OperatorError {

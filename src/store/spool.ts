@@ -19,6 +19,10 @@ export interface SpoolMessage {
   fromDomain: string | null;
   subject: string | null;
   campaignId: string | null;
+  /** X-Mailgun-Tag values as checked at submission (see submission/sender-controls.ts); [] for none. */
+  tags: readonly string[];
+  /** X-Mailgun-Variables as one JSON object's text; null for none. */
+  variables: string | null;
   receivedHeader: string;
   raw: Buffer;
 }
@@ -43,6 +47,7 @@ export class Spool implements MessageSpool {
   private readonly insertMessage: Statement;
   private readonly insertRecipient: Statement;
   private readonly insertEvent: Statement;
+  private readonly insertTag: Statement;
   private readonly commits: GroupCommit<SpoolMessage>;
   private readonly committedListeners: Array<() => void> = [];
   /** Row id each message got in the transaction that committed it (a failed batch is written again). */
@@ -61,9 +66,10 @@ export class Spool implements MessageSpool {
   ) {
     this.insertMessage = db.prepare(`
       INSERT INTO messages (queue_id, received_at, mail_from, client_ip, client_helo, auth_user, protocol,
-                            size, message_id_header, from_domain, subject, campaign_id, received_header, raw)
+                            size, message_id_header, from_domain, subject, campaign_id, variables, received_header, raw)
       VALUES (@queueId, @receivedAt, @mailFrom, @clientIp, @clientHelo, @authUser, @protocol,
-              @size, @messageIdHeader, @fromDomain, @subject, @campaignId, @receivedHeader, @raw)`);
+              @size, @messageIdHeader, @fromDomain, @subject, @campaignId, @variables, @receivedHeader, @raw)`);
+    this.insertTag = db.prepare('INSERT INTO message_tags (message_id, tag) VALUES (?, ?)');
     this.insertRecipient = db.prepare(`
       INSERT INTO recipients (message_id, address, domain, status, next_attempt_at, updated_at)
       VALUES (?, ?, ?, 'queued', ?, ?)`);
@@ -123,10 +129,13 @@ export class Spool implements MessageSpool {
       fromDomain: message.fromDomain,
       subject: message.subject,
       campaignId: message.campaignId,
+      variables: message.variables,
       receivedHeader: message.receivedHeader,
       raw: message.raw,
     });
     this.rowOf.set(message, Number(messageRow));
+    // Most mail has no tags: no statement runs for it.
+    for (const tag of message.tags) this.insertTag.run(messageRow, tag);
     for (const recipient of message.recipients) {
       const { lastInsertRowid: recipientRow } = this.insertRecipient.run(messageRow, recipient.address, recipient.domain, at, at);
       this.insertEvent.run(at, messageRow, recipientRow);

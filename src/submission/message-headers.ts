@@ -6,7 +6,17 @@ export interface MessageSummary {
   fromDomain: string | null;
   subject: string | null;
   campaignId: string | null;
+  /** Every X-Mailgun-Tag field's value, in order (checked by senderControls). */
+  tagFields: string[];
+  /** Every X-Mailgun-Variables field's value, in order (checked by senderControls). */
+  variablesFields: string[];
 }
+
+/** Mailgun's control headers, read beside the campaign header (see sender-controls.ts). */
+export const TAG_HEADER = 'x-mailgun-tag';
+export const VARIABLES_HEADER = 'x-mailgun-variables';
+/** More fields than this of one control header are not read: a bound on a forged header section. */
+const MAX_CONTROL_FIELDS = 64;
 
 const MAX_HEADER_BYTES = 256 * 1024;
 
@@ -22,7 +32,8 @@ function headerSectionEnd(raw: Buffer): number {
 }
 
 /**
- * Reads the few header fields the spool indexes (Message-ID, From domain, Subject, campaign id)
+ * Reads the few header fields the spool indexes (Message-ID, From domain, Subject, campaign id,
+ * Mailgun's tag and variables fields)
  * without parsing the body: this runs for every accepted message.
  */
 export function summarizeMessage(raw: Buffer, campaignHeader: string): MessageSummary {
@@ -31,8 +42,17 @@ export function summarizeMessage(raw: Buffer, campaignHeader: string): MessageSu
   const section = raw.subarray(0, headerSectionEnd(raw)).toString('utf8');
   let name: string | null = null;
   let value = '';
+  const tagFields: string[] = [];
+  const variablesFields: string[] = [];
   const keep = (): void => {
-    if (name !== null && names.has(name) && !wanted.has(name)) wanted.set(name, value.trim());
+    if (name === null) return;
+    // Encoded words decoded: nodemailer writes a JSON value with quotes and spaces as =?UTF-8?Q?...?=.
+    if (name === TAG_HEADER) {
+      if (tagFields.length < MAX_CONTROL_FIELDS) tagFields.push(decodeWords(value.trim()));
+    } else if (name === VARIABLES_HEADER) {
+      if (variablesFields.length < MAX_CONTROL_FIELDS) variablesFields.push(decodeWords(value.trim()));
+    }
+    if (names.has(name) && !wanted.has(name)) wanted.set(name, value.trim());
   };
   for (const line of section.split(/\r?\n/)) {
     if (line.startsWith(' ') || line.startsWith('\t')) {
@@ -59,6 +79,8 @@ export function summarizeMessage(raw: Buffer, campaignHeader: string): MessageSu
     fromDomain: from ? domainOfFirstAddress(from) : null,
     subject: subject !== undefined ? decodeWords(subject) : null,
     campaignId: campaign ? campaign : null,
+    tagFields,
+    variablesFields,
   };
 }
 

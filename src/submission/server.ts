@@ -12,6 +12,7 @@ import { ByteBudget } from '../byte-budget.js';
 import { findAmbiguousDotLine, findOverlongLine } from './framing.js';
 import { summarizeMessage } from './message-headers.js';
 import { receivedHeader } from './received-header.js';
+import { senderControls } from './sender-controls.js';
 import { NetworkList } from './relay-policy.js';
 import { useQueuedReplyCode } from './reply-codes.js';
 import { needsSmtpUtf8, SMTPUTF8_REQUIRED, watchNonAsciiAddresses } from './smtputf8.js';
@@ -263,6 +264,12 @@ export function createSubmissionServer(config: Config, spool: MessageSpool, logg
     const queueId = newQueueId(receivedAt.getTime());
     const helo = session.hostNameAppearsAs || null;
     const protocol = session.transmissionType;
+    const { tagFields, variablesFields, ...summary } = summarizeMessage(raw, settings.campaignHeader);
+    const controls = senderControls(tagFields, variablesFields);
+    if (controls.problems.length > 0) {
+      // Accepted all the same, as Mailgun accepts it: the app's mail matters more than its labels.
+      log.warn({ queueId, client: session.remoteAddress, user: authUserOf(session), problems: controls.problems }, 'message accepted without some of its tags or variables');
+    }
     await spool.enqueue({
       queueId,
       receivedAt,
@@ -272,7 +279,9 @@ export function createSubmissionServer(config: Config, spool: MessageSpool, logg
       clientHelo: helo,
       authUser: authUserOf(session),
       protocol,
-      ...summarizeMessage(raw, settings.campaignHeader),
+      ...summary,
+      tags: controls.tags,
+      variables: controls.variables,
       receivedHeader: receivedHeader({
         helo,
         clientIp: session.remoteAddress,

@@ -38,7 +38,8 @@ export interface EventData {
   };
   campaigns: Array<{ id: string; name: string }>;
   tags: string[];
-  'user-variables': Record<string, never>;
+  /** X-Mailgun-Variables as submitted (submission/sender-controls.ts). */
+  'user-variables': Record<string, unknown>;
   'delivery-status'?: DeliveryStatusData;
   flags: { 'is-delayed-bounce': boolean; 'is-authenticated': boolean; 'is-routed': false; 'is-test-mode': false; 'is-system-test': false };
   rebound: { 'queue-id': string; event: string; reason: string | null; source: string | null; 'event-row': number };
@@ -113,8 +114,8 @@ export function buildEventData(row: WebhookEventRow): EventData {
       size: row.size,
     },
     campaigns: row.campaignId ? [{ id: row.campaignId, name: row.campaignId }] : [],
-    tags: [],
-    'user-variables': {},
+    tags: JSON.parse(row.tags) as string[],
+    'user-variables': row.variables === null ? {} : (JSON.parse(row.variables) as Record<string, unknown>),
     ...(row.event === 'delivered' || failed ? { 'delivery-status': deliveryStatus(row, reason) } : {}),
     flags: {
       'is-delayed-bounce': failed && row.source === 'delayed',

@@ -25,6 +25,10 @@ export interface WebhookEventRow {
   messageIdHeader: string | null;
   subject: string | null;
   campaignId: string | null;
+  /** The message's tags as a JSON array's text ('[]' for none). */
+  tags: string;
+  /** The message's variables as a JSON object's text; null for none. */
+  variables: string | null;
   size: number;
   authUser: string | null;
   /** The start of the stored message: enough for its header section. */
@@ -109,7 +113,8 @@ export class WebhookStore {
              e.code, e.enhanced_code AS enhancedCode, e.detail, e.local_ip AS localIp, e.mx_host AS mxHost,
              r.address, r.domain, ${attemptNoSql} AS attemptNo,
              m.queue_id AS queueId, m.mail_from AS mailFrom, m.message_id_header AS messageIdHeader, m.subject,
-             m.campaign_id AS campaignId, m.size, m.auth_user AS authUser, substr(m.raw, 1, ${HEAD_BYTES}) AS head
+             m.campaign_id AS campaignId, m.variables,
+             (SELECT json_group_array(t.tag) FROM message_tags t WHERE t.message_id = m.id) AS tags, m.size, m.auth_user AS authUser, substr(m.raw, 1, ${HEAD_BYTES}) AS head
         FROM events e
         JOIN messages m ON m.id = e.message_id
         LEFT JOIN recipients r ON r.id = e.recipient_id

@@ -17,6 +17,8 @@ export function spoolMessage(address: string, fields: Partial<SpoolMessage> = {}
     fromDomain: 'shop.example',
     subject,
     campaignId: null,
+    tags: [],
+    variables: null,
     receivedHeader: 'Received: from client.test\r\n',
     raw: Buffer.from(`Subject: ${subject}\r\n\r\nhello\r\n`),
     ...fields,

@@ -2,13 +2,13 @@ import { parseBouncesQuery, parseDate, ReportQueryError, type BouncesQueryInput,
 
 /**
  * The bounces report's form on the panel and its query string: a period of whole days (UTC), From
- * and To both included, then the same campaign, group-by and type as `rebound report bounces`.
+ * and To both included, then the same campaign, tag, group-by and type as `rebound report bounces`.
  * The days become the CLI's --since (From at 00:00) and --until (the day after To, left out), and
  * everything goes through parseBouncesQuery, so a page, its downloads and the CLI read one query.
  */
 
 /** The query string's parameters, as the form names its fields (group_by and type as the API has them). */
-export const REPORT_PARAMETERS = ['from', 'to', 'campaign', 'group_by', 'type'] as const;
+export const REPORT_PARAMETERS = ['from', 'to', 'campaign', 'tag', 'group_by', 'type'] as const;
 type ReportParameter = (typeof REPORT_PARAMETERS)[number];
 
 /** The form's fields as they were given, so a refused form comes back as the operator left it. */
@@ -30,7 +30,7 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 
 /** How the form's labels name the inputs in a message (parseBouncesQuery's words for the CLI's flags). */
-const LABELS: Record<keyof BouncesQueryInput, string> = { since: 'From', until: 'To', campaign: 'Campaign', groupBy: 'Group by', type: 'Type' };
+const LABELS: Record<keyof BouncesQueryInput, string> = { since: 'From', until: 'To', campaign: 'Campaign', tag: 'Tag', groupBy: 'Group by', type: 'Type' };
 const FORM_LABELS: InputNames = { name: (input) => LABELS[input], withValue: (input, value) => `${LABELS[input]} ${value}` };
 
 function dayOf(date: Date): string {
@@ -46,7 +46,7 @@ export function presetPeriod(id: string, now: Date): { from: string; to: string 
 
 /** The form with nothing asked yet. */
 function defaultReportForm(now: Date): ReportForm {
-  return { from: dayOf(new Date(now.getTime() - (DEFAULT_DAYS - 1) * DAY_MS)), to: dayOf(now), campaign: '', group_by: 'from-domain', type: 'soft' };
+  return { from: dayOf(new Date(now.getTime() - (DEFAULT_DAYS - 1) * DAY_MS)), to: dayOf(now), campaign: '', tag: '', group_by: 'from-domain', type: 'soft' };
 }
 
 /**
@@ -83,7 +83,7 @@ export function readReportForm(raw: Record<string, unknown>, now: Date): ReportF
 
   try {
     const query = parseBouncesQuery(
-      { since: dayOf(fromDate), until, campaign: form.campaign === '' ? undefined : form.campaign, groupBy: form.group_by, type: form.type },
+      { since: dayOf(fromDate), until, campaign: form.campaign === '' ? undefined : form.campaign, tag: form.tag.trim() === '' ? undefined : form.tag, groupBy: form.group_by, type: form.type },
       now,
       FORM_LABELS,
     );
@@ -117,6 +117,7 @@ function untilDay(to: Date): string | null {
 export function reportSearch(query: BouncesReportQuery): string {
   const params = new URLSearchParams({ from: dayOf(query.since), to: dayOf(new Date(query.until.getTime() - DAY_MS)) });
   if (query.campaign !== null) params.set('campaign', query.campaign);
+  if (query.tag !== null) params.set('tag', query.tag);
   params.set('group_by', query.groupBy);
   params.set('type', query.type);
   return params.toString();
@@ -127,6 +128,7 @@ export function reportCliArguments(query: BouncesReportQuery): string[] {
   const args = ['report', 'bounces', '--since', dayOf(query.since), '--until', dayOf(query.until)];
   // --campaign=ID in one word: an id that starts with a dash is still the flag's value.
   if (query.campaign !== null) args.push(`--campaign=${query.campaign}`);
+  if (query.tag !== null) args.push(`--tag=${query.tag}`);
   args.push('--group-by', query.groupBy, '--type', query.type);
   return args;
 }

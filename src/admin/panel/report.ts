@@ -27,6 +27,7 @@ export function reportPage(panel: FastifyInstance, deps: PanelDeps): void {
       if (period) {
         const search = new URLSearchParams({ ...reading.form, ...period });
         if (reading.form.campaign === '') search.delete('campaign');
+        if (reading.form.tag === '') search.delete('tag');
         return reply.redirect(`/report?${search.toString()}`, 303);
       }
       reading = { form: reading.form, query: null, error: `"${String(preset)}" is not a quick period; pick ${PERIOD_PRESETS.map((p) => p.label).join(', ')}` };
