@@ -9,6 +9,7 @@ import { localFailure } from './failure.js';
 import type { NextHopResolver } from './next-hop.js';
 import type { BatchReport, DeliveryBatch } from './send-batch.js';
 import type { BatchSender } from './sender.js';
+import type { TlsPolicies } from './tls-policies.js';
 
 /**
  * Picks due recipients from the store and sends them. Two limits apply (p-queue): at most
@@ -38,6 +39,8 @@ export class DeliveryScheduler {
     private readonly log: Logger,
     /** Signs the bytes sent (DKIM); null: nothing is signed (dkim.enabled false). */
     private readonly dkim: DkimSigner | null = null,
+    /** delivery.tls and MTA-STS; null: opportunistic TLS everywhere, as before they existed. */
+    private readonly tlsPolicies: TlsPolicies | null = null,
   ) {
     this.global = new PQueue({ concurrency: config.delivery.concurrency });
     // Claimed work waiting in the queues keeps every slot busy without claiming the whole spool.
@@ -170,7 +173,8 @@ export class DeliveryScheduler {
     const content = this.dkim ? await this.dkim.sign(unsigned, claimed.queueId) : unsigned;
     const batch = { ...claimed, mailFrom, content };
     const localIp = this.nextLocalAddress();
-    const lookup = await this.nextHops.lookup(batch.domain);
+    const found = await this.nextHops.lookup(batch.domain);
+    const lookup = 'failure' in found || !this.tlsPolicies ? found : await this.tlsPolicies.apply(batch.domain, found.nextHop);
     let report: BatchReport;
     if ('failure' in lookup) {
       const at = { startedAt: new Date(), durationMs: 0, mxHost: null, mxIp: null, localIp };
