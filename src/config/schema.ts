@@ -53,7 +53,7 @@ const seconds = z.number().min(0);
 /** Postfix's smtp_tls_security_level words: none (never STARTTLS), may (opportunistic), encrypt, verify. */
 const tlsLevel = z.enum(['none', 'may', 'encrypt', 'verify']);
 
-const domainName = z.string().regex(/^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*\.?$/, 'write a domain name such as example.com');
+const DOMAIN_NAME = /^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*\.?$/;
 
 const delivery = z.strictObject({
   /** false: accept and queue only (no delivery worker). */
@@ -94,7 +94,11 @@ const delivery = z.strictObject({
     /** The level for domains that policies does not name (and MTA-STS does not raise). */
     default: tlsLevel,
     /** Recipient domain (its subdomains too, unless they have their own entry) -> level. */
-    policies: z.record(domainName, tlsLevel),
+    policies: z.record(z.string(), tlsLevel).superRefine((policies, ctx) => {
+      for (const domain of Object.keys(policies)) {
+        if (!DOMAIN_NAME.test(domain)) ctx.addIssue({ code: 'custom', path: [domain], message: `"${domain}" is not a domain name; write one such as example.com` });
+      }
+    }),
     /** PEM file of CA certificates trusted besides the system's, for "verify" and MTA-STS; null: system CAs only. */
     caFile: z.string().min(1).nullable(),
   }),
