@@ -297,8 +297,11 @@ describe('MTA-STS (RFC 8461)', () => {
     const { relay, db, logs } = await startLoggedRelay(stsDelivery(zone, good.port, { fetchTimeoutSeconds: 0.5 }));
     await submit(relay, ['n@sts.test']);
     await waitForStatus(db, 'n@sts.test', 'delivered');
-    // No policy: delivered as today, to the preferred host.
-    expect(rogue.received).toHaveLength(1);
+    await submit(relay, ['n2@sts.test']);
+    await waitForStatus(db, 'n2@sts.test', 'delivered');
+    // No policy: delivered as today, to the preferred host; the bad policy is not fetched again for the next message.
+    expect(rogue.received).toHaveLength(2);
+    expect(policyServer.fetches).toEqual(['mta-sts.sts.test']);
     expect(logs.some((l) => l.msg === message && l.domain === 'sts.test')).toBe(true);
     expect(db.prepare('SELECT count(*) FROM mta_sts_policies').pluck().get()).toBe(0);
   });

@@ -9,6 +9,9 @@ import { mxMatchesPolicy, parseStsPolicy, stsRecordId } from './mta-sts/policy-t
 import type { NextHop, NextHopLookup } from './next-hop.js';
 import { configuredTlsLevel, policyMap, stricter, trustedCertificates, type TlsLevel } from './tls-policy.js';
 
+/** After a failed or malformed fetch, the same policy id is fetched again no sooner than this. */
+const FETCH_RETRY_MS = 5 * 60_000;
+
 /**
  * The TLS a recipient domain's mail must get: delivery.tls.policies (an entry there is the
  * operator's word and wins), else the default raised by the domain's MTA-STS policy. An MTA-STS
@@ -22,6 +25,8 @@ export class TlsPolicies {
   private readonly recordIds = new Map<string, { expires: number; id: Promise<string | null> }>();
   /** One fetch per domain at a time; concurrent batches wait for the same one. */
   private readonly fetches = new Map<string, Promise<CachedStsPolicy | null>>();
+  /** Domains whose last fetch failed, and the id it was for: not fetched again for that id before `until`. */
+  private readonly failedFetches = new Map<string, { id: string; until: number }>();
 
   constructor(
     private readonly settings: DeliveryConfig,
@@ -66,6 +71,9 @@ export class TlsPolicies {
     const cached = this.cache.get(domain);
     const id = await this.recordId(domain);
     if (id === null || cached?.id === id) return cached;
+    // A policy host that is down (or blocked) is not asked again by every batch.
+    const failed = this.failedFetches.get(domain);
+    if (failed && failed.id === id && failed.until > Date.now()) return cached;
     let fetch = this.fetches.get(domain);
     if (!fetch) {
       fetch = this.fetchAndKeep(domain, id, cached).finally(() => this.fetches.delete(domain));
@@ -80,15 +88,24 @@ export class TlsPolicies {
       body = await fetchStsPolicy(domain, this.fetchSettings);
     } catch (error) {
       this.log.warn({ domain, policyId: id, err: (error as Error).message, usingCached: cached !== null }, 'MTA-STS policy fetch failed');
+      this.rememberFailure(domain, id);
       return cached;
     }
     const policy = parseStsPolicy(body);
     if (typeof policy === 'string') {
       this.log.warn({ domain, policyId: id, reason: policy, usingCached: cached !== null }, 'MTA-STS policy is malformed; treated as no policy');
+      this.rememberFailure(domain, id);
       return cached;
     }
     this.log.info({ domain, policyId: id, mode: policy.mode, mx: policy.mx, maxAge: policy.maxAgeSeconds }, 'MTA-STS policy fetched');
+    this.failedFetches.delete(domain);
     return this.cache.put(domain, id, policy);
+  }
+
+  private rememberFailure(domain: string, id: string): void {
+    const now = Date.now();
+    this.failedFetches.set(domain, { id, until: now + FETCH_RETRY_MS });
+    if (this.failedFetches.size > 10_000) for (const [name, entry] of this.failedFetches) if (entry.until <= now) this.failedFetches.delete(name);
   }
 
   private recordId(domain: string): Promise<string | null> {
