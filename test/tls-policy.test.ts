@@ -38,10 +38,12 @@ interface Relay {
   relay: RunningRelay;
   db: Database;
   logs: Array<Record<string, unknown>>;
+  /** Stops the relay, keeping its store for another start in `temp`. */
+  stop(): Promise<void>;
+  temp: ReturnType<typeof makeTempDir>;
 }
 
-async function startLoggedRelay(delivery: Record<string, unknown>): Promise<Relay> {
-  const temp = makeTempDir();
+async function startLoggedRelay(delivery: Record<string, unknown>, temp = makeTempDir()): Promise<Relay> {
   const caFile = join(temp.dir, 'ca.pem');
   writeFileSync(caFile, ca.cert);
   const deliveryTls = (delivery.tls ?? {}) as Record<string, unknown>;
@@ -50,12 +52,18 @@ async function startLoggedRelay(delivery: Record<string, unknown>): Promise<Rela
   const { logs, destination } = logCapture();
   const relay = await startRelay(config, pino({ level: 'info' }, destination));
   const db = new BetterSqlite3(config.store.path, { readonly: true });
-  cleanups.push(async () => {
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
     await relay.stop();
     db.close();
+  };
+  cleanups.push(async () => {
+    await stop();
     temp.remove();
   });
-  return { relay, db, logs };
+  return { relay, db, logs, stop, temp };
 }
 
 async function mx(host: string, script: FakeMxScript = {}): Promise<FakeMx> {
@@ -163,6 +171,24 @@ describe('delivery.tls policies (none | may | encrypt | verify)', () => {
     expect(tries[0]?.text).toContain('no certificate valid for mx1.sts.test');
   });
 
+  it('never reuses a kept-open connection opened under a weaker policy', async () => {
+    // One host for both domains, its certificate for another name: fine for may, not for verify.
+    const shared = await mx('127.0.0.1', { tls: cert('mx2.sts.test') });
+    const zone = await dns({
+      'may.test': { MX: [{ preference: 10, exchange: 'mx1.sts.test' }] },
+      'ver.test': { MX: [{ preference: 10, exchange: 'mx1.sts.test' }] },
+      'mx1.sts.test': { A: ['127.0.0.1'] },
+    });
+    const { relay, db } = await startLoggedRelay(dnsDelivery(zone, shared.port, { tls: { policies: { 'ver.test': 'verify' } } }));
+    await submit(relay, ['a@may.test']);
+    await waitForStatus(db, 'a@may.test', 'delivered');
+    expect(shared.openConnections).toBe(1);
+    await submit(relay, ['b@ver.test']);
+    const tries = await waitFor('a refused attempt', () => attempts(db), (rows) => rows.some((r) => r.outcome === 'temporary_fail'));
+    expect(tries.find((r) => r.outcome === 'temporary_fail')?.text).toContain('no certificate valid for mx1.sts.test');
+    expect(shared.received.map((m) => m.to)).toEqual([['a@may.test']]);
+  });
+
   it('refuses at start a caFile that is missing or holds no certificate', async () => {
     const temp = makeTempDir();
     cleanups.push(() => temp.remove());
@@ -253,6 +279,30 @@ describe('MTA-STS (RFC 8461)', () => {
     expect(rogue.received.map((m) => m.to)).toEqual([['t@sts.test']]);
     const line = logs.find((l) => l.msg === 'MTA-STS testing: enforce would refuse these MX hosts; delivering as usual');
     expect(line).toMatchObject({ domain: 'sts.test', unlisted: ['mx2.sts.test'] });
+  });
+
+  it('keeps the policy in the store: after a restart, with the policy server gone, enforce still holds', async () => {
+    const { zone, good, rogue } = await stsSetup(ENFORCE.replace('*.sts.test', 'mx1.sts.test'));
+    const first = await startLoggedRelay(stsDelivery(zone, good.port));
+    await submit(first.relay, ['before@sts.test']);
+    await waitForStatus(first.db, 'before@sts.test', 'delivered');
+    await first.stop();
+    await policyServer.close();
+    const second = await startLoggedRelay(stsDelivery(zone, good.port), first.temp);
+    await submit(second.relay, ['after@sts.test']);
+    await waitForStatus(second.db, 'after@sts.test', 'delivered');
+    expect(rogue.connections).toBe(0);
+    expect(good.received.map((m) => m.to)).toEqual([['before@sts.test'], ['after@sts.test']]);
+    expect(second.logs.some((l) => l.msg === 'MTA-STS policy fetch failed')).toBe(false);
+  });
+
+  it('enforces the same with the SMTP client on its own thread (stageThread off, sendThread on)', async () => {
+    const { zone, good, rogue } = await stsSetup('version: STSv1\nmode: enforce\nmx: mx1.sts.test\nmax_age: 86400\n');
+    const { relay, db } = await startLoggedRelay({ ...stsDelivery(zone, good.port), stageThread: false, sendThread: true });
+    await submit(relay, ['thread@sts.test']);
+    await waitForStatus(db, 'thread@sts.test', 'delivered');
+    expect(rogue.connections).toBe(0);
+    expect(good.received.map((m) => m.secure)).toEqual([true]);
   });
 
   it('fetches again when the TXT id changes, and uses the new policy', async () => {

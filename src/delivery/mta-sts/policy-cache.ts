@@ -1,4 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3';
+import { writeTransaction } from '../../store/write-lock.js';
 import type { StsPolicy } from './policy-text.js';
 
 /** A policy as kept in the store: with the TXT id it was fetched for and when it stops counting. */
@@ -19,6 +20,8 @@ interface PolicyRow {
 export class StsPolicyCache {
   private readonly select: Statement<[string], PolicyRow>;
   private readonly upsert: Statement<[string, string, string, string, number, string, number]>;
+  /** Through the relay's write lock, taking turns with the other thread's writes (store/write-lock.ts). */
+  private readonly write: (run: () => void) => void;
 
   constructor(db: Database) {
     this.select = db.prepare('SELECT policy_id, mode, mx, max_age, expires_at FROM mta_sts_policies WHERE domain = ?');
@@ -27,6 +30,7 @@ export class StsPolicyCache {
        ON CONFLICT (domain) DO UPDATE SET policy_id = excluded.policy_id, mode = excluded.mode, mx = excluded.mx,
          max_age = excluded.max_age, fetched_at = excluded.fetched_at, expires_at = excluded.expires_at`,
     );
+    this.write = writeTransaction(db, (run: () => void) => run());
   }
 
   /** The domain's policy while its max_age lasts; null when there is none or it expired. */
@@ -38,7 +42,7 @@ export class StsPolicyCache {
 
   put(domain: string, id: string, policy: StsPolicy, now = Date.now()): CachedStsPolicy {
     const expiresAt = now + policy.maxAgeSeconds * 1000;
-    this.upsert.run(domain, id, policy.mode, JSON.stringify(policy.mx), policy.maxAgeSeconds, new Date(now).toISOString(), expiresAt);
+    this.write(() => this.upsert.run(domain, id, policy.mode, JSON.stringify(policy.mx), policy.maxAgeSeconds, new Date(now).toISOString(), expiresAt));
     return { ...policy, id, expiresAt };
   }
 }
