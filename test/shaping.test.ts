@@ -1,3 +1,4 @@
+import { OPPORTUNISTIC } from '../src/delivery/tls-policy.js';
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -195,7 +196,7 @@ describe('traffic shaping: rates and connections', () => {
 describe('traffic shaping: a destination\'s state', () => {
   const rules = compileShapingRules({ rules: [testRule({ messagesPerMinute: 4, recoverAfterSeconds: 60 })] }, 'test');
   const lookup: NextHopLookup = {
-    nextHop: { hosts: [{ name: '127.0.0.2', addresses: ['127.0.0.2'] }], port: 25, routed: true, secure: false, requireTLS: false, verifyCertificate: false },
+    nextHop: { hosts: [{ name: '127.0.0.2', addresses: ['127.0.0.2'] }], port: 25, routed: true, secure: false, requireTLS: false, verifyCertificate: false, tls: OPPORTUNISTIC },
   };
   const reaction = rules[0]?.reactions[0];
   if (!reaction) throw new Error('test rule has no reaction');
@@ -243,7 +244,7 @@ describe('traffic shaping rules (config/shaping.json)', () => {
   const shipped = loadShapingRules(null);
   const shaper = new Shaper(shipped);
   const via = (host: string): NextHopLookup => ({
-    nextHop: { hosts: [{ name: host, addresses: ['192.0.2.1'] }], port: 25, routed: false, secure: false, requireTLS: false, verifyCertificate: false },
+    nextHop: { hosts: [{ name: host, addresses: ['192.0.2.1'] }], port: 25, routed: false, secure: false, requireTLS: false, verifyCertificate: false, tls: OPPORTUNISTIC },
   });
 
   it('ships rules for the big providers, each naming its source', () => {

@@ -74,6 +74,7 @@ function checkReadableFiles(config: Config): void {
   const files: Array<[string, string | null]> = [
     ['submission.tls.key', config.submission.tls.key],
     ['submission.tls.cert', config.submission.tls.cert],
+    ['delivery.tls.caFile', config.delivery.tls.caFile],
   ];
   for (const [key, path] of files) {
     if (path === null) continue;

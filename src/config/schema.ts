@@ -50,6 +50,11 @@ const nextHop = z.union([
 
 const seconds = z.number().min(0);
 
+/** Postfix's smtp_tls_security_level words: none (never STARTTLS), may (opportunistic), encrypt, verify. */
+const tlsLevel = z.enum(['none', 'may', 'encrypt', 'verify']);
+
+const DOMAIN_NAME = /^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*\.?$/;
+
 const delivery = z.strictObject({
   /** false: accept and queue only (no delivery worker). */
   enabled: z.boolean(),
@@ -92,6 +97,27 @@ const delivery = z.strictObject({
    * submission.campaignHeader; []: nothing is left out.
    */
   stripHeaders: z.array(z.string().regex(/^[\x21-\x39\x3b-\x7e]+$/, 'not a header field name, e.g. X-Mailgun-Tag')).nullable(),
+  /** TLS to the next hop per recipient domain, like Postfix's smtp_tls_policy_maps. */
+  tls: z.strictObject({
+    /** The level for domains that policies does not name (and MTA-STS does not raise). */
+    default: tlsLevel,
+    /** Recipient domain (its subdomains too, unless they have their own entry) -> level. */
+    policies: z.record(z.string(), tlsLevel).superRefine((policies, ctx) => {
+      for (const domain of Object.keys(policies)) {
+        if (!DOMAIN_NAME.test(domain)) ctx.addIssue({ code: 'custom', path: [domain], message: `"${domain}" is not a domain name; write one such as example.com` });
+      }
+    }),
+    /** PEM file of CA certificates trusted besides the system's, for "verify" and MTA-STS; null: system CAs only. */
+    caFile: z.string().min(1).nullable(),
+  }),
+  /** MTA-STS (RFC 8461): recipient domains that publish a policy get verified TLS to a listed MX. */
+  mtaSts: z.strictObject({
+    enabled: z.boolean(),
+    /** Port of https://mta-sts.DOMAIN/; 443 except in tests (the HTTPS server on 127.0.0.1 runs on a free port). */
+    httpsPort: port,
+    /** The whole policy fetch (connect, TLS, reply) must end within this. */
+    fetchTimeoutSeconds: z.number().positive(),
+  }),
   retry: z.strictObject({
     scheduleSeconds: z.array(seconds).min(1),
     jitter: z.number().min(0).max(1),

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import type { DeliveryConfig } from '../config/schema.js';
 import type { Logger } from '../logger.js';
 import type { NextHop } from './next-hop.js';
+import { trustedCertificates } from './tls-policy.js';
 import { writeDataDirectly } from './wire-data.js';
 
 export interface Destination {
@@ -10,8 +11,12 @@ export interface Destination {
   ip: string;
   nextHop: NextHop;
   localIp: string | null;
-  /** Opportunistic STARTTLS failed at this host before: talk plaintext, as Postfix's "may" level does. */
+  /** Never STARTTLS: the "none" level, or opportunistic STARTTLS failed at this host before (Postfix's "may" does the same). */
   plaintext: boolean;
+  /** STARTTLS or no transaction ("encrypt", "verify", MTA-STS enforce, a route's requireTLS). */
+  requireTLS: boolean;
+  /** The certificate must chain to a trusted CA and name hostName ("verify", MTA-STS enforce). */
+  verifyCertificate: boolean;
 }
 
 /** What nodemailer's SMTP client attaches to the errors it hands back. */
@@ -187,12 +192,15 @@ export class ConnectionPool {
   private readonly destinations = new Map<string, DestinationConnections>();
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
+  /** System CAs plus delivery.tls.caFile, read once; undefined: node's own list. */
+  private readonly trusted: string[] | undefined;
 
   constructor(
     private readonly settings: DeliveryConfig,
     private readonly heloName: string,
     private readonly log: Logger,
   ) {
+    this.trusted = trustedCertificates(settings.tls.caFile);
     this.sweeper = setInterval(() => this.closeIdle(), IDLE_CLOSE_MS / 2).unref();
   }
 
@@ -256,7 +264,9 @@ export class ConnectionPool {
   private connectionsTo(destination: Destination): DestinationConnections {
     const { nextHop } = destination;
     const maxTransactions = nextHop.maxMessagesPerConnection ?? this.settings.maxMessagesPerConnection;
-    const key = [destination.ip, nextHop.port, destination.localIp, destination.hostName, nextHop.secure, nextHop.requireTLS, nextHop.auth?.user, destination.plaintext, maxTransactions].join('|');
+    // The TLS settings are part of the key: a connection opened under one requirement never
+    // carries mail that needs a stricter one (a plaintext connection for an MTA-STS domain).
+    const key = [destination.ip, nextHop.port, destination.localIp, destination.hostName, nextHop.secure, destination.requireTLS, destination.verifyCertificate, nextHop.auth?.user, destination.plaintext, maxTransactions].join('|');
     let connections = this.destinations.get(key);
     if (!connections) {
       const options: SMTPConnection.Options = {
@@ -265,11 +275,12 @@ export class ConnectionPool {
         name: this.heloName,
         ...(destination.localIp ? { localAddress: destination.localIp } : {}),
         secure: nextHop.secure,
-        requireTLS: nextHop.requireTLS,
-        ignoreTLS: destination.plaintext,
+        requireTLS: destination.requireTLS,
+        ignoreTLS: destination.plaintext && !destination.requireTLS,
         tls: {
           // Opportunistic TLS to an MX: encrypt when offered, whatever the certificate (RFC 7435).
-          rejectUnauthorized: nextHop.verifyCertificate,
+          rejectUnauthorized: destination.verifyCertificate,
+          ...(destination.verifyCertificate && this.trusted ? { ca: this.trusted } : {}),
           ...(isIP(destination.hostName) ? {} : { servername: destination.hostName }),
         },
         connectionTimeout: this.settings.connectionTimeoutSeconds * 1000,

@@ -17,6 +17,7 @@ import { loadShapingRules } from './shaping-rules.js';
 import { DeliveryScheduler } from './scheduler.js';
 import { InlineSender, type BatchSender } from './sender.js';
 import { ThreadSender } from './thread-sender.js';
+import { TlsPolicies } from './tls-policies.js';
 
 export interface DeliveryStage {
   /** New mail was committed: look for due work now rather than at the next poll. */
@@ -63,7 +64,8 @@ export function startDelivery(
   // The keys are read on this stage's own store connection (on its thread, with stageThread).
   const dkim = config.dkim.enabled ? new DkimSigner(new DkimKeyring(db, config.dkim, log.child({ component: 'dkim' })), log) : null;
   const shaper = new Shaper(loadShapingRules(settings.shapingFile));
-  const scheduler = new DeliveryScheduler(config, state, nextHops, sender, verp, unsubscribe, log, dkim, shaper);
+  const tlsPolicies = new TlsPolicies(settings, db, dns.resolver, log.child({ component: 'tls-policy' }));
+  const scheduler = new DeliveryScheduler(config, state, nextHops, sender, verp, unsubscribe, log, dkim, shaper, tlsPolicies);
   scheduler.start();
   log.info({ sendThread: settings.sendThread, concurrency: settings.concurrency, perDomainConcurrency: settings.perDomainConcurrency, routes: Object.keys(settings.routes) }, 'delivery started');
   return {

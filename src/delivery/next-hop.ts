@@ -5,6 +5,7 @@ import type { NextHopConfig } from '../config/schema.js';
 import { localFailure } from './failure.js';
 import { lookupMailHosts, type LookupFailureCause, type MailHost } from './mail-hosts.js';
 import type { ResolverHealth } from './resolver-health.js';
+import { OPPORTUNISTIC, type TlsRequirement } from './tls-policy.js';
 
 /** Where a recipient domain's mail goes next, and how to talk to it. */
 export interface NextHop {
@@ -18,6 +19,8 @@ export interface NextHop {
   verifyCertificate: boolean;
   /** A traffic shaping rule's messages per connection (shaper.ts); unset: delivery.maxMessagesPerConnection. */
   maxMessagesPerConnection?: number;
+  /** The recipient domain's TLS policy (delivery.tls, MTA-STS), set by TlsPolicies before sending. */
+  tls: TlsRequirement;
 }
 
 export type NextHopLookup = { nextHop: NextHop } | { failure: Classification };
@@ -132,12 +135,12 @@ export class NextHopResolver {
       const addresses = await routeHostAddresses(route.host);
       if (!Array.isArray(addresses)) return { failure: addresses };
       const { port, host, ...options } = route;
-      return { nextHop: { hosts: [{ name: host, addresses }], port: port ?? this.defaultPort, routed: true, ...options } };
+      return { nextHop: { hosts: [{ name: host, addresses }], port: port ?? this.defaultPort, routed: true, ...options, tls: OPPORTUNISTIC } };
     }
     const lookup = await lookupMailHosts(domain, this.resolver);
     if ('failure' in lookup) return { failure: await this.believed(lookup.failure, lookup.cause, performance.now()) };
     return {
-      nextHop: { hosts: lookup.hosts, port: this.defaultPort, routed: false, secure: false, requireTLS: false, verifyCertificate: false },
+      nextHop: { hosts: lookup.hosts, port: this.defaultPort, routed: false, secure: false, requireTLS: false, verifyCertificate: false, tls: OPPORTUNISTIC },
     };
   }
 }

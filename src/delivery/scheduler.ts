@@ -11,6 +11,7 @@ import type { BatchReport, DeliveryBatch } from './send-batch.js';
 import type { BatchSender } from './sender.js';
 import { Shaper, type ShapedDestination } from './shaper.js';
 import { headersToStrip, stripHeaderFields } from './strip-headers.js';
+import type { TlsPolicies } from './tls-policies.js';
 
 /**
  * Picks due recipients from the store and sends them. Two limits apply (p-queue): at most
@@ -44,6 +45,8 @@ export class DeliveryScheduler {
     private readonly dkim: DkimSigner | null = null,
     /** Traffic shaping per provider (config/shaping.json); no rules: every destination as before. */
     private readonly shaper: Shaper = new Shaper([]),
+    /** delivery.tls and MTA-STS; null: opportunistic TLS everywhere, as before they existed. */
+    private readonly tlsPolicies: TlsPolicies | null = null,
   ) {
     this.global = new PQueue({ concurrency: config.delivery.concurrency });
     // Claimed work waiting in the queues keeps every slot busy without claiming the whole spool.
@@ -132,7 +135,10 @@ export class DeliveryScheduler {
    * sent and its recipients are due when it may go.
    */
   private async route(batch: ClaimedBatch): Promise<{ recorded: Promise<void> } | null> {
-    const lookup = await this.nextHops.lookup(batch.domain);
+    const found = await this.nextHops.lookup(batch.domain);
+    // The recipient domain's TLS policy (delivery.tls, MTA-STS) narrows the next hop's hosts and
+    // sets the TLS it needs; a domain whose policy no host can meet fails here, deferred.
+    const lookup = 'failure' in found || !this.tlsPolicies ? found : await this.tlsPolicies.apply(batch.domain, found.nextHop);
     // Stopping while the lookup ran: left "sending", queued again by the stage's stop.
     if (this.stopped) return null;
     const destination = this.shaper.destinationOf(batch.domain, lookup);

@@ -89,6 +89,17 @@ function hostFailure(error: SmtpError, mxHost: string | null): Classification {
   return localFailure('temporary', 'bad-connection', detail, null, '4.4.1');
 }
 
+/** STARTTLS missing, refused or with a certificate that does not verify, where a TLS policy requires it. */
+function requiredTlsFailure(error: SmtpError, mxHost: string, nextHop: NextHop, verified: boolean): Classification {
+  const { level, source } = nextHop.tls;
+  const reply = error.response ? ` (${error.response})` : '';
+  const certificate = /certificate|self[- ]signed|CERT|altnames|issuer/i.test(`${error.message} ${(error as { reason?: string }).reason ?? ''}`);
+  const what = verified && certificate ? `no certificate valid for ${mxHost}` : `no STARTTLS`;
+  // X.7.10 "encryption needed" (RFC 5248); X.7.5 a cryptographic failure, for a certificate refused.
+  const enhancedCode = verified && certificate ? '4.7.5' : '4.7.10';
+  return localFailure('temporary', 'bad-connection', `TLS required (${level}, ${source}): ${what}: ${error.message}${reply}`, null, enhancedCode);
+}
+
 function elapsedSince(startedAt: Date): number {
   return Date.now() - startedAt.getTime();
 }
@@ -101,24 +112,33 @@ function elapsedSince(startedAt: Date): number {
  */
 export async function sendBatch(batch: DeliveryBatch, nextHop: NextHop, connections: ConnectionPool, localIp: string | null): Promise<BatchReport> {
   const failedHosts: BatchReport['failedHosts'] = [];
+  const { level } = nextHop.tls;
+  const requireTLS = nextHop.requireTLS || level === 'encrypt' || level === 'verify';
+  const verifyCertificate = nextHop.verifyCertificate || level === 'verify';
   for (const host of nextHop.hosts) {
     for (const ip of host.addresses) {
-      let plaintext = false;
+      let plaintext = level === 'none' && !nextHop.secure;
       for (;;) {
         const at: HostTry = { startedAt: new Date(), durationMs: 0, mxHost: host.name, mxIp: ip, localIp };
         try {
           const envelope = { from: batch.mailFrom, to: batch.recipients.map((r) => r.address) };
-          const sent = await connections.send({ hostName: host.name, ip, nextHop, localIp, plaintext }, envelope, batch.content);
+          const sent = await connections.send({ hostName: host.name, ip, nextHop, localIp, plaintext, requireTLS, verifyCertificate }, envelope, batch.content);
           at.durationMs = elapsedSince(at.startedAt);
           return { failedHosts, outcomes: transactionOutcomes(batch, at, sent.response, sent.rejectedErrors, null) };
         } catch (caught) {
           const error = caught as SmtpError;
           at.durationMs = elapsedSince(at.startedAt);
           // Opportunistic STARTTLS that fails is retried in plaintext once, as Postfix does.
-          if (error.code === 'ETLS' && !plaintext && !nextHop.requireTLS && !nextHop.secure) {
+          if (error.code === 'ETLS' && !plaintext && !requireTLS && !nextHop.secure) {
             failedHosts.push({ at, failure: hostFailure(error, host.name) });
             plaintext = true;
             continue;
+          }
+          // TLS that a policy asks for never falls back to plaintext: the host is skipped, and
+          // the reason names the policy so the operator sees why mail waits.
+          if (error.code === 'ETLS' && requireTLS && nextHop.tls.level !== 'may') {
+            failedHosts.push({ at, failure: requiredTlsFailure(error, host.name, nextHop, verifyCertificate) });
+            break;
           }
           if (isHostLevel(error)) {
             failedHosts.push({ at, failure: hostFailure(error, host.name) });

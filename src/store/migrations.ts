@@ -410,6 +410,19 @@ export const MIGRATIONS: readonly string[] = [
    WHERE e.event IN ('permanent_fail', 'temporary_fail') AND coalesce(e.reason, '') <> 'suppressed'
      AND coalesce(e.source, '') <> 'operator';
   `,
+  `
+  -- MTA-STS policies (RFC 8461) of recipient domains, kept for their max_age so a restart (or an
+  -- attacker who blocks the policy fetch) does not lose them (RFC 8461 5.1).
+  CREATE TABLE mta_sts_policies (
+    domain      TEXT PRIMARY KEY,          -- the recipient domain, lower case
+    policy_id   TEXT NOT NULL,             -- id= of the _mta-sts TXT record it was fetched for
+    mode        TEXT NOT NULL CHECK (mode IN ('enforce', 'testing', 'none')),
+    mx          TEXT NOT NULL,             -- JSON array of the mx patterns
+    max_age     INTEGER NOT NULL,          -- seconds
+    fetched_at  TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL           -- unix ms: fetched (or last confirmed) + max_age
+  );
+  `,
 ];
 
 export class SchemaTooNewError extends OperatorError {
