@@ -56,6 +56,7 @@ const tlsLevel = z.enum(['none', 'may', 'encrypt', 'verify']);
 const DOMAIN_NAME = /^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*\.?$/;
 
 const HOST_NAME = /^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)+$/;
+const POOL_NAME = /^[a-zA-Z0-9_.-]+$/;
 const HEADER_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
 
 /** One source of an IP pool: the address we connect from and the name we give in EHLO for it. */
@@ -102,7 +103,7 @@ const delivery = z.strictObject({
   }),
   localAddresses: z.array(ipAddress),
   /** Named pools of { address, heloName }, used in turn within a pool; picked by ipPoolRules. */
-  ipPools: z.record(z.string().regex(/^[a-zA-Z0-9_.-]+$/, 'write a pool name with letters, digits, "_", "." or "-"'), z.array(poolSource).min(1, 'a pool needs at least one { address, heloName }')),
+  ipPools: z.record(z.string(), z.array(poolSource).min(1, 'a pool needs at least one { address, heloName }')),
   /** First match wins; no match: localAddresses in turn and heloName. */
   ipPoolRules: z.array(ipPoolRule),
   concurrency: positiveInt,
@@ -158,6 +159,10 @@ const delivery = z.strictObject({
     maxAgeSeconds: seconds,
   }),
 }).superRefine((settings, ctx) => {
+  // Checked here, not by the record's key schema: zod reports a bad key as "Invalid key in record".
+  for (const name of Object.keys(settings.ipPools)) {
+    if (!POOL_NAME.test(name)) ctx.addIssue({ code: 'custom', path: ['ipPools', name], message: `"${name}" is not a pool name; use letters, digits, "_", "." or "-"` });
+  }
   settings.ipPoolRules.forEach((rule, index) => {
     if (!Object.hasOwn(settings.ipPools, rule.pool)) {
       const known = Object.keys(settings.ipPools);
