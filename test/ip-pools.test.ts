@@ -192,9 +192,10 @@ describe('delivery from IP pools (a fake MX on 127.0.0.1)', () => {
     });
   });
 
-  it('takes turns within a two-address pool, a connection per address and EHLO name', async () => {
+  it.each([false, true])('takes turns within a two-address pool, a connection per address and EHLO name (sendThread %s)', async (sendThread) => {
     const mx = await fakeMx();
     const relay = await poolRelay(mx, {
+      sendThread,
       heloName: 'default.example',
       ipPools: { pair: [{ address: '127.0.0.2', heloName: 'tx1.example' }, { address: '127.0.0.3', heloName: 'tx2.example' }] },
       ipPoolRules: [{ senderDomain: 'shop.example', pool: 'pair' }],
