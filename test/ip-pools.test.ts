@@ -225,4 +225,24 @@ describe('delivery from IP pools (a fake MX on 127.0.0.1)', () => {
     expect(receivedBy(mx, 'second@example.test').helo).toBe('two.example');
     expect(mx.connections).toBe(2);
   });
+
+  it('defers, not bounces, mail from a pool address this machine does not have', async () => {
+    const mx = await fakeMx();
+    const relay = await poolRelay(mx, {
+      ipPools: { elsewhere: [{ address: '192.0.2.10', heloName: 'tx1.example' }] },
+      ipPoolRules: [{ senderDomain: 'shop.example', pool: 'elsewhere' }],
+      retry: { scheduleSeconds: [3600], jitter: 0, maxAttempts: 3, maxAgeSeconds: 86_400 },
+    });
+    await send(relay, { from: 'orders@shop.example', to: 'nowhere@example.test' });
+    const row = await waitFor(
+      'the recipient deferred',
+      () => relay.db.prepare("SELECT status, last_reply FROM recipients WHERE address = 'nowhere@example.test'").get() as { status: string; last_reply: string | null },
+      (r) => r.status === 'deferred',
+    );
+    expect(row.last_reply).toMatch(/EADDRNOTAVAIL|address not available/i);
+    const attempt = relay.db.prepare('SELECT local_ip, category FROM attempts').get();
+    expect(attempt).toEqual({ local_ip: '192.0.2.10', category: 'bad-connection' });
+    expect(mx.received).toHaveLength(0);
+  });
 });
+
