@@ -8,7 +8,7 @@ import type { BatchSender } from '../src/delivery/sender.js';
 import { createLogger } from '../src/logger.js';
 
 function claimed(n: number): ClaimedBatch {
-  return { messageId: n, queueId: `Q${n}`, domain: 'example.test', mailFrom: '', receivedAt: new Date(), recipients: [{ id: n, address: `r${n}@example.test`, attempts: 0 }] };
+  return { messageId: n, queueId: `Q${n}`, domain: 'example.test', mailFrom: '', authUser: null, receivedAt: new Date(), recipients: [{ id: n, address: `r${n}@example.test`, attempts: 0 }] };
 }
 
 /** A store whose outcome commits wait until released: the scheduler must not wait on them to send. */

@@ -55,6 +55,36 @@ const tlsLevel = z.enum(['none', 'may', 'encrypt', 'verify']);
 
 const DOMAIN_NAME = /^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*\.?$/;
 
+const HOST_NAME = /^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)+$/;
+const POOL_NAME = /^[a-zA-Z0-9_.-]+$/;
+const HEADER_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
+
+/** One source of an IP pool: the address we connect from and the name we give in EHLO for it. */
+const poolSource = z.strictObject({
+  address: ipAddress,
+  heloName: z.string().regex(HOST_NAME, 'not a host name for EHLO; write the name the address\'s PTR record gives, e.g. tx1.example.com'),
+});
+
+/**
+ * One selection rule (src/delivery/ip-pools.ts): exactly one of senderDomain (the envelope MAIL
+ * FROM domain), authUser (the submission AUTH user) or header + value, and the pool it picks.
+ */
+const ipPoolRule = z
+  .strictObject({
+    senderDomain: z.string().regex(DOMAIN_NAME, 'not a domain name; write one such as shop.example').optional(),
+    authUser: z.string().min(1).optional(),
+    header: z.string().regex(HEADER_NAME, 'not a header field name, e.g. X-Rebound-Pool').optional(),
+    /** The header's value that picks the pool (trimmed, case-insensitive). */
+    value: z.string().min(1).optional(),
+    pool: z.string().min(1),
+  })
+  .superRefine((rule, ctx) => {
+    const matchers = [rule.senderDomain, rule.authUser, rule.header].filter((m) => m !== undefined).length;
+    if (matchers !== 1) ctx.addIssue({ code: 'custom', message: 'a rule names exactly one of senderDomain, authUser or header (with value)' });
+    if (rule.header !== undefined && rule.value === undefined) ctx.addIssue({ code: 'custom', path: ['value'], message: `a header rule needs the value of ${rule.header} that picks the pool` });
+    if (rule.header === undefined && rule.value !== undefined) ctx.addIssue({ code: 'custom', path: ['value'], message: 'value belongs to a header rule; add header, or remove value' });
+  });
+
 const delivery = z.strictObject({
   /** false: accept and queue only (no delivery worker). */
   enabled: z.boolean(),
@@ -72,6 +102,10 @@ const delivery = z.strictObject({
     canaryRecheckSeconds: z.number().positive(),
   }),
   localAddresses: z.array(ipAddress),
+  /** Named pools of { address, heloName }, used in turn within a pool; picked by ipPoolRules. */
+  ipPools: z.record(z.string(), z.array(poolSource).min(1, 'a pool needs at least one { address, heloName }')),
+  /** First match wins; no match: localAddresses in turn and heloName. */
+  ipPoolRules: z.array(ipPoolRule),
   concurrency: positiveInt,
   perDomainConcurrency: positiveInt,
   batchSize: positiveInt,
@@ -96,7 +130,7 @@ const delivery = z.strictObject({
    * the relay, not the recipient. null: X-Mailgun-Tag, X-Mailgun-Variables and
    * submission.campaignHeader; []: nothing is left out.
    */
-  stripHeaders: z.array(z.string().regex(/^[\x21-\x39\x3b-\x7e]+$/, 'not a header field name, e.g. X-Mailgun-Tag')).nullable(),
+  stripHeaders: z.array(z.string().regex(HEADER_NAME, 'not a header field name, e.g. X-Mailgun-Tag')).nullable(),
   /** TLS to the next hop per recipient domain, like Postfix's smtp_tls_policy_maps. */
   tls: z.strictObject({
     /** The level for domains that policies does not name (and MTA-STS does not raise). */
@@ -124,6 +158,18 @@ const delivery = z.strictObject({
     maxAttempts: positiveInt,
     maxAgeSeconds: seconds,
   }),
+}).superRefine((settings, ctx) => {
+  // Checked here, not by the record's key schema: zod reports a bad key as "Invalid key in record".
+  for (const name of Object.keys(settings.ipPools)) {
+    if (!POOL_NAME.test(name)) ctx.addIssue({ code: 'custom', path: ['ipPools', name], message: `"${name}" is not a pool name; use letters, digits, "_", "." or "-"` });
+  }
+  settings.ipPoolRules.forEach((rule, index) => {
+    if (!Object.hasOwn(settings.ipPools, rule.pool)) {
+      const known = Object.keys(settings.ipPools);
+      const fix = known.length > 0 ? `name one of ${known.join(', ')}` : 'define it in delivery.ipPools';
+      ctx.addIssue({ code: 'custom', path: ['ipPoolRules', index, 'pool'], message: `no IP pool named "${rule.pool}"; ${fix}` });
+    }
+  });
 });
 
 export type DeliveryConfig = z.infer<typeof delivery>;

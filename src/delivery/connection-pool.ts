@@ -11,6 +11,8 @@ export interface Destination {
   ip: string;
   nextHop: NextHop;
   localIp: string | null;
+  /** The name in our EHLO from localIp (its IP pool's); null: delivery.heloName or the hostname. */
+  heloName: string | null;
   /** Never STARTTLS: the "none" level, or opportunistic STARTTLS failed at this host before (Postfix's "may" does the same). */
   plaintext: boolean;
   /** STARTTLS or no transaction ("encrypt", "verify", MTA-STS enforce, a route's requireTLS). */
@@ -266,13 +268,13 @@ export class ConnectionPool {
     const maxTransactions = nextHop.maxMessagesPerConnection ?? this.settings.maxMessagesPerConnection;
     // The TLS settings are part of the key: a connection opened under one requirement never
     // carries mail that needs a stricter one (a plaintext connection for an MTA-STS domain).
-    const key = [destination.ip, nextHop.port, destination.localIp, destination.hostName, nextHop.secure, destination.requireTLS, destination.verifyCertificate, nextHop.auth?.user, destination.plaintext, maxTransactions].join('|');
+    const key = [destination.ip, nextHop.port, destination.localIp, destination.heloName, destination.hostName, nextHop.secure, destination.requireTLS, destination.verifyCertificate, nextHop.auth?.user, destination.plaintext, maxTransactions].join('|');
     let connections = this.destinations.get(key);
     if (!connections) {
       const options: SMTPConnection.Options = {
         host: destination.ip,
         port: nextHop.port,
-        name: this.heloName,
+        name: destination.heloName ?? this.heloName,
         ...(destination.localIp ? { localAddress: destination.localIp } : {}),
         secure: nextHop.secure,
         requireTLS: destination.requireTLS,

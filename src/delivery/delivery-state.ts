@@ -22,13 +22,15 @@ interface DueRow {
   attempts: number;
   queueId: string;
   mailFrom: string;
+  authUser: string | null;
   receivedAt: string;
 }
 
 /** How far a claim reads past domains at their share before it reads domain by domain instead. */
 const SCAN_ROWS_PER_CLAIMED_ROW = 8;
 
-export type ClaimedBatch = Omit<DeliveryBatch, 'content'>;
+/** authUser: the submission AUTH user, for delivery.ipPoolRules (null: an allowNetworks client). */
+export type ClaimedBatch = Omit<DeliveryBatch, 'content'> & { authUser: string | null };
 
 export interface EventFields {
   event: 'delivered' | 'temporary_fail' | 'permanent_fail';
@@ -87,7 +89,7 @@ export class DeliveryState {
     // reads about as many rows as it takes however long the queue is.
     this.scanDue = db.prepare(`
       SELECT r.id, r.message_id AS messageId, r.address, r.domain, r.attempts, m.queue_id AS queueId,
-             m.mail_from AS mailFrom, m.received_at AS receivedAt
+             m.mail_from AS mailFrom, m.auth_user AS authUser, m.received_at AS receivedAt
         FROM recipients r JOIN messages m ON m.id = r.message_id
        WHERE r.status IN ('queued', 'deferred') AND r.next_attempt_at <= ?
        ORDER BY r.next_attempt_at, r.id`);
@@ -103,7 +105,7 @@ export class DeliveryState {
       SELECT domain FROM d WHERE domain IS NOT NULL`).pluck();
     this.dueOfDomain = db.prepare(`
       SELECT r.id, r.message_id AS messageId, r.address, r.domain, r.attempts, m.queue_id AS queueId,
-             m.mail_from AS mailFrom, m.received_at AS receivedAt, r.next_attempt_at AS due
+             m.mail_from AS mailFrom, m.auth_user AS authUser, m.received_at AS receivedAt, r.next_attempt_at AS due
         FROM recipients r JOIN messages m ON m.id = r.message_id
        WHERE r.domain = ? AND r.status IN ('queued', 'deferred') AND r.next_attempt_at <= ?
        ORDER BY r.next_attempt_at, r.id
@@ -234,7 +236,7 @@ export class DeliveryState {
       const key = `${row.messageId}|${row.domain}`;
       let batch = openBatch.get(key);
       if (!batch || batch.recipients.length >= this.batchSize) {
-        batch = { messageId: row.messageId, queueId: row.queueId, domain: row.domain, mailFrom: row.mailFrom, receivedAt, recipients: [] };
+        batch = { messageId: row.messageId, queueId: row.queueId, domain: row.domain, mailFrom: row.mailFrom, authUser: row.authUser, receivedAt, recipients: [] };
         openBatch.set(key, batch);
         batches.push(batch);
       }

@@ -6,6 +6,7 @@ import type { Logger } from '../logger.js';
 import type { ClaimedBatch, DeliveryState } from './delivery-state.js';
 import type { DkimSigner } from './dkim-signing.js';
 import { localFailure } from './failure.js';
+import { IpPools } from './ip-pools.js';
 import type { NextHopLookup, NextHopResolver } from './next-hop.js';
 import type { BatchReport, DeliveryBatch } from './send-batch.js';
 import type { BatchSender } from './sender.js';
@@ -26,12 +27,13 @@ export class DeliveryScheduler {
   private inFlight = 0;
   /** Reports of finished transactions waiting for their commit (see dispatch). */
   private readonly recording = new Set<Promise<void>>();
-  private localAddressTurn = 0;
   private timer: NodeJS.Timeout | null = null;
   private tickScheduled = false;
   private stopped = false;
   /** Control headers left out of the bytes sent (delivery.stripHeaders), resolved once. */
   private readonly strippedHeaders: ReadonlySet<string>;
+  /** delivery.ipPools and ipPoolRules: the source address and EHLO name of each transaction. */
+  private readonly ipPools: IpPools;
 
   constructor(
     private readonly config: Config,
@@ -51,7 +53,9 @@ export class DeliveryScheduler {
     this.global = new PQueue({ concurrency: config.delivery.concurrency });
     // Claimed work waiting in the queues keeps every slot busy without claiming the whole spool.
     this.maxInFlight = config.delivery.concurrency * 2;
-    this.strippedHeaders = headersToStrip(config.delivery.stripHeaders, config.submission.campaignHeader);
+    this.ipPools = new IpPools(config.delivery);
+    // A header that picks an IP pool is a control header too: the recipient never sees it.
+    this.strippedHeaders = new Set([...headersToStrip(config.delivery.stripHeaders, config.submission.campaignHeader), ...this.ipPools.headerNames]);
   }
 
   start(): void {
@@ -221,12 +225,6 @@ export class DeliveryScheduler {
     return queue;
   }
 
-  private nextLocalAddress(): string | null {
-    const addresses = this.config.delivery.localAddresses;
-    if (addresses.length === 0) return null;
-    return addresses[this.localAddressTurn++ % addresses.length] ?? null;
-  }
-
   /** The SMTP transaction (or the routing failure) of one batch; null when the shutdown cut it. */
   private async send(claimed: ClaimedBatch, lookup: NextHopLookup, destination: ShapedDestination | null): Promise<{ batch: DeliveryBatch; report: BatchReport } | null> {
     // The signed return path names the transaction's first recipient; a delayed bounce for any
@@ -242,7 +240,9 @@ export class DeliveryScheduler {
     // Signed last, so the signature covers the List-Unsubscribe fields added here (RFC 8058 3.1).
     const content = this.dkim ? await this.dkim.sign(unsigned, claimed.queueId) : unsigned;
     const batch = { ...claimed, mailFrom, content };
-    const localIp = this.nextLocalAddress();
+    // Picked from the stored bytes: the pool header is already stripped from `raw`.
+    const source = this.ipPools.sourceFor(claimed, stored);
+    const localIp = source.localIp;
     let report: BatchReport;
     if ('failure' in lookup) {
       const at = { startedAt: new Date(), durationMs: 0, mxHost: null, mxIp: null, localIp };
@@ -250,7 +250,7 @@ export class DeliveryScheduler {
     } else {
       // A shaping rule's messages per connection, carried to the pool with the next hop.
       const nextHop = destination ? { ...lookup.nextHop, maxMessagesPerConnection: destination.rule.messagesPerConnection } : lookup.nextHop;
-      report = await this.sender.send(batch, nextHop, localIp).catch((error: Error) => {
+      report = await this.sender.send(batch, nextHop, source).catch((error: Error) => {
         const at = { startedAt: new Date(), durationMs: 0, mxHost: null, mxIp: null, localIp };
         const failure = localFailure('temporary', 'other', `internal error while sending: ${error.message}`);
         return { failedHosts: [], outcomes: batch.recipients.map((r) => ({ recipientId: r.id, delivered: false as const, failure, at, retryInNewTransaction: false })) };

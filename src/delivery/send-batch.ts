@@ -1,6 +1,7 @@
 import { classifyReply, type Classification, type SmtpStage } from '../bounces/classifier.js';
 import { localFailure } from './failure.js';
 import type { ConnectionPool, SmtpError } from './connection-pool.js';
+import type { SendingSource } from './ip-pools.js';
 import type { NextHop } from './next-hop.js';
 
 /** Recipients of one message at one domain, sent in one SMTP transaction. */
@@ -110,7 +111,8 @@ function elapsedSince(startedAt: Date): number {
  * or fails TLS is skipped (RFC 5321 5.1); once a host answers MAIL/RCPT/DATA, its replies are
  * the outcome, recipient by recipient.
  */
-export async function sendBatch(batch: DeliveryBatch, nextHop: NextHop, connections: ConnectionPool, localIp: string | null): Promise<BatchReport> {
+export async function sendBatch(batch: DeliveryBatch, nextHop: NextHop, connections: ConnectionPool, source: SendingSource): Promise<BatchReport> {
+  const { localIp, heloName } = source;
   const failedHosts: BatchReport['failedHosts'] = [];
   const { level } = nextHop.tls;
   const requireTLS = nextHop.requireTLS || level === 'encrypt' || level === 'verify';
@@ -122,7 +124,7 @@ export async function sendBatch(batch: DeliveryBatch, nextHop: NextHop, connecti
         const at: HostTry = { startedAt: new Date(), durationMs: 0, mxHost: host.name, mxIp: ip, localIp };
         try {
           const envelope = { from: batch.mailFrom, to: batch.recipients.map((r) => r.address) };
-          const sent = await connections.send({ hostName: host.name, ip, nextHop, localIp, plaintext, requireTLS, verifyCertificate }, envelope, batch.content);
+          const sent = await connections.send({ hostName: host.name, ip, nextHop, localIp, heloName, plaintext, requireTLS, verifyCertificate }, envelope, batch.content);
           at.durationMs = elapsedSince(at.startedAt);
           return { failedHosts, outcomes: transactionOutcomes(batch, at, sent.response, sent.rejectedErrors, null) };
         } catch (caught) {

@@ -23,10 +23,10 @@ port.on('message', (message: ToSenderThread) => {
     void sender.close().then(() => reply({ type: 'closed' }));
     return;
   }
-  const { id, batch, nextHop, localIp } = message;
+  const { id, batch, nextHop, source } = message;
   // A Buffer crosses threads as a plain Uint8Array.
   const content = Buffer.from(batch.content.buffer, batch.content.byteOffset, batch.content.byteLength);
-  sender.send({ ...batch, content }, nextHop, localIp).then(
+  sender.send({ ...batch, content }, nextHop, source).then(
     (report) => reply({ type: 'report', id, report }),
     (error: unknown) => reply({ type: 'failed', id, message: (error as Error).message }),
   );

@@ -1,12 +1,13 @@
 import type { DeliveryConfig } from '../config/schema.js';
 import type { Logger } from '../logger.js';
 import { ConnectionPool } from './connection-pool.js';
+import type { SendingSource } from './ip-pools.js';
 import type { NextHop } from './next-hop.js';
 import { sendBatch, type BatchReport, type DeliveryBatch } from './send-batch.js';
 
 /** Sends a batch over SMTP and reports what each host and recipient answered; no store access. */
 export interface BatchSender {
-  send(batch: DeliveryBatch, nextHop: NextHop, localIp: string | null): Promise<BatchReport>;
+  send(batch: DeliveryBatch, nextHop: NextHop, source: SendingSource): Promise<BatchReport>;
   /** Closes kept-open connections; transactions under way are cut off. */
   close(): Promise<void>;
 }
@@ -19,8 +20,8 @@ export class InlineSender implements BatchSender {
     this.connections = new ConnectionPool(settings, heloName, log);
   }
 
-  send(batch: DeliveryBatch, nextHop: NextHop, localIp: string | null): Promise<BatchReport> {
-    return sendBatch(batch, nextHop, this.connections, localIp);
+  send(batch: DeliveryBatch, nextHop: NextHop, source: SendingSource): Promise<BatchReport> {
+    return sendBatch(batch, nextHop, this.connections, source);
   }
 
   close(): Promise<void> {

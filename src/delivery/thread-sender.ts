@@ -3,6 +3,7 @@ import type { DeliveryConfig } from '../config/schema.js';
 import type { Logger } from '../logger.js';
 import { threadScript } from './thread-script.js';
 import type { BatchSender } from './sender.js';
+import type { SendingSource } from './ip-pools.js';
 import type { NextHop } from './next-hop.js';
 import type { BatchReport, DeliveryBatch } from './send-batch.js';
 
@@ -12,7 +13,7 @@ export interface SenderThreadData {
   logLevel: string;
 }
 
-export type ToSenderThread = { type: 'send'; id: number; batch: DeliveryBatch; nextHop: NextHop; localIp: string | null } | { type: 'close' };
+export type ToSenderThread = { type: 'send'; id: number; batch: DeliveryBatch; nextHop: NextHop; source: SendingSource } | { type: 'close' };
 
 export type FromSenderThread = { type: 'report'; id: number; report: BatchReport } | { type: 'failed'; id: number; message: string } | { type: 'closed' };
 
@@ -42,7 +43,7 @@ export class ThreadSender implements BatchSender {
     this.worker = this.startWorker();
   }
 
-  send(batch: DeliveryBatch, nextHop: NextHop, localIp: string | null): Promise<BatchReport> {
+  send(batch: DeliveryBatch, nextHop: NextHop, source: SendingSource): Promise<BatchReport> {
     if (this.closing) return Promise.reject(new Error('delivery is stopping'));
     // A thread that died is replaced for the next batch; the batches it had were deferred.
     this.worker ??= this.startWorker();
@@ -50,7 +51,7 @@ export class ThreadSender implements BatchSender {
     const worker = this.worker;
     return new Promise((resolve, reject) => {
       this.inFlight.set(id, { resolve, reject });
-      worker.postMessage({ type: 'send', id, batch, nextHop, localIp } satisfies ToSenderThread);
+      worker.postMessage({ type: 'send', id, batch, nextHop, source } satisfies ToSenderThread);
     });
   }
 
