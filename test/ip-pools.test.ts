@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/load.js';
-import { firstFieldValues, IpPools } from '../src/delivery/ip-pools.js';
+import { firstFieldValuesOf, IpPools } from '../src/delivery/ip-pools.js';
 import { hashPassword } from '../src/submission/passwords.js';
 import { startFakeMx, type FakeMx, type ReceivedMessage } from './support/fake-mx.js';
 import { FAST_DELIVERY, startTestRelay, type TestRelay } from './support/relay.js';
@@ -108,9 +108,9 @@ describe('IpPools: the first rule that matches picks the pool', () => {
 
   it('reads a huge header section only so far, and folded fields whole', () => {
     const names = new Set(['x-rebound-pool']);
-    expect(firstFieldValues(Buffer.from('X-Rebound-Pool: bu\r\n\tlk\r\n\r\n'), names).get('x-rebound-pool')).toBe('bu lk');
+    expect(firstFieldValuesOf(Buffer.from('X-Rebound-Pool: bu\r\n\tlk\r\n\r\n'), names).get('x-rebound-pool')).toBe('bu lk');
     const huge = Buffer.concat([Buffer.from(`X-Filler: ${'a'.repeat(300 * 1024)}\r\n`), Buffer.from('X-Rebound-Pool: bulk\r\n\r\n')]);
-    expect(firstFieldValues(huge, names).has('x-rebound-pool')).toBe(false);
+    expect(firstFieldValuesOf(huge, names).has('x-rebound-pool')).toBe(false);
   });
 });
 

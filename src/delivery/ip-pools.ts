@@ -1,4 +1,5 @@
 import type { DeliveryConfig } from '../config/schema.js';
+import { firstFieldValues } from '../header-fields.js';
 
 /** Where a transaction comes from: the address we connect from and the name we give in EHLO. */
 export interface SendingSource {
@@ -65,7 +66,7 @@ export class IpPools {
       if (rule.kind === 'senderDomain') matched = senderDomain === rule.domain;
       else if (rule.kind === 'authUser') matched = batch.authUser === rule.user;
       else {
-        headers ??= firstFieldValues(raw, this.headerNames);
+        headers ??= firstFieldValuesOf(raw, this.headerNames);
         matched = headers.get(rule.name)?.toLowerCase() === rule.value;
       }
       if (matched) return next(rule.pool);
@@ -90,27 +91,7 @@ function domainOf(address: string): string | null {
  * The first field of each name in `names`, trimmed, folded lines joined; only the header
  * section is read, so a line of the body is never taken for a field.
  */
-export function firstFieldValues(raw: Buffer, names: ReadonlySet<string>): Map<string, string> {
-  const found = new Map<string, string>();
-  if (names.size === 0) return found;
-  const section = raw.subarray(0, Math.min(raw.length, MAX_HEADER_BYTES)).toString('latin1');
-  let name: string | null = null;
-  let value = '';
-  const keep = (): void => {
-    if (name !== null && names.has(name) && !found.has(name)) found.set(name, value.trim());
-  };
-  // One turn per line of at most MAX_HEADER_BYTES: bounded.
-  for (const line of section.split(/\r?\n/)) {
-    if (line === '') break; // the empty line: the body follows
-    if (line.startsWith(' ') || line.startsWith('\t')) {
-      value += ` ${line.trim()}`;
-      continue;
-    }
-    keep();
-    const colon = line.indexOf(':');
-    name = colon > 0 ? line.slice(0, colon).trim().toLowerCase() : null;
-    value = colon > 0 ? line.slice(colon + 1) : '';
-  }
-  keep();
-  return found;
+export function firstFieldValuesOf(raw: Buffer, names: ReadonlySet<string>): Map<string, string> {
+  // Only the first MAX_HEADER_BYTES are read: the loop is bounded whatever the message.
+  return firstFieldValues(raw.subarray(0, Math.min(raw.length, MAX_HEADER_BYTES)).toString('latin1'), names);
 }

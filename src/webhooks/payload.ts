@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { firstFieldValues } from '../header-fields.js';
 import libmime from 'libmime';
 import type { WebhookSignature } from './signature.js';
 import type { WebhookEventRow } from './store.js';
@@ -150,29 +151,9 @@ function deliveryStatus(row: WebhookEventRow, reason: string | undefined): Deliv
 
 /** The first occurrence of each wanted header field, unfolded and with encoded-words decoded. */
 export function readHeaders(head: Buffer | null, names: readonly string[]): Map<string, string> {
-  const found = new Map<string, string>();
-  if (!head || head.length === 0) return found;
-  const wanted = new Set(names.map((name) => name.toLowerCase()));
-  let text = head.toString('utf8');
-  const end = /\r?\n\r?\n/.exec(text);
-  if (end) text = text.slice(0, end.index);
-  let name: string | null = null;
-  let value = '';
-  const keep = (): void => {
-    if (name !== null && wanted.has(name) && !found.has(name)) found.set(name, decodeWords(value.trim()));
-  };
-  for (const line of text.split(/\r?\n/)) {
-    if (line.startsWith(' ') || line.startsWith('\t')) {
-      value += ` ${line.trim()}`;
-      continue;
-    }
-    keep();
-    const colon = line.indexOf(':');
-    name = colon > 0 ? line.slice(0, colon).trim().toLowerCase() : null;
-    value = colon > 0 ? line.slice(colon + 1) : '';
-  }
-  keep();
-  return found;
+  if (!head || head.length === 0) return new Map();
+  const fields = firstFieldValues(head.toString('utf8'), new Set(names.map((name) => name.toLowerCase())));
+  return new Map([...fields].map(([name, value]) => [name, decodeWords(value)]));
 }
 
 function decodeWords(value: string): string {
