@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { runRebound as rebound } from './support/cli.js';
 import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,7 +18,6 @@ import { signedFieldNames } from '../src/dkim/signature.js';
 import { createLogger } from '../src/logger.js';
 import { startRelay } from '../src/relay.js';
 import { openStore } from '../src/store/database.js';
-import { CLI, PROJECT_ROOT } from './support/child-relay.js';
 import { recordFromLine, verifyWithDkimpy } from './support/dkimpy.js';
 import { startFakeMx } from './support/fake-mx.js';
 import { FAST_DELIVERY, startTestRelay, writeTestConfig } from './support/relay.js';
@@ -30,19 +29,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
-function rebound(args: string[]): Promise<CliResult> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: PROJECT_ROOT, env: { ...process.env, REBOUND_CONFIG: '' } }, (error, stdout, stderr) =>
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
 
 /** A config file and a store created the way the relay's first start creates it. */
 function installation(override: Record<string, unknown> = {}): { dir: string; configFile: string; storePath: string } {

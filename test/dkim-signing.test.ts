@@ -1,9 +1,9 @@
-import { execFile } from 'node:child_process';
+import { runRebound as rebound } from './support/cli.js';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLI, PROJECT_ROOT, startChildRelay } from './support/child-relay.js';
+import { startChildRelay } from './support/child-relay.js';
 import { recordFromLine, verifyWithDkimpy, type DkimpyResult } from './support/dkimpy.js';
 import { startDnsServer } from './support/dns-server.js';
 import { startFakeMx, type FakeMx } from './support/fake-mx.js';
@@ -17,19 +17,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
-function rebound(args: string[]): Promise<CliResult> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: PROJECT_ROOT, env: { ...process.env, REBOUND_CONFIG: '' } }, (error, stdout, stderr) =>
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
 
 /** Runs `rebound dkim …` on the test relay's own config (so its store), expecting success. */
 async function dkim(configFile: string, ...args: string[]): Promise<string> {

@@ -1,11 +1,10 @@
-import { execFile } from 'node:child_process';
+import { runRebound, type CliResult } from './support/cli.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { SuppressionLists, type AddSuppression } from '../src/suppressions/lists.js';
-import { CLI, PROJECT_ROOT } from './support/child-relay.js';
 import { ADMIN_TOKEN, DESKTOP, fitsViewport, panelBrowser, panelRelaysStoppedAfterEachTest, PHONE, screenshot, signIn, VIEWER_TOKEN, type PanelRelay } from './support/panel-browser.js';
 
 const startPanel = panelRelaysStoppedAfterEachTest();
@@ -23,12 +22,8 @@ function seed({ relay }: PanelRelay, entries: ReadonlyArray<Omit<AddSuppression,
 }
 
 /** `node dist/cli.js ARGS --config <the relay's config file>`: what an operator at the shell sees. */
-function rebound({ relay }: PanelRelay, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) =>
-    execFile(process.execPath, [CLI, ...args, '--config', join(relay.dir, 'config.json')], { cwd: PROJECT_ROOT, env: { ...process.env, REBOUND_CONFIG: '' }, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) =>
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    ),
-  );
+function rebound({ relay }: PanelRelay, args: string[]): Promise<CliResult> {
+  return runRebound([...args, '--config', join(relay.dir, 'config.json')]);
 }
 
 async function cliList(panel: PanelRelay, type: string): Promise<string[]> {

@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { runRebound as rebound } from './support/cli.js';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import BetterSqlite3 from 'better-sqlite3';
@@ -12,7 +12,6 @@ import { openStore } from '../src/store/database.js';
 import { Spool } from '../src/store/spool.js';
 import { createSubmissionServer } from '../src/submission/server.js';
 import { MAX_TAGS, MAX_VARIABLES_BYTES, senderControls } from '../src/submission/sender-controls.js';
-import { CLI, PROJECT_ROOT } from './support/child-relay.js';
 import { recordFromLine, verifyWithDkimpy } from './support/dkimpy.js';
 import { startFakeMx } from './support/fake-mx.js';
 import { FAST_DELIVERY, logCapture, startTestRelay, writeTestConfig, type TestRelay } from './support/relay.js';
@@ -26,13 +25,6 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-function rebound(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: PROJECT_ROOT, env: { ...process.env, REBOUND_CONFIG: '' } }, (error, stdout, stderr) =>
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
 
 describe('senderControls: X-Mailgun-Tag and X-Mailgun-Variables as Mailgun reads them', () => {
   it('keeps tags lower-cased and once each, and combines several variables fields', () => {

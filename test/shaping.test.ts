@@ -1,5 +1,5 @@
+import { runRebound as rebound } from './support/cli.js';
 import { OPPORTUNISTIC } from '../src/delivery/tls-policy.js';
-import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
@@ -9,7 +9,6 @@ import { Shaper } from '../src/delivery/shaper.js';
 import { compileShapingRules, loadShapingRules } from '../src/delivery/shaping-rules.js';
 import type { NextHopLookup } from '../src/delivery/next-hop.js';
 import type { BatchReport } from '../src/delivery/send-batch.js';
-import { CLI, PROJECT_ROOT } from './support/child-relay.js';
 import { startFakeMx, type FakeMx, type FakeMxScript } from './support/fake-mx.js';
 import { FAST_DELIVERY, startTestRelay, type TestRelay } from './support/relay.js';
 import { makeTempDir } from './support/temp-dir.js';
@@ -72,13 +71,6 @@ function statuses(relay: TestRelay): Array<{ address: string; status: string; at
   }>;
 }
 
-function rebound(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: PROJECT_ROOT, env: { ...process.env, REBOUND_CONFIG: '' } }, (error, stdout, stderr) =>
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
 
 describe('traffic shaping: a destination that says "try again later"', () => {
   it('is paused for the rule time (no connection meanwhile), shown as paused, then resumed; an unmatched destination is unaffected', async () => {
