@@ -87,6 +87,13 @@ describe('store health: a store file deleted under the running relay', () => {
     expect(queueIds(dbPath)).toHaveLength(6);
   });
 
+  it('opens a second connection only to a store that is there, so a restarted delivery thread never creates an empty one', () => {
+    const dir = tempDir();
+    const path = join(dir, 'gone.sqlite');
+    expect(() => openStore(path, { mustExist: true })).toThrow(`cannot open the store at ${path}`);
+    expect(existsSync(path)).toBe(false);
+  });
+
   it('treats a file replaced at store.path as lost too, and refuses commits into the old one', async () => {
     const dir = tempDir();
     const path = join(dir, 'store.sqlite');

@@ -98,7 +98,7 @@ export async function startAdmin(
       return reply.code(503).send({ ok: false, error: `the store does not answer: ${(error as Error).message}` });
     }
     // A store that was deleted under the relay, or that fails writes, still answers reads.
-    const storeProblem = storeHealthOf(db)?.problem();
+    const storeProblem = storeHealthOf(db)?.problemNow();
     if (storeProblem) return reply.code(503).send({ ok: false, error: storeProblem.cause, since: storeProblem.since });
     const dns = hooks.dnsResolver?.();
     if (dns && !dns.healthy) return reply.code(503).send({ ok: false, error: `${dns.problem ?? 'DNS resolver looks broken'}; mail is deferred, not bounced` });

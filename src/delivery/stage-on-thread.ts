@@ -163,6 +163,9 @@ export async function startDeliveryThread({ config, verp, unsubscribe, writeLock
         log.error({ code }, 'the delivery thread exited; a new one starts in a second and queues again what it had claimed');
         setTimeout(() => {
           if (stopping) return stopped?.();
+          // A lost store (deleted or replaced) is not reopened: the thread would find no file, or another one.
+          const lost = storeHealth.lostNow();
+          if (lost) return log.error({ store: config.store.path, problem: lost.cause }, 'the delivery thread is not restarted: the store is lost; restart the relay');
           start().catch((error: Error) => log.error({ err: error }, 'the delivery thread could not be restarted; delivery stays stopped until the relay restarts'));
         }, RESTART_DELAY_MS).unref();
       });

@@ -30,7 +30,9 @@ const logger = pino(
   { write: (line: string) => post({ type: 'log', line }) },
 );
 
-const db = openStore(config.store.path, { synchronous: config.store.synchronous });
+// The main thread opened (and created) the store; a thread restarted after the file was deleted
+// must fail to start, not commit mail into a new empty file at the same path.
+const db = openStore(config.store.path, { synchronous: config.store.synchronous, mustExist: true });
 useWriteLock(db, new WriteLock(data.writeLock));
 // Checks the file before each commit and probes writes while they fail; the main thread's own
 // watch rescues a lost store, so this one does not copy it a second time.

@@ -68,8 +68,9 @@ export class TlsPolicies {
    * policy until its max_age ends. A malformed policy counts as none (3.3), logged.
    */
   private async stsPolicy(domain: string): Promise<CachedStsPolicy | null> {
-    const cached = this.cache.get(domain);
     const id = await this.recordId(domain);
+    // Read after the wait: a fetch that ended meanwhile has already stored its policy.
+    const cached = this.cache.get(domain);
     if (id === null || cached?.id === id) return cached;
     // A policy host that is down (or blocked) is not asked again by every batch.
     const failed = this.failedFetches.get(domain);

@@ -10,6 +10,8 @@ export interface OpenStoreOptions {
   /** FULL (the default) fsyncs the WAL on every commit: a 250 survives a power cut. */
   synchronous?: 'FULL' | 'EXTRA' | 'NORMAL';
   readonly?: boolean;
+  /** Open only a store that is there: a second connection must never create an empty one at a path whose file was deleted. */
+  mustExist?: boolean;
 }
 
 export class StoreError extends OperatorError {
@@ -57,7 +59,7 @@ export function openStore(path: string, options: OpenStoreOptions = {}): Databas
   let db: Database;
   try {
     if (!options.readonly) mkdirSync(dirname(path), { recursive: true });
-    db = new BetterSqlite3(path, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
+    db = new BetterSqlite3(path, { readonly: options.readonly ?? false, fileMustExist: (options.readonly ?? false) || (options.mustExist ?? false) });
   } catch (error) {
     throw new StoreError(`cannot open the store at ${path}: ${(error as Error).message}; check store.path`);
   }

@@ -75,6 +75,17 @@ export class StoreHealth {
     return this.lost ?? this.writeFailure ?? this.elsewhere;
   }
 
+  /** problem(), after looking at the file now: for /healthz, which must not lag the watch's tick. */
+  problemNow(): StoreProblem | null {
+    this.check();
+    return this.problem();
+  }
+
+  /** Whether store.path is no longer the file open, looked at now (a failing disk is not a lost store). */
+  lostNow(): StoreProblem | null {
+    return this.check();
+  }
+
   /** The problem another connection to this store reports now, or null once it is gone. */
   reportedElsewhere(problem: StoreProblem | null): void {
     this.elsewhere = problem;
