@@ -85,6 +85,23 @@ const ipPoolRule = z
     if (rule.header === undefined && rule.value !== undefined) ctx.addIssue({ code: 'custom', path: ['value'], message: 'value belongs to a header rule; add header, or remove value' });
   });
 
+/**
+ * A sending limit (src/delivery/sending-limits.ts): the transactions started per sliding minute
+ * and hour for one envelope sender domain (its subdomains too) or one source address, whatever
+ * the destination; a new domain's or a new IP's warm-up, as Mailgun and SES users set them.
+ */
+const sendingLimit = z
+  .strictObject({
+    senderDomain: z.string().regex(DOMAIN_NAME, 'not a domain name; write one such as shop.example').optional(),
+    localAddress: ipAddress.optional(),
+    messagesPerMinute: positiveInt.nullable().default(null),
+    messagesPerHour: positiveInt.nullable().default(null),
+  })
+  .superRefine((limit, ctx) => {
+    if ((limit.senderDomain === undefined) === (limit.localAddress === undefined)) ctx.addIssue({ code: 'custom', message: 'a limit names exactly one of senderDomain or localAddress' });
+    if (limit.messagesPerMinute === null && limit.messagesPerHour === null) ctx.addIssue({ code: 'custom', message: 'give messagesPerMinute or messagesPerHour (or both): a limit without a rate limits nothing' });
+  });
+
 const delivery = z.strictObject({
   /** false: accept and queue only (no delivery worker). */
   enabled: z.boolean(),
@@ -106,6 +123,8 @@ const delivery = z.strictObject({
   ipPools: z.record(z.string(), z.array(poolSource).min(1, 'a pool needs at least one { address, heloName }')),
   /** First match wins; no match: localAddresses in turn and heloName. */
   ipPoolRules: z.array(ipPoolRule),
+  /** Rates per envelope sender domain and per source address, on top of the shaping rules' per destination. */
+  sendingLimits: z.array(sendingLimit),
   concurrency: positiveInt,
   perDomainConcurrency: positiveInt,
   batchSize: positiveInt,
@@ -163,6 +182,12 @@ const delivery = z.strictObject({
   for (const name of Object.keys(settings.ipPools)) {
     if (!POOL_NAME.test(name)) ctx.addIssue({ code: 'custom', path: ['ipPools', name], message: `"${name}" is not a pool name; use letters, digits, "_", "." or "-"` });
   }
+  const sourceAddresses = new Set([...settings.localAddresses, ...Object.values(settings.ipPools).flatMap((pool) => pool.map((source) => source.address))]);
+  settings.sendingLimits.forEach((limit, index) => {
+    if (limit.localAddress !== undefined && !sourceAddresses.has(limit.localAddress)) {
+      ctx.addIssue({ code: 'custom', path: ['sendingLimits', index, 'localAddress'], message: `${limit.localAddress} is not a source address: list it in delivery.localAddresses or a pool of delivery.ipPools` });
+    }
+  });
   settings.ipPoolRules.forEach((rule, index) => {
     if (!Object.hasOwn(settings.ipPools, rule.pool)) {
       const known = Object.keys(settings.ipPools);

@@ -122,7 +122,7 @@ export class DeliveryState {
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     this.selectContent = db.prepare('SELECT received_header AS receivedHeader, raw FROM messages WHERE id = ?');
     this.requeueInFlight = db.prepare(`UPDATE recipients SET status = 'queued', next_attempt_at = ?, updated_at = ? WHERE status = 'sending'`);
-    this.holdRecipient = db.prepare(`UPDATE recipients SET status = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?`);
+    this.holdRecipient = db.prepare(`UPDATE recipients SET status = ?, next_attempt_at = ?, last_reply = coalesce(last_reply, ?), updated_at = ? WHERE id = ?`);
     this.savePause = db.prepare(`
       INSERT INTO destination_pauses (destination, paused_at, paused_until, reaction, reason) VALUES (?, ?, ?, ?, ?)
       ON CONFLICT (destination) DO UPDATE SET paused_at = excluded.paused_at, paused_until = excluded.paused_until,
@@ -356,9 +356,10 @@ export class DeliveryState {
       return;
     }
     if (outcome.held) {
-      // Held back by traffic shaping, never sent: nothing happened to it, so no attempt, no
-      // event, its last reply kept; only due later, when the destination takes mail again.
-      this.holdRecipient.run(attempts - 1 === 0 ? 'queued' : 'deferred', (outcome.notBefore ?? now).toISOString(), at, recipientId);
+      // Held back by traffic shaping or a sending limit, never sent: nothing happened to it, so
+      // no attempt and no event; only due later, when it may go. A reply the recipient already
+      // has is kept (it is what a host said); one that has none gets why it waits.
+      this.holdRecipient.run(attempts - 1 === 0 ? 'queued' : 'deferred', (outcome.notBefore ?? now).toISOString(), reply, at, recipientId);
       return;
     }
     this.writeAttempt(batch, recipientId, outcome.at, 'temporary_fail', failure, null);

@@ -59,6 +59,19 @@ export class IpPools {
 
   /** The source for one transaction; `raw` (the stored message) is read only when a header rule is reached. */
   sourceFor(batch: PoolSelectable, raw: Buffer): SendingSource {
+    return this.sourcesFor(batch, () => raw)[0] as SendingSource;
+  }
+
+  /**
+   * Every source of the pool that the batch falls in, its turn first and the rest of the pool
+   * after it: the scheduler takes the first one whose way to the destination is not paused or
+   * at its limit, so one throttled address does not stop the pool. Never empty.
+   */
+  sourcesFor(batch: PoolSelectable, rawOf: () => Buffer): SendingSource[] {
+    return inTurn(this.poolOf(batch, rawOf));
+  }
+
+  private poolOf(batch: PoolSelectable, rawOf: () => Buffer): PoolTurns {
     const senderDomain = domainOf(batch.mailFrom);
     let headers: Map<string, string> | null = null;
     for (const rule of this.rules) {
@@ -66,20 +79,24 @@ export class IpPools {
       if (rule.kind === 'senderDomain') matched = senderDomain === rule.domain;
       else if (rule.kind === 'authUser') matched = batch.authUser === rule.user;
       else {
-        headers ??= firstFieldValuesOf(raw, this.headerNames);
+        headers ??= firstFieldValuesOf(rawOf(), this.headerNames);
         matched = headers.get(rule.name)?.toLowerCase() === rule.value;
       }
-      if (matched) return next(rule.pool);
+      if (matched) return rule.pool;
     }
-    return next(this.fallback);
+    return this.fallback;
   }
 }
 
-function next(pool: PoolTurns): SendingSource {
-  if (pool.sources.length === 0) return { localIp: null, heloName: null };
-  const source = pool.sources[pool.turn % pool.sources.length] as SendingSource;
-  pool.turn = (pool.turn + 1) % pool.sources.length;
-  return source;
+const NO_SOURCE: SendingSource[] = [{ localIp: null, heloName: null }];
+
+/** The pool's sources from its turn on (the turn moves to the next), wrapping round. */
+function inTurn(pool: PoolTurns): SendingSource[] {
+  const { sources } = pool;
+  if (sources.length === 0) return NO_SOURCE;
+  const first = pool.turn % sources.length;
+  pool.turn = (first + 1) % sources.length;
+  return first === 0 ? sources : [...sources.slice(first), ...sources.slice(0, first)];
 }
 
 function domainOf(address: string): string | null {

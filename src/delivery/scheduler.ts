@@ -6,10 +6,11 @@ import type { Logger } from '../logger.js';
 import type { ClaimedBatch, DeliveryState } from './delivery-state.js';
 import type { DkimSigner } from './dkim-signing.js';
 import { localFailure } from './failure.js';
-import { IpPools } from './ip-pools.js';
+import { IpPools, type SendingSource } from './ip-pools.js';
 import type { NextHopLookup, NextHopResolver } from './next-hop.js';
 import type { BatchReport, DeliveryBatch } from './send-batch.js';
 import type { BatchSender } from './sender.js';
+import { SendingLimits } from './sending-limits.js';
 import { Shaper, type ShapedDestination } from './shaper.js';
 import { headersToStrip, stripHeaderFields } from './strip-headers.js';
 import type { TlsPolicies } from './tls-policies.js';
@@ -34,6 +35,8 @@ export class DeliveryScheduler {
   private readonly strippedHeaders: ReadonlySet<string>;
   /** delivery.ipPools and ipPoolRules: the source address and EHLO name of each transaction. */
   private readonly ipPools: IpPools;
+  /** delivery.sendingLimits: rates per envelope sender domain and per source address. */
+  private readonly limits: SendingLimits;
 
   constructor(
     private readonly config: Config,
@@ -54,6 +57,7 @@ export class DeliveryScheduler {
     // Claimed work waiting in the queues keeps every slot busy without claiming the whole spool.
     this.maxInFlight = config.delivery.concurrency * 2;
     this.ipPools = new IpPools(config.delivery);
+    this.limits = new SendingLimits(config.delivery);
     // A header that picks an IP pool is a control header too: the recipient never sees it.
     this.strippedHeaders = new Set([...headersToStrip(config.delivery.stripHeaders, config.submission.campaignHeader), ...this.ipPools.headerNames]);
   }
@@ -134,9 +138,10 @@ export class DeliveryScheduler {
   }
 
   /**
-   * The next hop, then the slots: a destination under a shaping rule first waits for one of its
-   * maxConnections, then for its rate; held back (paused, or over its rate), the batch is not
-   * sent and its recipients are due when it may go.
+   * The next hop, the source address, then the slots: a destination under a shaping rule first
+   * waits for one of its maxConnections, then for its rate; then the sending limits of the
+   * envelope sender's domain and of the source address. Held back (paused, or over a rate), the
+   * batch is not sent and its recipients are due when it may go.
    */
   private async route(batch: ClaimedBatch): Promise<{ recorded: Promise<void> } | null> {
     const found = await this.nextHops.lookup(batch.domain);
@@ -145,21 +150,68 @@ export class DeliveryScheduler {
     const lookup = 'failure' in found || !this.tlsPolicies ? found : await this.tlsPolicies.apply(batch.domain, found.nextHop);
     // Stopping while the lookup ran: left "sending", queued again by the stage's stop.
     if (this.stopped) return null;
-    const destination = this.shaper.destinationOf(batch.domain, lookup);
-    if (!destination) return this.global.add(() => this.sendAndRecord(batch, lookup, null));
+    // Read once, when first needed: by a header rule of the IP pools, or by the send.
+    let stored: StoredContent | null = null;
+    const content = (): StoredContent => (stored ??= this.state.contentOf(batch.messageId, batch.recipients.length));
+    return this.sendFrom(batch, lookup, content, true);
+  }
+
+  /** The slots and limits of the source address chosen now (see route). */
+  private async sendFrom(batch: ClaimedBatch, lookup: NextHopLookup, content: () => StoredContent, mayChooseAgain: boolean): Promise<{ recorded: Promise<void> } | null> {
+    const route = this.chooseSource(batch, lookup, content);
+    const { source, destination, alternatives } = route;
+    if (!destination) {
+      const now = Date.now();
+      const limited = this.limits.hold(batch.mailFrom, source.localIp, now);
+      if (limited) return { recorded: this.record(...this.held(batch, new Date(this.limits.heldUntil(limited, now)), `held: ${limited.reason}`)) };
+      this.limits.count(batch.mailFrom, source.localIp, now);
+      return this.global.add(() => this.sendAndRecord(batch, lookup, route, content));
+    }
     return destination.gate.add(() => {
       if (this.stopped) return null;
       const now = Date.now();
+      // Paused while the batch waited for this gate: another address of its pool may be free.
+      // Its gate slot is given back at once; the batch counts as in flight until it is recorded.
+      if (mayChooseAgain && alternatives > 1 && now < destination.pausedUntil) {
+        return { recorded: this.sendFrom(batch, lookup, content, false).then(async (sent) => { await sent?.recorded; }) };
+      }
+      const limited = this.limits.hold(batch.mailFrom, source.localIp, now);
+      if (limited) return { recorded: this.record(...this.held(batch, new Date(this.limits.heldUntil(limited, now)), `held: ${limited.reason}`)) };
       const freeAt = destination.admit(now);
-      if (freeAt === null) return this.global.add(() => this.sendAndRecord(batch, lookup, destination));
-      return { recorded: this.record(...this.held(batch, destination, new Date(destination.holdUntil(now, freeAt)))) };
+      if (freeAt !== null) {
+        const until = destination.holdUntil(now, freeAt);
+        const paused = destination.pause !== null && until <= destination.pausedUntil;
+        return { recorded: this.record(...this.held(batch, new Date(until), paused ? `held: ${destination.name} is paused (${destination.pause?.reaction})` : `held: ${destination.name} is at its rate`)) };
+      }
+      this.limits.count(batch.mailFrom, source.localIp, now);
+      return this.global.add(() => this.sendAndRecord(batch, lookup, route, content));
     });
   }
 
-  /** A batch held back by its destination's pause or rate: unsent, due at `until`. */
-  private held(batch: ClaimedBatch, destination: ShapedDestination, until: Date): [DeliveryBatch, BatchReport] {
-    const paused = destination.pause !== null && until.getTime() <= destination.pausedUntil;
-    const text = paused ? `held: ${destination.rule.name} is paused (${destination.pause?.reaction})` : `held: ${destination.rule.name} is at its rate`;
+  /**
+   * The source address of a transaction: the first of its pool, in turn, whose way to the
+   * destination is neither paused nor at the address's sending limit; all of them are: the one
+   * free soonest (its destination's admit or the limits then hold the batch until then).
+   */
+  private chooseSource(batch: ClaimedBatch, lookup: NextHopLookup, content: () => StoredContent): Route {
+    const sources = this.ipPools.sourcesFor(batch, () => content().raw);
+    const now = Date.now();
+    let soonest: Route | null = null;
+    let soonestFree = Infinity;
+    for (const source of sources) {
+      const destination = this.shaper.destinationOf(batch.domain, lookup, source.localIp);
+      const free = Math.max(destination && destination.pausedUntil > now ? destination.pausedUntil : 0, this.limits.sourceHold(source.localIp, now)?.until ?? 0);
+      if (free === 0) return { source, destination, alternatives: sources.length };
+      if (free < soonestFree) {
+        soonest = { source, destination, alternatives: sources.length };
+        soonestFree = free;
+      }
+    }
+    return soonest as Route;
+  }
+
+  /** A batch held back by a pause or a rate: unsent, due at `until`, `text` its last reply. */
+  private held(batch: ClaimedBatch, until: Date, text: string): [DeliveryBatch, BatchReport] {
     const failure = localFailure('temporary', 'other', text);
     const at = { startedAt: new Date(), durationMs: 0, mxHost: null, mxIp: null, localIp: null };
     const outcomes = batch.recipients.map((r) => ({ recipientId: r.id, delivered: false as const, failure, at, retryInNewTransaction: false, notBefore: until, held: true }));
@@ -171,10 +223,10 @@ export class DeliveryScheduler {
    * ends with the transaction). The commit is tracked before the task ends, so stop(), which
    * waits for the queue to be idle, then for the tracked commits, never misses one.
    */
-  private async sendAndRecord(batch: ClaimedBatch, lookup: NextHopLookup, destination: ShapedDestination | null): Promise<{ recorded: Promise<void> } | null> {
-    const sent = await this.send(batch, lookup, destination);
+  private async sendAndRecord(batch: ClaimedBatch, lookup: NextHopLookup, route: Route, content: () => StoredContent): Promise<{ recorded: Promise<void> } | null> {
+    const sent = await this.send(batch, lookup, route, content());
     if (!sent) return null;
-    if (destination) this.reactTo(destination, sent.report);
+    if (route.destination) this.reactTo(route.destination, sent.report, route.alternatives);
     return { recorded: this.record(sent.batch, sent.report) };
   }
 
@@ -183,16 +235,19 @@ export class DeliveryScheduler {
    * due at the pause's end, the store told for the queue view) and slowed down; this batch's
    * deferred recipients are due at the end of the pause too.
    */
-  private reactTo(destination: ShapedDestination, report: BatchReport): void {
+  private reactTo(destination: ShapedDestination, report: BatchReport, alternatives: number): void {
     const throttling = this.shaper.throttlingIn(destination, report);
     if (!throttling) return;
     const { reaction, failure } = throttling;
     const reply = [failure.code, failure.enhancedCode, failure.text].filter((part) => part !== null && part !== '').join(' ');
     const pause = destination.throttled(Date.now(), reaction, reply);
-    for (const outcome of report.outcomes) if (!outcome.delivered) outcome.notBefore = pause.pausedUntil;
+    // Alone in its pool, this batch's recipients wait for the pause too; with other source
+    // addresses they keep their own retry time, and go out from another address.
+    if (alternatives <= 1) for (const outcome of report.outcomes) if (!outcome.delivered) outcome.notBefore = pause.pausedUntil;
     let deferred = 0;
     try {
-      deferred = this.state.pauseDestination(pause, [...destination.domains]);
+      // With other source addresses in the pool, the waiting mail goes out from those instead.
+      deferred = this.state.pauseDestination(pause, alternatives > 1 ? [] : [...destination.domains]);
     } catch (error) {
       // The pause holds in memory all the same; only the queue view and a restart miss it.
       this.log.error({ err: error, destination: pause.destination }, 'could not record a paused destination in the store');
@@ -226,13 +281,12 @@ export class DeliveryScheduler {
   }
 
   /** The SMTP transaction (or the routing failure) of one batch; null when the shutdown cut it. */
-  private async send(claimed: ClaimedBatch, lookup: NextHopLookup, destination: ShapedDestination | null): Promise<{ batch: DeliveryBatch; report: BatchReport } | null> {
+  private async send(claimed: ClaimedBatch, lookup: NextHopLookup, { source, destination }: Route, { received, raw: stored }: StoredContent): Promise<{ batch: DeliveryBatch; report: BatchReport } | null> {
     // The signed return path names the transaction's first recipient; a delayed bounce for any
     // of its recipients comes back to it and is matched by address within the message. Mail
     // submitted with the null sender <> (itself a bounce) keeps <>, so bounces never loop.
     const firstRecipient = claimed.recipients[0]?.id ?? 0;
     const mailFrom = claimed.mailFrom === '' ? '' : returnPathFor(this.verp, firstRecipient);
-    const { received, raw: stored } = this.state.contentOf(claimed.messageId, claimed.recipients.length);
     // Before signing: the signature must cover the bytes that actually leave.
     const raw = stripHeaderFields(stored, this.strippedHeaders);
     const listUnsubscribe = this.unsubscribe.enabled && !hasListUnsubscribe(raw) ? [listUnsubscribeHeaders(this.unsubscribe, firstRecipient)] : [];
@@ -240,8 +294,6 @@ export class DeliveryScheduler {
     // Signed last, so the signature covers the List-Unsubscribe fields added here (RFC 8058 3.1).
     const content = this.dkim ? await this.dkim.sign(unsigned, claimed.queueId) : unsigned;
     const batch = { ...claimed, mailFrom, content };
-    // Picked from the stored bytes: the pool header is already stripped from `raw`.
-    const source = this.ipPools.sourceFor(claimed, stored);
     const localIp = source.localIp;
     let report: BatchReport;
     if ('failure' in lookup) {
@@ -264,4 +316,15 @@ export class DeliveryScheduler {
     }
     return { batch, report };
   }
+}
+
+/** The stored message as delivery reads it: our Received field and the bytes received. */
+type StoredContent = { received: Buffer; raw: Buffer };
+
+/** Where a batch goes from: its source address, the destination that shapes it, and the size of its pool. */
+interface Route {
+  source: SendingSource;
+  destination: ShapedDestination | null;
+  /** Source addresses the batch could have used: with more than one, a pause does not defer the waiting mail. */
+  alternatives: number;
 }

@@ -3,6 +3,7 @@ import type { Classification } from '../bounces/classifier.js';
 import type { NextHopLookup } from './next-hop.js';
 import type { BatchReport } from './send-batch.js';
 import { endsWithLabels, type ShapingRule } from './shaping-rules.js';
+import { SlidingWindow } from './sliding-window.js';
 
 /** A destination's pause as the store keeps it for `rebound queue` and GET /v1/queue. */
 export interface DestinationPause {
@@ -19,36 +20,18 @@ const MAX_DOMAINS_PER_DESTINATION = 10_000;
 /** Host names remembered as matching no rule or a rule; past this the memo starts again. */
 const MAX_MEMO = 50_000;
 
-/** Start times within the last `windowMs`, oldest first; trimmed as time passes. */
-class SlidingWindow {
-  private readonly starts: number[] = [];
-  private head = 0;
+/** How a destination sent from one source address is named: in pauses, logs and held replies. */
+const VIA = ' via ';
 
-  constructor(private readonly windowMs: number) {}
-
-  /** Starts within the window ending at `now`. */
-  count(now: number): number {
-    while (this.head < this.starts.length && (this.starts[this.head] ?? 0) <= now - this.windowMs) this.head++;
-    if (this.head > 1024 && this.head * 2 > this.starts.length) {
-      this.starts.splice(0, this.head);
-      this.head = 0;
-    }
-    return this.starts.length - this.head;
-  }
-
-  /** When the start that makes room for one more leaves the window, given `limit`. */
-  freeAt(limit: number): number {
-    const index = this.starts.length - limit;
-    return (this.starts[Math.max(this.head, index)] ?? 0) + this.windowMs;
-  }
-
-  add(now: number): void {
-    this.starts.push(now);
-  }
-}
-
-/** One rule's destination: its gate (maxConnections), rate windows, pause and slow-down. */
+/**
+ * One rule's destination, as reached from one source address when delivery.localAddresses or an
+ * IP pool gives several (a provider throttles per sending IP, so each address gets the rule's
+ * limits and its own pause; KumoMTA's egress path): its gate (maxConnections), rate windows,
+ * pause and slow-down.
+ */
 export class ShapedDestination {
+  /** The rule's name, or "gmail via 192.0.2.10" for one source address's share. */
+  readonly name: string;
   /** Transactions under way at once: at most the rule's maxConnections. */
   readonly gate: PQueue;
   readonly domains = new Set<string>();
@@ -62,7 +45,11 @@ export class ShapedDestination {
   private readonly minute = new SlidingWindow(60_000);
   private readonly hour = new SlidingWindow(3_600_000);
 
-  constructor(readonly rule: ShapingRule) {
+  constructor(
+    readonly rule: ShapingRule,
+    readonly localIp: string | null = null,
+  ) {
+    this.name = localIp === null ? rule.name : `${rule.name}${VIA}${localIp}`;
     this.gate = new PQueue({ concurrency: rule.maxConnections });
   }
 
@@ -106,7 +93,7 @@ export class ShapedDestination {
     this.pausedUntil = Math.max(this.pausedUntil, now + reaction.pauseSeconds * 1000);
     this.rateFactor = Math.max(this.rateFactor * reaction.rateFactor, 1 / 1024);
     this.lastThrottleAt = now;
-    this.pause = { destination: this.rule.name, pausedUntil: new Date(this.pausedUntil), reason: reply, reaction: reaction.name };
+    this.pause = { destination: this.name, pausedUntil: new Date(this.pausedUntil), reason: reply, reaction: reaction.name };
     return this.pause;
   }
 
@@ -129,8 +116,8 @@ export class ShapedDestination {
  */
 export class Shaper {
   private readonly destinations = new Map<string, ShapedDestination>();
-  /** host name or "@domain" → the rule's destination, or null for none (most hosts). */
-  private readonly memo = new Map<string, ShapedDestination | null>();
+  /** host name or "@domain" → the rule that matches it, or null for none (most hosts). */
+  private readonly memo = new Map<string, ShapingRule | null>();
 
   constructor(private readonly rules: readonly ShapingRule[]) {}
 
@@ -138,25 +125,32 @@ export class Shaper {
     return this.rules.length > 0;
   }
 
-  /** The destination of a batch for `domain` going to `lookup`'s hosts; null when no rule matches. */
-  destinationOf(domain: string, lookup: NextHopLookup): ShapedDestination | null {
+  /**
+   * The destination of a batch for `domain` going to `lookup`'s hosts from `localIp` (null: the
+   * operating system's choice); null when no rule matches.
+   */
+  destinationOf(domain: string, lookup: NextHopLookup, localIp: string | null = null): ShapedDestination | null {
     if (this.rules.length === 0) return null;
-    let destination = this.matchDomain(domain);
-    if (!destination && 'nextHop' in lookup) {
+    let rule = this.matchDomain(domain);
+    if (!rule && 'nextHop' in lookup) {
       for (const host of lookup.nextHop.hosts) {
-        destination = this.matchHost(host.name.toLowerCase());
-        if (destination) break;
+        rule = this.matchHost(host.name.toLowerCase());
+        if (rule) break;
       }
     }
-    if (destination && destination.domains.size < MAX_DOMAINS_PER_DESTINATION) destination.domains.add(domain);
+    if (!rule) return null;
+    const destination = this.destinationFor(rule, localIp);
+    if (destination.domains.size < MAX_DOMAINS_PER_DESTINATION) destination.domains.add(domain);
     return destination;
   }
 
   /** A pause read back from the store at start: it still holds after a restart. */
   restore(pause: DestinationPause): void {
-    const rule = this.rules.find((r) => r.name === pause.destination);
+    const via = pause.destination.indexOf(VIA);
+    const ruleName = via === -1 ? pause.destination : pause.destination.slice(0, via);
+    const rule = this.rules.find((r) => r.name === ruleName);
     if (!rule) return;
-    const destination = this.destinationFor(rule);
+    const destination = this.destinationFor(rule, via === -1 ? null : pause.destination.slice(via + VIA.length));
     destination.pausedUntil = pause.pausedUntil.getTime();
     destination.pause = pause;
     // Still paused: it comes back slowed down, as it would have without the restart.
@@ -175,32 +169,31 @@ export class Shaper {
     return null;
   }
 
-  private matchDomain(domain: string): ShapedDestination | null {
+  private matchDomain(domain: string): ShapingRule | null {
     const key = `@${domain}`;
     const known = this.memo.get(key);
     if (known !== undefined) return known;
-    const rule = this.rules.find((r) => r.domains.some((d) => endsWithLabels(domain, d)));
-    return this.remember(key, rule ? this.destinationFor(rule) : null);
+    return this.remember(key, this.rules.find((r) => r.domains.some((d) => endsWithLabels(domain, d))) ?? null);
   }
 
-  private matchHost(host: string): ShapedDestination | null {
+  private matchHost(host: string): ShapingRule | null {
     const known = this.memo.get(host);
     if (known !== undefined) return known;
-    const rule = this.rules.find((r) => r.mxSuffixes.some((s) => endsWithLabels(host, s)));
-    return this.remember(host, rule ? this.destinationFor(rule) : null);
+    return this.remember(host, this.rules.find((r) => r.mxSuffixes.some((s) => endsWithLabels(host, s))) ?? null);
   }
 
-  private remember(key: string, destination: ShapedDestination | null): ShapedDestination | null {
+  private remember(key: string, rule: ShapingRule | null): ShapingRule | null {
     if (this.memo.size >= MAX_MEMO) this.memo.clear();
-    this.memo.set(key, destination);
-    return destination;
+    this.memo.set(key, rule);
+    return rule;
   }
 
-  private destinationFor(rule: ShapingRule): ShapedDestination {
-    let destination = this.destinations.get(rule.name);
+  private destinationFor(rule: ShapingRule, localIp: string | null): ShapedDestination {
+    const name = localIp === null ? rule.name : `${rule.name}${VIA}${localIp}`;
+    let destination = this.destinations.get(name);
     if (!destination) {
-      destination = new ShapedDestination(rule);
-      this.destinations.set(rule.name, destination);
+      destination = new ShapedDestination(rule, localIp);
+      this.destinations.set(name, destination);
     }
     return destination;
   }

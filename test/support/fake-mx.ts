@@ -29,8 +29,8 @@ export interface FakeMxScript {
   greeting?: ScriptedReply;
   /** A reply for RCPT TO, or null to accept. `attempt` counts RCPTs for this address, from 1. */
   rcpt?: (address: string, attempt: number) => ScriptedReply | null;
-  /** A reply at the end of DATA, or null to accept. `attempt` counts DATA commands, from 1. */
-  data?: (recipients: string[], attempt: number) => ScriptedReply | null;
+  /** A reply at the end of DATA, or null to accept. `attempt` counts DATA commands, from 1; `from` is the client's address. */
+  data?: (recipients: string[], attempt: number, from: string) => ScriptedReply | null;
   tls?: { key: string; cert: string };
   /** Require AUTH (PLAIN/LOGIN) with these credentials, as a smarthost does. */
   auth?: { user: string; pass: string };
@@ -112,7 +112,7 @@ export async function startFakeMx(script: FakeMxScript = {}): Promise<FakeMx> {
       stream.on('end', async () => {
         if (script.dataDelayMs) await new Promise((resolve) => setTimeout(resolve, script.dataDelayMs));
         const to = session.envelope.rcptTo.map((r) => r.address);
-        const reply = script.data?.(to, ++dataAttempts);
+        const reply = script.data?.(to, ++dataAttempts, session.remoteAddress);
         if (reply) return callback(replyError(reply));
         received.push({
           from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
