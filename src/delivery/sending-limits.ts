@@ -44,6 +44,8 @@ export class CountedLimit {
   }
 }
 
+const NONE: CountedLimit[] = [];
+
 /**
  * delivery.sendingLimits: rates per envelope sender domain and per source address, whatever the
  * destination (the shaping rules limit per destination). A transaction starts only when every
@@ -97,6 +99,7 @@ export class SendingLimits {
   }
 
   private limitsOf(mailFrom: string, localIp: string | null): CountedLimit[] {
+    if (!this.hasLimits) return NONE;
     const limits: CountedLimit[] = [];
     const at = mailFrom.lastIndexOf('@');
     if (at !== -1) {
