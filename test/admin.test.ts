@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import nodemailer from 'nodemailer';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startAdmin, type AdminServer } from '../src/admin/server.js';
@@ -131,6 +132,25 @@ describe('admin API: tokens, errors, health', () => {
     const broken = await call(a, 'GET', '/healthz', { token: null });
     expect(broken.status).toBe(503);
     expect(broken.body).toEqual({ ok: false, error: 'the store does not answer: The database connection is not open' });
+  });
+
+  it('stops within its grace period while a client is still sending a request, and cuts that connection', async () => {
+    const relay = await startTestRelay();
+    cleanups.push(() => relay.stop());
+    const db = openStore(relay.config.store.path);
+    cleanups.push(() => void db.close());
+    const admin = await startAdmin({ ...relay.config, admin: { ...relay.config.admin, tokens: TOKENS } }, db, createLogger('silent'));
+    // A request whose header section never ends: not idle, so closing idle connections leaves it.
+    const socket = connect(admin.address.port, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.on('error', () => undefined);
+    const startedAt = Date.now();
+    await admin.stop();
+    await closed;
+    // Node's own limit for such a request is 60 s (headersTimeout); the stop's grace is 2 s.
+    expect(Date.now() - startedAt).toBeLessThan(10_000);
   });
 
   it('refuses every other route, known or not, without a valid bearer token (401, JSON, WWW-Authenticate)', async () => {

@@ -440,7 +440,9 @@ describe('the bounces report page', () => {
   it('shows the first 500 rows of a long report and says so; the downloads have every row', async () => {
     // Its own relay: 520 recipients refused, each with its own words, are 520 rows.
     const refusing = await startFakeMx({ rcpt: (address) => ({ code: 550, text: `5.1.1 mailbox ${address.split('@')[0]} unknown here` }) });
+    // A short shutdown: were anything left under way at stop, the test's own error shows, not a timeout.
     const many = await startTestRelay({
+      submission: { shutdownTimeoutSeconds: 2 },
       admin: { enabled: true, port: 0, tokens: PANEL_TOKENS },
       delivery: { ...FAST_DELIVERY, routes: { 'many.test': `127.0.0.1:${refusing.port}` } },
     });

@@ -28,6 +28,9 @@ const JSON_BODY_LIMIT = 1024 * 1024;
 const READ_METHODS = new Set(['GET', 'HEAD']);
 
 /** Routes anyone may call: a load balancer's or service manager's health check. */
+/** How long the admin server's stop waits for requests under way before it cuts their connections. */
+const ADMIN_STOP_GRACE_MS = 2000;
+
 const PUBLIC_ROUTES = new Set(['/healthz', '/unsubscribe/:token']);
 
 /**
@@ -125,7 +128,15 @@ export async function startAdmin(
   return {
     address,
     stop: async () => {
-      await app.close();
+      // app.close() ends idle connections only: a request still being read or answered when it
+      // starts (a browser of the panel, a slow client) would hold the stop until the socket's own
+      // timeouts (72 s keep-alive, 60 s headers). Those get a short grace, then are cut.
+      const cut = setTimeout(() => app.server.closeAllConnections(), ADMIN_STOP_GRACE_MS);
+      try {
+        await app.close();
+      } finally {
+        clearTimeout(cut);
+      }
     },
   };
 }
