@@ -5,6 +5,7 @@ import { withoutCommitSync } from '../store/database.js';
 import { writeTransaction } from '../store/write-lock.js';
 import { GroupCommit } from '../store/group-commit.js';
 import { recentContentOf, type RecentContent } from '../store/recent-content.js';
+import { RecipientWriter, type RecipientStatus } from '../store/recipient-writer.js';
 import { storeHealthOf, type StoreProblem } from '../store/store-health.js';
 import type { WalSync } from '../store/wal-sync.js';
 import { SuppressionLists } from '../suppressions/lists.js';
@@ -57,15 +58,11 @@ export class DeliveryState {
   private readonly scanDue: Statement;
   private readonly pendingDomains: Statement;
   private readonly dueOfDomain: Statement;
-  private readonly markSending: Statement;
-  private readonly updateRecipient: Statement;
-  private readonly insertEvent: Statement;
   private readonly insertAttempt: Statement;
+  /** The one writer of recipients and events (store/recipient-writer.ts). */
+  private readonly recipients: RecipientWriter;
   private readonly selectContent: Statement;
-  private readonly requeueInFlight: Statement;
   private readonly savePause: Statement;
-  private readonly holdRecipient: Statement;
-  private readonly deferDomain: Statement;
   private readonly selectPauses: Statement;
   private readonly pauseTransaction: (pause: DestinationPause, domains: readonly string[], now: Date) => number;
   private readonly suppressions: SuppressionLists;
@@ -110,26 +107,16 @@ export class DeliveryState {
        WHERE r.domain = ? AND r.status IN ('queued', 'deferred') AND r.next_attempt_at <= ?
        ORDER BY r.next_attempt_at, r.id
        LIMIT ?`);
-    this.markSending = db.prepare(`UPDATE recipients SET status = 'sending', updated_at = ? WHERE id = ?`);
-    this.updateRecipient = db.prepare(`
-      UPDATE recipients SET status = ?, attempts = ?, next_attempt_at = ?, last_reply = ?, updated_at = ? WHERE id = ?`);
-    this.insertEvent = db.prepare(`
-      INSERT INTO events (at, event, message_id, recipient_id, detail, source, reason, severity, bounce_type, category, code, enhanced_code, local_ip, mx_host, attempt_no)
-      VALUES (?, ?, ?, ?, ?, 'immediate', ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    this.recipients = RecipientWriter.of(db);
     this.insertAttempt = db.prepare(`
       INSERT INTO attempts (recipient_id, message_id, started_at, duration_ms, mx_host, mx_ip, local_ip, mail_from, outcome,
                             code, enhanced_code, text, severity, bounce_type, category)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     this.selectContent = db.prepare('SELECT received_header AS receivedHeader, raw FROM messages WHERE id = ?');
-    this.requeueInFlight = db.prepare(`UPDATE recipients SET status = 'queued', next_attempt_at = ?, updated_at = ? WHERE status = 'sending'`);
-    this.holdRecipient = db.prepare(`UPDATE recipients SET status = ?, next_attempt_at = ?, last_reply = coalesce(last_reply, ?), updated_at = ? WHERE id = ?`);
     this.savePause = db.prepare(`
       INSERT INTO destination_pauses (destination, paused_at, paused_until, reaction, reason) VALUES (?, ?, ?, ?, ?)
       ON CONFLICT (destination) DO UPDATE SET paused_at = excluded.paused_at, paused_until = excluded.paused_until,
                                               reaction = excluded.reaction, reason = excluded.reason`);
-    this.deferDomain = db.prepare(`
-      UPDATE recipients SET next_attempt_at = ?, updated_at = ?
-       WHERE domain = ? AND status IN ('queued', 'deferred') AND next_attempt_at < ?`);
     this.selectPauses = db.prepare(`
       SELECT destination, paused_until AS pausedUntil, reaction, reason FROM destination_pauses WHERE paused_until > ?`);
     this.pauseTransaction = writeTransaction(db, (pause: DestinationPause, domains: readonly string[], now: Date) => {
@@ -137,7 +124,7 @@ export class DeliveryState {
       const at = now.toISOString();
       this.savePause.run(pause.destination, at, until, pause.reaction, pause.reason);
       let deferred = 0;
-      for (const domain of domains) deferred += this.deferDomain.run(until, at, domain, until).changes;
+      for (const domain of domains) deferred += this.recipients.postponeDomain(domain, until, at);
       return deferred;
     });
     this.claimTransaction = writeTransaction(db, (now: Date, perDomain: number, limit: number) => this.claim(now, perDomain, limit));
@@ -152,7 +139,7 @@ export class DeliveryState {
    */
   recoverInFlight(now = new Date()): number {
     const at = now.toISOString();
-    return this.requeueInFlight.run(at, at).changes;
+    return this.recipients.requeueSending(at);
   }
 
   /**
@@ -231,7 +218,7 @@ export class DeliveryState {
         expired++;
         continue;
       }
-      this.markSending.run(at, row.id);
+      this.recipients.markSending(row.id, at);
       // One transaction per message and domain, up to delivery.batchSize recipients.
       const key = `${row.messageId}|${row.domain}`;
       let batch = openBatch.get(key);
@@ -276,30 +263,26 @@ export class DeliveryState {
     return rows.slice(0, limit);
   }
 
-  private finish(recipientId: number, messageId: number, status: string, attempts: number, lastReply: string | null, at: string, fields: EventFields): void {
-    this.updateRecipient.run(status, attempts, null, lastReply, at, recipientId);
+  private finish(recipientId: number, messageId: number, status: RecipientStatus, attempts: number, lastReply: string | null, at: string, fields: EventFields): void {
+    this.recipients.change(recipientId, { status, attempts, nextAttemptAt: null, lastReply, at });
     this.writeEvent(messageId, recipientId, at, fields, attempts);
   }
 
   /** attemptNo: the dispatch the event is about, as recipients.attempts counts them. */
   private writeEvent(messageId: number, recipientId: number, at: string, fields: EventFields, attemptNo: number): void {
-    const c = fields.classification;
-    this.insertEvent.run(
+    this.recipients.event({
+      event: fields.event,
       at,
-      fields.event,
       messageId,
       recipientId,
-      fields.detail,
-      fields.reason ?? null,
-      c?.severity ?? null,
-      c?.type ?? null,
-      c?.category ?? null,
-      c?.code ?? null,
-      c?.enhancedCode ?? null,
-      fields.at?.localIp ?? null,
-      fields.at?.mxHost ?? null,
+      detail: fields.detail,
+      source: 'immediate',
+      reason: fields.reason ?? null,
+      classification: fields.classification,
+      localIp: fields.at?.localIp ?? null,
+      mxHost: fields.at?.mxHost ?? null,
       attemptNo,
-    );
+    });
   }
 
   private writeAttempt(batch: DeliveryBatch, recipientId: number, at: HostTry, outcome: string, classification: Classification | null, reply: string | null): void {
@@ -359,14 +342,14 @@ export class DeliveryState {
       // Held back by traffic shaping or a sending limit, never sent: nothing happened to it, so
       // no attempt and no event; only due later, when it may go. A reply the recipient already
       // has is kept (it is what a host said); one that has none gets why it waits.
-      this.holdRecipient.run(attempts - 1 === 0 ? 'queued' : 'deferred', (outcome.notBefore ?? now).toISOString(), reply, at, recipientId);
+      this.recipients.holdBack(recipientId, attempts - 1 === 0 ? 'queued' : 'deferred', (outcome.notBefore ?? now).toISOString(), reply, at);
       return;
     }
     this.writeAttempt(batch, recipientId, outcome.at, 'temporary_fail', failure, null);
     if (outcome.retryInNewTransaction) {
       // Not the recipient's failure: the host wants fewer recipients per transaction. Due now,
       // and the attempt does not count against the recipient.
-      this.updateRecipient.run('deferred', attempts - 1, at, reply, at, recipientId);
+      this.recipients.change(recipientId, { status: 'deferred', attempts: attempts - 1, nextAttemptAt: at, lastReply: reply, at });
       // Part of the same dispatch as the new transaction that follows: it carries its number.
       this.writeEvent(batch.messageId, recipientId, at, { event: 'temporary_fail', detail: reply, classification: failure, at: outcome.at }, attempts);
       return;
@@ -375,7 +358,7 @@ export class DeliveryState {
     if (decision.retry) {
       // A throttling reply paused the destination: not before the pause ends.
       const due = outcome.notBefore && outcome.notBefore > decision.at ? outcome.notBefore : decision.at;
-      this.updateRecipient.run('deferred', attempts, due.toISOString(), reply, at, recipientId);
+      this.recipients.change(recipientId, { status: 'deferred', attempts, nextAttemptAt: due.toISOString(), lastReply: reply, at });
       this.writeEvent(batch.messageId, recipientId, at, { event: 'temporary_fail', detail: reply, classification: failure, at: outcome.at }, attempts);
       return;
     }

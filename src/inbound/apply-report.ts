@@ -8,6 +8,7 @@ import type { Config } from '../config/load.js';
 import { SuppressionLists } from '../suppressions/lists.js';
 import { SuppressionPolicy } from '../suppressions/policy.js';
 import { writeTransaction } from '../store/write-lock.js';
+import { RecipientWriter } from '../store/recipient-writer.js';
 
 /**
  * One recipient of a parsed report, with the parser's classification (null for recipients that
@@ -80,8 +81,8 @@ export class ReportApplier {
   private readonly sentUnderReturnPath: Statement;
   private readonly eventOfReport: Statement;
   private readonly anyEventOfReport: Statement;
-  private readonly setStatus: Statement;
-  private readonly insertEvent: Statement;
+  /** The one writer of recipients and events (store/recipient-writer.ts). */
+  private readonly recipients: RecipientWriter;
   private readonly deliveringAttempt: Statement;
   private readonly suppressions: SuppressionLists;
   private readonly policy: SuppressionPolicy;
@@ -101,10 +102,7 @@ export class ReportApplier {
     this.sentUnderReturnPath = db.prepare(`SELECT DISTINCT recipient_id FROM attempts WHERE message_id = ? AND lower(mail_from) = lower(?)`).pluck();
     this.eventOfReport = db.prepare(`SELECT 1 FROM events WHERE report_id = ? AND recipient_id = ? LIMIT 1`).pluck();
     this.anyEventOfReport = db.prepare(`SELECT 1 FROM events WHERE report_id = ? LIMIT 1`).pluck();
-    this.setStatus = db.prepare(`UPDATE recipients SET status = ?, next_attempt_at = NULL, last_reply = ?, updated_at = ? WHERE id = ?`);
-    this.insertEvent = db.prepare(`
-      INSERT INTO events (at, event, message_id, recipient_id, detail, source, reason, severity, bounce_type, category, code, enhanced_code, report_id, local_ip, mx_host)
-      VALUES (?, ?, ?, ?, ?, 'delayed', ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    this.recipients = RecipientWriter.of(db);
     // A delayed report is about the transaction that delivered: its source address and MX.
     this.deliveringAttempt = db.prepare(`
       SELECT local_ip AS localIp, mx_host AS mxHost FROM attempts WHERE recipient_id = ? AND outcome = 'delivered' ORDER BY id DESC LIMIT 1`);
@@ -215,7 +213,7 @@ export class ReportApplier {
     // whatever class its Status has; the event keeps the report's own severity, and only a
     // failure the report itself calls permanent can put the address on the bounces list.
     const reason = classification ? this.policy.reasonOf(classification) : 'bounced';
-    this.setStatus.run('bounced', detail, at, row.id);
+    this.recipients.finish(row.id, 'bounced', detail, at);
     this.event(at, 'permanent_fail', row, detail, reason, classification, reportId);
     if (classification && this.policy.suppresses(classification)) {
       this.suppressions.add({ address: row.address, type: 'bounces', source: 'delayed', evidence: classification, queueId: row.queueId, at, actor: 'relay' });
@@ -225,13 +223,21 @@ export class ReportApplier {
     return `${reason} (${classification.category}, ${classification.type})`;
   }
 
-  private event(at: string, event: string, row: RecipientRow, detail: string | null, reason: string | null, c: Classification | null, reportId: number): void {
+  private event(at: string, event: 'complained' | 'delayed' | 'permanent_fail', row: RecipientRow, detail: string | null, reason: string | null, c: Classification | null, reportId: number): void {
     const sent = this.deliveringAttempt.get(row.id) as { localIp: string | null; mxHost: string | null } | undefined;
-    this.insertEvent.run(
-      at, event, row.messageId, row.id, detail, reason,
-      c?.severity ?? null, c?.type ?? null, c?.category ?? null, c?.code ?? null, c?.enhancedCode ?? null,
-      reportId, sent?.localIp ?? null, sent?.mxHost ?? null,
-    );
+    this.recipients.event({
+      event,
+      at,
+      messageId: row.messageId,
+      recipientId: row.id,
+      detail,
+      source: 'delayed',
+      reason,
+      classification: c,
+      reportId,
+      localIp: sent?.localIp ?? null,
+      mxHost: sent?.mxHost ?? null,
+    });
   }
 }
 

@@ -2,7 +2,7 @@ import type { Database, Statement } from 'better-sqlite3';
 import { domainToASCII } from 'node:url';
 import { normalizeAddress } from '../address.js';
 import { OperatorError } from '../errors.js';
-import type { RecipientStatus } from './queue.js';
+import { RecipientWriter, type RecipientStatus } from './recipient-writer.js';
 import { writeTransaction } from './write-lock.js';
 
 /** What an operator can do to mail still in the queue, as Postfix's postsuper -h, -H, -d (and a bounce). */
@@ -290,12 +290,7 @@ async function runQueueAction(db: Database, action: QueueAction, input: QueueSel
   const detail = rule.detail(actor, selection.words);
   const candidates = new Candidates(db, rule.from);
   const maxRecipientId = db.prepare('SELECT coalesce(max(id), 0) FROM recipients').pluck();
-  const update = db.prepare(`
-    UPDATE recipients SET status = ?, next_attempt_at = ?, last_reply = CASE WHEN ? THEN ? ELSE last_reply END, updated_at = ?
-     WHERE id = ? AND status = ?`);
-  const insertEvent = db.prepare(`
-    INSERT INTO events (at, event, message_id, recipient_id, detail, source, reason, actor, attempt_no)
-    VALUES (?, ?, ?, ?, ?, 'operator', ?, ?, ?)`);
+  const recipients = RecipientWriter.of(db);
   const insertAudit = db.prepare(INSERT_AUDIT);
   const countInAudit = db.prepare('UPDATE queue_audit SET recipients = recipients + ? WHERE id = ?');
   const nextAttemptAt = action === 'release' ? at : null;
@@ -304,8 +299,8 @@ async function runQueueAction(db: Database, action: QueueAction, input: QueueSel
   const change = (messageIds: readonly number[], upTo: number, auditId: number): number => {
     let changed = 0;
     for (const row of candidates.rows(selector, rule.from, messageIds, upTo, perStep)) {
-      changed += update.run(rule.to, nextAttemptAt, rule.setsLastReply ? 1 : 0, detail, at, row.id, row.status).changes;
-      insertEvent.run(at, rule.event, row.messageId, row.id, detail, reason, actor, row.attempts);
+      changed += recipients.moveByOperator(row.id, row.status, rule.to, nextAttemptAt, rule.setsLastReply ? detail : undefined, at);
+      recipients.event({ event: rule.event, at, messageId: row.messageId, recipientId: row.id, detail, source: 'operator', reason, actor, attemptNo: row.attempts });
     }
     countInAudit.run(changed, auditId);
     return changed;
@@ -373,31 +368,6 @@ export interface FlushResult {
 }
 
 /**
- * Flush's updates, by selector. Each names the partial index's own term (status IN ('queued',
- * 'deferred')) so SQLite can read recipients_due_by_domain / recipients_due, not the table.
- */
-class FlushStatements {
-  readonly all: Statement;
-  readonly ofMessage: Statement;
-  readonly ofDomain: Statement;
-  readonly ofSender: Statement;
-  readonly messageIdOf: Statement;
-
-  constructor(db: Database) {
-    const deferred = `status IN ('queued', 'deferred') AND status = 'deferred' AND next_attempt_at > @at`;
-    const set = 'UPDATE recipients SET next_attempt_at = @at, updated_at = @at';
-    this.all = db.prepare(`${set} WHERE ${deferred}`);
-    this.ofMessage = db.prepare(`${set} WHERE message_id = @messageId AND ${deferred}`);
-    this.ofDomain = db.prepare(`${set} WHERE domain = @value AND ${deferred}`);
-    // Recipients first (CROSS JOIN), as for the actions: messages has no index on mail_from.
-    this.ofSender = db.prepare(`${set} WHERE id IN (
-      SELECT r.id FROM recipients r CROSS JOIN messages m ON m.id = r.message_id
-       WHERE r.status IN ('queued', 'deferred') AND r.status = 'deferred' AND r.next_attempt_at > @at AND lower(m.mail_from) = lower(@value))`);
-    this.messageIdOf = db.prepare('SELECT id FROM messages WHERE queue_id = ?').pluck();
-  }
-}
-
-/**
  * Makes deferred recipients due now, as `postqueue -f` (all of them) and `postqueue -s site` (a
  * domain) do: null for every deferred recipient, or the selector the other actions take. The
  * relay's next poll (delivery.pollIntervalMs) sends them; status, attempts and age limits are
@@ -410,23 +380,24 @@ export function flushDeferred(db: Database, input: QueueSelectorInput | null, ac
   if (actor.trim() === '') throw new TypeError('a flush needs an actor (cli:<user>, api:<token name>) for the audit');
   const selector = input === null ? null : queueSelector(input);
   const at = (options.now ?? new Date()).toISOString();
-  const statements = new FlushStatements(db);
+  const recipientWriter = RecipientWriter.of(db);
+  const messageIdOf = db.prepare('SELECT id FROM messages WHERE queue_id = ?').pluck();
   const insertAudit = db.prepare(INSERT_AUDIT);
   return writeTransaction(db, (): FlushResult => {
     let recipients = 0;
-    if (selector === null) recipients = statements.all.run({ at }).changes;
+    if (selector === null) recipients = recipientWriter.flush({ all: true }, at);
     else if (selector.by === 'queue-ids') {
       const messageIds: number[] = [];
       const unknown: string[] = [];
       for (const queueId of selector.queueIds) {
-        const id = statements.messageIdOf.get(queueId) as number | undefined;
+        const id = messageIdOf.get(queueId) as number | undefined;
         if (id === undefined) unknown.push(queueId);
         else messageIds.push(id);
       }
       if (unknown.length > 0) throw new UnknownQueueIdError(unknown);
-      for (const messageId of messageIds) recipients += statements.ofMessage.run({ at, messageId }).changes;
-    } else if (selector.by === 'domain') recipients = statements.ofDomain.run({ at, value: selector.domain }).changes;
-    else recipients = statements.ofSender.run({ at, value: selector.sender }).changes;
+      for (const messageId of messageIds) recipients += recipientWriter.flush({ messageId }, at);
+    } else if (selector.by === 'domain') recipients = recipientWriter.flush({ domain: selector.domain }, at);
+    else recipients = recipientWriter.flush({ sender: selector.sender }, at);
     const selection = selector === null ? { by: 'all', value: '' } : describeSelector(selector);
     const auditId = Number(insertAudit.run(at, 'flush', selection.by, selection.value, actor, recipients, 0).lastInsertRowid);
     return { selector, actor, at, auditId, recipients };

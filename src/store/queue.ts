@@ -1,15 +1,8 @@
 import type { Database } from 'better-sqlite3';
+import { PENDING_STATUSES, RECIPIENT_STATUSES, type RecipientStatus } from './recipient-writer.js';
 
-/**
- * Recipient statuses, in the order a recipient moves through them. `held` and `deleted` are an
- * operator's (src/store/queue-actions.ts): held waits until released and is never claimed by
- * delivery; deleted left the queue unsent, without a bounce, and is kept for history.
- */
-export const RECIPIENT_STATUSES = ['queued', 'sending', 'deferred', 'held', 'delivered', 'bounced', 'expired', 'suppressed', 'deleted'] as const;
-export type RecipientStatus = (typeof RECIPIENT_STATUSES)[number];
-
-/** Statuses still in the queue (v_queue): waiting for delivery, in it, or held by an operator. */
-export const PENDING_STATUSES: readonly RecipientStatus[] = ['queued', 'sending', 'deferred', 'held'];
+// The statuses are the recipient writer's, re-exported for the queue's readers.
+export { PENDING_STATUSES, RECIPIENT_STATUSES, type RecipientStatus } from './recipient-writer.js';
 
 export interface QueueEntry {
   queueId: string;

@@ -1,5 +1,6 @@
 import type { Database, Statement } from 'better-sqlite3';
 import { GroupCommit } from './group-commit.js';
+import { RecipientWriter } from './recipient-writer.js';
 import { recentContentOf, type RecentContent } from './recent-content.js';
 import { storeHealthOf, type StoreProblem } from './store-health.js';
 import type { WalSync } from './wal-sync.js';
@@ -45,8 +46,7 @@ export interface MessageSpool {
  */
 export class Spool implements MessageSpool {
   private readonly insertMessage: Statement;
-  private readonly insertRecipient: Statement;
-  private readonly insertEvent: Statement;
+  private readonly recipients: RecipientWriter;
   private readonly insertTag: Statement;
   private readonly commits: GroupCommit<SpoolMessage>;
   private readonly committedListeners: Array<() => void> = [];
@@ -70,11 +70,7 @@ export class Spool implements MessageSpool {
       VALUES (@queueId, @receivedAt, @mailFrom, @clientIp, @clientHelo, @authUser, @protocol,
               @size, @messageIdHeader, @fromDomain, @subject, @campaignId, @variables, @receivedHeader, @raw)`);
     this.insertTag = db.prepare('INSERT INTO message_tags (message_id, tag) VALUES (?, ?)');
-    this.insertRecipient = db.prepare(`
-      INSERT INTO recipients (message_id, address, domain, status, next_attempt_at, updated_at)
-      VALUES (?, ?, ?, 'queued', ?, ?)`);
-    this.insertEvent = db.prepare(`
-      INSERT INTO events (at, event, message_id, recipient_id) VALUES (?, 'accepted', ?, ?)`);
+    this.recipients = RecipientWriter.of(db);
     this.recent = recentContentOf(db);
     this.commits = new GroupCommit(db, (message) => this.write(message), {
       maxBatch,
@@ -136,9 +132,6 @@ export class Spool implements MessageSpool {
     this.rowOf.set(message, Number(messageRow));
     // Most mail has no tags: no statement runs for it.
     for (const tag of message.tags) this.insertTag.run(messageRow, tag);
-    for (const recipient of message.recipients) {
-      const { lastInsertRowid: recipientRow } = this.insertRecipient.run(messageRow, recipient.address, recipient.domain, at, at);
-      this.insertEvent.run(at, messageRow, recipientRow);
-    }
+    for (const recipient of message.recipients) this.recipients.addAccepted(messageRow, recipient.address, recipient.domain, at);
   }
 }

@@ -3,6 +3,7 @@ import { readSignedToken, signedToken, type TokenCheck } from '../bounces/verp.j
 import type { Config } from '../config/load.js';
 import { SuppressionLists } from '../suppressions/lists.js';
 import { writeTransaction } from '../store/write-lock.js';
+import { RecipientWriter } from '../store/recipient-writer.js';
 
 export interface UnsubscribeSettings {
   enabled: boolean;
@@ -57,7 +58,7 @@ export type UnsubscribeResult = { done: true; address: string; already: boolean 
  */
 export class Unsubscriber {
   private readonly recipient: Statement;
-  private readonly insertEvent: Statement;
+  private readonly recipients: RecipientWriter;
   private readonly lists: SuppressionLists;
   private readonly run: (recipientId: number, via: string) => UnsubscribeResult;
 
@@ -67,14 +68,14 @@ export class Unsubscriber {
   ) {
     this.lists = new SuppressionLists(db);
     this.recipient = db.prepare(`SELECT r.id, r.message_id AS messageId, r.address, m.queue_id AS queueId FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = ?`);
-    this.insertEvent = db.prepare(`INSERT INTO events (at, event, message_id, recipient_id, detail, reason) VALUES (?, 'unsubscribed', ?, ?, ?, ?)`);
+    this.recipients = RecipientWriter.of(db);
     this.run = writeTransaction(db, (recipientId: number, via: string): UnsubscribeResult => {
       const row = this.recipient.get(recipientId) as { id: number; messageId: number; address: string; queueId: string } | undefined;
       if (!row) return { done: false, reason: 'the message this link was for is no longer kept' };
       if (this.lists.entriesFor(row.address).some((entry) => entry.type === 'unsubscribes')) return { done: true, address: row.address, already: true };
       const at = new Date().toISOString();
       this.lists.add({ address: row.address, type: 'unsubscribes', source: 'unsubscribe', reason: `via ${via}`, queueId: row.queueId, at, actor: via });
-      this.insertEvent.run(at, row.messageId, row.id, `unsubscribed via ${via}`, via);
+      this.recipients.event({ event: 'unsubscribed', at, messageId: row.messageId, recipientId: row.id, detail: `unsubscribed via ${via}`, reason: via });
       return { done: true, address: row.address, already: false };
     });
   }
