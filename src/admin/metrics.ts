@@ -1,8 +1,11 @@
-import type { Statement } from 'better-sqlite3';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { storeHealthOf } from '../store/store-health.js';
 import { CATEGORIES, HARD_CATEGORIES, typeOfCategory } from '../bounces/categories.js';
 import type { Database } from '../store/database.js';
+import { EventCounts } from '../store/event-counts.js';
+import { QueueGauges } from '../store/queue.js';
+import { ReportCounts, type ReportParseState } from '../inbound/report-counts.js';
+import { WebhookDeliveryCounts } from '../webhooks/delivery-counts.js';
 
 /** The delivery resolver's health, as the delivery stage's canary check sees it. */
 export interface DnsResolverStatus {
@@ -26,18 +29,11 @@ export const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300
 
 const INBOUND_KINDS = ['bounce', 'delay', 'complaint', 'autoreply', 'delivered', 'unknown', 'unparsed'] as const;
 
-interface EventGroup {
-  event: string;
-  reason: string | null;
-  source: string | null;
-  bounceType: string | null;
-  category: string | null;
-  n: number;
-}
-
 /**
  * The relay's Prometheus metrics, read from the store when scraped, so nothing is counted on the
- * delivery path and the numbers agree with what the tables say.
+ * delivery path and the numbers agree with what the tables say. The SQL lives with the module
+ * that owns each table (EventCounts, QueueGauges, ReportCounts, WebhookDeliveryCounts); this
+ * class only turns what they read into gauges and counters.
  *
  * The scrape stays cheap on a large store: counters read only rows added since the previous
  * scrape (events, messages and inbound_reports are append-only and their ids only grow: a range
@@ -54,25 +50,11 @@ export class StoreMetrics {
   /** Inbound reports seen while still pending: counted once parsed. */
   private readonly pendingReports = new Set<number>();
   private webhookFailuresSeen: number;
-  /** Deliveries below this id are all final (none pending): their failures are already counted. */
-  private webhookSettledId: number;
-  private webhookSettledFailures = 0;
 
-  private readonly maxEventId: Statement;
-  private readonly eventGroups: Statement;
-  private readonly deliveredLatencies: Statement;
-  private readonly maxMessageId: Statement;
-  private readonly reportsAfter: Statement;
-  private readonly reportById: Statement;
-  private readonly queueDepth: Statement;
-  private readonly sendingCount: Statement | null;
-  private readonly heldCount: Statement;
-  private readonly oldestWaiting: Statement;
-  private readonly outboxPending: Statement;
-  private readonly deliveriesPending: Statement;
-  private readonly oldestPendingDelivery: Statement;
-  private readonly maxDeliveryId: Statement;
-  private readonly failuresBetween: Statement;
+  private readonly events: EventCounts;
+  private readonly reports: ReportCounts;
+  private readonly queue: QueueGauges;
+  private readonly webhooks: WebhookDeliveryCounts;
 
   private readonly messagesAccepted: Counter;
   private readonly recipientsAccepted: Counter;
@@ -97,41 +79,14 @@ export class StoreMetrics {
     /** With no webhook endpoints, outbox rows wait for nobody and are not a backlog. */
     private readonly outboxIsBacklog = true,
   ) {
-    this.maxEventId = db.prepare('SELECT coalesce(max(id), 0) FROM events').pluck();
-    this.eventGroups = db.prepare(`
-      SELECT event, reason, source, bounce_type AS bounceType, category, count(*) AS n
-        FROM events WHERE id > ? AND id <= ? GROUP BY 1, 2, 3, 4, 5`);
-    this.deliveredLatencies = db
-      .prepare(`
-        SELECT (julianday(e.at) - julianday(m.received_at)) * 86400.0
-          FROM events e JOIN messages m ON m.id = e.message_id
-         WHERE e.id > ? AND e.id <= ? AND e.event = 'delivered'`)
-      .pluck();
-    this.maxMessageId = db.prepare('SELECT coalesce(max(id), 0) FROM messages').pluck();
-    this.reportsAfter = db.prepare('SELECT id, parse_status AS status, kind FROM inbound_reports WHERE id > ? ORDER BY id');
-    this.reportById = db.prepare('SELECT id, parse_status AS status, kind FROM inbound_reports WHERE id = ?');
-    // recipients_due is a partial index on exactly these statuses.
-    this.queueDepth = db.prepare(`SELECT status, count(*) AS n FROM recipients WHERE status IN ('queued', 'deferred') GROUP BY status`);
-    // Counting `sending` needs an index on recipients.status; without one it would scan the table at every scrape.
-    const sending = `SELECT count(*) FROM recipients WHERE status = 'sending'`;
-    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sending}`).all() as Array<{ detail: string }>).map((row) => row.detail).join(' ');
-    this.sendingCount = /USING (COVERING )?INDEX/.test(plan) ? db.prepare(sending).pluck() : null;
-    // recipients_held is a partial index on exactly this status.
-    this.heldCount = db.prepare(`SELECT count(*) FROM recipients WHERE status = 'held'`).pluck();
-    this.oldestWaiting = db
-      .prepare(`SELECT min(m.received_at) FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.status IN ('queued', 'deferred')`)
-      .pluck();
-    this.outboxPending = db.prepare('SELECT count(*) FROM webhook_outbox WHERE fanned_out = 0').pluck();
-    this.deliveriesPending = db.prepare(`SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'`).pluck();
-    this.oldestPendingDelivery = db.prepare(`SELECT min(id) FROM webhook_deliveries WHERE status = 'pending'`).pluck();
-    this.maxDeliveryId = db.prepare('SELECT coalesce(max(id), 0) FROM webhook_deliveries').pluck();
-    this.failuresBetween = db.prepare(`SELECT count(*) FROM webhook_deliveries WHERE id >= ? AND id < ? AND status IN ('failed', 'rejected')`).pluck();
+    this.events = new EventCounts(db);
+    this.reports = new ReportCounts(db);
+    this.queue = new QueueGauges(db);
+    this.webhooks = new WebhookDeliveryCounts(db);
 
-    this.lastEventId = this.maxEventId.get() as number;
-    this.lastMessageId = this.maxMessageId.get() as number;
-    this.lastReportId = db.prepare('SELECT coalesce(max(id), 0) FROM inbound_reports').pluck().get() as number;
-    // Deliveries that gave up before the start are not counted: only the pending window is read.
-    this.webhookSettledId = (this.oldestPendingDelivery.get() as number | null) ?? (this.maxDeliveryId.get() as number) + 1;
+    this.lastEventId = this.events.newestEventId();
+    this.lastMessageId = this.events.newestMessageId();
+    this.lastReportId = this.reports.newestId();
     this.webhookFailuresSeen = this.webhookFailuresNow();
 
     const registers = [this.registry];
@@ -246,7 +201,7 @@ export class StoreMetrics {
   }
 
   private refresh(): void {
-    const maxMessage = this.maxMessageId.get() as number;
+    const maxMessage = this.events.newestMessageId();
     if (maxMessage > this.lastMessageId) this.messagesAccepted.inc(maxMessage - this.lastMessageId);
     this.lastMessageId = Math.max(this.lastMessageId, maxMessage);
 
@@ -255,17 +210,18 @@ export class StoreMetrics {
 
     // A status that emptied is missing from the GROUP BY: it reads 0.
     const depth = new Map<string, number>([['queued', 0], ['deferred', 0]]);
-    for (const { status, n } of this.queueDepth.all() as Array<{ status: string; n: number }>) depth.set(status, n);
+    for (const { status, n } of this.queue.waitingByStatus()) depth.set(status, n);
     for (const [status, n] of depth) this.depth.set({ status }, n);
-    if (this.sendingCount) this.depth.set({ status: 'sending' }, this.sendingCount.get() as number);
-    this.depth.set({ status: 'held' }, this.heldCount.get() as number);
-    const oldest = this.oldestWaiting.get() as string | null;
+    const sending = this.queue.sendingCount();
+    if (sending !== null) this.depth.set({ status: 'sending' }, sending);
+    this.depth.set({ status: 'held' }, this.queue.heldCount());
+    const oldest = this.queue.oldestWaitingReceivedAt();
     this.oldestAge.set(oldest === null ? 0 : Math.max(0, (Date.now() - Date.parse(oldest)) / 1000));
 
     this.webhookBacklog.set(
       this.hooks.webhookBacklog
         ? this.hooks.webhookBacklog()
-        : (this.outboxIsBacklog ? (this.outboxPending.get() as number) : 0) + (this.deliveriesPending.get() as number),
+        : (this.outboxIsBacklog ? this.webhooks.outboxWaiting() : 0) + this.webhooks.pendingDeliveries(),
     );
     const failures = this.webhookFailuresNow();
     if (failures > this.webhookFailuresSeen) this.webhookFailures.inc(failures - this.webhookFailuresSeen);
@@ -273,9 +229,9 @@ export class StoreMetrics {
   }
 
   private countEvents(): void {
-    const upTo = this.maxEventId.get() as number;
+    const upTo = this.events.newestEventId();
     if (upTo <= this.lastEventId) return;
-    for (const group of this.eventGroups.all(this.lastEventId, upTo) as EventGroup[]) {
+    for (const group of this.events.groupsBetween(this.lastEventId, upTo)) {
       switch (group.event) {
         case 'accepted':
           this.recipientsAccepted.inc(group.n);
@@ -309,13 +265,13 @@ export class StoreMetrics {
           break;
       }
     }
-    for (const seconds of this.deliveredLatencies.all(this.lastEventId, upTo) as number[]) this.latency.observe(Math.max(0, seconds));
+    for (const seconds of this.events.deliveryLatenciesBetween(this.lastEventId, upTo)) this.latency.observe(Math.max(0, seconds));
     this.lastEventId = upTo;
   }
 
   /** A report is counted once, by kind, when the parser is done with it. */
   private countReports(): void {
-    const settle = (row: { id: number; status: string; kind: string | null }): void => {
+    const settle = (row: ReportParseState): void => {
       if (row.status === 'pending') {
         this.pendingReports.add(row.id);
         return;
@@ -324,11 +280,11 @@ export class StoreMetrics {
       this.inboundReports.inc({ kind: row.status === 'failed' ? 'unparsed' : (row.kind ?? 'unknown') });
     };
     for (const id of [...this.pendingReports]) {
-      const row = this.reportById.get(id) as { id: number; status: string; kind: string | null } | undefined;
+      const row = this.reports.byId(id);
       if (row) settle(row);
       else this.pendingReports.delete(id);
     }
-    for (const row of this.reportsAfter.all(this.lastReportId) as Array<{ id: number; status: string; kind: string | null }>) {
+    for (const row of this.reports.after(this.lastReportId)) {
       settle(row);
       this.lastReportId = row.id;
     }
@@ -336,21 +292,6 @@ export class StoreMetrics {
 
   /** Webhook deliveries that gave up: from the hook when the webhook stage gives one, else from the store. */
   private webhookFailuresNow(): number {
-    return this.hooks.webhookFailures ? this.hooks.webhookFailures() : this.webhookFailuresInStore();
-  }
-
-  /**
-   * failed + rejected deliveries from webhookSettledId on, without a scan per scrape: rows older
-   * than the oldest pending one are final and counted once; only the window from there on is
-   * read again.
-   */
-  private webhookFailuresInStore(): number {
-    const oldestPending = this.oldestPendingDelivery.get() as number | null;
-    const settledUpTo = oldestPending ?? (this.maxDeliveryId.get() as number) + 1;
-    if (settledUpTo > this.webhookSettledId) {
-      this.webhookSettledFailures += this.failuresBetween.get(this.webhookSettledId, settledUpTo) as number;
-      this.webhookSettledId = settledUpTo;
-    }
-    return this.webhookSettledFailures + (this.failuresBetween.get(this.webhookSettledId, Number.MAX_SAFE_INTEGER) as number);
+    return this.hooks.webhookFailures ? this.hooks.webhookFailures() : this.webhooks.givenUp();
   }
 }

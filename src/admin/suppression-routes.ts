@@ -114,7 +114,6 @@ export function suppressionRoutes(app: FastifyInstance, db: Database): void {
   const allowAll = writeTransaction(db, (items: ReadonlyArray<{ value: string; reason: string | null }>, actor: string) =>
     items.map((item) => lists.allow(item.value, actor, item.reason)),
   );
-  const allowExact = db.prepare(`SELECT value, kind, reason, created_at AS createdAt, created_by AS createdBy FROM allowlist WHERE value = ?`);
 
   const listing = (request: FastifyRequest, reply: FastifyReply, type: SuppressionType | undefined) => {
     const query = queryOf(request, type === undefined ? ['type', 'q', 'format', ...PAGE_PARAMS] : ['q', 'format', ...PAGE_PARAMS]);
@@ -218,7 +217,7 @@ export function suppressionRoutes(app: FastifyInstance, db: Database): void {
   app.get<{ Params: { value: string } }>('/v1/allowlist/:value', (request) => {
     queryOf(request, []);
     const value = allowValueOrThrow(request.params.value);
-    const entry = allowExact.get(value) as AllowlistEntry | undefined;
+    const entry = lists.allowlistEntry(value);
     if (!entry) throw notFound(`${value} is not on the allowlist`);
     return { entry, audit: lists.auditFor(value).filter((a) => a.list === 'allowlist') };
   });

@@ -168,3 +168,54 @@ export class QueueListing {
     return { items: this.held.all(limit) as HeldMessage[], total: this.heldCount.get() as number };
   }
 }
+
+/** Waiting recipients of one status and how many. */
+export interface StatusCount {
+  status: RecipientStatus;
+  n: number;
+}
+
+/**
+ * The queue's size and age, for gauges read at every scrape: each query reads a partial index of
+ * waiting mail (recipients_due, recipients_held), never the store's history.
+ */
+export class QueueGauges {
+  private readonly waiting;
+  private readonly sending;
+  private readonly held;
+  private readonly oldestWaiting;
+
+  constructor(db: Database) {
+    // recipients_due is a partial index on exactly these statuses.
+    this.waiting = db.prepare(`SELECT status, count(*) AS n FROM recipients WHERE status IN ('queued', 'deferred') GROUP BY status`);
+    // Counting `sending` needs an index on recipients.status; without one it would scan the table at every scrape.
+    const sending = `SELECT count(*) FROM recipients WHERE status = 'sending'`;
+    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sending}`).all() as Array<{ detail: string }>).map((row) => row.detail).join(' ');
+    this.sending = /USING (COVERING )?INDEX/.test(plan) ? db.prepare(sending).pluck() : null;
+    // recipients_held is a partial index on exactly this status.
+    this.held = db.prepare(`SELECT count(*) FROM recipients WHERE status = 'held'`).pluck();
+    this.oldestWaiting = db
+      .prepare(`SELECT min(m.received_at) FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.status IN ('queued', 'deferred')`)
+      .pluck();
+  }
+
+  /** Queued and deferred recipients by status; a status with none is missing. */
+  waitingByStatus(): StatusCount[] {
+    return this.waiting.all() as StatusCount[];
+  }
+
+  /** Recipients being sent now; null when no index serves the count (it is then not read at all). */
+  sendingCount(): number | null {
+    return this.sending ? (this.sending.get() as number) : null;
+  }
+
+  /** Recipients an operator holds. */
+  heldCount(): number {
+    return this.held.get() as number;
+  }
+
+  /** When the oldest message with a recipient queued or deferred was received; null when none waits. */
+  oldestWaitingReceivedAt(): string | null {
+    return this.oldestWaiting.get() as string | null;
+  }
+}

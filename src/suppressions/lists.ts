@@ -125,6 +125,7 @@ export class SuppressionLists {
   private readonly allowInsert: Statement;
   private readonly allowDelete: Statement;
   private readonly allowOne: Statement;
+  private readonly allowExact: Statement;
   private readonly addInTransaction: (entries: readonly AddSuppression[]) => void;
 
   constructor(private readonly db: Database) {
@@ -149,6 +150,7 @@ export class SuppressionLists {
       ON CONFLICT (value) DO UPDATE SET reason = excluded.reason`);
     this.allowDelete = db.prepare('DELETE FROM allowlist WHERE value = ?');
     this.allowOne = db.prepare(`SELECT value, kind, reason, created_at AS createdAt, created_by AS createdBy FROM allowlist WHERE value = ? OR (kind = 'domain' AND value = ?)`);
+    this.allowExact = db.prepare(`SELECT value, kind, reason, created_at AS createdAt, created_by AS createdBy FROM allowlist WHERE value = ?`);
     this.addInTransaction = writeTransaction(db, (entries: readonly AddSuppression[]) => {
       for (const entry of entries) this.add(entry);
     });
@@ -232,6 +234,11 @@ export class SuppressionLists {
       .prepare(`SELECT ${COLUMNS} FROM suppressions ${clause} ORDER BY last_at DESC, id DESC LIMIT ? OFFSET ?`)
       .all(...params, options.limit, options.offset ?? 0) as SuppressionEntry[];
     return { total: n, entries };
+  }
+
+  /** The allowlist entry for exactly this value (an address or a domain, as allowValueOrThrow gives it); a domain's entry does not cover its addresses here. */
+  allowlistEntry(value: string): AllowlistEntry | undefined {
+    return this.allowExact.get(value) as AllowlistEntry | undefined;
   }
 
   /** A page of the allowlist, newest first, and how many entries match in all. */
