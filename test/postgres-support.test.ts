@@ -1,7 +1,59 @@
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startPostgres, type TestPostgres } from './support/postgres.js';
+import { findPostgresBinDir, postgresAvailable, startPostgres, type TestPostgres } from './support/postgres.js';
+import { makeTempDir } from './support/temp-dir.js';
+
+/** Fake server programs (empty executables) in `dir`, for the lookup only. */
+function fakePrograms(dir: string, names = ['initdb', 'pg_ctl', 'postgres']): void {
+  mkdirSync(dir, { recursive: true });
+  for (const name of names) {
+    writeFileSync(join(dir, name), '#!/bin/sh\n');
+    chmodSync(join(dir, name), 0o755);
+  }
+}
+
+describe('finding PostgreSQL', () => {
+  it('is available on this machine (.ci/run installs it)', () => {
+    expect(postgresAvailable()).toBe(true);
+  });
+
+  it("takes the newest of Debian's /usr/lib/postgresql/<version>/bin when PATH has none", () => {
+    const temp = makeTempDir();
+    try {
+      for (const version of ['9.6', '13', '15']) fakePrograms(join(temp.dir, version, 'bin'));
+      fakePrograms(join(temp.dir, '16', 'bin'), ['psql']); // a client-only install has no server
+      mkdirSync(join(temp.dir, 'not-a-version', 'bin'), { recursive: true });
+      expect(findPostgresBinDir({ path: '', debianRoot: temp.dir })).toBe(join(temp.dir, '15', 'bin'));
+    } finally {
+      temp.remove();
+    }
+  });
+
+  it("follows initdb on PATH to the directory that holds pg_ctl and postgres beside it", () => {
+    const temp = makeTempDir();
+    try {
+      fakePrograms(join(temp.dir, 'real'));
+      mkdirSync(join(temp.dir, 'onpath'));
+      symlinkSync(join(temp.dir, 'real', 'initdb'), join(temp.dir, 'onpath', 'initdb'));
+      expect(findPostgresBinDir({ path: join(temp.dir, 'onpath'), debianRoot: join(temp.dir, 'none') })).toBe(join(temp.dir, 'real'));
+    } finally {
+      temp.remove();
+    }
+  });
+
+  it("says to install Debian's postgresql package when there is none", async () => {
+    const temp = makeTempDir();
+    try {
+      await expect(startPostgres({ path: temp.dir, debianRoot: join(temp.dir, 'none') })).rejects.toThrow(
+        "install Debian's postgresql package (.ci/run does)",
+      );
+    } finally {
+      temp.remove();
+    }
+  });
+});
 
 // Proves on CI that the shared store's tests (issue 14) get a real PostgreSQL: a cluster of its
 // own, two clients that talk through LISTEN/NOTIFY, and a server that goes down and comes back.

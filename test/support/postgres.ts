@@ -42,30 +42,35 @@ function holdsServerPrograms(dir: string): boolean {
   return ['initdb', 'pg_ctl', 'postgres'].every((name) => isExecutable(join(dir, name)));
 }
 
-let found: string | null | undefined;
+/** Where to look for PostgreSQL's programs; tests of the lookup itself pass their own. */
+export interface PostgresSearch {
+  /** A PATH-style list of directories; process.env.PATH by default. */
+  path?: string;
+  /** Holds one <version>/bin per installed major version; /usr/lib/postgresql by default. */
+  debianRoot?: string;
+}
 
 /**
  * The directory of PostgreSQL's server programs: initdb's on PATH (followed through symlinks, as
  * PATH may hold only initdb and pg_ctl linked from the real directory), else the newest
- * /usr/lib/postgresql/<version>/bin. Null when there is none.
+ * <debianRoot>/<version>/bin. Null when there is none.
  */
-function findBinDir(): string | null {
-  if (found !== undefined) return found;
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+export function findPostgresBinDir({ path = process.env.PATH ?? '', debianRoot = DEBIAN_ROOT }: PostgresSearch = {}): string | null {
+  for (const dir of path.split(delimiter)) {
     if (!dir || !isExecutable(join(dir, 'initdb'))) continue;
     const real = dirname(realpathSync(join(dir, 'initdb')));
-    if (holdsServerPrograms(real)) return (found = real);
+    if (holdsServerPrograms(real)) return real;
   }
-  const versions = existsSync(DEBIAN_ROOT)
-    ? readdirSync(DEBIAN_ROOT)
+  const versions = existsSync(debianRoot)
+    ? readdirSync(debianRoot)
         .filter((name) => /^\d+(\.\d+)?$/.test(name))
         .sort((a, b) => Number(b) - Number(a))
     : [];
   for (const version of versions) {
-    const dir = join(DEBIAN_ROOT, version, 'bin');
-    if (holdsServerPrograms(dir)) return (found = dir);
+    const dir = join(debianRoot, version, 'bin');
+    if (holdsServerPrograms(dir)) return dir;
   }
-  return (found = null);
+  return null;
 }
 
 /** PostgreSQL refuses to run as root, so as root its programs run as Debian's `postgres` user. */
@@ -82,7 +87,7 @@ function serverUser(): { uid: number; gid: number } | null {
 
 /** Whether startPostgres() can find PostgreSQL's programs here. */
 export function postgresAvailable(): boolean {
-  return findBinDir() !== null;
+  return findPostgresBinDir() !== null;
 }
 
 function freePort(): Promise<number> {
@@ -147,8 +152,8 @@ process.once('exit', () => {
  * Creates and starts a throwaway cluster: initdb into a fresh temp dir (trust for loopback and
  * the socket in that dir only), then postgres on 127.0.0.1 and a free port with fsync off.
  */
-export async function startPostgres(): Promise<TestPostgres> {
-  const binDir = findBinDir();
+export async function startPostgres(search: PostgresSearch = {}): Promise<TestPostgres> {
+  const binDir = findPostgresBinDir(search);
   if (!binDir) throw new Error(NO_BINARIES);
   const owner = serverUser();
   const asPostgres = owner !== null;
