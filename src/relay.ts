@@ -16,6 +16,7 @@ import { storedSecret } from './store/settings.js';
 import { Spool, type MessageSpool } from './store/spool.js';
 import { startRetentionJob } from './store/retention-job.js';
 import { StoreHealth } from './store/store-health.js';
+import { ListSync, markStoreShared } from './shared/list-sync.js';
 import { WalSync } from './store/wal-sync.js';
 import { useWriteLock, WriteLock } from './store/write-lock.js';
 import { createSubmissionServer } from './submission/server.js';
@@ -67,6 +68,10 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
   // This thread and the delivery stage's hand SQLite's write lock over without its busy sleeps.
   const writeLock = new WriteLock();
   useWriteLock(db, writeLock);
+  // Before any stage makes its SuppressionLists: they read whether to queue changes for the shared store.
+  const { shared } = config.store;
+  const joined = markStoreShared(db, shared.url !== null);
+  if (joined > 0) logger.info({ entries: joined }, 'this store joins the shared store: its lists and allowlist are queued to be shared');
   const verp = verpSettings(config, db);
   const unsubscribe: UnsubscribeSettings = unsubscribeSettings(config, verp.domain, verp.secret);
   let inbound: InboundStage | null = null;
@@ -95,6 +100,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
     if (delivery && mainSpool) mainSpool.onCommitted(() => delivery.wake());
     // Runs even with no endpoints, so outbox rows are marked handled instead of piling up for
     // the first endpoint someone adds.
+    const listSync = shared.url === null ? null : new ListSync(db, { url: shared.url, nodeName: shared.nodeName ?? config.hostname, catchUpMs: shared.catchUpSeconds * 1000 }, logger.child({ stage: 'shared' }));
+    listSync?.start();
     const webhooks = startWebhooks(config, db, logger);
     const retention = startRetentionJob(db, config.store.retention, logger);
     const { historyDays } = config.store.retention;
@@ -122,6 +129,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
         await delivery?.stop(config.submission.shutdownTimeoutSeconds * 1000);
         await inboundStage?.stop();
         await webhooks.stop();
+        await listSync?.stop();
         await retention.stop();
         await walSync?.close();
         storeHealth.stop();

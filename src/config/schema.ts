@@ -230,6 +230,15 @@ export const configSchema = z.strictObject({
       /** Days to keep an inbound report that no event names; 0: as long as historyDays. */
       unmatchedReportDays: z.number().int().min(0),
     }),
+    /** State shared by several relays (src/shared/); url null: everything stays in this node's SQLite file. */
+    shared: z.strictObject({
+      /** postgres://user:password@host:port/database */
+      url: z.string().regex(/^postgres(ql)?:\/\//, 'write a PostgreSQL URL such as postgres://rebound@db.internal:5432/rebound').nullable(),
+      /** This node's name in the shared store (who made a change); null: the hostname. */
+      nodeName: z.string().min(1).max(100).nullable(),
+      /** How often a node looks for changes it was not notified of, and retries shipping its own. */
+      catchUpSeconds: z.number().positive(),
+    }),
   }),
   submission: z
     .strictObject({

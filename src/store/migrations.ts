@@ -423,6 +423,18 @@ export const MIGRATIONS: readonly string[] = [
     expires_at  INTEGER NOT NULL           -- unix ms: fetched (or last confirmed) + max_age
   );
   `,
+  `
+  -- Changes to the suppression lists and the allowlist waiting to be shipped to the shared store
+  -- (store.shared.url, PostgreSQL; src/shared/). Written by SuppressionLists in the transaction
+  -- of the change itself, by whichever process made it (the relay, the CLI), once the store is
+  -- shared (settings 'shared.enabled'); the running relay ships them and deletes them after.
+  CREATE TABLE shared_outbox (
+    id     INTEGER PRIMARY KEY,
+    uid    TEXT NOT NULL,                  -- random: the shared store keeps a change once, however often it is shipped
+    at     TEXT NOT NULL,
+    change TEXT NOT NULL                   -- JSON: a ListChange (src/suppressions/list-change.ts)
+  );
+  `,
 ];
 
 export class SchemaTooNewError extends OperatorError {

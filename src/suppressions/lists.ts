@@ -1,8 +1,10 @@
 import type { Database, Statement } from 'better-sqlite3';
+import { randomUUID } from 'node:crypto';
 import { domainToASCII } from 'node:url';
 import { normalizeAddress } from '../address.js';
 import type { Classification } from '../bounces/classifier.js';
 import { writeTransaction } from '../store/write-lock.js';
+import { SHARED_SETTING, type ListChange } from './list-change.js';
 
 export const SUPPRESSION_TYPES = ['bounces', 'complaints', 'unsubscribes'] as const;
 export type SuppressionType = (typeof SUPPRESSION_TYPES)[number];
@@ -127,6 +129,14 @@ export class SuppressionLists {
   private readonly allowOne: Statement;
   private readonly allowExact: Statement;
   private readonly addInTransaction: (entries: readonly AddSuppression[]) => void;
+  private readonly entryOf: Statement;
+  private readonly outbox: Statement;
+  private readonly replace: Statement;
+  /**
+   * Whether changes are also queued for the shared store (store.shared.url): the relay says so in
+   * the store's settings at start, so the CLI's changes are shipped too, by the running relay.
+   */
+  private readonly shared: boolean;
 
   constructor(private readonly db: Database) {
     this.find = db.prepare('SELECT type FROM suppressions WHERE address = ? ORDER BY id LIMIT 1');
@@ -154,6 +164,17 @@ export class SuppressionLists {
     this.addInTransaction = writeTransaction(db, (entries: readonly AddSuppression[]) => {
       for (const entry of entries) this.add(entry);
     });
+    this.entryOf = db.prepare(`SELECT ${COLUMNS} FROM suppressions WHERE address = ? AND type = ?`);
+    this.outbox = db.prepare('INSERT INTO shared_outbox (uid, at, change) VALUES (?, ?, ?)');
+    // Another node's entry as it is now there: every column, count and times included.
+    this.replace = db.prepare(`
+      INSERT INTO suppressions (address, type, source, code, enhanced_code, text, category, reason, queue_id, first_at, last_at, count)
+      VALUES (@address, @type, @source, @code, @enhancedCode, @text, @category, @reason, @queueId, @firstAt, @lastAt, @count)
+      ON CONFLICT (address, type) DO UPDATE SET
+        source = excluded.source, code = excluded.code, enhanced_code = excluded.enhanced_code, text = excluded.text,
+        category = excluded.category, reason = excluded.reason, queue_id = excluded.queue_id,
+        first_at = excluded.first_at, last_at = excluded.last_at, count = excluded.count`);
+    this.shared = db.prepare('SELECT value FROM settings WHERE key = ?').pluck().get(SHARED_SETTING) === '1';
   }
 
   /** The list an address is on, if any and not allowlisted: mail to it is not sent. */
@@ -181,6 +202,7 @@ export class SuppressionLists {
     });
     const why = entry.reason ?? ([entry.source, evidence.code, evidence.enhancedCode, evidence.category].filter((part) => part !== null && part !== undefined).join(' ') || null);
     this.audit.run(at, 'add', entry.type, entry.address, entry.actor, why);
+    if (this.shared) this.queueChange({ kind: 'suppress', entry: this.entryOf.get(entry.address, entry.type) as SuppressionEntry, actor: entry.actor, why }, at);
   }
 
   /** Adds (or refreshes) entries, with their audit rows, in one write transaction of its own. */
@@ -195,7 +217,10 @@ export class SuppressionLists {
       if (type === undefined) this.deleteAll.run(address);
       else this.deleteOne.run(address, type);
       const at = new Date().toISOString();
-      for (const list of on) this.audit.run(at, 'remove', list, address, actor, reason);
+      for (const list of on) {
+        this.audit.run(at, 'remove', list, address, actor, reason);
+        if (this.shared) this.queueChange({ kind: 'unsuppress', address, type: list, actor, reason }, at);
+      }
       return on;
     })();
   }
@@ -269,6 +294,7 @@ export class SuppressionLists {
     writeTransaction(this.db, () => {
       this.allowInsert.run(normalized, isDomain ? 'domain' : 'address', reason, at, actor);
       this.audit.run(at, 'add', 'allowlist', normalized, actor, reason);
+      if (this.shared) this.queueChange({ kind: 'allow', entry: this.allowOne.get(normalized, normalized) as AllowlistEntry }, at);
     })();
     return { value: normalized, kind: isDomain ? 'domain' : 'address', reason, createdAt: at, createdBy: actor };
   }
@@ -278,9 +304,53 @@ export class SuppressionLists {
     const normalized = allowValueOrThrow(value);
     return writeTransaction(this.db, () => {
       const removed = this.allowDelete.run(normalized).changes > 0;
-      if (removed) this.audit.run(new Date().toISOString(), 'remove', 'allowlist', normalized, actor, reason);
+      const at = new Date().toISOString();
+      if (removed) this.audit.run(at, 'remove', 'allowlist', normalized, actor, reason);
+      if (removed && this.shared) this.queueChange({ kind: 'disallow', value: normalized, actor, reason }, at);
       return removed;
     })();
+  }
+
+  /**
+   * Applies a change from the shared store's log, in its order, without queueing it again; a
+   * node's own changes come back too (so every node ends in the log's order) and are not audited
+   * twice: `audited` is false for them. Call inside the caller's transaction.
+   */
+  applyShared(change: ListChange, node: string, at: string, audited: boolean): void {
+    const audit = (action: 'add' | 'remove', list: string, address: string, actor: string, reason: string | null): void => {
+      if (audited) this.audit.run(at, action, list, address, `${actor} on ${node}`, reason);
+    };
+    if (change.kind === 'suppress') {
+      this.replace.run(change.entry);
+      audit('add', change.entry.type, change.entry.address, change.actor, change.why);
+    } else if (change.kind === 'unsuppress') {
+      if (this.deleteOne.run(change.address, change.type).changes > 0) audit('remove', change.type, change.address, change.actor, change.reason);
+    } else if (change.kind === 'allow') {
+      const { entry } = change;
+      this.allowInsert.run(entry.value, entry.kind, entry.reason, entry.createdAt, entry.createdBy);
+      audit('add', 'allowlist', entry.value, entry.createdBy, entry.reason);
+    } else if (this.allowDelete.run(change.value).changes > 0) {
+      audit('remove', 'allowlist', change.value, change.actor, change.reason);
+    }
+  }
+
+  /**
+   * Every entry of the lists and the allowlist as changes, for the shared store when a node
+   * joins it: what it knew before is shared too. Queued in one transaction of its own.
+   */
+  queueEverything(): number {
+    return writeTransaction(this.db, () => {
+      const at = new Date().toISOString();
+      const entries = this.db.prepare(`SELECT ${COLUMNS} FROM suppressions ORDER BY id`).all() as SuppressionEntry[];
+      for (const entry of entries) this.queueChange({ kind: 'suppress', entry, actor: 'join', why: 'on this node before it joined the shared store' }, at);
+      const allowed = this.db.prepare('SELECT value, kind, reason, created_at AS createdAt, created_by AS createdBy FROM allowlist ORDER BY id').all() as AllowlistEntry[];
+      for (const entry of allowed) this.queueChange({ kind: 'allow', entry }, at);
+      return entries.length + allowed.length;
+    })();
+  }
+
+  private queueChange(change: ListChange, at: string): void {
+    this.outbox.run(randomUUID(), at, JSON.stringify(change));
   }
 }
 

@@ -1,0 +1,231 @@
+import type { Database, Statement } from 'better-sqlite3';
+import pg from 'pg';
+import type { Logger } from '../logger.js';
+import { writeTransaction } from '../store/write-lock.js';
+import { SHARED_SETTING, type ListChange } from '../suppressions/list-change.js';
+import { SuppressionLists } from '../suppressions/lists.js';
+import { LIST_CHANGES_CHANNEL, LOCKS, migrateShared } from './postgres-schema.js';
+
+export interface ListSyncSettings {
+  url: string;
+  /** Who makes this node's changes, in the shared log and other nodes' audit. */
+  nodeName: string;
+  /** How often the shared log is read without a notification, and a lost connection retried. */
+  catchUpMs: number;
+}
+
+/** How often the local outbox is looked at: a suppression made here reaches the others within about this. */
+const SHIP_INTERVAL_MS = 250;
+/** Rows shipped or applied per round trip. */
+const BATCH = 500;
+const CURSOR_SETTING = 'shared.lists.version';
+
+/**
+ * Marks the store as shared (or not) before any stage starts, so every SuppressionLists made
+ * from now on, in this process, the delivery thread or the CLI, queues its changes for the
+ * shared store. A store that joins for the first time queues what it already has.
+ * Returns how many entries it queued.
+ */
+export function markStoreShared(db: Database, shared: boolean): number {
+  const get = db.prepare('SELECT value FROM settings WHERE key = ?').pluck();
+  const set = db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+  const was = get.get(SHARED_SETTING) === '1';
+  if (was === shared) return 0;
+  writeTransaction(db, () => set.run(SHARED_SETTING, shared ? '1' : '0'))();
+  return shared ? new SuppressionLists(db).queueEverything() : 0;
+}
+
+/** A URL fit for a log line: the password left out. */
+export function redactedUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return 'postgres://(unparseable URL)';
+  }
+}
+
+/**
+ * Keeps this node's suppression lists and allowlist in step with the other nodes' through
+ * PostgreSQL (store.shared.url). Changes made here wait in the local `shared_outbox` (written in
+ * the same SQLite transaction as the change) until they are appended to the shared log
+ * `rebound_list_changes`; every node reads that log in order, its own changes included, into its
+ * own tables, which stay the read cache delivery checks (no network on the delivery path).
+ * NOTIFY wakes the other nodes at once; a catch-up read every catchUpMs covers a lost
+ * notification. While PostgreSQL is down nothing is lost: the outbox grows and is shipped when
+ * it is back, and the local lists keep working.
+ */
+export class ListSync {
+  private client: pg.Client | null = null;
+  private connecting: Promise<pg.Client> | null = null;
+  private busy = false;
+  private again = false;
+  private stopped = false;
+  /** Since when the shared store has been unreachable (null: it is fine), for one log line per outage. */
+  private downSince: string | null = null;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly lists: SuppressionLists;
+  private readonly firstWaiting: Statement;
+  private readonly waiting: Statement;
+  private readonly shipped: Statement;
+  private readonly getCursor: Statement;
+  private readonly setCursor: Statement;
+  private readonly applyBatch: (rows: Array<{ version: string; node: string; change: ListChange }>) => void;
+  /** Rounds that ended, for tests and the log. */
+  readonly stats = { shipped: 0, applied: 0 };
+
+  constructor(
+    private readonly db: Database,
+    private readonly settings: ListSyncSettings,
+    private readonly log: Logger,
+  ) {
+    this.lists = new SuppressionLists(db);
+    this.firstWaiting = db.prepare('SELECT id FROM shared_outbox ORDER BY id LIMIT 1').pluck();
+    this.waiting = db.prepare('SELECT id, uid, at, change FROM shared_outbox ORDER BY id LIMIT ?');
+    this.shipped = db.prepare('DELETE FROM shared_outbox WHERE id <= ?');
+    this.getCursor = db.prepare('SELECT value FROM settings WHERE key = ?').pluck();
+    this.setCursor = db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+    this.applyBatch = writeTransaction(db, (rows: Array<{ version: string; node: string; change: ListChange }>) => {
+      const at = new Date().toISOString();
+      for (const row of rows) this.lists.applyShared(row.change, row.node, at, row.node !== this.settings.nodeName);
+      const last = rows[rows.length - 1];
+      if (last) this.setCursor.run(CURSOR_SETTING, last.version);
+    });
+  }
+
+  /** Starts the timers and a first round; a shared store that is down now is retried, not fatal. */
+  start(): void {
+    const ship = setInterval(() => {
+      if (this.firstWaiting.get() !== undefined) this.round();
+    }, SHIP_INTERVAL_MS);
+    const catchUp = setInterval(() => this.round(), this.settings.catchUpMs);
+    ship.unref();
+    catchUp.unref();
+    this.timers.push(ship, catchUp);
+    this.round();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const timer of this.timers) clearInterval(timer);
+    // A round under way finishes its statement; the client then ends.
+    const client = this.client ?? (await this.connecting?.catch(() => null)) ?? null;
+    this.client = null;
+    await client?.end().catch(() => undefined);
+  }
+
+  /** Ships what waits here, then reads what is new there; one round at a time, again if asked meanwhile. */
+  round(): void {
+    if (this.stopped) return;
+    if (this.busy) {
+      this.again = true;
+      return;
+    }
+    this.busy = true;
+    void this.rounds().finally(() => {
+      this.busy = false;
+    });
+  }
+
+  private async rounds(): Promise<void> {
+    try {
+      do {
+        this.again = false;
+        const client = await this.connected();
+        await this.ship(client);
+        await this.pull(client);
+      } while (this.again && !this.stopped);
+      if (this.downSince) {
+        this.log.info({ since: this.downSince, shared: redactedUrl(this.settings.url) }, 'the shared store is reachable again; queued list changes shipped');
+        this.downSince = null;
+      }
+    } catch (error) {
+      if (this.stopped) return;
+      this.dropClient();
+      if (!this.downSince) {
+        this.downSince = new Date().toISOString();
+        this.log.error(
+          { err: (error as Error).message, shared: redactedUrl(this.settings.url), retryMs: this.settings.catchUpMs },
+          'the shared store (store.shared.url) cannot be used: suppression changes made here wait in the local outbox and the lists here keep working; retrying',
+        );
+      }
+    }
+  }
+
+  private async connected(): Promise<pg.Client> {
+    if (this.client) return this.client;
+    this.connecting ??= (async () => {
+      const client = new pg.Client({ connectionString: this.settings.url, connectionTimeoutMillis: 5000, application_name: `rebound ${this.settings.nodeName}` });
+      // A connection that breaks later is noticed here; the next round connects again.
+      client.on('error', (error) => {
+        this.log.warn({ err: error.message }, 'the connection to the shared store broke');
+        if (this.client === client) this.dropClient();
+      });
+      client.on('notification', () => this.round());
+      try {
+        await client.connect();
+        await migrateShared(client);
+        await client.query(`LISTEN ${LIST_CHANGES_CHANNEL}`);
+      } catch (error) {
+        await client.end().catch(() => undefined);
+        throw error;
+      }
+      this.log.info({ shared: redactedUrl(this.settings.url), node: this.settings.nodeName }, 'connected to the shared store');
+      return client;
+    })().finally(() => {
+      this.connecting = null;
+    });
+    this.client = await this.connecting;
+    return this.client;
+  }
+
+  private dropClient(): void {
+    const client = this.client;
+    this.client = null;
+    void client?.end().catch(() => undefined);
+  }
+
+  /** Appends the local outbox to the shared log (in one transaction, in order), then forgets it here. */
+  private async ship(client: pg.Client): Promise<void> {
+    for (;;) {
+      const rows = this.waiting.all(BATCH) as Array<{ id: number; uid: string; at: string; change: string }>;
+      if (rows.length === 0) return;
+      await client.query('BEGIN');
+      try {
+        await client.query('SELECT pg_advisory_xact_lock($1)', [LOCKS.appendListChanges]);
+        await client.query(
+          `INSERT INTO rebound_list_changes (uid, node, at, change)
+           SELECT uid, $2, at, change FROM unnest($1::text[], $3::timestamptz[], $4::jsonb[]) AS t(uid, at, change)
+           ON CONFLICT (uid) DO NOTHING`,
+          [rows.map((r) => r.uid), this.settings.nodeName, rows.map((r) => r.at), rows.map((r) => r.change)],
+        );
+        await client.query(`NOTIFY ${LIST_CHANGES_CHANNEL}`);
+        await client.query('COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+      // Shipped: a crash before this line ships them again, and the shared log keeps each uid once.
+      const last = rows[rows.length - 1] as { id: number };
+      writeTransaction(this.db, () => this.shipped.run(last.id))();
+      this.stats.shipped += rows.length;
+      if (rows.length < BATCH) return;
+    }
+  }
+
+  /** Applies the shared log past this node's cursor, in order, a batch per local transaction. */
+  private async pull(client: pg.Client): Promise<void> {
+    for (;;) {
+      const cursor = (this.getCursor.get(CURSOR_SETTING) as string | undefined) ?? '0';
+      const { rows } = await client.query<{ version: string; node: string; change: ListChange }>(
+        'SELECT version::text AS version, node, change FROM rebound_list_changes WHERE version > $1::bigint ORDER BY version LIMIT $2',
+        [cursor, BATCH],
+      );
+      if (rows.length === 0) return;
+      this.applyBatch(rows);
+      this.stats.applied += rows.length;
+      if (rows.length < BATCH) return;
+    }
+  }
+}

@@ -1,0 +1,180 @@
+import nodemailer from 'nodemailer';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { openStore } from '../src/store/database.js';
+import { SuppressionLists } from '../src/suppressions/lists.js';
+import { startFakeMx, type FakeMx } from './support/fake-mx.js';
+import { startPostgres, type TestPostgres } from './support/postgres.js';
+import { FAST_DELIVERY, startTestRelay, type TestRelay } from './support/relay.js';
+import { waitFor } from './support/wait-for.js';
+
+/** A suppression made on one node must stop mail on every node within a second (issue 14). */
+const WITHIN_MS = 1000;
+
+let postgres: TestPostgres;
+let mx: FakeMx;
+let database = 0;
+
+beforeAll(async () => {
+  postgres = await startPostgres();
+  // The MX refuses bad@ for good; everyone else is delivered.
+  mx = await startFakeMx({ rcpt: (address) => (address.startsWith('bad@') ? { code: 550, text: '5.1.1 no such user here' } : null) });
+}, 60_000);
+afterAll(async () => {
+  await mx?.close();
+  await postgres?.stop();
+});
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** A database of its own for each test, in the one cluster: the tests do not see each other's logs. */
+async function freshDatabase(): Promise<string> {
+  const name = `shared_${process.pid}_${++database}`;
+  const admin = new pg.Client({ connectionString: postgres.url });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(postgres.url);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+async function node(url: string, name: string): Promise<TestRelay> {
+  const relay = await startTestRelay({
+    store: { shared: { url, nodeName: name, catchUpSeconds: 0.5 } },
+    delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } },
+  });
+  cleanups.push(() => relay.stop());
+  return relay;
+}
+
+async function send(relay: TestRelay, to: string): Promise<void> {
+  await nodemailer.createTransport({ host: '127.0.0.1', port: relay.port, ignoreTLS: true }).sendMail({ from: 'app@shop.example', to, subject: 'shared', text: 'Hello.\r\n' });
+}
+
+function listsOf(relay: TestRelay): Array<{ address: string; type: string; count: number }> {
+  return relay.db.prepare('SELECT address, type, count FROM suppressions ORDER BY address, type').all() as Array<{ address: string; type: string; count: number }>;
+}
+
+function statusOf(relay: TestRelay, address: string): string | undefined {
+  return relay.db.prepare('SELECT status FROM recipients WHERE address = ? ORDER BY id DESC LIMIT 1').pluck().get(address) as string | undefined;
+}
+
+/** A change made the way `rebound suppressions` makes it: another connection to the node's store file. */
+function withLists<T>(relay: TestRelay, use: (lists: SuppressionLists) => T): T {
+  const db = openStore(relay.config.store.path);
+  try {
+    return use(new SuppressionLists(db));
+  } finally {
+    db.close();
+  }
+}
+
+describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
+  it('a hard bounce on node A suppresses the address on node B within a second, and B then drops mail to it unsent', async () => {
+    const url = await freshDatabase();
+    const a = await node(url, 'node-a');
+    const b = await node(url, 'node-b');
+    await send(a, 'bad@example.test');
+    await waitFor('the bounce suppressed on A', () => listsOf(a), (rows) => rows.length === 1, 5000);
+    const suppressedAt = Date.now();
+    await waitFor('the suppression on B', () => listsOf(b), (rows) => rows.length === 1, 5000);
+    expect(Date.now() - suppressedAt).toBeLessThan(WITHIN_MS);
+    expect(listsOf(b)).toEqual([{ address: 'bad@example.test', type: 'bounces', count: 1 }]);
+    // B's audit names who did it and where.
+    const audit = b.db.prepare('SELECT action, list, actor FROM suppression_audit').all();
+    expect(audit).toEqual([{ action: 'add', list: 'bounces', actor: 'relay on node-a' }]);
+
+    const rcptsBefore = mx.received.length;
+    await send(b, 'bad@example.test');
+    await waitFor('B drops it', () => statusOf(b, 'bad@example.test'), (status) => status === 'suppressed', 5000);
+    expect(mx.received.length).toBe(rcptsBefore);
+  });
+
+  it('a suppression removed on node B sends again from node A, and the allowlist is shared the same way', async () => {
+    const url = await freshDatabase();
+    const a = await node(url, 'node-a');
+    const b = await node(url, 'node-b');
+    withLists(a, (lists) => lists.add({ address: 'back@example.test', type: 'complaints', source: 'manual', actor: 'cli' }));
+    await waitFor('the complaint on B', () => listsOf(b), (rows) => rows.length === 1, 3000);
+    expect(withLists(b, (lists) => lists.remove('back@example.test', undefined, 'api:ops', 'asked to be mailed again'))).toEqual(['complaints']);
+    const removedAt = Date.now();
+    await waitFor('the removal on A', () => listsOf(a), (rows) => rows.length === 0, 3000);
+    expect(Date.now() - removedAt).toBeLessThan(WITHIN_MS);
+    await send(a, 'back@example.test');
+    await waitFor('delivered from A', () => statusOf(a, 'back@example.test'), (status) => status === 'delivered', 5000);
+
+    withLists(b, (lists) => lists.allow('example.test', 'cli', 'our own test domain'));
+    await waitFor('the allowlist on A', () => a.db.prepare('SELECT value, kind, created_by AS createdBy FROM allowlist').all(), (rows) => rows.length === 1, 3000);
+    expect(a.db.prepare('SELECT value, kind, created_by AS createdBy FROM allowlist').all()).toEqual([{ value: 'example.test', kind: 'domain', createdBy: 'cli' }]);
+  });
+
+  it('ends with the same lists on both nodes when they change the same address at once, in the shared log\'s order', async () => {
+    const url = await freshDatabase();
+    const a = await node(url, 'node-a');
+    const b = await node(url, 'node-b');
+    // Both nodes change the same entries without waiting for each other.
+    for (let k = 0; k < 20; k++) {
+      const address = `race${k % 4}@example.test`;
+      withLists(k % 2 === 0 ? a : b, (lists) => (k % 3 === 0 ? lists.remove(address, undefined, 'cli', null) : lists.add({ address, type: 'bounces', source: 'manual', actor: 'cli' })));
+    }
+    // Both outboxes shipped, then a catch-up round on each: every change applied on both.
+    await waitFor('both outboxes shipped', () => [a, b].map((n) => n.db.prepare('SELECT count(*) FROM shared_outbox').pluck().get()), (counts) => counts.every((n) => n === 0), 5000);
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    expect(listsOf(a).length).toBeGreaterThan(0);
+    expect(listsOf(a)).toEqual(listsOf(b));
+    const cursor = (n: TestRelay): unknown => n.db.prepare(`SELECT value FROM settings WHERE key = 'shared.lists.version'`).pluck().get();
+    expect(cursor(a)).toEqual(cursor(b));
+  });
+
+  it('keeps changes made while PostgreSQL is down in the local outbox, loses none, and ships them when it is back', async () => {
+    const url = await freshDatabase();
+    const a = await node(url, 'node-a');
+    const b = await node(url, 'node-b');
+    await postgres.stopServer();
+    try {
+      for (let k = 0; k < 5; k++) withLists(a, (lists) => lists.add({ address: `while-down${k}@example.test`, type: 'unsubscribes', source: 'manual', actor: 'cli' }));
+      // The lists on A work meanwhile; B cannot know yet; nothing is lost from the outbox.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect(listsOf(a)).toHaveLength(5);
+      expect(listsOf(b)).toHaveLength(0);
+      expect(a.db.prepare('SELECT count(*) FROM shared_outbox').pluck().get()).toBe(5);
+    } finally {
+      await postgres.startServer();
+    }
+    await waitFor('the changes on B', () => listsOf(b), (rows) => rows.length === 5, 10_000);
+    await waitFor('the outbox emptied', () => a.db.prepare('SELECT count(*) FROM shared_outbox').pluck().get(), (n) => n === 0, 5000);
+  }, 30_000);
+
+  it('shares what a node had before it joined, and keeps a change shipped twice (a crash before the outbox row was deleted) once', async () => {
+    const url = await freshDatabase();
+    // Node A first runs alone, with a suppression of its own.
+    const alone = await startTestRelay({});
+    withLists(alone, (lists) => lists.add({ address: 'before@example.test', type: 'bounces', source: 'manual', actor: 'cli' }));
+    await alone.stopRelay();
+    // Its temp dir (and store) goes last, after the node that reopened the store has stopped.
+    cleanups.push(() => alone.stop());
+    const a = await startTestRelay({ store: { path: alone.config.store.path, shared: { url, nodeName: 'node-a', catchUpSeconds: 0.5 } } });
+    cleanups.push(() => a.stop());
+    const b = await node(url, 'node-b');
+    await waitFor('the old entry on B', () => listsOf(b), (rows) => rows.length === 1, 3000);
+    expect(listsOf(b)).toEqual([{ address: 'before@example.test', type: 'bounces', count: 1 }]);
+
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    cleanups.push(() => client.end());
+    const { rows } = await client.query<{ uid: string; at: Date; change: unknown }>('SELECT uid, at, change FROM rebound_list_changes');
+    const first = rows[0];
+    if (!first) throw new Error('no change in the shared log');
+    // The same outbox row again, as after a crash between the shipping commit and the local delete.
+    const db = openStore(a.config.store.path);
+    db.prepare('INSERT INTO shared_outbox (uid, at, change) VALUES (?, ?, ?)').run(first.uid, first.at.toISOString(), JSON.stringify(first.change));
+    db.close();
+    await waitFor('the repeat shipped', () => a.db.prepare('SELECT count(*) FROM shared_outbox').pluck().get(), (n) => n === 0, 3000);
+    const { rows: count } = await client.query<{ n: string }>('SELECT count(*) AS n FROM rebound_list_changes');
+    expect(Number(count[0]?.n)).toBe(1);
+  });
+});
