@@ -4,8 +4,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../src/store/database.js';
 import { SuppressionLists } from '../src/suppressions/lists.js';
 import { startFakeMx, type FakeMx } from './support/fake-mx.js';
+import { startChildRelay } from './support/child-relay.js';
+import { makeTempDir } from './support/temp-dir.js';
+import { startWebhookReceiver } from './support/webhook-receiver.js';
+import { ConfigError, loadConfig } from '../src/config/load.js';
 import { startPostgres, type TestPostgres } from './support/postgres.js';
-import { FAST_DELIVERY, startTestRelay, type TestRelay } from './support/relay.js';
+import { FAST_DELIVERY, startTestRelay, writeTestConfig, type TestRelay } from './support/relay.js';
 import { waitFor } from './support/wait-for.js';
 
 /** A suppression made on one node must stop mail on every node within a second (issue 14). */
@@ -176,5 +180,54 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
     await waitFor('the repeat shipped', () => a.db.prepare('SELECT count(*) FROM shared_outbox').pluck().get(), (n) => n === 0, 3000);
     const { rows: count } = await client.query<{ n: string }>('SELECT count(*) AS n FROM rebound_list_changes');
     expect(Number(count[0]?.n)).toBe(1);
+  });
+
+  it('works between two `rebound start` processes: a bounce on one stops the other, a webhook on both fires once', async () => {
+    const url = await freshDatabase();
+    const hooks = await startWebhookReceiver();
+    cleanups.push(() => hooks.close());
+    const dirs = [makeTempDir(), makeTempDir()];
+    for (const dir of dirs) cleanups.push(() => dir.remove());
+    const children = await Promise.all(
+      dirs.map((dir, k) =>
+        startChildRelay(
+          writeTestConfig(dir.dir, {
+            log: { level: 'info' },
+            store: { shared: { url, nodeName: `proc-${k}`, catchUpSeconds: 0.5 } },
+            delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } },
+            webhooks: { endpoints: [{ url: hooks.url, events: ['permanent_fail'], secret: 'shared-test-secret-0123456789' }], allowPrivateTargets: true, pollIntervalMs: 50 },
+          }),
+        ),
+      ),
+    );
+    for (const child of children) cleanups.push(() => void child.process.kill('SIGKILL'));
+    const [first, second] = children as [(typeof children)[0], (typeof children)[0]];
+    await nodemailer.createTransport({ host: '127.0.0.1', port: first.port, ignoreTLS: true }).sendMail({ from: 'app@shop.example', to: 'bad@example.test', subject: 'x', text: 'x' });
+    const store = (k: number): string => `${dirs[k]?.dir}/rebound.sqlite`;
+    const suppressedOn = (k: number): number => {
+      const db = openStore(store(k), { readonly: true });
+      try {
+        return db.prepare(`SELECT count(*) FROM suppressions WHERE address = 'bad@example.test'`).pluck().get() as number;
+      } finally {
+        db.close();
+      }
+    };
+    await waitFor('suppressed on the first process', () => suppressedOn(0), (n) => n === 1, 5000);
+    await waitFor('and on the second', () => suppressedOn(1), (n) => n === 1, 2000);
+    await nodemailer.createTransport({ host: '127.0.0.1', port: second.port, ignoreTLS: true }).sendMail({ from: 'app@shop.example', to: 'bad@example.test', subject: 'y', text: 'y' });
+    // Two permanent_fail events, one per node (the bounce on the first, the suppressed drop on
+    // the second): one webhook each, never one per node per event.
+    await waitFor('two webhooks', () => hooks.received.length, (n) => n >= 2, 5000);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(hooks.received).toHaveLength(2);
+    expect(second.logs.some((line) => line.msg === 'connected to the shared store' && line.node === 'proc-1')).toBe(true);
+  }, 40_000);
+
+  it('refuses a store.shared.url that is not a PostgreSQL URL, naming the key and the form', () => {
+    const temp = makeTempDir();
+    cleanups.push(() => temp.remove());
+    const file = writeTestConfig(temp.dir, { store: { shared: { url: 'mysql://db/rebound' } } });
+    expect(() => loadConfig({ file, env: {} })).toThrow(ConfigError);
+    expect(() => loadConfig({ file, env: {} })).toThrow(/store\.shared\.url: write a PostgreSQL URL such as postgres:\/\/rebound@db\.internal:5432\/rebound/);
   });
 });
