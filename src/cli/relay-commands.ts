@@ -9,7 +9,7 @@ import { registerQueueActionCommands } from './queue-commands.js';
 const PARENT_CHECK_MS = 500;
 
 /**
- * start, queue (and its actions), flush, purge, passwd, config: running the relay and looking at it. The relay, the
+ * start, queue (and its actions), flush, purge, health, passwd, config: running the relay and looking at it. The relay, the
  * logger and the password hashing load only in the command that uses them (`--help` stays fast).
  */
 export function registerRelayCommands(program: Command): void {
@@ -162,6 +162,31 @@ export function registerRelayCommands(program: Command): void {
       }
     });
   program
+      .command('health')
+    .description("ask the running relay's admin server for /healthz (a container's health check): exit 0 when healthy, 1 when not or when nothing answers")
+    .addOption(configOption())
+    .option('--timeout <seconds>', 'how long to wait for the answer', '3')
+    .action(async (options: { config?: string; timeout: string }) => {
+      const config = await configFrom(options);
+      if (!config.admin.enabled) throw new OperatorError('admin.enabled is false: there is no /healthz to ask; turn the admin server on (admin.enabled, REBOUND_ADMIN_ENABLED)');
+      // A server on every interface is asked on loopback, from the same machine or container.
+      const host = ['0.0.0.0', '::'].includes(config.admin.host) ? '127.0.0.1' : config.admin.host;
+      const url = `http://${host.includes(':') ? `[${host}]` : host}:${config.admin.port}/healthz`;
+      try {
+        const answer = await fetch(url, { signal: AbortSignal.timeout(positiveInteger(options.timeout, '--timeout') * 1000) });
+        const body = await answer.text();
+        if (answer.ok) {
+          console.log(`healthy: ${url}`);
+          return;
+        }
+        console.error(`unhealthy: ${url} answered ${answer.status} ${body}`);
+      } catch (error) {
+        const cause = (error as Error & { cause?: Error }).cause?.message ?? (error as Error).message;
+        console.error(`no answer from ${url} (${cause}); is the relay running, with admin.port ${config.admin.port}?`);
+      }
+      process.exitCode = 1;
+    });
+  program
       .command('passwd')
     .description('hash a password for submission.auth.users (reads it from the terminal, or one line from stdin)')
     .action(async () => {
@@ -181,8 +206,11 @@ export function registerRelayCommands(program: Command): void {
         return;
       }
       const config = await configFrom(options);
+      const { redactedUrl } = await import('../shared/redacted-url.js');
+      const { shared } = config.store;
       const redacted = {
         ...config,
+        store: { ...config.store, shared: { ...shared, url: shared.url === null ? null : redactedUrl(shared.url) } },
         submission: {
           ...config.submission,
           auth: { users: config.submission.auth.users.map((u) => ({ username: u.username, passwordHash: '(set)' })) },

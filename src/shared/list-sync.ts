@@ -5,6 +5,7 @@ import { writeTransaction } from '../store/write-lock.js';
 import { SHARED_SETTING, type ListChange } from '../suppressions/list-change.js';
 import { SuppressionLists } from '../suppressions/lists.js';
 import { LIST_CHANGES_CHANNEL, LOCKS, migrateShared } from './postgres-schema.js';
+import { redactedUrl } from './redacted-url.js';
 
 export interface ListSyncSettings {
   url: string;
@@ -33,17 +34,6 @@ export function markStoreShared(db: Database, shared: boolean): number {
   if (was === shared) return 0;
   writeTransaction(db, () => set.run(SHARED_SETTING, shared ? '1' : '0'))();
   return shared ? new SuppressionLists(db).queueEverything() : 0;
-}
-
-/** A URL fit for a log line: the password left out. */
-export function redactedUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return 'postgres://(unparseable URL)';
-  }
 }
 
 /**
