@@ -21,8 +21,8 @@ let database = 0;
 
 beforeAll(async () => {
   postgres = await startPostgres();
-  // The MX refuses bad@ for good; everyone else is delivered.
-  mx = await startFakeMx({ rcpt: (address) => (address.startsWith('bad@') ? { code: 550, text: '5.1.1 no such user here' } : null) });
+  // The MX refuses bad…@ for good; everyone else is delivered.
+  mx = await startFakeMx({ rcpt: (address) => (address.startsWith('bad') ? { code: 550, text: '5.1.1 no such user here' } : null) });
 }, 60_000);
 afterAll(async () => {
   await mx?.close();
@@ -152,6 +152,29 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
     await waitFor('the changes on B', () => listsOf(b), (rows) => rows.length === 5, 10_000);
     await waitFor('the outbox emptied', () => a.db.prepare('SELECT count(*) FROM shared_outbox').pluck().get(), (n) => n === 0, 5000);
   }, 30_000);
+
+  it('loses no outcome, event or suppression while PostgreSQL is down for 30 s under load, and catches up after', async () => {
+    const url = await freshDatabase();
+    const a = await node(url, 'node-a');
+    const b = await node(url, 'node-b');
+    await postgres.stopServer();
+    const stoppedAt = Date.now();
+    const addresses = Array.from({ length: 60 }, (_, k) => (k % 3 === 0 ? `bad${k}@example.test` : `ok${k}@example.test`));
+    try {
+      // Mail keeps flowing on A: accepted, delivered or bounced, each outcome and event kept locally.
+      for (let k = 0; k < addresses.length; k += 6) await Promise.all(addresses.slice(k, k + 6).map((to) => send(a, to)));
+      await waitFor('every outcome on A', () => a.db.prepare(`SELECT count(*) FROM recipients WHERE status IN ('delivered', 'bounced')`).pluck().get(), (n) => n === 60, 20_000);
+      expect(a.db.prepare(`SELECT count(*) FROM events WHERE event IN ('delivered', 'permanent_fail')`).pluck().get()).toBe(60);
+      expect(listsOf(a)).toHaveLength(20);
+      expect(listsOf(b)).toHaveLength(0);
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, stoppedAt + 30_000 - Date.now())));
+    } finally {
+      await postgres.startServer();
+    }
+    await waitFor('every suppression on B', () => listsOf(b), (rows) => rows.length === 20, 10_000);
+    expect(listsOf(b)).toEqual(listsOf(a));
+    expect(a.db.prepare('SELECT count(*) FROM shared_outbox').pluck().get()).toBe(0);
+  }, 60_000);
 
   it('shares what a node had before it joined, and keeps a change shipped twice (a crash before the outbox row was deleted) once', async () => {
     const url = await freshDatabase();
