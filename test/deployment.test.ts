@@ -1,6 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +8,7 @@ import { PROJECT_ROOT } from './support/child-relay.js';
 import { startPostgres, type TestPostgres } from './support/postgres.js';
 import { makeTempDir } from './support/temp-dir.js';
 import { waitFor } from './support/wait-for.js';
+import { freePort } from './support/free-port.js';
 
 /**
  * No container engine runs here, so the image is tested from the outside in: the variables the
@@ -44,17 +44,6 @@ function instruction(pattern: RegExp): string[] {
   const json = pattern.exec(dockerfile)?.[1];
   if (!json) throw new Error(`no ${pattern} in the Dockerfile`);
   return (JSON.parse(json) as string[]).map((part) => part.replace(/^\/app\//, `${PROJECT_ROOT}/`));
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 let postgres: TestPostgres;

@@ -1,13 +1,12 @@
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openStore, type Database } from '../src/store/database.js';
+import type { Database } from '../src/store/database.js';
 import { HistorySearch, MAX_TERM_CHARS, planSearch, SearchTermError, type SearchKind, type SearchOutcome, type SearchPlan } from '../src/store/history-search.js';
 import { MessageHistory } from '../src/store/history.js';
 import { isQueueId, newQueueId } from '../src/store/queue-id.js';
 import { Spool } from '../src/store/spool.js';
-import { redactUrl } from '../src/webhooks/redact-url.js';
+import { redactUrl } from '../src/redact-url.js';
 import { spoolMessage } from './support/spool-message.js';
-import { makeTempDir } from './support/temp-dir.js';
+import { tempStore } from './support/temp-store.js';
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {
@@ -15,10 +14,7 @@ afterEach(() => {
 });
 
 function store(): Database {
-  const temp = makeTempDir('rebound-history-');
-  const db = openStore(join(temp.dir, 'store.sqlite'));
-  cleanups.push(temp.remove, () => db.close());
-  return db;
+  return tempStore(cleanups);
 }
 
 /** n messages, message i to user<i % 3>@example.test from sender<i % 2>@shop.example, subject "Order <i>". */

@@ -1,12 +1,11 @@
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openStore, type Database } from '../src/store/database.js';
+import type { Database } from '../src/store/database.js';
 import { EventCounts } from '../src/store/event-counts.js';
 import { QueueGauges } from '../src/store/queue.js';
 import { ReportCounts } from '../src/inbound/report-counts.js';
 import { WebhookDeliveryCounts } from '../src/webhooks/delivery-counts.js';
 import { SuppressionLists } from '../src/suppressions/lists.js';
-import { makeTempDir } from './support/temp-dir.js';
+import { tempStore } from './support/temp-store.js';
 
 // The reads /metrics makes at every scrape, each in the module that owns its table.
 
@@ -16,10 +15,7 @@ afterEach(() => {
 });
 
 function store(): Database {
-  const temp = makeTempDir();
-  const db = openStore(join(temp.dir, 'rebound.sqlite'));
-  cleanups.push(temp.remove, () => db.close());
-  return db;
+  return tempStore(cleanups);
 }
 
 function message(db: Database, queueId: string, receivedAt: string): number {

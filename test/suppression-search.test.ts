@@ -1,11 +1,10 @@
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openStore, type Database } from '../src/store/database.js';
+import type { Database } from '../src/store/database.js';
 import { addressSearchOf, filterOf } from '../src/suppressions/address-search.js';
 import { linesAt } from '../src/suppressions/csv.js';
 import { importSuppressionCsv } from '../src/suppressions/csv-import.js';
 import { allowValueOrThrow, SuppressionLists } from '../src/suppressions/lists.js';
-import { makeTempDir } from './support/temp-dir.js';
+import { tempStore } from './support/temp-store.js';
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {
@@ -13,10 +12,7 @@ afterEach(() => {
 });
 
 function store(): Database {
-  const temp = makeTempDir();
-  const db = openStore(join(temp.dir, 'rebound.sqlite'));
-  cleanups.push(temp.remove, () => db.close());
-  return db;
+  return tempStore(cleanups);
 }
 
 describe('address search (the panel\'s search field)', () => {

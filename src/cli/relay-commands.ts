@@ -206,11 +206,11 @@ export function registerRelayCommands(program: Command): void {
         return;
       }
       const config = await configFrom(options);
-      const { redactedUrl } = await import('../shared/redacted-url.js');
+      const { redactUrl } = await import('../redact-url.js');
       const { shared } = config.store;
       const redacted = {
         ...config,
-        store: { ...config.store, shared: { ...shared, url: shared.url === null ? null : redactedUrl(shared.url) } },
+        store: { ...config.store, shared: { ...shared, url: shared.url === null ? null : redactUrl(shared.url) } },
         submission: {
           ...config.submission,
           auth: { users: config.submission.auth.users.map((u) => ({ username: u.username, passwordHash: '(set)' })) },

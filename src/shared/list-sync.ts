@@ -5,7 +5,7 @@ import { writeTransaction } from '../store/write-lock.js';
 import { SHARED_SETTING, type ListChange } from '../suppressions/list-change.js';
 import { SuppressionLists } from '../suppressions/lists.js';
 import { LIST_CHANGES_CHANNEL, LOCKS, migrateShared } from './postgres-schema.js';
-import { redactedUrl } from './redacted-url.js';
+import { redactUrl } from '../redact-url.js';
 
 export interface ListSyncSettings {
   url: string;
@@ -127,7 +127,7 @@ export class ListSync {
         await this.pull(client);
       } while (this.again && !this.stopped);
       if (this.downSince) {
-        this.log.info({ since: this.downSince, shared: redactedUrl(this.settings.url) }, 'the shared store is reachable again; queued list changes shipped');
+        this.log.info({ since: this.downSince, shared: redactUrl(this.settings.url) }, 'the shared store is reachable again; queued list changes shipped');
         this.downSince = null;
       }
     } catch (error) {
@@ -136,7 +136,7 @@ export class ListSync {
       if (!this.downSince) {
         this.downSince = new Date().toISOString();
         this.log.error(
-          { err: (error as Error).message, shared: redactedUrl(this.settings.url), retryMs: this.settings.catchUpMs },
+          { err: (error as Error).message, shared: redactUrl(this.settings.url), retryMs: this.settings.catchUpMs },
           'the shared store (store.shared.url) cannot be used: suppression changes made here wait in the local outbox and the lists here keep working; retrying',
         );
       }
@@ -161,7 +161,7 @@ export class ListSync {
         await client.end().catch(() => undefined);
         throw error;
       }
-      this.log.info({ shared: redactedUrl(this.settings.url), node: this.settings.nodeName }, 'connected to the shared store');
+      this.log.info({ shared: redactUrl(this.settings.url), node: this.settings.nodeName }, 'connected to the shared store');
       return client;
     })().finally(() => {
       this.connecting = null;

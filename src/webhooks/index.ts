@@ -3,12 +3,12 @@ import type { Config } from '../config/load.js';
 import type { Logger } from '../logger.js';
 import { buildEventData, type WebhookPayload } from './payload.js';
 import { postJson, type PostResult } from './post.js';
-import { redactUrl } from './redact-url.js';
+import { redactUrl } from '../redact-url.js';
 import { signWebhook } from './signature.js';
 import { WebhookStore, type DueDelivery, type EndpointRoute } from './store.js';
 
 export { forbiddenTargetReason } from './target-guard.js';
-export { redactUrl } from './redact-url.js';
+export { redactUrl } from '../redact-url.js';
 export { signWebhook, verifyWebhookSignature, type WebhookSignature } from './signature.js';
 export type { EventData, WebhookPayload } from './payload.js';
 

@@ -1,9 +1,9 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { accessSync, appendFileSync, chownSync, constants, existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import pg from 'pg';
+import { freePort } from './free-port.js';
 
 /** A throwaway PostgreSQL cluster on 127.0.0.1, for the shared store's tests (issue 14). */
 export interface TestPostgres {
@@ -88,17 +88,6 @@ function serverUser(): { uid: number; gid: number } | null {
 /** Whether startPostgres() can find PostgreSQL's programs here. */
 export function postgresAvailable(): boolean {
   return findPostgresBinDir() !== null;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function logTail(logFile: string): string {

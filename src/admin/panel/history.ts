@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { DEFAULT_SEARCH_LIMITS, HistorySearch, planSearch, QUEUE_ID_FORMAT, SEARCH_KINDS, SearchTermError, type SearchField, type SearchKind, type SearchOutcome, type SearchPlan } from '../../store/history-search.js';
 import { MessageHistory, type MessageStory } from '../../store/history.js';
-import { redactUrl } from '../../webhooks/redact-url.js';
+import { redactUrl } from '../../redact-url.js';
 import type { PanelDeps } from './index.js';
 
 /**

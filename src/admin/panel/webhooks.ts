@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { redactUrl } from '../../webhooks/redact-url.js';
+import { redactUrl } from '../../redact-url.js';
 import { WebhookStatus } from '../../webhooks/status.js';
 import type { PanelDeps } from './index.js';
 

@@ -1,5 +1,5 @@
 /**
- * An endpoint URL fit to show (the log, the panel): the user name, the password and every query
+ * A URL fit to show (the log, the panel, `rebound config`: a webhook endpoint, the shared store): the user name, the password and every query
  * value become ***, as a receiver's credentials sit in one of those (https://user:pass@host/,
  * ?token=...). The path is kept: it names the endpoint. Not a URL at all: shown as "(not a URL)".
  */
