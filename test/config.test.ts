@@ -44,7 +44,7 @@ describe('config: defaults, file, environment', () => {
       campaignHeader: 'X-Campaign-ID',
       tls: { key: null, cert: null },
     });
-    expect(config.store).toEqual({ path: 'data/rebound.sqlite', synchronous: 'FULL', groupCommitMaxMessages: 256, retention: { bodyDays: 7, historyDays: 90, unmatchedReportDays: 7 } });
+    expect(config.store).toEqual({ path: 'data/rebound.sqlite', synchronous: 'FULL', groupCommitMaxMessages: 256, retention: { bodyDays: 7, historyDays: 90, unmatchedReportDays: 7 }, shared: { url: null, nodeName: null, catchUpSeconds: 5 } });
     expect(config.hostname.length).toBeGreaterThan(0);
   });
 
