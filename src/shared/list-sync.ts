@@ -1,6 +1,7 @@
 import type { Database, Statement } from 'better-sqlite3';
 import pg from 'pg';
 import type { Logger } from '../logger.js';
+import { readSetting, writeSetting } from '../store/settings.js';
 import { writeTransaction } from '../store/write-lock.js';
 import { SHARED_SETTING, type ListChange } from '../suppressions/list-change.js';
 import { SuppressionLists } from '../suppressions/lists.js';
@@ -28,11 +29,9 @@ const CURSOR_SETTING = 'shared.lists.version';
  * Returns how many entries it queued.
  */
 export function markStoreShared(db: Database, shared: boolean): number {
-  const get = db.prepare('SELECT value FROM settings WHERE key = ?').pluck();
-  const set = db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
-  const was = get.get(SHARED_SETTING) === '1';
+  const was = readSetting(db, SHARED_SETTING) === '1';
   if (was === shared) return 0;
-  writeTransaction(db, () => set.run(SHARED_SETTING, shared ? '1' : '0'))();
+  writeTransaction(db, () => writeSetting(db, SHARED_SETTING, shared ? '1' : '0'))();
   return shared ? new SuppressionLists(db).queueEverything() : 0;
 }
 
@@ -59,8 +58,6 @@ export class ListSync {
   private readonly firstWaiting: Statement;
   private readonly waiting: Statement;
   private readonly shipped: Statement;
-  private readonly getCursor: Statement;
-  private readonly setCursor: Statement;
   private readonly applyBatch: (rows: Array<{ version: string; node: string; change: ListChange }>) => void;
   /** Rounds that ended, for tests and the log. */
   readonly stats = { shipped: 0, applied: 0 };
@@ -74,13 +71,11 @@ export class ListSync {
     this.firstWaiting = db.prepare('SELECT id FROM shared_outbox ORDER BY id LIMIT 1').pluck();
     this.waiting = db.prepare('SELECT id, uid, at, change FROM shared_outbox ORDER BY id LIMIT ?');
     this.shipped = db.prepare('DELETE FROM shared_outbox WHERE id <= ?');
-    this.getCursor = db.prepare('SELECT value FROM settings WHERE key = ?').pluck();
-    this.setCursor = db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
     this.applyBatch = writeTransaction(db, (rows: Array<{ version: string; node: string; change: ListChange }>) => {
       const at = new Date().toISOString();
       for (const row of rows) this.lists.applyShared(row.change, row.node, at, row.node !== this.settings.nodeName);
       const last = rows[rows.length - 1];
-      if (last) this.setCursor.run(CURSOR_SETTING, last.version);
+      if (last) writeSetting(db, CURSOR_SETTING, last.version);
     });
   }
 
@@ -207,7 +202,7 @@ export class ListSync {
   /** Applies the shared log past this node's cursor, in order, a batch per local transaction. */
   private async pull(client: pg.Client): Promise<void> {
     for (;;) {
-      const cursor = (this.getCursor.get(CURSOR_SETTING) as string | undefined) ?? '0';
+      const cursor = readSetting(this.db, CURSOR_SETTING) ?? '0';
       const { rows } = await client.query<{ version: string; node: string; change: ListChange }>(
         'SELECT version::text AS version, node, change FROM rebound_list_changes WHERE version > $1::bigint ORDER BY version LIMIT $2',
         [cursor, BATCH],

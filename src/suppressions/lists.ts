@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { domainToASCII } from 'node:url';
 import { normalizeAddress } from '../address.js';
 import type { Classification } from '../bounces/classifier.js';
+import { readSetting } from '../store/settings.js';
 import { writeTransaction } from '../store/write-lock.js';
 import { SHARED_SETTING, type ListChange } from './list-change.js';
 
@@ -174,7 +175,7 @@ export class SuppressionLists {
         source = excluded.source, code = excluded.code, enhanced_code = excluded.enhanced_code, text = excluded.text,
         category = excluded.category, reason = excluded.reason, queue_id = excluded.queue_id,
         first_at = excluded.first_at, last_at = excluded.last_at, count = excluded.count`);
-    this.shared = db.prepare('SELECT value FROM settings WHERE key = ?').pluck().get(SHARED_SETTING) === '1';
+    this.shared = readSetting(db, SHARED_SETTING) === '1';
   }
 
   /** The list an address is on, if any and not allowlisted: mail to it is not sent. */
