@@ -74,6 +74,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
   if (joined > 0) logger.info({ entries: joined }, 'this store joins the shared store: its lists and allowlist are queued to be shared');
   const verp = verpSettings(config, db);
   const unsubscribe: UnsubscribeSettings = unsubscribeSettings(config, verp.domain, verp.secret);
+  const listSync = shared.url === null ? null : new ListSync(db, { url: shared.url, nodeName: shared.nodeName ?? config.hostname, catchUpMs: shared.catchUpSeconds * 1000 }, logger.child({ stage: 'shared' }));
   let inbound: InboundStage | null = null;
   let admin: AdminServer | null = null;
   let threaded: ThreadedDeliveryStage | null = null;
@@ -89,7 +90,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
     const dns = config.delivery.enabled && !threadedDelivery ? deliveryDns(config.delivery, logger) : null;
     if (config.admin.enabled) {
       const stage = threaded;
-      const hooks = stage ? { dnsResolver: () => stage.dnsStatus() } : dns ? { dnsResolver: () => dns.health.status() } : {};
+      const dnsHooks = stage ? { dnsResolver: () => stage.dnsStatus() } : dns ? { dnsResolver: () => dns.health.status() } : {};
+      const hooks = listSync ? { ...dnsHooks, sharedStore: () => listSync.status() } : dnsHooks;
       admin = await listening('admin', config.admin.host, config.admin.port, () => startAdmin(withGeneratedToken(config, db, logger.child({ stage: 'admin' })), db, logger, hooks, new Unsubscriber(db, unsubscribe)));
     }
     const spool: MessageSpool | null = threaded?.spool ?? mainSpool;
@@ -100,7 +102,6 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
     if (delivery && mainSpool) mainSpool.onCommitted(() => delivery.wake());
     // Runs even with no endpoints, so outbox rows are marked handled instead of piling up for
     // the first endpoint someone adds.
-    const listSync = shared.url === null ? null : new ListSync(db, { url: shared.url, nodeName: shared.nodeName ?? config.hostname, catchUpMs: shared.catchUpSeconds * 1000 }, logger.child({ stage: 'shared' }));
     listSync?.start();
     const webhooks = startWebhooks(config, db, logger);
     const retention = startRetentionJob(db, config.store.retention, logger);

@@ -46,13 +46,23 @@ async function freshDatabase(): Promise<string> {
   return url.toString();
 }
 
-async function node(url: string, name: string): Promise<TestRelay> {
+const TOKEN = 'shared-lists-test-token-0123456789';
+
+async function node(url: string, name: string, withAdmin = false): Promise<TestRelay> {
   const relay = await startTestRelay({
     store: { shared: { url, nodeName: name, catchUpSeconds: 0.5 } },
+    ...(withAdmin ? { admin: { enabled: true, port: 0, tokens: [{ name: 'ops', token: TOKEN }] } } : {}),
     delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } },
   });
   cleanups.push(() => relay.stop());
   return relay;
+}
+
+/** The shared store's two gauges in the node's /metrics. */
+async function sharedGauges(relay: TestRelay): Promise<{ up: number; waiting: number }> {
+  const text = await (await fetch(`http://127.0.0.1:${relay.relay.admin?.port}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+  const gauge = (name: string): number => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return { up: gauge('rebound_shared_store_up'), waiting: gauge('rebound_shared_outbox_changes') };
 }
 
 async function send(relay: TestRelay, to: string): Promise<void> {
@@ -134,10 +144,13 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
     expect(cursor(a)).toEqual(cursor(b));
   });
 
-  it('keeps changes made while PostgreSQL is down in the local outbox, loses none, and ships them when it is back', async () => {
+  it('keeps changes made while PostgreSQL is down in the local outbox, loses none, ships them when it is back, and says so in /metrics', async () => {
     const url = await freshDatabase();
-    const a = await node(url, 'node-a');
+    const a = await node(url, 'node-a', true);
     const b = await node(url, 'node-b');
+    // A's first round connects in the background: up once it has.
+    for (let tries = 0; tries < 30 && (await sharedGauges(a)).up !== 1; tries++) await new Promise((resolve) => setTimeout(resolve, 100));
+    await expect(sharedGauges(a)).resolves.toEqual({ up: 1, waiting: 0 });
     await postgres.stopServer();
     try {
       for (let k = 0; k < 5; k++) withLists(a, (lists) => lists.add({ address: `while-down${k}@example.test`, type: 'unsubscribes', source: 'manual', actor: 'cli' }));
@@ -146,11 +159,14 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
       expect(listsOf(a)).toHaveLength(5);
       expect(listsOf(b)).toHaveLength(0);
       expect(a.db.prepare('SELECT count(*) FROM shared_outbox').pluck().get()).toBe(5);
+      await expect(sharedGauges(a)).resolves.toEqual({ up: 0, waiting: 5 });
     } finally {
       await postgres.startServer();
     }
     await waitFor('the changes on B', () => listsOf(b), (rows) => rows.length === 5, 10_000);
     await waitFor('the outbox emptied', () => a.db.prepare('SELECT count(*) FROM shared_outbox').pluck().get(), (n) => n === 0, 5000);
+    for (let tries = 0; tries < 30 && (await sharedGauges(a)).up !== 1; tries++) await new Promise((resolve) => setTimeout(resolve, 100));
+    await expect(sharedGauges(a)).resolves.toEqual({ up: 1, waiting: 0 });
   }, 30_000);
 
   it('loses no outcome, event or suppression while PostgreSQL is down for 30 s under load, and catches up after', async () => {

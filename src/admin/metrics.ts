@@ -22,6 +22,8 @@ export interface MetricsHooks {
   webhookFailures?: () => number;
   /** The delivery resolver's health; without it (delivery off), no DNS gauge and /healthz does not ask. */
   dnsResolver?: () => DnsResolverStatus;
+  /** The shared store (store.shared.url); without it (not shared), no shared-store gauges. */
+  sharedStore?: () => { reachable: boolean; waiting: number };
 }
 
 /** Seconds from acceptance to delivery: from a local hop in milliseconds to a retry a day later. */
@@ -159,6 +161,26 @@ export class StoreMetrics {
         registers,
         collect() {
           this.set(dnsResolver().healthy ? 1 : 0);
+        },
+      });
+    }
+
+    const sharedStore = hooks.sharedStore;
+    if (sharedStore) {
+      new Gauge({
+        name: 'rebound_shared_store_up',
+        help: 'Whether the shared store (store.shared.url) was reached by the last sync round: 0 while PostgreSQL is down (mail flows; list changes wait locally)',
+        registers,
+        collect() {
+          this.set(sharedStore().reachable ? 1 : 0);
+        },
+      });
+      new Gauge({
+        name: 'rebound_shared_outbox_changes',
+        help: 'Suppression list and allowlist changes made on this node and not yet in the shared store',
+        registers,
+        collect() {
+          this.set(sharedStore().waiting);
         },
       });
     }

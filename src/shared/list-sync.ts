@@ -8,6 +8,16 @@ import { SuppressionLists } from '../suppressions/lists.js';
 import { LIST_CHANGES_CHANNEL, LOCKS, migrateShared } from './postgres-schema.js';
 import { redactUrl } from '../redact-url.js';
 
+/** The shared store as /metrics shows it. */
+export interface SharedStoreStatus {
+  /** Connected, and the last round went through. */
+  reachable: boolean;
+  /** List changes made here and not yet in the shared log. */
+  waiting: number;
+  /** Since when it has been unreachable, or null. */
+  downSince: string | null;
+}
+
 export interface ListSyncSettings {
   url: string;
   /** Who makes this node's changes, in the shared log and other nodes' audit. */
@@ -56,6 +66,7 @@ export class ListSync {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly lists: SuppressionLists;
   private readonly firstWaiting: Statement;
+  private readonly outboxSize: Statement;
   private readonly waiting: Statement;
   private readonly shipped: Statement;
   private readonly applyBatch: (rows: Array<{ version: string; node: string; change: ListChange }>) => void;
@@ -69,6 +80,7 @@ export class ListSync {
   ) {
     this.lists = new SuppressionLists(db);
     this.firstWaiting = db.prepare('SELECT id FROM shared_outbox ORDER BY id LIMIT 1').pluck();
+    this.outboxSize = db.prepare('SELECT count(*) FROM shared_outbox').pluck();
     this.waiting = db.prepare('SELECT id, uid, at, change FROM shared_outbox ORDER BY id LIMIT ?');
     this.shipped = db.prepare('DELETE FROM shared_outbox WHERE id <= ?');
     this.applyBatch = writeTransaction(db, (rows: Array<{ version: string; node: string; change: ListChange }>) => {
@@ -77,6 +89,11 @@ export class ListSync {
       const last = rows[rows.length - 1];
       if (last) writeSetting(db, CURSOR_SETTING, last.version);
     });
+  }
+
+  /** For /metrics: whether the last round reached the shared store, and the changes waiting here. */
+  status(): SharedStoreStatus {
+    return { reachable: this.downSince === null && this.client !== null, waiting: this.outboxSize.get() as number, downSince: this.downSince };
   }
 
   /** Starts the timers and a first round; a shared store that is down now is retried, not fatal. */
