@@ -16,7 +16,7 @@ import { storedSecret } from './store/settings.js';
 import { Spool, type MessageSpool } from './store/spool.js';
 import { startRetentionJob } from './store/retention-job.js';
 import { StoreHealth } from './store/store-health.js';
-import { ListSync, markStoreShared } from './shared/list-sync.js';
+import { ChangeSync, markStoreShared } from './shared/change-sync.js';
 import { WalSync } from './store/wal-sync.js';
 import { useWriteLock, WriteLock } from './store/write-lock.js';
 import { createSubmissionServer } from './submission/server.js';
@@ -74,7 +74,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
   if (joined > 0) logger.info({ entries: joined }, 'this store joins the shared store: its lists and allowlist are queued to be shared');
   const verp = verpSettings(config, db);
   const unsubscribe: UnsubscribeSettings = unsubscribeSettings(config, verp.domain, verp.secret);
-  const listSync = shared.url === null ? null : new ListSync(db, { url: shared.url, nodeName: shared.nodeName ?? config.hostname, catchUpMs: shared.catchUpSeconds * 1000 }, logger.child({ stage: 'shared' }));
+  const changeSync = shared.url === null ? null : new ChangeSync(db, { url: shared.url, nodeName: shared.nodeName ?? config.hostname, catchUpMs: shared.catchUpSeconds * 1000 }, logger.child({ stage: 'shared' }));
   let inbound: InboundStage | null = null;
   let admin: AdminServer | null = null;
   let threaded: ThreadedDeliveryStage | null = null;
@@ -91,7 +91,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
     if (config.admin.enabled) {
       const stage = threaded;
       const dnsHooks = stage ? { dnsResolver: () => stage.dnsStatus() } : dns ? { dnsResolver: () => dns.health.status() } : {};
-      const hooks = listSync ? { ...dnsHooks, sharedStore: () => listSync.status() } : dnsHooks;
+      const hooks = changeSync ? { ...dnsHooks, sharedStore: () => changeSync.status() } : dnsHooks;
       admin = await listening('admin', config.admin.host, config.admin.port, () => startAdmin(withGeneratedToken(config, db, logger.child({ stage: 'admin' })), db, logger, hooks, new Unsubscriber(db, unsubscribe)));
     }
     const spool: MessageSpool | null = threaded?.spool ?? mainSpool;
@@ -102,7 +102,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
     if (delivery && mainSpool) mainSpool.onCommitted(() => delivery.wake());
     // Runs even with no endpoints, so outbox rows are marked handled instead of piling up for
     // the first endpoint someone adds.
-    listSync?.start();
+    changeSync?.start();
     const webhooks = startWebhooks(config, db, logger);
     const retention = startRetentionJob(db, config.store.retention, logger);
     const { historyDays } = config.store.retention;
@@ -130,7 +130,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
         await delivery?.stop(config.submission.shutdownTimeoutSeconds * 1000);
         await inboundStage?.stop();
         await webhooks.stop();
-        await listSync?.stop();
+        await changeSync?.stop();
         await retention.stop();
         await walSync?.close();
         storeHealth.stop();

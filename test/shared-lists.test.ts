@@ -3,6 +3,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../src/store/database.js';
 import { SuppressionLists } from '../src/suppressions/lists.js';
+import { DkimKeyStore } from '../src/dkim/key-store.js';
 import { startFakeMx, type FakeMx } from './support/fake-mx.js';
 import { startChildRelay } from './support/child-relay.js';
 import { makeTempDir } from './support/temp-dir.js';
@@ -140,7 +141,7 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
     await new Promise((resolve) => setTimeout(resolve, 1200));
     expect(listsOf(a).length).toBeGreaterThan(0);
     expect(listsOf(a)).toEqual(listsOf(b));
-    const cursor = (n: TestRelay): unknown => n.db.prepare(`SELECT value FROM settings WHERE key = 'shared.lists.version'`).pluck().get();
+    const cursor = (n: TestRelay): unknown => n.db.prepare(`SELECT value FROM settings WHERE key = 'shared.changes.version'`).pluck().get();
     expect(cursor(a)).toEqual(cursor(b));
   });
 
@@ -209,7 +210,7 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     cleanups.push(() => client.end());
-    const { rows } = await client.query<{ uid: string; at: Date; change: unknown }>('SELECT uid, at, change FROM rebound_list_changes');
+    const { rows } = await client.query<{ uid: string; at: Date; change: unknown }>('SELECT uid, at, change FROM rebound_changes');
     const first = rows[0];
     if (!first) throw new Error('no change in the shared log');
     // The same outbox row again, as after a crash between the shipping commit and the local delete.
@@ -217,7 +218,7 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
     db.prepare('INSERT INTO shared_outbox (uid, at, change) VALUES (?, ?, ?)').run(first.uid, first.at.toISOString(), JSON.stringify(first.change));
     db.close();
     await waitFor('the repeat shipped', () => a.db.prepare('SELECT count(*) FROM shared_outbox').pluck().get(), (n) => n === 0, 3000);
-    const { rows: count } = await client.query<{ n: string }>('SELECT count(*) AS n FROM rebound_list_changes');
+    const { rows: count } = await client.query<{ n: string }>('SELECT count(*) AS n FROM rebound_changes');
     expect(Number(count[0]?.n)).toBe(1);
   });
 
@@ -261,6 +262,45 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
     expect(hooks.received).toHaveLength(2);
     expect(second.logs.some((line) => line.msg === 'connected to the shared store' && line.node === 'proc-1')).toBe(true);
   }, 40_000);
+
+  it('shares DKIM keys: a key added on node A signs node B\'s mail, a rotation activated on B moves A, a removal reaches both', async () => {
+    const url = await freshDatabase();
+    const signing = { dkim: { reloadSeconds: 0.2 } };
+    const a = await startTestRelay({ ...signing, store: { shared: { url, nodeName: 'node-a', catchUpSeconds: 0.5 } }, delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } } });
+    cleanups.push(() => a.stop());
+    const b = await startTestRelay({ ...signing, store: { shared: { url, nodeName: 'node-b', catchUpSeconds: 0.5 } }, delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } } });
+    cleanups.push(() => b.stop());
+    const keysOf = (relay: TestRelay): Array<{ selector: string; state: string; public_key: string }> =>
+      relay.db.prepare('SELECT selector, state, public_key FROM dkim_keys ORDER BY id').all() as Array<{ selector: string; state: string; public_key: string }>;
+    // As `rebound dkim add` does it: another connection to A's store.
+    const dbA = openStore(a.config.store.path);
+    const added = await new DkimKeyStore(dbA).add('shop.example', 'shared1', 'ed25519');
+    dbA.close();
+    await waitFor('the key on B', () => keysOf(b), (rows) => rows.length === 1, 3000);
+    expect(keysOf(b)).toEqual(keysOf(a));
+    expect(keysOf(b)[0]).toMatchObject({ selector: 'shared1', state: 'active' });
+    expect(added.record.text).toContain(`p=${keysOf(b)[0]?.public_key}`);
+    // B signs with it (its keyring reads the store again within dkim.reloadSeconds).
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const before = mx.received.length;
+    await send(b, 'signed@example.test');
+    await waitFor('the signed message', () => mx.received.length, (n) => n > before, 5000);
+    const received = mx.received[mx.received.length - 1]?.raw.toString() ?? '';
+    expect(received).toMatch(/^DKIM-Signature: v=1; a=ed25519-sha256;[^]*?d=shop\.example;[^]*?s=shared1;/m);
+
+    // A rotation made and activated on B becomes A's keys too; a removal reaches both.
+    const dbB = openStore(b.config.store.path);
+    const keys = new DkimKeyStore(dbB);
+    await keys.rotate('shop.example', 'shared2', 'ed25519');
+    keys.activate('shop.example', 'shared2');
+    dbB.close();
+    await waitFor('the rotation on A', () => keysOf(a).map((k) => `${k.selector} ${k.state}`), (rows) => rows.join() === 'shared1 retired,shared2 active', 3000);
+    const dbB2 = openStore(b.config.store.path);
+    new DkimKeyStore(dbB2).remove('shop.example', 'shared1');
+    dbB2.close();
+    await waitFor('the removal on A', () => keysOf(a).map((k) => k.selector), (rows) => rows.join() === 'shared2', 3000);
+    expect(keysOf(a)).toEqual(keysOf(b));
+  });
 
   it('refuses a store.shared.url that is not a PostgreSQL URL, naming the key and the form', () => {
     const temp = makeTempDir();

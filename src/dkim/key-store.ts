@@ -1,5 +1,7 @@
 import type { Database } from 'better-sqlite3';
+import { isStoreShared, queueSharedChange } from '../store/shared-outbox.js';
 import { writeTransaction } from '../store/write-lock.js';
+import type { DkimKeysChange, SharedDkimKey } from './key-change.js';
 import { dkimRecord, newKeyPair, type DkimAlgorithm, type DkimRecord } from './key-pair.js';
 import { DkimInputError } from './names.js';
 
@@ -52,7 +54,12 @@ export function defaultSelector(taken: ReadonlySet<string>, algorithm: DkimAlgor
  * published until `remove`).
  */
 export class DkimKeyStore {
-  constructor(private readonly db: Database) {}
+  /** Whether changes are also queued for the shared store (store.shared.url; see store/shared-outbox.ts). */
+  private readonly shared: boolean;
+
+  constructor(private readonly db: Database) {
+    this.shared = isStoreShared(db);
+  }
 
   list(domain?: string): DkimKeyInfo[] {
     const rows = domain
@@ -101,6 +108,7 @@ export class DkimKeyStore {
       const at = now.toISOString();
       if (current) this.db.prepare(`UPDATE dkim_keys SET state = 'retired', retired_at = ? WHERE id = ?`).run(at, current.id);
       this.db.prepare(`UPDATE dkim_keys SET state = 'active', activated_at = ?, retired_at = NULL WHERE id = ?`).run(at, target.id);
+      this.queueShared(domain, at);
       const retired = current ? info({ ...current, state: 'retired', retiredAt: at }) : null;
       return { key: info({ ...target, state: 'active', activatedAt: at, retiredAt: null }), retired };
     })();
@@ -121,8 +129,46 @@ export class DkimKeyStore {
         target = rows[0] as KeyRow;
       }
       this.db.prepare('DELETE FROM dkim_keys WHERE id = ?').run(target.id);
+      this.queueShared(domain, new Date().toISOString());
       return info(target);
     })();
+  }
+
+  /**
+   * Another node's keys of a domain, as they are after its change: they replace this node's.
+   * Call inside the caller's transaction; nothing is queued again.
+   */
+  applyShared(change: DkimKeysChange): void {
+    this.db.prepare('DELETE FROM dkim_keys WHERE domain = ?').run(change.domain);
+    const insert = this.db.prepare(
+      `INSERT INTO dkim_keys (domain, selector, algorithm, private_key, public_key, state, created_at, activated_at, retired_at)
+       VALUES (@domain, @selector, @algorithm, @privateKey, @publicKey, @state, @createdAt, @activatedAt, @retiredAt)`,
+    );
+    for (const key of change.keys) insert.run({ domain: change.domain, ...key });
+  }
+
+  /** Every domain's keys queued for the shared store, when a node joins it; returns how many domains. */
+  queueEverything(): number {
+    return writeTransaction(this.db, () => {
+      const domains = this.db.prepare('SELECT DISTINCT domain FROM dkim_keys ORDER BY domain').pluck().all() as string[];
+      const at = new Date().toISOString();
+      for (const domain of domains) this.queueShared(domain, at);
+      return domains.length;
+    })();
+  }
+
+  /** The domain's keys as they now are, queued for the other nodes, in the change's transaction. */
+  private queueShared(domain: string, at: string): void {
+    if (!this.shared) return;
+    const keys = this.db
+      .prepare(
+        `SELECT selector, algorithm, private_key AS privateKey, public_key AS publicKey, state, created_at AS createdAt,
+                activated_at AS activatedAt, retired_at AS retiredAt
+           FROM dkim_keys WHERE domain = ? ORDER BY id`,
+      )
+      .all(domain) as SharedDkimKey[];
+    const change: DkimKeysChange = { kind: 'dkim-keys', domain, keys };
+    queueSharedChange(this.db, change, at);
   }
 
   private rows(domain: string): KeyRow[] {
@@ -149,12 +195,14 @@ export class DkimKeyStore {
     const id = writeTransaction(this.db, () => {
       // Checked again inside the transaction: another `rebound dkim` may have run meanwhile.
       if (this.rows(domain).some((row) => row.selector === chosen)) throw new DkimInputError(`${domain} already has a key with selector ${chosen}; pick another --selector`);
-      return this.db
+      const id = this.db
         .prepare(
           `INSERT INTO dkim_keys (domain, selector, algorithm, private_key, public_key, state, created_at, activated_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(domain, chosen, algorithm, pair.privateKeyPem, pair.publicKey, state, at, state === 'active' ? at : null).lastInsertRowid;
+      this.queueShared(domain, at);
+      return id;
     })();
     const row = this.db.prepare(`SELECT ${COLUMNS} FROM dkim_keys WHERE id = ?`).get(id) as KeyRow;
     return info(row);

@@ -6,10 +6,11 @@ import type { ClientBase } from 'pg';
  */
 const MIGRATIONS: readonly string[] = [
   `
-  -- The suppression lists' and the allowlist's changes, from every node, in one order (version).
-  -- Each change carries the resulting state (src/suppressions/list-change.ts); every node applies
-  -- the log in version order, its own changes too, so all end with the same lists.
-  CREATE TABLE rebound_list_changes (
+  -- Changes to shared state (suppression lists, allowlist, DKIM keys) from every node, in one order
+  -- (version). Each carries the resulting state (src/suppressions/list-change.ts,
+  -- src/dkim/key-change.ts); every node applies the log in version order, its own changes too, so
+  -- all end the same.
+  CREATE TABLE rebound_changes (
     version bigserial PRIMARY KEY,
     uid     text NOT NULL UNIQUE,          -- the node's outbox row: a change shipped twice is kept once
     node    text NOT NULL,                 -- store.shared.nodeName of the node that made it
@@ -24,15 +25,15 @@ export const LOCKS = {
   /** Held while migrating, so nodes starting together migrate once. */
   migrate: 7_264_001,
   /**
-   * Held while appending to rebound_list_changes: versions then commit in the order they were
+   * Held while appending to rebound_changes: versions then commit in the order they were
    * given, so a node reading past version N can never miss a change that commits later with a
    * smaller one.
    */
-  appendListChanges: 7_264_002,
+  appendChanges: 7_264_002,
 } as const;
 
 /** The channel NOTIFY announces new list changes on. */
-export const LIST_CHANGES_CHANNEL = 'rebound_list_changes';
+export const CHANGES_CHANNEL = 'rebound_changes';
 
 /** Brings the shared store's schema up to date; returns the versions it went from and to. */
 export async function migrateShared(client: ClientBase): Promise<{ from: number; to: number }> {

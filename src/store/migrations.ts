@@ -424,15 +424,15 @@ export const MIGRATIONS: readonly string[] = [
   );
   `,
   `
-  -- Changes to the suppression lists and the allowlist waiting to be shipped to the shared store
-  -- (store.shared.url, PostgreSQL; src/shared/). Written by SuppressionLists in the transaction
+  -- Changes to the suppression lists, the allowlist and DKIM keys waiting to be shipped to the
+  -- shared store (store.shared.url, PostgreSQL; src/shared/). Written (store/shared-outbox.ts) in the transaction
   -- of the change itself, by whichever process made it (the relay, the CLI), once the store is
   -- shared (settings 'shared.enabled'); the running relay ships them and deletes them after.
   CREATE TABLE shared_outbox (
     id     INTEGER PRIMARY KEY,
     uid    TEXT NOT NULL,                  -- random: the shared store keeps a change once, however often it is shipped
     at     TEXT NOT NULL,
-    change TEXT NOT NULL                   -- JSON: a ListChange (src/suppressions/list-change.ts)
+    change TEXT NOT NULL                   -- JSON: a ListChange or a DkimKeysChange
   );
   `,
 ];

@@ -11,6 +11,3 @@ export type ListChange =
   | { kind: 'unsuppress'; address: string; type: SuppressionType; actor: string; reason: string | null }
   | { kind: 'allow'; entry: AllowlistEntry }
   | { kind: 'disallow'; value: string; actor: string; reason: string | null };
-
-/** The settings key that turns the shared outbox on for every process using the store. */
-export const SHARED_SETTING = 'shared.enabled';

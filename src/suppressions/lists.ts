@@ -1,11 +1,10 @@
 import type { Database, Statement } from 'better-sqlite3';
-import { randomUUID } from 'node:crypto';
 import { domainToASCII } from 'node:url';
 import { normalizeAddress } from '../address.js';
 import type { Classification } from '../bounces/classifier.js';
-import { readSetting } from '../store/settings.js';
+import { isStoreShared, queueSharedChange } from '../store/shared-outbox.js';
 import { writeTransaction } from '../store/write-lock.js';
-import { SHARED_SETTING, type ListChange } from './list-change.js';
+import type { ListChange } from './list-change.js';
 
 export const SUPPRESSION_TYPES = ['bounces', 'complaints', 'unsubscribes'] as const;
 export type SuppressionType = (typeof SUPPRESSION_TYPES)[number];
@@ -131,7 +130,6 @@ export class SuppressionLists {
   private readonly allowExact: Statement;
   private readonly addInTransaction: (entries: readonly AddSuppression[]) => void;
   private readonly entryOf: Statement;
-  private readonly outbox: Statement;
   private readonly replace: Statement;
   /**
    * Whether changes are also queued for the shared store (store.shared.url): the relay says so in
@@ -166,7 +164,6 @@ export class SuppressionLists {
       for (const entry of entries) this.add(entry);
     });
     this.entryOf = db.prepare(`SELECT ${COLUMNS} FROM suppressions WHERE address = ? AND type = ?`);
-    this.outbox = db.prepare('INSERT INTO shared_outbox (uid, at, change) VALUES (?, ?, ?)');
     // Another node's entry as it is now there: every column, count and times included.
     this.replace = db.prepare(`
       INSERT INTO suppressions (address, type, source, code, enhanced_code, text, category, reason, queue_id, first_at, last_at, count)
@@ -175,7 +172,7 @@ export class SuppressionLists {
         source = excluded.source, code = excluded.code, enhanced_code = excluded.enhanced_code, text = excluded.text,
         category = excluded.category, reason = excluded.reason, queue_id = excluded.queue_id,
         first_at = excluded.first_at, last_at = excluded.last_at, count = excluded.count`);
-    this.shared = readSetting(db, SHARED_SETTING) === '1';
+    this.shared = isStoreShared(db);
   }
 
   /** The list an address is on, if any and not allowlisted: mail to it is not sent. */
@@ -351,7 +348,7 @@ export class SuppressionLists {
   }
 
   private queueChange(change: ListChange, at: string): void {
-    this.outbox.run(randomUUID(), at, JSON.stringify(change));
+    queueSharedChange(this.db, change, at);
   }
 }
 

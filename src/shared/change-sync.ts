@@ -3,10 +3,16 @@ import pg from 'pg';
 import type { Logger } from '../logger.js';
 import { readSetting, writeSetting } from '../store/settings.js';
 import { writeTransaction } from '../store/write-lock.js';
-import { SHARED_SETTING, type ListChange } from '../suppressions/list-change.js';
+import { DkimKeyStore } from '../dkim/key-store.js';
+import type { DkimKeysChange } from '../dkim/key-change.js';
+import type { ListChange } from '../suppressions/list-change.js';
+import { SHARED_SETTING } from '../store/shared-outbox.js';
 import { SuppressionLists } from '../suppressions/lists.js';
-import { LIST_CHANGES_CHANNEL, LOCKS, migrateShared } from './postgres-schema.js';
+import { CHANGES_CHANNEL, LOCKS, migrateShared } from './postgres-schema.js';
 import { redactUrl } from '../redact-url.js';
+
+/** What travels through the shared log: list changes and DKIM key sets. */
+type SharedChange = ListChange | DkimKeysChange;
 
 /** The shared store as /metrics shows it. */
 export interface SharedStoreStatus {
@@ -18,7 +24,7 @@ export interface SharedStoreStatus {
   downSince: string | null;
 }
 
-export interface ListSyncSettings {
+export interface ChangeSyncSettings {
   url: string;
   /** Who makes this node's changes, in the shared log and other nodes' audit. */
   nodeName: string;
@@ -30,7 +36,7 @@ export interface ListSyncSettings {
 const SHIP_INTERVAL_MS = 250;
 /** Rows shipped or applied per round trip. */
 const BATCH = 500;
-const CURSOR_SETTING = 'shared.lists.version';
+const CURSOR_SETTING = 'shared.changes.version';
 
 /**
  * Marks the store as shared (or not) before any stage starts, so every SuppressionLists made
@@ -42,20 +48,20 @@ export function markStoreShared(db: Database, shared: boolean): number {
   const was = readSetting(db, SHARED_SETTING) === '1';
   if (was === shared) return 0;
   writeTransaction(db, () => writeSetting(db, SHARED_SETTING, shared ? '1' : '0'))();
-  return shared ? new SuppressionLists(db).queueEverything() : 0;
+  return shared ? new SuppressionLists(db).queueEverything() + new DkimKeyStore(db).queueEverything() : 0;
 }
 
 /**
- * Keeps this node's suppression lists and allowlist in step with the other nodes' through
+ * Keeps this node's suppression lists, allowlist and DKIM keys in step with the other nodes' through
  * PostgreSQL (store.shared.url). Changes made here wait in the local `shared_outbox` (written in
  * the same SQLite transaction as the change) until they are appended to the shared log
- * `rebound_list_changes`; every node reads that log in order, its own changes included, into its
+ * `rebound_changes`; every node reads that log in order, its own changes included, into its
  * own tables, which stay the read cache delivery checks (no network on the delivery path).
  * NOTIFY wakes the other nodes at once; a catch-up read every catchUpMs covers a lost
  * notification. While PostgreSQL is down nothing is lost: the outbox grows and is shipped when
  * it is back, and the local lists keep working.
  */
-export class ListSync {
+export class ChangeSync {
   private client: pg.Client | null = null;
   private connecting: Promise<pg.Client> | null = null;
   private busy = false;
@@ -65,27 +71,32 @@ export class ListSync {
   private downSince: string | null = null;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly lists: SuppressionLists;
+  private readonly keys: DkimKeyStore;
   private readonly firstWaiting: Statement;
   private readonly outboxSize: Statement;
   private readonly waiting: Statement;
   private readonly shipped: Statement;
-  private readonly applyBatch: (rows: Array<{ version: string; node: string; change: ListChange }>) => void;
+  private readonly applyBatch: (rows: Array<{ version: string; node: string; change: SharedChange }>) => void;
   /** Rounds that ended, for tests and the log. */
   readonly stats = { shipped: 0, applied: 0 };
 
   constructor(
     private readonly db: Database,
-    private readonly settings: ListSyncSettings,
+    private readonly settings: ChangeSyncSettings,
     private readonly log: Logger,
   ) {
     this.lists = new SuppressionLists(db);
+    this.keys = new DkimKeyStore(db);
     this.firstWaiting = db.prepare('SELECT id FROM shared_outbox ORDER BY id LIMIT 1').pluck();
     this.outboxSize = db.prepare('SELECT count(*) FROM shared_outbox').pluck();
     this.waiting = db.prepare('SELECT id, uid, at, change FROM shared_outbox ORDER BY id LIMIT ?');
     this.shipped = db.prepare('DELETE FROM shared_outbox WHERE id <= ?');
-    this.applyBatch = writeTransaction(db, (rows: Array<{ version: string; node: string; change: ListChange }>) => {
+    this.applyBatch = writeTransaction(db, (rows: Array<{ version: string; node: string; change: SharedChange }>) => {
       const at = new Date().toISOString();
-      for (const row of rows) this.lists.applyShared(row.change, row.node, at, row.node !== this.settings.nodeName);
+      for (const row of rows) {
+        if (row.change.kind === 'dkim-keys') this.keys.applyShared(row.change);
+        else this.lists.applyShared(row.change, row.node, at, row.node !== this.settings.nodeName);
+      }
       const last = rows[rows.length - 1];
       if (last) writeSetting(db, CURSOR_SETTING, last.version);
     });
@@ -168,7 +179,7 @@ export class ListSync {
       try {
         await client.connect();
         await migrateShared(client);
-        await client.query(`LISTEN ${LIST_CHANGES_CHANNEL}`);
+        await client.query(`LISTEN ${CHANGES_CHANNEL}`);
       } catch (error) {
         await client.end().catch(() => undefined);
         throw error;
@@ -195,14 +206,14 @@ export class ListSync {
       if (rows.length === 0) return;
       await client.query('BEGIN');
       try {
-        await client.query('SELECT pg_advisory_xact_lock($1)', [LOCKS.appendListChanges]);
+        await client.query('SELECT pg_advisory_xact_lock($1)', [LOCKS.appendChanges]);
         await client.query(
-          `INSERT INTO rebound_list_changes (uid, node, at, change)
+          `INSERT INTO rebound_changes (uid, node, at, change)
            SELECT uid, $2, at, change FROM unnest($1::text[], $3::timestamptz[], $4::jsonb[]) AS t(uid, at, change)
            ON CONFLICT (uid) DO NOTHING`,
           [rows.map((r) => r.uid), this.settings.nodeName, rows.map((r) => r.at), rows.map((r) => r.change)],
         );
-        await client.query(`NOTIFY ${LIST_CHANGES_CHANNEL}`);
+        await client.query(`NOTIFY ${CHANGES_CHANNEL}`);
         await client.query('COMMIT');
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
@@ -220,8 +231,8 @@ export class ListSync {
   private async pull(client: pg.Client): Promise<void> {
     for (;;) {
       const cursor = readSetting(this.db, CURSOR_SETTING) ?? '0';
-      const { rows } = await client.query<{ version: string; node: string; change: ListChange }>(
-        'SELECT version::text AS version, node, change FROM rebound_list_changes WHERE version > $1::bigint ORDER BY version LIMIT $2',
+      const { rows } = await client.query<{ version: string; node: string; change: SharedChange }>(
+        'SELECT version::text AS version, node, change FROM rebound_changes WHERE version > $1::bigint ORDER BY version LIMIT $2',
         [cursor, BATCH],
       );
       if (rows.length === 0) return;
