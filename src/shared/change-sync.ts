@@ -64,7 +64,8 @@ export function markStoreShared(db: Database, shared: boolean): number {
 export class ChangeSync {
   private client: pg.Client | null = null;
   private connecting: Promise<pg.Client> | null = null;
-  private busy = false;
+  /** The round under way, if any: stop() waits for it, so nothing writes the store after. */
+  private current: Promise<void> | null = null;
   private again = false;
   private stopped = false;
   /** Since when the shared store has been unreachable (null: it is fine), for one log line per outage. */
@@ -77,7 +78,7 @@ export class ChangeSync {
   private readonly waiting: Statement;
   private readonly shipped: Statement;
   private readonly applyBatch: (rows: Array<{ version: string; node: string; change: SharedChange }>) => void;
-  /** Rounds that ended, for tests and the log. */
+  /** Changes shipped from here and applied here since the start. */
   readonly stats = { shipped: 0, applied: 0 };
 
   constructor(
@@ -126,18 +127,18 @@ export class ChangeSync {
     const client = this.client ?? (await this.connecting?.catch(() => null)) ?? null;
     this.client = null;
     await client?.end().catch(() => undefined);
+    await this.current;
   }
 
   /** Ships what waits here, then reads what is new there; one round at a time, again if asked meanwhile. */
   round(): void {
     if (this.stopped) return;
-    if (this.busy) {
+    if (this.current) {
       this.again = true;
       return;
     }
-    this.busy = true;
-    void this.rounds().finally(() => {
-      this.busy = false;
+    this.current = this.rounds().finally(() => {
+      this.current = null;
     });
   }
 
