@@ -3,6 +3,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../src/store/database.js';
 import { SuppressionLists } from '../src/suppressions/lists.js';
+import { claimNodeName, migrateShared } from '../src/shared/postgres-schema.js';
 import { DkimKeyStore } from '../src/dkim/key-store.js';
 import { startFakeMx, type FakeMx } from './support/fake-mx.js';
 import { startChildRelay } from './support/child-relay.js';
@@ -300,6 +301,33 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
     dbB2.close();
     await waitFor('the removal on A', () => keysOf(a).map((k) => k.selector), (rows) => rows.join() === 'shared2', 3000);
     expect(keysOf(a)).toEqual(keysOf(b));
+  });
+
+  it('lets one store at a time sync under a node name: a second store with the same name ships and applies nothing', async () => {
+    const url = await freshDatabase();
+    const a = await node(url, 'twin');
+    const b = await node(url, 'twin');
+    withLists(a, (lists) => lists.add({ address: 'from-a@example.test', type: 'bounces', source: 'manual', actor: 'cli' }));
+    withLists(b, (lists) => lists.add({ address: 'from-b@example.test', type: 'bounces', source: 'manual', actor: 'cli' }));
+    // Whichever claimed the name first syncs; the other keeps its change in its outbox.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const outboxes = [a, b].map((n) => n.db.prepare('SELECT count(*) FROM shared_outbox').pluck().get());
+    expect(outboxes.sort()).toEqual([0, 1]);
+    const [syncing, refused] = outboxes[0] === 0 ? [a, b] : [b, a];
+    expect(listsOf(syncing)).toHaveLength(1);
+    expect(listsOf(refused)).toHaveLength(1);
+
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    cleanups.push(() => client.end());
+    await migrateShared(client);
+    await expect(claimNodeName(client, 'twin', 'a-third-store')).rejects.toThrow(
+      'another store syncs as node "twin" (seen within 10 minutes): give each node its own store.shared.nodeName; nothing is shipped or applied until then',
+    );
+    // A name unseen for 10 minutes may be taken (a node rebuilt on a new disk).
+    await client.query(`UPDATE rebound_nodes SET seen_at = now() - interval '11 minutes'`);
+    await syncing.stop();
+    await expect(claimNodeName(client, 'twin', 'a-third-store')).resolves.toBeUndefined();
   });
 
   it('refuses a store.shared.url that is not a PostgreSQL URL, naming the key and the form', () => {

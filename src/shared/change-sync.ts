@@ -1,14 +1,14 @@
 import type { Database, Statement } from 'better-sqlite3';
 import pg from 'pg';
 import type { Logger } from '../logger.js';
-import { readSetting, writeSetting } from '../store/settings.js';
+import { readSetting, storedSecret, writeSetting } from '../store/settings.js';
 import { writeTransaction } from '../store/write-lock.js';
 import { DkimKeyStore } from '../dkim/key-store.js';
 import type { DkimKeysChange } from '../dkim/key-change.js';
 import type { ListChange } from '../suppressions/list-change.js';
 import { SHARED_SETTING } from '../store/shared-outbox.js';
 import { SuppressionLists } from '../suppressions/lists.js';
-import { CHANGES_CHANNEL, LOCKS, migrateShared } from './postgres-schema.js';
+import { CHANGES_CHANNEL, claimNodeName, LOCKS, migrateShared } from './postgres-schema.js';
 import { redactUrl } from '../redact-url.js';
 
 /** What travels through the shared log: list changes and DKIM key sets. */
@@ -78,6 +78,8 @@ export class ChangeSync {
   private readonly waiting: Statement;
   private readonly shipped: Statement;
   private readonly applyBatch: (rows: Array<{ version: string; node: string; change: SharedChange }>) => void;
+  /** This store's random id, so another store cannot sync under this node's name. */
+  private readonly storeId: string;
   /** Changes shipped from here and applied here since the start. */
   readonly stats = { shipped: 0, applied: 0 };
 
@@ -88,6 +90,7 @@ export class ChangeSync {
   ) {
     this.lists = new SuppressionLists(db);
     this.keys = new DkimKeyStore(db);
+    this.storeId = storedSecret(db, 'shared.storeId', null);
     this.firstWaiting = db.prepare('SELECT id FROM shared_outbox ORDER BY id LIMIT 1').pluck();
     this.outboxSize = db.prepare('SELECT count(*) FROM shared_outbox').pluck();
     this.waiting = db.prepare('SELECT id, uid, at, change FROM shared_outbox ORDER BY id LIMIT ?');
@@ -147,6 +150,8 @@ export class ChangeSync {
       do {
         this.again = false;
         const client = await this.connected();
+        // Each round renews the claim on the name (and finds out if another store took it).
+        await claimNodeName(client, this.settings.nodeName, this.storeId);
         await this.ship(client);
         await this.pull(client);
       } while (this.again && !this.stopped);

@@ -18,6 +18,15 @@ const MIGRATIONS: readonly string[] = [
     change  jsonb NOT NULL
   );
   `,
+  `
+  -- The nodes by name: a node's own changes are told apart from the others' by its name, so two
+  -- stores must never sync under one name. store_id is the random id of the node's SQLite store.
+  CREATE TABLE rebound_nodes (
+    name     text PRIMARY KEY,
+    store_id text NOT NULL,
+    seen_at  timestamptz NOT NULL
+  );
+  `,
 ];
 
 /** Keys of the advisory locks the nodes take (pg_advisory_xact_lock). */
@@ -31,6 +40,28 @@ export const LOCKS = {
    */
   appendChanges: 7_264_002,
 } as const;
+
+/** A node name unseen this long may be taken by another store (a node rebuilt with a new disk). */
+export const NODE_NAME_RELEASE_MINUTES = 10;
+
+/**
+ * Claims `name` for this store, or refreshes the claim; throws, naming the fix, while another
+ * store has used that name within NODE_NAME_RELEASE_MINUTES.
+ */
+export async function claimNodeName(client: ClientBase, name: string, storeId: string): Promise<void> {
+  const claimed = await client.query(
+    `INSERT INTO rebound_nodes (name, store_id, seen_at) VALUES ($1, $2, now())
+     ON CONFLICT (name) DO UPDATE SET store_id = excluded.store_id, seen_at = now()
+      WHERE rebound_nodes.store_id = excluded.store_id OR rebound_nodes.seen_at < now() - make_interval(mins => $3)
+     RETURNING name`,
+    [name, storeId, NODE_NAME_RELEASE_MINUTES],
+  );
+  if (claimed.rowCount === 0) {
+    throw new Error(
+      `another store syncs as node "${name}" (seen within ${NODE_NAME_RELEASE_MINUTES} minutes): give each node its own store.shared.nodeName; nothing is shipped or applied until then`,
+    );
+  }
+}
 
 /** The channel NOTIFY announces new list changes on. */
 export const CHANGES_CHANNEL = 'rebound_changes';
