@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { withGeneratedToken } from './admin/generated-token.js';
 import { startAdmin, type AdminServer } from './admin/server.js';
-import type { VerpSettings } from './bounces/verp.js';
+import { nodeTagOf, type VerpSettings } from './bounces/verp.js';
 import type { Config } from './config/load.js';
 import { deliveryDns, startDelivery, type DeliveryStage } from './delivery/index.js';
 import { loadShapingRules } from './delivery/shaping-rules.js';
@@ -74,7 +74,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
   if (joined > 0) logger.info({ entries: joined }, 'this store joins the shared store: its lists and allowlist are queued to be shared');
   const verp = verpSettings(config, db);
   const unsubscribe: UnsubscribeSettings = unsubscribeSettings(config, verp.domain, verp.secret);
-  const changeSync = shared.url === null ? null : new ChangeSync(db, { url: shared.url, nodeName: shared.nodeName ?? config.hostname, catchUpMs: shared.catchUpSeconds * 1000 }, logger.child({ stage: 'shared' }));
+  const changeSync = shared.url === null ? null : new ChangeSync(db, { url: shared.url, nodeName: sharedNodeName(config), catchUpMs: shared.catchUpSeconds * 1000 }, logger.child({ stage: 'shared' }));
   let inbound: InboundStage | null = null;
   let admin: AdminServer | null = null;
   let threaded: ThreadedDeliveryStage | null = null;
@@ -157,5 +157,12 @@ export function verpSettings(config: Config, db: Database): VerpSettings {
     prefix: config.returnPath.prefix,
     secret: storedSecret(db, 'returnPath.secret', config.returnPath.secret),
     maxAgeDays: config.returnPath.maxAgeDays,
+    // Sharing one return-path domain, the MX may be another node: the tag says whose token it is.
+    nodeTag: config.store.shared.url === null ? null : nodeTagOf(sharedNodeName(config)),
   };
+}
+
+/** This node's name in the shared store: store.shared.nodeName, else the hostname. */
+export function sharedNodeName(config: Config): string {
+  return config.store.shared.nodeName ?? config.hostname;
 }
