@@ -2,6 +2,7 @@ import nodemailer from 'nodemailer';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { nodeTagOf, returnPathFor } from '../src/bounces/verp.js';
+import { claimNodeName, migrateShared } from '../src/shared/postgres-schema.js';
 import { startFakeMx, type FakeMx } from './support/fake-mx.js';
 import { postfixDsn } from './support/postfix-dsn.js';
 import { startPostgres, type TestPostgres } from './support/postgres.js';
@@ -143,4 +144,14 @@ describe('reports on any node (one return-path domain, store.shared.url)', () =>
     await waitFor('own tag applied', () => statusOf(a, 'own@example.test'), (status) => status === 'bounced', 5000);
     expect(a.db.prepare('SELECT count(*) FROM forward_outbox').pluck().get()).toBe(0);
   }, 30_000);
+
+  it('refuses a second node name on the same tag, naming both and the fix', async () => {
+    const client = new pg.Client({ connectionString: await freshDatabase() });
+    await client.connect();
+    cleanups.push(() => client.end());
+    await migrateShared(client);
+    await claimNodeName(client, 'first', 'store-1', 'abcdef');
+    await expect(claimNodeName(client, 'second', 'store-2', 'abcdef')).rejects.toThrow(/"second" and "first" have the same return-path tag \(abcdef\): rename one \(store.shared.nodeName\)/);
+    await expect(claimNodeName(client, 'first', 'store-1', 'abcdef')).resolves.toBeUndefined();
+  });
 });
