@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { withGeneratedToken } from './admin/generated-token.js';
 import { startAdmin, type AdminServer } from './admin/server.js';
-import type { VerpSettings } from './bounces/verp.js';
+import { nodeTagOf, type VerpSettings } from './bounces/verp.js';
 import type { Config } from './config/load.js';
 import { deliveryDns, startDelivery, type DeliveryStage } from './delivery/index.js';
 import { loadShapingRules } from './delivery/shaping-rules.js';
@@ -17,6 +17,7 @@ import { Spool, type MessageSpool } from './store/spool.js';
 import { startRetentionJob } from './store/retention-job.js';
 import { StoreHealth } from './store/store-health.js';
 import { ChangeSync, markStoreShared } from './shared/change-sync.js';
+import { KnownNodes } from './shared/forwarded-reports.js';
 import { WalSync } from './store/wal-sync.js';
 import { useWriteLock, WriteLock } from './store/write-lock.js';
 import { createSubmissionServer } from './submission/server.js';
@@ -74,7 +75,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
   if (joined > 0) logger.info({ entries: joined }, 'this store joins the shared store: its lists and allowlist are queued to be shared');
   const verp = verpSettings(config, db);
   const unsubscribe: UnsubscribeSettings = unsubscribeSettings(config, verp.domain, verp.secret);
-  const changeSync = shared.url === null ? null : new ChangeSync(db, { url: shared.url, nodeName: shared.nodeName ?? config.hostname, catchUpMs: shared.catchUpSeconds * 1000 }, logger.child({ stage: 'shared' }));
+  const changeSync = shared.url === null ? null : new ChangeSync(db, { url: shared.url, nodeName: sharedNodeName(config), catchUpMs: shared.catchUpSeconds * 1000, nodeTag: nodeTagOf(sharedNodeName(config)) }, logger.child({ stage: 'shared' }));
   let inbound: InboundStage | null = null;
   let admin: AdminServer | null = null;
   let threaded: ThreadedDeliveryStage | null = null;
@@ -82,8 +83,10 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
   try {
     if (config.inbound.enabled) {
       inbound = await listening('inbound', config.inbound.host, config.inbound.port, () =>
-        startInbound(config, db, verp, unsubscribe, reportParser(config.submission.campaignHeader), logger),
+        startInbound(config, db, verp, unsubscribe, reportParser(config.submission.campaignHeader), logger, changeSync ? new KnownNodes(db) : null),
       );
+      // Reports the other nodes' MX took for this node's tokens come in as if taken here.
+      changeSync?.receiveForwardedReports(inbound.receiveForwarded);
     }
     // On its own thread the stage has its own resolver; its health reaches the admin server from there.
     threaded = threadedDelivery ? await startDeliveryThread({ config, verp, unsubscribe, writeLock, storeHealth, logger }) : null;
@@ -157,5 +160,12 @@ export function verpSettings(config: Config, db: Database): VerpSettings {
     prefix: config.returnPath.prefix,
     secret: storedSecret(db, 'returnPath.secret', config.returnPath.secret),
     maxAgeDays: config.returnPath.maxAgeDays,
+    // Sharing one return-path domain, the MX may be another node: the tag says whose token it is.
+    nodeTag: config.store.shared.url === null ? null : nodeTagOf(sharedNodeName(config)),
   };
+}
+
+/** This node's name in the shared store: store.shared.nodeName, else the hostname. */
+export function sharedNodeName(config: Config): string {
+  return config.store.shared.nodeName ?? config.hostname;
 }

@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 
 /**
  * The signed VERP return path: every delivery is sent with MAIL FROM
@@ -12,8 +12,18 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
  * and guessing one takes ~2^64 tries, each a refused RCPT. The day (days since 1970) lets old
  * tokens expire. Everything is lower case because some MTAs lower-case the address they bounce
  * to. With the default prefix a local part is about 30 characters, well under RFC 5321's 64.
+ *
+ * Nodes sharing one return-path domain (store.shared.url) tag their tokens (v2):
+ * token = <id36> "-" <day36> "-" <node tag> "-" <MAC over "rebound-verp:v2:<tag>:<id>:<day>">
+ * The tag (nodeTagOf: 6 base32 characters of a hash of store.shared.nodeName) says which node's
+ * store the id is in, so the node the MX hands a report to can pass it on to the node that sent
+ * the mail (src/shared/forwarded-reports.ts) instead of applying it to its own recipient of that
+ * id. The tag is under the MAC: a token moved to another node's tag is forged. Untagged (v1)
+ * tokens keep validating, so mail sent before a node joined the shared store still bounces
+ * home. A tagged local part is at most 7 characters longer (about 46 with the default prefix).
  */
 const MAC_LENGTH = 13;
+const TAG_LENGTH = 6;
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
 const DAY_MS = 86_400_000;
 
@@ -23,6 +33,16 @@ export interface VerpSettings {
   secret: string;
   /** Tokens older than this many days are refused. */
   maxAgeDays: number;
+  /**
+   * This node's tag (nodeTagOf store.shared.nodeName) when the store is shared: new tokens carry
+   * it. null: untagged tokens, as before the shared store.
+   */
+  nodeTag?: string | null;
+}
+
+/** A node's tag in its return-path tokens: 6 lower-case base32 characters of a hash of its name (30 bits). */
+export function nodeTagOf(nodeName: string): string {
+  return base32(createHash('sha256').update(`rebound-node:${nodeName}`).digest()).slice(0, TAG_LENGTH);
 }
 
 function base32(bytes: Buffer): string {
@@ -44,25 +64,43 @@ function base32(bytes: Buffer): string {
 /** What a token is for: a token made for one purpose never passes as the other. */
 export type TokenPurpose = 'verp' | 'unsubscribe';
 
-function mac(secret: string, purpose: TokenPurpose, recipientId: number, day: number): string {
-  return base32(createHmac('sha256', secret).update(`rebound-${purpose}:v1:${recipientId}:${day}`).digest()).slice(0, MAC_LENGTH);
+function mac(secret: string, purpose: TokenPurpose, recipientId: number, day: number, tag: string | null): string {
+  const signed = tag === null ? `rebound-${purpose}:v1:${recipientId}:${day}` : `rebound-${purpose}:v2:${tag}:${recipientId}:${day}`;
+  return base32(createHmac('sha256', secret).update(signed).digest()).slice(0, MAC_LENGTH);
 }
 
-/** `<id36>-<day36>-<mac>`: the part after "prefix+" in an address, or the last segment of a URL. */
-export function signedToken(secret: string, purpose: TokenPurpose, recipientId: number, now: Date = new Date()): string {
+/**
+ * `<id36>-<day36>-<mac>`, or `<id36>-<day36>-<tag>-<mac>` with a node tag: the part after
+ * "prefix+" in an address, or the last segment of a URL.
+ */
+export function signedToken(secret: string, purpose: TokenPurpose, recipientId: number, now: Date = new Date(), tag: string | null = null): string {
   const day = Math.floor(now.getTime() / DAY_MS);
-  return `${recipientId.toString(36)}-${day.toString(36)}-${mac(secret, purpose, recipientId, day)}`;
+  const tagged = tag === null ? '' : `${tag}-`;
+  return `${recipientId.toString(36)}-${day.toString(36)}-${tagged}${mac(secret, purpose, recipientId, day, tag)}`;
 }
 
 export type TokenCheck = { valid: true; recipientId: number; issuedAt: Date } | { valid: false; reason: 'malformed' | 'forged' | 'expired' };
 
+/**
+ * `other-node`: a well-formed token tagged for another node than `ownTag`; this node cannot check
+ * its MAC (another secret) and its id is a row in that node's store.
+ */
+type TaggedTokenCheck = TokenCheck | { valid: false; reason: 'other-node'; nodeTag: string };
+
+/** An untagged token (unsubscribe links are never tagged: they come back to the web, not the MX). */
 export function readSignedToken(secret: string, purpose: TokenPurpose, token: string, maxAgeDays: number, now: Date = new Date()): TokenCheck {
-  const match = /^([0-9a-z]{1,11})-([0-9a-z]{1,6})-([a-z2-7]+)$/.exec(token.toLowerCase());
+  const check = readTaggedToken(secret, purpose, token, maxAgeDays, now, null);
+  return check.valid || check.reason !== 'other-node' ? check : { valid: false, reason: 'forged' };
+}
+
+function readTaggedToken(secret: string, purpose: TokenPurpose, token: string, maxAgeDays: number, now: Date, ownTag: string | null): TaggedTokenCheck {
+  const match = /^([0-9a-z]{1,11})-([0-9a-z]{1,6})-(?:([a-z2-7]{6})-)?([a-z2-7]+)$/.exec(token.toLowerCase());
   if (!match) return { valid: false, reason: 'malformed' };
-  const [, id36, day36, given] = match as unknown as [string, string, string, string];
+  const [, id36, day36, tag, given] = match as unknown as [string, string, string, string | undefined, string];
+  if (tag !== undefined && tag !== ownTag) return { valid: false, reason: 'other-node', nodeTag: tag };
   const recipientId = parseInt(id36, 36);
   const day = parseInt(day36, 36);
-  const expected = Buffer.from(mac(secret, purpose, recipientId, day));
+  const expected = Buffer.from(mac(secret, purpose, recipientId, day, tag ?? null));
   const actual = Buffer.from(given);
   if (actual.length !== expected.length || !timingSafeEqual(actual, expected)) return { valid: false, reason: 'forged' };
   const ageDays = Math.floor(now.getTime() / DAY_MS) - day;
@@ -71,10 +109,10 @@ export function readSignedToken(secret: string, purpose: TokenPurpose, token: st
 }
 
 export function returnPathFor(settings: VerpSettings, recipientId: number, now: Date = new Date()): string {
-  return `${settings.prefix}+${signedToken(settings.secret, 'verp', recipientId, now)}@${settings.domain}`;
+  return `${settings.prefix}+${signedToken(settings.secret, 'verp', recipientId, now, settings.nodeTag ?? null)}@${settings.domain}`;
 }
 
-export type VerpCheck = TokenCheck | { valid: false; reason: 'not-ours' };
+export type VerpCheck = TaggedTokenCheck | { valid: false; reason: 'not-ours' };
 
 /** Reads a return-path address back: which recipient it names, if its MAC and age are good. */
 export function readReturnPath(settings: VerpSettings, address: string, now: Date = new Date()): VerpCheck {
@@ -83,5 +121,5 @@ export function readReturnPath(settings: VerpSettings, address: string, now: Dat
   const local = address.slice(0, at).toLowerCase();
   const prefix = `${settings.prefix.toLowerCase()}+`;
   if (!local.startsWith(prefix)) return { valid: false, reason: 'not-ours' };
-  return readSignedToken(settings.secret, 'verp', local.slice(prefix.length), settings.maxAgeDays, now);
+  return readTaggedToken(settings.secret, 'verp', local.slice(prefix.length), settings.maxAgeDays, now, settings.nodeTag ?? null);
 }

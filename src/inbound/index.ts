@@ -8,9 +8,12 @@ import { ReportApplier } from './apply-report.js';
 import { ReportProcessor, type ReportParser } from './process-reports.js';
 import { ReportStore } from './report-store.js';
 import { createInboundServer } from './server.js';
+import type { ForwardedReportReceiver, KnownNodes } from '../shared/forwarded-reports.js';
 
 export interface InboundStage {
   address: AddressInfo;
+  /** Where reports other nodes' MX took for this node's tokens go (store.shared.url). */
+  receiveForwarded: ForwardedReportReceiver;
   stop(): Promise<void>;
 }
 
@@ -25,6 +28,7 @@ export async function startInbound(
   unsubscribe: UnsubscribeSettings,
   parse: ReportParser,
   logger: Logger,
+  knownNodes: KnownNodes | null = null,
 ): Promise<InboundStage> {
   const log = logger.child({ stage: 'inbound' });
   const reports = new ReportStore(db);
@@ -35,11 +39,12 @@ export async function startInbound(
       .then(() => processor.process(reportId))
       .catch((error: Error) => log.error({ err: error, reportId }, 'report processing failed; run `rebound reparse` after fixing the cause'));
   };
-  const server = createInboundServer(config, verp, reports, enqueue, { settings: unsubscribe, unsubscriber: new Unsubscriber(db, unsubscribe) }, logger);
+  const server = createInboundServer(config, verp, reports, enqueue, { settings: unsubscribe, unsubscriber: new Unsubscriber(db, unsubscribe) }, logger, knownNodes);
   const address = await server.listen();
   for (const reportId of reports.unappliedIds()) enqueue(reportId);
   return {
     address,
+    receiveForwarded: server.receiveForwarded,
     stop: async () => {
       await server.close();
       await chain;

@@ -1,5 +1,6 @@
 import type { Database, Statement } from 'better-sqlite3';
 import { GroupCommit } from '../store/group-commit.js';
+import { queueForwardedReport } from '../shared/forwarded-reports.js';
 
 export interface IncomingReport {
   receivedAt: Date;
@@ -10,6 +11,13 @@ export interface IncomingReport {
   /** The recipient row the VERP token in RCPT TO names, when there is one. */
   recipientId: number | null;
   raw: Buffer;
+  /**
+   * The node whose return-path token the report carries, when it is another node's (store.shared.url):
+   * the report is kept here as applied ("forwarded to node <name>") and queued for that node.
+   */
+  forwardTo?: string | null;
+  /** Runs in the transaction that stores the report (a forwarded report's cursor). */
+  alsoCommit?: () => void;
 }
 
 export interface StoredReport {
@@ -51,6 +59,11 @@ export class ReportStore {
         report.raw,
       );
       report.id = Number(lastInsertRowid);
+      if (report.forwardTo) {
+        queueForwardedReport(db, report.forwardTo, report);
+        this.updateApplied.run(report.receivedAt.toISOString(), `forwarded to node ${report.forwardTo}`, report.id);
+      }
+      report.alsoCommit?.();
     }, { maxBatch: 64 });
     this.selectOne = db.prepare(`
       SELECT id, received_at AS receivedAt, rcpt_to AS rcptTo, recipient_id AS recipientId, raw, parse_status AS parseStatus, applied_at AS appliedAt

@@ -12,6 +12,7 @@ import { setGreetingPause } from '../smtp-greeting.js';
 import { limitSessions } from '../smtp-session-limits.js';
 import { ByteBudget } from '../byte-budget.js';
 import { ClientBudget } from './client-budget.js';
+import type { ForwardedReportReceiver, KnownNodes } from '../shared/forwarded-reports.js';
 
 /** RFC 5321 4.5.1 and RFC 2142: the role mailboxes a mail domain answers for. */
 const ROLE_MAILBOXES = new Set(['postmaster', 'abuse']);
@@ -21,6 +22,8 @@ export interface InboundServer {
   listen(): Promise<AddressInfo>;
   /** Report bytes held in memory now, across all connections (inbound.maxBytesInFlight bounds them). */
   bytesInFlight(): number;
+  /** Stores a report another node's MX took for this node's token, as if this listener had taken it. */
+  receiveForwarded: ForwardedReportReceiver;
   close(): Promise<void>;
 }
 
@@ -36,6 +39,8 @@ export function createInboundServer(
   onStored: (reportId: number) => void,
   unsubscribe: { settings: UnsubscribeSettings; unsubscriber: Unsubscriber },
   logger: Logger,
+  /** The other nodes sharing the return-path domain (store.shared.url), null when not shared. */
+  knownNodes: KnownNodes | null = null,
 ): InboundServer {
   const log = logger.child({ stage: 'inbound' });
   const settings = config.inbound;
@@ -53,6 +58,17 @@ export function createInboundServer(
     const local = address.slice(0, at).toLowerCase();
     if (check.reason === 'not-ours' && address.slice(at + 1).toLowerCase() === verp.domain.toLowerCase() && ROLE_MAILBOXES.has(local)) return null;
     return undefined;
+  }
+
+  /**
+   * The node a RCPT TO address's token is tagged for, when that is another known node: this node
+   * cannot check its MAC (another secret), that node does once the report is forwarded to it.
+   */
+  function otherNodeOf(address: string): string | null {
+    if (knownNodes === null) return null;
+    const check = readReturnPath(verp, address);
+    if (check.valid || check.reason !== 'other-node') return null;
+    return knownNodes.nameOf(check.nodeTag) ?? null;
   }
 
   const server = new SMTPServer({
@@ -79,7 +95,7 @@ export function createInboundServer(
     onRcptTo(to, session, callback) {
       if (recipientOfUnsubscribeAddress(unsubscribe.settings, to.address) !== null) return callback();
       const recipient = recipientFor(to.address);
-      if (recipient === undefined) {
+      if (recipient === undefined && otherNodeOf(to.address) === null) {
         const reason = readReturnPath(verp, to.address);
         log.info({ client: session.remoteAddress, rcpt: to.address, reason: reason.valid ? 'unknown' : reason.reason }, 'report refused at RCPT TO');
         return callback(smtpReply(550, `<${to.address}>: no such mailbox here`));
@@ -91,7 +107,9 @@ export function createInboundServer(
       const rcptTo = session.envelope.rcptTo.map((rcpt) => rcpt.address);
       // Anyone may write to postmaster@; a real report without our token is small (a DSN quoting
       // headers), so only a token earns the full inbound.maxMessageSize.
-      const tokened = rcptTo.some((address) => typeof recipientFor(address) === 'number' || recipientOfUnsubscribeAddress(unsubscribe.settings, address) !== null);
+      const tokened = rcptTo.some(
+        (address) => typeof recipientFor(address) === 'number' || otherNodeOf(address) !== null || recipientOfUnsubscribeAddress(unsubscribe.settings, address) !== null,
+      );
       const limit = tokened ? settings.maxMessageSize : Math.min(settings.maxMessageSize, settings.maxReportSizeWithoutToken);
       let chunks: Buffer[] = [];
       let length = 0;
@@ -150,6 +168,8 @@ export function createInboundServer(
           return finish(smtpReply(451, overClientBudget, '4.7.1'));
         }
         const recipientId = rcptTo.map(recipientFor).find((id): id is number => typeof id === 'number') ?? null;
+        // A token of this node's wins: the report is applied here. Else the first other node's is where it goes.
+        const forwardTo = recipientId === null ? (rcptTo.map(otherNodeOf).find((name) => name !== null) ?? null) : null;
         reports
           .store({
             receivedAt: new Date(),
@@ -159,10 +179,11 @@ export function createInboundServer(
             rcptTo,
             recipientId,
             raw: Buffer.concat(chunks, length),
+            forwardTo,
           })
           .then(
             (reportId) => {
-              log.info({ reportId, client: session.remoteAddress, rcptTo, recipientId, bytes: length }, 'report stored');
+              log.info({ reportId, client: session.remoteAddress, rcptTo, recipientId, forwardTo, bytes: length }, forwardTo ? 'report stored; forwarded to its node' : 'report stored');
               finish(null, `Ok: report stored as ${reportId}`);
               onStored(reportId);
             },
@@ -182,6 +203,22 @@ export function createInboundServer(
 
   return {
     bytesInFlight: () => inMemory.inUse,
+    receiveForwarded: async (report, markTaken) => {
+      // Its token is checked with this node's secret now; an invalid one is stored, not applied.
+      const recipientId = report.rcptTo.map(recipientFor).find((id): id is number => typeof id === 'number') ?? null;
+      const reportId = await reports.store({
+        receivedAt: report.receivedAt,
+        clientIp: `node ${report.fromNode}`,
+        clientHelo: null,
+        mailFrom: report.mailFrom,
+        rcptTo: report.rcptTo,
+        recipientId,
+        raw: report.raw,
+        alsoCommit: markTaken,
+      });
+      log.info({ reportId, fromNode: report.fromNode, rcptTo: report.rcptTo, recipientId, bytes: report.raw.length }, 'report forwarded by another node stored');
+      onStored(reportId);
+    },
     listen: async () => {
       const address = await listenSmtp(server, settings.port, settings.host);
       log.info({ host: address.address, port: address.port, domain: verp.domain }, 'inbound listening');

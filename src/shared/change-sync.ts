@@ -10,6 +10,7 @@ import { SHARED_SETTING } from '../store/shared-outbox.js';
 import { SuppressionLists } from '../suppressions/lists.js';
 import { CHANGES_CHANNEL, claimNodeName, LOCKS, migrateShared } from './postgres-schema.js';
 import { redactUrl } from '../redact-url.js';
+import { ForwardedReports, refreshKnownNodes, type ForwardedReportReceiver } from './forwarded-reports.js';
 
 /** What travels through the shared log: list changes and DKIM key sets. */
 type SharedChange = ListChange | DkimKeysChange;
@@ -30,6 +31,8 @@ export interface ChangeSyncSettings {
   nodeName: string;
   /** How often the shared log is read without a notification, and a lost connection retried. */
   catchUpMs: number;
+  /** This node's tag in its return-path tokens (src/bounces/verp.ts nodeTagOf). */
+  nodeTag: string;
 }
 
 /** How often the local outbox is looked at: a suppression made here reaches the others within about this. */
@@ -80,8 +83,11 @@ export class ChangeSync {
   private readonly applyBatch: (rows: Array<{ version: string; node: string; change: SharedChange }>) => void;
   /** This store's random id, so another store cannot sync under this node's name. */
   private readonly storeId: string;
-  /** Changes shipped from here and applied here since the start. */
-  readonly stats = { shipped: 0, applied: 0 };
+  private readonly forwarded: ForwardedReports;
+  /** Where reports forwarded to this node go (the inbound stage); null: they wait in the shared store. */
+  private receiver: ForwardedReportReceiver | null = null;
+  /** Changes shipped from here and applied here since the start; reports forwarded from and to here. */
+  readonly stats = { shipped: 0, applied: 0, forwardedOut: 0, forwardedIn: 0 };
 
   constructor(
     private readonly db: Database,
@@ -91,6 +97,7 @@ export class ChangeSync {
     this.lists = new SuppressionLists(db);
     this.keys = new DkimKeyStore(db);
     this.storeId = storedSecret(db, 'shared.storeId', null);
+    this.forwarded = new ForwardedReports(db, settings.nodeName);
     this.firstWaiting = db.prepare('SELECT id FROM shared_outbox ORDER BY id LIMIT 1').pluck();
     this.outboxSize = db.prepare('SELECT count(*) FROM shared_outbox').pluck();
     this.waiting = db.prepare('SELECT id, uid, at, change FROM shared_outbox ORDER BY id LIMIT ?');
@@ -106,6 +113,11 @@ export class ChangeSync {
     });
   }
 
+  /** Takes the reports other nodes' MX forward to this node from now on (call before start). */
+  receiveForwardedReports(receiver: ForwardedReportReceiver): void {
+    this.receiver = receiver;
+  }
+
   /** For /metrics: whether the last round reached the shared store, and the changes waiting here. */
   status(): SharedStoreStatus {
     return { reachable: this.downSince === null && this.client !== null, waiting: this.outboxSize.get() as number, downSince: this.downSince };
@@ -114,7 +126,7 @@ export class ChangeSync {
   /** Starts the timers and a first round; a shared store that is down now is retried, not fatal. */
   start(): void {
     const ship = setInterval(() => {
-      if (this.firstWaiting.get() !== undefined) this.round();
+      if (this.firstWaiting.get() !== undefined || this.forwarded.waitingCount() > 0) this.round();
     }, SHIP_INTERVAL_MS);
     const catchUp = setInterval(() => this.round(), this.settings.catchUpMs);
     ship.unref();
@@ -151,9 +163,12 @@ export class ChangeSync {
         this.again = false;
         const client = await this.connected();
         // Each round renews the claim on the name (and finds out if another store took it).
-        await claimNodeName(client, this.settings.nodeName, this.storeId);
+        await claimNodeName(client, this.settings.nodeName, this.storeId, this.settings.nodeTag);
+        await refreshKnownNodes(client, this.db);
         await this.ship(client);
         await this.pull(client);
+        this.stats.forwardedOut += await this.forwarded.ship(client, CHANGES_CHANNEL);
+        if (this.receiver) this.stats.forwardedIn += await this.forwarded.pull(client, this.receiver);
       } while (this.again && !this.stopped);
       if (this.downSince) {
         this.log.info({ since: this.downSince, shared: redactUrl(this.settings.url) }, 'the shared store is reachable again; queued list changes shipped');

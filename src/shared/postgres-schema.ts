@@ -27,6 +27,22 @@ const MIGRATIONS: readonly string[] = [
     seen_at  timestamptz NOT NULL
   );
   `,
+  `
+  -- A node's tag in its return-path tokens (src/bounces/verp.ts nodeTagOf): the MX that takes a
+  -- report tagged for another node passes it on to that node through rebound_forwarded_reports.
+  ALTER TABLE rebound_nodes ADD COLUMN tag text;
+  CREATE TABLE rebound_forwarded_reports (
+    id          bigserial PRIMARY KEY,
+    uid         text NOT NULL UNIQUE,      -- the forwarding node's outbox row: shipped twice, kept once
+    to_node     text NOT NULL,             -- whose token the report carries
+    from_node   text NOT NULL,             -- whose MX took it
+    received_at timestamptz NOT NULL,
+    mail_from   text NOT NULL,
+    rcpt_to     jsonb NOT NULL,            -- the envelope recipients, as received
+    raw         bytea NOT NULL
+  );
+  CREATE INDEX rebound_forwarded_reports_to_node ON rebound_forwarded_reports (to_node, id);
+  `,
 ];
 
 /** Keys of the advisory locks the nodes take (pg_advisory_xact_lock). */
@@ -48,13 +64,21 @@ export const NODE_NAME_RELEASE_MINUTES = 10;
  * Claims `name` for this store, or refreshes the claim; throws, naming the fix, while another
  * store has used that name within NODE_NAME_RELEASE_MINUTES.
  */
-export async function claimNodeName(client: ClientBase, name: string, storeId: string): Promise<void> {
+export async function claimNodeName(client: ClientBase, name: string, storeId: string, tag: string | null = null): Promise<void> {
+  if (tag !== null) {
+    // 30 bits of hash: two names on one tag are unlikely, but would send one node's reports to the other.
+    const twin = await client.query<{ name: string }>('SELECT name FROM rebound_nodes WHERE tag = $1 AND name <> $2', [tag, name]);
+    const other = twin.rows[0];
+    if (other) {
+      throw new Error(`node names "${name}" and "${other.name}" have the same return-path tag (${tag}): rename one (store.shared.nodeName); nothing is shipped or applied until then`);
+    }
+  }
   const claimed = await client.query(
-    `INSERT INTO rebound_nodes (name, store_id, seen_at) VALUES ($1, $2, now())
-     ON CONFLICT (name) DO UPDATE SET store_id = excluded.store_id, seen_at = now()
+    `INSERT INTO rebound_nodes (name, store_id, seen_at, tag) VALUES ($1, $2, now(), $4)
+     ON CONFLICT (name) DO UPDATE SET store_id = excluded.store_id, seen_at = now(), tag = coalesce(excluded.tag, rebound_nodes.tag)
       WHERE rebound_nodes.store_id = excluded.store_id OR rebound_nodes.seen_at < now() - make_interval(mins => $3)
      RETURNING name`,
-    [name, storeId, NODE_NAME_RELEASE_MINUTES],
+    [name, storeId, NODE_NAME_RELEASE_MINUTES, tag],
   );
   if (claimed.rowCount === 0) {
     throw new Error(

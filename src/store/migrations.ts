@@ -435,6 +435,20 @@ export const MIGRATIONS: readonly string[] = [
     change TEXT NOT NULL                   -- JSON: a ListChange or a DkimKeysChange
   );
   `,
+  `
+  -- Reports this node's MX took for another node's return-path token (store.shared.url), waiting
+  -- to be shipped to rebound_forwarded_reports. Written in the transaction that stores the report
+  -- (inbound/report-store.ts); the running relay ships them and deletes them after.
+  CREATE TABLE forward_outbox (
+    id          INTEGER PRIMARY KEY,
+    uid         TEXT NOT NULL,             -- random: the shared store keeps a report once, however often it is shipped
+    to_node     TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    mail_from   TEXT NOT NULL,
+    rcpt_to     TEXT NOT NULL,             -- JSON array of the envelope recipients
+    raw         BLOB NOT NULL
+  );
+  `,
 ];
 
 export class SchemaTooNewError extends OperatorError {

@@ -1,0 +1,157 @@
+import nodemailer from 'nodemailer';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { nodeTagOf, returnPathFor } from '../src/bounces/verp.js';
+import { claimNodeName, migrateShared } from '../src/shared/postgres-schema.js';
+import { startFakeMx, type FakeMx } from './support/fake-mx.js';
+import { postfixDsn } from './support/postfix-dsn.js';
+import { startPostgres, type TestPostgres } from './support/postgres.js';
+import { FAST_DELIVERY, startTestRelay, type TestRelay } from './support/relay.js';
+import { SmtpDialog } from './support/smtp-dialog.js';
+import { waitFor } from './support/wait-for.js';
+
+/**
+ * One return-path domain, its MX on every node (issue 14): a report that reaches node B for
+ * node A's mail is passed on to A through the shared store and applied there.
+ */
+let postgres: TestPostgres;
+let mx: FakeMx;
+let database = 0;
+
+beforeAll(async () => {
+  postgres = await startPostgres();
+  mx = await startFakeMx();
+}, 60_000);
+afterAll(async () => {
+  await mx?.close();
+  await postgres?.stop();
+});
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function freshDatabase(): Promise<string> {
+  const name = `bounces_${process.pid}_${++database}`;
+  const admin = new pg.Client({ connectionString: postgres.url });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(postgres.url);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+async function node(url: string, name: string): Promise<TestRelay> {
+  const relay = await startTestRelay({
+    store: { shared: { url, nodeName: name, catchUpSeconds: 0.5 } },
+    returnPath: { domain: 'bounces.relay.test' },
+    inbound: { enabled: true },
+    delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } },
+  });
+  cleanups.push(() => relay.stop());
+  return relay;
+}
+
+function inboundPort(relay: TestRelay): number {
+  const address = relay.relay.inbound;
+  if (!address) throw new Error('inbound is not running');
+  return address.port;
+}
+
+async function sendReport(relay: TestRelay, to: string, raw: string): Promise<string> {
+  const info = await nodemailer.createTransport({ host: '127.0.0.1', port: inboundPort(relay), ignoreTLS: true }).sendMail({ envelope: { from: '', to: [to] }, raw });
+  return info.response;
+}
+
+/** Sends one message through `relay`, waits for its delivery, returns the return path it used (attempts.mail_from). */
+async function delivered(relay: TestRelay, to: string): Promise<{ returnPath: string; recipientId: number }> {
+  await nodemailer.createTransport({ host: '127.0.0.1', port: relay.port, ignoreTLS: true }).sendMail({ from: 'app@shop.example', to, subject: 'hello', text: 'hi' });
+  const row = await waitFor(
+    `delivery to ${to}`,
+    () => relay.db.prepare(`SELECT a.mail_from AS returnPath, r.id AS recipientId FROM attempts a JOIN recipients r ON r.id = a.recipient_id WHERE r.address = ? AND a.outcome = 'delivered'`).get(to) as { returnPath: string; recipientId: number } | undefined,
+    (found) => found !== undefined,
+  );
+  return row as { returnPath: string; recipientId: number };
+}
+
+function statusOf(relay: TestRelay, address: string): string | undefined {
+  return relay.db.prepare('SELECT status FROM recipients WHERE address = ? ORDER BY id DESC LIMIT 1').pluck().get(address) as string | undefined;
+}
+
+function suppressed(relay: TestRelay, address: string): boolean {
+  return relay.db.prepare(`SELECT 1 FROM suppressions WHERE address = ? AND type = 'bounces'`).get(address) !== undefined;
+}
+
+/** Waits until `relay` has read `other`'s tag from the shared store. */
+async function knows(relay: TestRelay, other: string): Promise<void> {
+  await waitFor(`${other}'s tag`, () => relay.db.prepare(`SELECT value FROM settings WHERE key = 'shared.nodeTags'`).pluck().get() as string | undefined, (tags) => tags !== undefined && tags.includes(nodeTagOf(other)));
+}
+
+const dsn = (address: string): string => postfixDsn(address, '5.1.1', `550 5.1.1 <${address}>: Recipient address rejected: User unknown`);
+
+describe('reports on any node (one return-path domain, store.shared.url)', () => {
+  it("passes a report B's MX took for A's mail on to A, which applies it; the suppression reaches B through the shared lists", async () => {
+    const url = await freshDatabase();
+    const a = await node(url, 'node-a');
+    const b = await node(url, 'node-b');
+    const { returnPath } = await delivered(a, 'gone@example.test');
+    expect(returnPath).toContain(`-${nodeTagOf('node-a')}-`);
+    await knows(b, 'node-a');
+    expect(await sendReport(b, returnPath, dsn('gone@example.test'))).toMatch(/^250/);
+    await waitFor("A's recipient bounced", () => statusOf(a, 'gone@example.test'), (status) => status === 'bounced', 5000);
+    expect(suppressed(a, 'gone@example.test')).toBe(true);
+    await waitFor('the suppression on B', () => suppressed(b, 'gone@example.test'), (yes) => yes, 5000);
+    // B kept the report, applied nothing of its own, and says where it went; A stored it as received.
+    expect(b.db.prepare('SELECT outcome, recipient_id AS recipientId FROM inbound_reports').all()).toEqual([{ outcome: 'forwarded to node node-a', recipientId: null }]);
+    expect(b.db.prepare('SELECT count(*) FROM events WHERE report_id IS NOT NULL').pluck().get()).toBe(0);
+    expect(a.db.prepare('SELECT client_ip AS clientIp, rcpt_to AS rcptTo, mail_from AS mailFrom FROM inbound_reports').all()).toEqual([{ clientIp: 'node node-b', rcptTo: returnPath, mailFrom: '' }]);
+    expect(b.db.prepare('SELECT count(*) FROM forward_outbox').pluck().get()).toBe(0);
+  }, 30_000);
+
+  it('refuses an unknown tag and a forged token for its own tag at RCPT; a forged token for a known node reaches that node and is stored there, not applied', async () => {
+    const url = await freshDatabase();
+    const a = await node(url, 'node-a');
+    const b = await node(url, 'node-b');
+    const { returnPath, recipientId } = await delivered(a, 'kept@example.test');
+    await knows(b, 'node-a');
+    const dialog = await SmtpDialog.start(inboundPort(b));
+    await dialog.command('MAIL FROM:<>', 250);
+    const unknown = returnPathFor({ ...b.relay.verp, secret: 'whatever', nodeTag: nodeTagOf('node-x') }, recipientId);
+    expect((await dialog.command(`RCPT TO:<${unknown}>`)).code).toBe(550);
+    const forgedOwn = returnPathFor({ ...b.relay.verp, secret: 'not-b-secret' }, 1);
+    expect((await dialog.command(`RCPT TO:<${forgedOwn}>`)).code).toBe(550);
+    await dialog.quit();
+    // B cannot check A's MAC: it takes the report, A checks it with its own secret and refuses to apply it.
+    const forgedForA = returnPath.replace(/[a-z2-7]{13}@/, 'aaaaaaaaaaaaa@');
+    expect(await sendReport(b, forgedForA, dsn('kept@example.test'))).toMatch(/^250/);
+    const outcome = await waitFor('the report on A', () => a.db.prepare('SELECT outcome, recipient_id AS recipientId FROM inbound_reports').get() as { outcome: string | null; recipientId: number | null } | undefined, (row) => row?.outcome != null, 5000);
+    expect(outcome).toMatchObject({ recipientId: null });
+    expect(outcome?.outcome).toMatch(/not applied|no valid/i);
+    expect(statusOf(a, 'kept@example.test')).toBe('delivered');
+  }, 30_000);
+
+  it('applies on its own node an untagged (v1) token from before the shared store, and its own tagged token', async () => {
+    const url = await freshDatabase();
+    const a = await node(url, 'node-a');
+    const first = await delivered(a, 'old@example.test');
+    const v1 = returnPathFor({ ...a.relay.verp, nodeTag: null }, first.recipientId);
+    expect(await sendReport(a, v1, dsn('old@example.test'))).toMatch(/^250/);
+    await waitFor('v1 applied', () => statusOf(a, 'old@example.test'), (status) => status === 'bounced', 5000);
+    const second = await delivered(a, 'own@example.test');
+    expect(await sendReport(a, second.returnPath, dsn('own@example.test'))).toMatch(/^250/);
+    await waitFor('own tag applied', () => statusOf(a, 'own@example.test'), (status) => status === 'bounced', 5000);
+    expect(a.db.prepare('SELECT count(*) FROM forward_outbox').pluck().get()).toBe(0);
+  }, 30_000);
+
+  it('refuses a second node name on the same tag, naming both and the fix', async () => {
+    const client = new pg.Client({ connectionString: await freshDatabase() });
+    await client.connect();
+    cleanups.push(() => client.end());
+    await migrateShared(client);
+    await claimNodeName(client, 'first', 'store-1', 'abcdef');
+    await expect(claimNodeName(client, 'second', 'store-2', 'abcdef')).rejects.toThrow(/"second" and "first" have the same return-path tag \(abcdef\): rename one \(store.shared.nodeName\)/);
+    await expect(claimNodeName(client, 'first', 'store-1', 'abcdef')).resolves.toBeUndefined();
+  });
+});
