@@ -10,6 +10,7 @@ import { startTestRelay, type TestRelay } from './support/relay.js';
 import { SmtpDialog } from './support/smtp-dialog.js';
 import { waitFor } from './support/wait-for.js';
 import { postfixDsn } from './support/postfix-dsn.js';
+import { inboundPort, sendReport } from './support/inbound-report.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -27,20 +28,6 @@ async function relayWithInbound(mx?: FakeMx, inbound: Record<string, unknown> = 
   });
   cleanups.push(() => relay.stop());
   return relay;
-}
-
-function inboundPort(relay: TestRelay): number {
-  const address = relay.relay.inbound;
-  if (!address) throw new Error('inbound is not running');
-  return address.port;
-}
-
-/** Sends a report to the inbound listener as a remote MTA would: MAIL FROM:<>, RCPT TO the return path. */
-async function sendReport(relay: TestRelay, to: string, raw: string): Promise<string> {
-  const info = await nodemailer
-    .createTransport({ host: '127.0.0.1', port: inboundPort(relay), ignoreTLS: true })
-    .sendMail({ envelope: { from: '', to: [to] }, raw });
-  return info.response;
 }
 
 

@@ -5,10 +5,11 @@ import { nodeTagOf, returnPathFor } from '../src/bounces/verp.js';
 import { claimNodeName, migrateShared } from '../src/shared/postgres-schema.js';
 import { startFakeMx, type FakeMx } from './support/fake-mx.js';
 import { postfixDsn } from './support/postfix-dsn.js';
-import { startPostgres, type TestPostgres } from './support/postgres.js';
+import { freshDatabase, startPostgres, type TestPostgres } from './support/postgres.js';
 import { FAST_DELIVERY, startTestRelay, type TestRelay } from './support/relay.js';
 import { SmtpDialog } from './support/smtp-dialog.js';
 import { waitFor } from './support/wait-for.js';
+import { inboundPort, sendReport } from './support/inbound-report.js';
 
 /**
  * One return-path domain, its MX on every node (issue 14): a report that reaches node B for
@@ -16,7 +17,6 @@ import { waitFor } from './support/wait-for.js';
  */
 let postgres: TestPostgres;
 let mx: FakeMx;
-let database = 0;
 
 beforeAll(async () => {
   postgres = await startPostgres();
@@ -32,17 +32,6 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function freshDatabase(): Promise<string> {
-  const name = `bounces_${process.pid}_${++database}`;
-  const admin = new pg.Client({ connectionString: postgres.url });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(postgres.url);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
-
 async function node(url: string, name: string): Promise<TestRelay> {
   const relay = await startTestRelay({
     store: { shared: { url, nodeName: name, catchUpSeconds: 0.5 } },
@@ -52,17 +41,6 @@ async function node(url: string, name: string): Promise<TestRelay> {
   });
   cleanups.push(() => relay.stop());
   return relay;
-}
-
-function inboundPort(relay: TestRelay): number {
-  const address = relay.relay.inbound;
-  if (!address) throw new Error('inbound is not running');
-  return address.port;
-}
-
-async function sendReport(relay: TestRelay, to: string, raw: string): Promise<string> {
-  const info = await nodemailer.createTransport({ host: '127.0.0.1', port: inboundPort(relay), ignoreTLS: true }).sendMail({ envelope: { from: '', to: [to] }, raw });
-  return info.response;
 }
 
 /** Sends one message through `relay`, waits for its delivery, returns the return path it used (attempts.mail_from). */
@@ -93,7 +71,7 @@ const dsn = (address: string): string => postfixDsn(address, '5.1.1', `550 5.1.1
 
 describe('reports on any node (one return-path domain, store.shared.url)', () => {
   it("passes a report B's MX took for A's mail on to A, which applies it; the suppression reaches B through the shared lists", async () => {
-    const url = await freshDatabase();
+    const url = await freshDatabase(postgres, 'bounces');
     const a = await node(url, 'node-a');
     const b = await node(url, 'node-b');
     const { returnPath } = await delivered(a, 'gone@example.test');
@@ -111,7 +89,7 @@ describe('reports on any node (one return-path domain, store.shared.url)', () =>
   }, 30_000);
 
   it('refuses an unknown tag and a forged token for its own tag at RCPT; a forged token for a known node reaches that node and is stored there, not applied', async () => {
-    const url = await freshDatabase();
+    const url = await freshDatabase(postgres, 'bounces');
     const a = await node(url, 'node-a');
     const b = await node(url, 'node-b');
     const { returnPath, recipientId } = await delivered(a, 'kept@example.test');
@@ -133,7 +111,7 @@ describe('reports on any node (one return-path domain, store.shared.url)', () =>
   }, 30_000);
 
   it('applies on its own node an untagged (v1) token from before the shared store, and its own tagged token', async () => {
-    const url = await freshDatabase();
+    const url = await freshDatabase(postgres, 'bounces');
     const a = await node(url, 'node-a');
     const first = await delivered(a, 'old@example.test');
     const v1 = returnPathFor({ ...a.relay.verp, nodeTag: null }, first.recipientId);
@@ -146,7 +124,7 @@ describe('reports on any node (one return-path domain, store.shared.url)', () =>
   }, 30_000);
 
   it('refuses a second node name on the same tag, naming both and the fix', async () => {
-    const client = new pg.Client({ connectionString: await freshDatabase() });
+    const client = new pg.Client({ connectionString: await freshDatabase(postgres, 'bounces') });
     await client.connect();
     cleanups.push(() => client.end());
     await migrateShared(client);

@@ -10,7 +10,7 @@ import { startChildRelay } from './support/child-relay.js';
 import { makeTempDir } from './support/temp-dir.js';
 import { startWebhookReceiver } from './support/webhook-receiver.js';
 import { ConfigError, loadConfig } from '../src/config/load.js';
-import { startPostgres, type TestPostgres } from './support/postgres.js';
+import { freshDatabase, startPostgres, type TestPostgres } from './support/postgres.js';
 import { FAST_DELIVERY, startTestRelay, writeTestConfig, type TestRelay } from './support/relay.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -19,7 +19,6 @@ const WITHIN_MS = 1000;
 
 let postgres: TestPostgres;
 let mx: FakeMx;
-let database = 0;
 
 beforeAll(async () => {
   postgres = await startPostgres();
@@ -35,18 +34,6 @@ const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-/** A database of its own for each test, in the one cluster: the tests do not see each other's logs. */
-async function freshDatabase(): Promise<string> {
-  const name = `shared_${process.pid}_${++database}`;
-  const admin = new pg.Client({ connectionString: postgres.url });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(postgres.url);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
 
 const TOKEN = 'shared-lists-test-token-0123456789';
 
@@ -91,7 +78,7 @@ function withLists<T>(relay: TestRelay, use: (lists: SuppressionLists) => T): T 
 
 describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
   it('a hard bounce on node A suppresses the address on node B within a second, and B then drops mail to it unsent', async () => {
-    const url = await freshDatabase();
+    const url = await freshDatabase(postgres, 'shared');
     const a = await node(url, 'node-a');
     const b = await node(url, 'node-b');
     await send(a, 'bad@example.test');
@@ -111,7 +98,7 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
   });
 
   it('a suppression removed on node B sends again from node A, and the allowlist is shared the same way', async () => {
-    const url = await freshDatabase();
+    const url = await freshDatabase(postgres, 'shared');
     const a = await node(url, 'node-a');
     const b = await node(url, 'node-b');
     withLists(a, (lists) => lists.add({ address: 'back@example.test', type: 'complaints', source: 'manual', actor: 'cli' }));
@@ -129,7 +116,7 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
   });
 
   it('ends with the same lists on both nodes when they change the same address at once, in the shared log\'s order', async () => {
-    const url = await freshDatabase();
+    const url = await freshDatabase(postgres, 'shared');
     const a = await node(url, 'node-a');
     const b = await node(url, 'node-b');
     // Both nodes change the same entries without waiting for each other.
@@ -147,7 +134,7 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
   });
 
   it('keeps changes made while PostgreSQL is down in the local outbox, loses none, ships them when it is back, and says so in /metrics', async () => {
-    const url = await freshDatabase();
+    const url = await freshDatabase(postgres, 'shared');
     const a = await node(url, 'node-a', true);
     const b = await node(url, 'node-b');
     // A's first round connects in the background: up once it has.
@@ -172,7 +159,7 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
   }, 30_000);
 
   it('loses no outcome, event or suppression while PostgreSQL is down for 30 s under load, and catches up after', async () => {
-    const url = await freshDatabase();
+    const url = await freshDatabase(postgres, 'shared');
     const a = await node(url, 'node-a');
     const b = await node(url, 'node-b');
     await postgres.stopServer();
@@ -195,7 +182,7 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
   }, 60_000);
 
   it('shares what a node had before it joined, and keeps a change shipped twice (a crash before the outbox row was deleted) once', async () => {
-    const url = await freshDatabase();
+    const url = await freshDatabase(postgres, 'shared');
     // Node A first runs alone, with a suppression of its own.
     const alone = await startTestRelay({});
     withLists(alone, (lists) => lists.add({ address: 'before@example.test', type: 'bounces', source: 'manual', actor: 'cli' }));
@@ -224,7 +211,7 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
   });
 
   it('works between two `rebound start` processes: a bounce on one stops the other, a webhook on both fires once', async () => {
-    const url = await freshDatabase();
+    const url = await freshDatabase(postgres, 'shared');
     const hooks = await startWebhookReceiver();
     cleanups.push(() => hooks.close());
     const dirs = [makeTempDir(), makeTempDir()];
@@ -265,7 +252,7 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
   }, 40_000);
 
   it('shares DKIM keys: a key added on node A signs node B\'s mail, a rotation activated on B moves A, a removal reaches both', async () => {
-    const url = await freshDatabase();
+    const url = await freshDatabase(postgres, 'shared');
     const signing = { dkim: { reloadSeconds: 0.2 } };
     const a = await startTestRelay({ ...signing, store: { shared: { url, nodeName: 'node-a', catchUpSeconds: 0.5 } }, delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } } });
     cleanups.push(() => a.stop());
@@ -304,7 +291,7 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
   });
 
   it('lets one store at a time sync under a node name: a second store with the same name ships and applies nothing', async () => {
-    const url = await freshDatabase();
+    const url = await freshDatabase(postgres, 'shared');
     const a = await node(url, 'twin');
     const b = await node(url, 'twin');
     withLists(a, (lists) => lists.add({ address: 'from-a@example.test', type: 'bounces', source: 'manual', actor: 'cli' }));

@@ -237,3 +237,20 @@ export async function startPostgres(search: PostgresSearch = {}): Promise<TestPo
     },
   };
 }
+
+let databases = 0;
+
+/** A new database in the cluster, for one test: tests sharing a cluster do not see each other's tables. */
+export async function freshDatabase(postgres: TestPostgres, prefix = 'test'): Promise<string> {
+  const name = `${prefix}_${process.pid}_${++databases}`;
+  const admin = new pg.Client({ connectionString: postgres.url });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(postgres.url);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
