@@ -75,7 +75,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
   if (joined > 0) logger.info({ entries: joined }, 'this store joins the shared store: its lists and allowlist are queued to be shared');
   const verp = verpSettings(config, db);
   const unsubscribe: UnsubscribeSettings = unsubscribeSettings(config, verp.domain, verp.secret);
-  const changeSync = shared.url === null ? null : new ChangeSync(db, { url: shared.url, nodeName: sharedNodeName(config), catchUpMs: shared.catchUpSeconds * 1000, nodeTag: nodeTagOf(sharedNodeName(config)) }, logger.child({ stage: 'shared' }));
+  const changeSync = shared.url === null ? null : new ChangeSync(db, { url: shared.url, nodeName: sharedNodeName(config), catchUpMs: shared.catchUpSeconds * 1000, nodeTag: nodeTagOf(sharedNodeName(config)), historyDays: config.store.retention.historyDays }, logger.child({ stage: 'shared' }));
   let inbound: InboundStage | null = null;
   let admin: AdminServer | null = null;
   let threaded: ThreadedDeliveryStage | null = null;

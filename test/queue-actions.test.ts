@@ -227,8 +227,8 @@ describe('delete', () => {
     await deleteRecipients(db, { domain: 'del.test' }, 'cli:ops', { now: NOW });
     await holdRecipients(db, { domain: 'held.test' }, 'cli:ops', { now: NOW });
     const retention = new Retention(db, { bodyDays: 1, historyDays: 30, unmatchedReportDays: 1 });
-    expect(retention.step(new Date(RECEIVED.getTime() + 2 * 86_400_000), 100)).toEqual({ bodiesDropped: 1, messagesDeleted: 0, reportsDeleted: 0 });
-    expect(retention.step(new Date(RECEIVED.getTime() + 31 * 86_400_000), 100)).toEqual({ bodiesDropped: 0, messagesDeleted: 1, reportsDeleted: 0 });
+    expect(retention.step(new Date(RECEIVED.getTime() + 2 * 86_400_000), 100)).toEqual({ bodiesDropped: 1, messagesDeleted: 0, reportsDeleted: 0, otherNodeEventsDeleted: 0 });
+    expect(retention.step(new Date(RECEIVED.getTime() + 31 * 86_400_000), 100)).toEqual({ bodiesDropped: 0, messagesDeleted: 1, reportsDeleted: 0, otherNodeEventsDeleted: 0 });
     expect(statuses(db)).toEqual({ 'wait@held.test': 'held' });
     expect(db.prepare('SELECT length(raw) FROM messages').pluck().get()).toBeGreaterThan(0);
   });

@@ -81,15 +81,15 @@ describe('store.retention', () => {
     const before = snapshot(db);
     expect(before).toMatchObject({ recipients: 4, events: 8, attempts: 3, outbox: 4, reports: 2, suppressions: 1 });
     const retention = new Retention(db, SETTINGS);
-    expect(retention.pending(NOW)).toEqual({ messagesDeleted: 1, reportsDeleted: 1, bodiesDropped: 1 });
+    expect(retention.pending(NOW)).toEqual({ messagesDeleted: 1, reportsDeleted: 1, otherNodeEventsDeleted: 0, bodiesDropped: 1 });
 
     // Steps of one at a time, to go through the loop.
-    let total = { bodiesDropped: 0, messagesDeleted: 0, reportsDeleted: 0 };
+    let total = { bodiesDropped: 0, messagesDeleted: 0, reportsDeleted: 0, otherNodeEventsDeleted: 0 };
     for (let k = 0; k < 10; k++) {
       const step = retention.step(NOW, 1);
-      total = { bodiesDropped: total.bodiesDropped + step.bodiesDropped, messagesDeleted: total.messagesDeleted + step.messagesDeleted, reportsDeleted: total.reportsDeleted + step.reportsDeleted };
+      total = { bodiesDropped: total.bodiesDropped + step.bodiesDropped, messagesDeleted: total.messagesDeleted + step.messagesDeleted, reportsDeleted: total.reportsDeleted + step.reportsDeleted, otherNodeEventsDeleted: total.otherNodeEventsDeleted + step.otherNodeEventsDeleted };
     }
-    expect(total).toEqual({ messagesDeleted: 1, reportsDeleted: 1, bodiesDropped: 1 });
+    expect(total).toEqual({ messagesDeleted: 1, reportsDeleted: 1, otherNodeEventsDeleted: 0, bodiesDropped: 1 });
     expect(snapshot(db)).toEqual({
       messages: [
         { subject: 'old-deferred', hasBody: 1, dropped: 0 },
@@ -105,7 +105,7 @@ describe('store.retention', () => {
       reports: 1,
       suppressions: 1,
     });
-    expect(retention.pending(NOW)).toEqual({ messagesDeleted: 0, reportsDeleted: 0, bodiesDropped: 0 });
+    expect(retention.pending(NOW)).toEqual({ messagesDeleted: 0, reportsDeleted: 0, otherNodeEventsDeleted: 0, bodiesDropped: 0 });
   });
 
   it('does not empty the bodies of messages the history purge deletes anyway, however small the steps', async () => {
@@ -115,10 +115,10 @@ describe('store.retention', () => {
     spool.close();
     db.exec(`UPDATE recipients SET status = 'delivered' WHERE address LIKE 'old-_@example.net'`);
     const retention = new Retention(db, SETTINGS);
-    expect(retention.pending(NOW)).toEqual({ messagesDeleted: 3, reportsDeleted: 1, bodiesDropped: 1 });
-    let total = { bodiesDropped: 0, messagesDeleted: 0, reportsDeleted: 0 };
+    expect(retention.pending(NOW)).toEqual({ messagesDeleted: 3, reportsDeleted: 1, otherNodeEventsDeleted: 0, bodiesDropped: 1 });
+    let total = { bodiesDropped: 0, messagesDeleted: 0, reportsDeleted: 0, otherNodeEventsDeleted: 0 };
     for (let k = 0; k < 10; k++) total = addCounts(total, retention.step(NOW, 1));
-    expect(total).toEqual({ messagesDeleted: 3, reportsDeleted: 1, bodiesDropped: 1 });
+    expect(total).toEqual({ messagesDeleted: 3, reportsDeleted: 1, otherNodeEventsDeleted: 0, bodiesDropped: 1 });
   });
 
   it('deletes inbound reports that changed nothing after unmatchedReportDays, keeping those an event names and those not yet processed', async () => {
@@ -156,7 +156,7 @@ describe('store.retention', () => {
     const before = snapshot(db);
     const retention = new Retention(db, { bodyDays: 0, historyDays: 0, unmatchedReportDays: 0 });
     expect(retention.enabled).toBe(false);
-    expect(await purgeInSteps(retention, NOW)).toEqual({ messagesDeleted: 0, reportsDeleted: 0, bodiesDropped: 0 });
+    expect(await purgeInSteps(retention, NOW)).toEqual({ messagesDeleted: 0, reportsDeleted: 0, otherNodeEventsDeleted: 0, bodiesDropped: 0 });
     expect(snapshot(db)).toEqual(before);
   });
 
@@ -181,7 +181,7 @@ describe('store.retention', () => {
     const run = (args: string[]) => execFileAsync(process.execPath, [CLI, 'purge', '--config', config, ...args], { cwd: PROJECT_ROOT, env: { ...process.env, REBOUND_CONFIG: '' } });
     const before = snapshot(db);
     const dry = await run(['--dry-run', '--json']);
-    expect(JSON.parse(dry.stdout)).toEqual({ dryRun: true, bodyDays: 7, historyDays: 90, unmatchedReportDays: 7, messagesDeleted: 1, reportsDeleted: 1, bodiesDropped: 1 });
+    expect(JSON.parse(dry.stdout)).toEqual({ dryRun: true, bodyDays: 7, historyDays: 90, unmatchedReportDays: 7, messagesDeleted: 1, reportsDeleted: 1, otherNodeEventsDeleted: 0, bodiesDropped: 1 });
     expect(snapshot(db)).toEqual(before);
     const applied = await run([]);
     expect(applied.stdout).toContain('finished messages older than 90 days: 1 were deleted with their history');

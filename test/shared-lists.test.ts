@@ -13,6 +13,7 @@ import { ConfigError, loadConfig } from '../src/config/load.js';
 import { freshDatabase, startPostgres, type TestPostgres } from './support/postgres.js';
 import { FAST_DELIVERY, startTestRelay, writeTestConfig, type TestRelay } from './support/relay.js';
 import { waitFor } from './support/wait-for.js';
+import { bouncesReport, parseBouncesQuery } from '../src/reports/bounces.js';
 
 /** A suppression made on one node must stop mail on every node within a second (issue 14). */
 const WITHIN_MS = 1000;
@@ -37,10 +38,13 @@ afterEach(async () => {
 
 const TOKEN = 'shared-lists-test-token-0123456789';
 
-async function node(url: string, name: string, withAdmin = false): Promise<TestRelay> {
+async function node(url: string, name: string, withAdmin = false, webhookUrl?: string): Promise<TestRelay> {
   const relay = await startTestRelay({
     store: { shared: { url, nodeName: name, catchUpSeconds: 0.5 } },
     ...(withAdmin ? { admin: { enabled: true, port: 0, tokens: [{ name: 'ops', token: TOKEN }] } } : {}),
+    ...(webhookUrl
+      ? { webhooks: { endpoints: [{ url: webhookUrl, events: ['delivered', 'permanent_fail'], secret: 'shared-test-secret-0123456789' }], allowPrivateTargets: true, pollIntervalMs: 50 } }
+      : {}),
     delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } },
   });
   cleanups.push(() => relay.stop());
@@ -158,10 +162,12 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
     await expect(sharedGauges(a)).resolves.toEqual({ up: 1, waiting: 0 });
   }, 30_000);
 
-  it('loses no outcome, event or suppression while PostgreSQL is down for 30 s under load, and catches up after', async () => {
+  it('loses no outcome, event, webhook or suppression while PostgreSQL is down for 30 s under load, and catches up after', async () => {
     const url = await freshDatabase(postgres, 'shared');
-    const a = await node(url, 'node-a');
-    const b = await node(url, 'node-b');
+    const hooks = await startWebhookReceiver();
+    cleanups.push(() => hooks.close());
+    const a = await node(url, 'node-a', false, hooks.url);
+    const b = await node(url, 'node-b', false, hooks.url);
     await postgres.stopServer();
     const stoppedAt = Date.now();
     const addresses = Array.from({ length: 60 }, (_, k) => (k % 3 === 0 ? `bad${k}@example.test` : `ok${k}@example.test`));
@@ -179,6 +185,19 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
     await waitFor('every suppression on B', () => listsOf(b), (rows) => rows.length === 20, 10_000);
     expect(listsOf(b)).toEqual(listsOf(a));
     expect(a.db.prepare('SELECT count(*) FROM shared_outbox').pluck().get()).toBe(0);
+    // Every event of A reached B's copy, and the bounces report reads the same on both.
+    const eventsOfA = a.db.prepare('SELECT count(*) FROM events').pluck().get() as number;
+    await waitFor('A\'s events on B', () => b.db.prepare(`SELECT count(*) FROM other_node_events WHERE node = 'node-a'`).pluck().get(), (n) => n === eventsOfA, 10_000);
+    const now = new Date(Date.now() + 60_000);
+    const report = (relay: TestRelay) => bouncesReport(relay.db, parseBouncesQuery({ since: new Date(stoppedAt - 60_000).toISOString(), until: now.toISOString(), type: 'all' }, now));
+    expect(report(a).reduce((sum, row) => sum + row.amount, 0)).toBe(20);
+    expect(report(b)).toEqual(report(a));
+    // One webhook per outcome, from A alone, none lost and none twice (webhooks never wait on PostgreSQL).
+    await waitFor('60 webhooks', () => hooks.received.length, (n) => n >= 60, 10_000);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const ids = hooks.received.map((hook) => hook.body['event-data'].id as string);
+    expect(ids).toHaveLength(60);
+    expect(new Set(ids).size).toBe(60);
   }, 60_000);
 
   it('shares what a node had before it joined, and keeps a change shipped twice (a crash before the outbox row was deleted) once', async () => {

@@ -23,7 +23,7 @@ export interface MetricsHooks {
   /** The delivery resolver's health; without it (delivery off), no DNS gauge and /healthz does not ask. */
   dnsResolver?: () => DnsResolverStatus;
   /** The shared store (store.shared.url); without it (not shared), no shared-store gauges. */
-  sharedStore?: () => { reachable: boolean; waiting: number };
+  sharedStore?: () => { reachable: boolean; waiting: number; eventsWaiting: number };
 }
 
 /** Seconds from acceptance to delivery: from a local hop in milliseconds to a retry a day later. */
@@ -181,6 +181,14 @@ export class StoreMetrics {
         registers,
         collect() {
           this.set(sharedStore().waiting);
+        },
+      });
+      new Gauge({
+        name: 'rebound_shared_events_waiting',
+        help: 'Events of this node not yet in the shared store (the other nodes\' reports and overviews do not count them yet)',
+        registers,
+        collect() {
+          this.set(sharedStore().eventsWaiting);
         },
       });
     }

@@ -157,6 +157,7 @@ export function registerRelayCommands(program: Command): void {
         console.log(`finished messages ${keep(historyDays)}: ${counts.messagesDeleted} ${verb} deleted with their history`);
         console.log(`inbound reports that no kept event names, ${keep(historyDays)} (or, having changed nothing, ${keep(unmatchedReportDays)}): ${counts.reportsDeleted} ${verb} deleted`);
         console.log(`bodies of finished messages ${keep(bodyDays)}: ${counts.bodiesDropped} ${verb} dropped`);
+        if (counts.otherNodeEventsDeleted > 0) console.log(`other nodes' events ${keep(historyDays)}: ${counts.otherNodeEventsDeleted} ${verb} deleted from this node's copy`);
       } finally {
         db.close();
       }

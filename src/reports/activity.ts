@@ -37,7 +37,8 @@ const HOUR_MS = 60 * 60 * 1000;
 
 /**
  * The overview's figures, read through the events' indexes on their time (events_by_at, and
- * events_failures_by_at for the failures): only the period's rows are read.
+ * events_failures_by_at for the failures): only the period's rows are read. With a shared
+ * store they count every node's mail.
  */
 export class Activity {
   private readonly counts: Statement;
@@ -45,21 +46,44 @@ export class Activity {
   private readonly topDomains: Statement;
 
   constructor(db: Database) {
+    // Every node's mail: this node's events, and the other nodes' copies when the store is shared
+    // (other_node_events, src/shared/event-sync.ts; empty otherwise).
     this.counts = db.prepare(`
-      SELECT event, coalesce(reason, '') AS reason, count(*) AS n
-        FROM events WHERE at >= @since
-          AND event IN ('accepted', 'delivered', 'temporary_fail', 'permanent_fail')
-       GROUP BY event, coalesce(reason, '')`);
+      SELECT event, reason, sum(n) AS n FROM (
+        SELECT event, coalesce(reason, '') AS reason, count(*) AS n
+          FROM events WHERE at >= @since
+            AND event IN ('accepted', 'delivered', 'temporary_fail', 'permanent_fail')
+         GROUP BY event, coalesce(reason, '')
+        UNION ALL
+        SELECT event, coalesce(reason, '') AS reason, count(*) AS n
+          FROM other_node_events WHERE at >= @since
+            AND event IN ('accepted', 'delivered', 'temporary_fail', 'permanent_fail')
+         GROUP BY event, coalesce(reason, ''))
+       GROUP BY event, reason`);
     this.hourly = db.prepare(`
-      SELECT substr(at, 1, 13) AS hour, coalesce(category, '${UNCLASSIFIED}') AS category, count(*) AS n
-        FROM events
-       WHERE event = 'permanent_fail' AND at >= @since AND coalesce(reason, '') <> 'suppressed'
+      SELECT hour, category, sum(n) AS n FROM (
+        SELECT substr(at, 1, 13) AS hour, coalesce(category, '${UNCLASSIFIED}') AS category, count(*) AS n
+          FROM events
+         WHERE event = 'permanent_fail' AND at >= @since AND coalesce(reason, '') <> 'suppressed'
+         GROUP BY hour, category
+        UNION ALL
+        SELECT substr(at, 1, 13) AS hour, coalesce(category, '${UNCLASSIFIED}') AS category, count(*) AS n
+          FROM other_node_events
+         WHERE event = 'permanent_fail' AND at >= @since AND coalesce(reason, '') <> 'suppressed'
+         GROUP BY hour, category)
        GROUP BY hour, category`);
     this.topDomains = db.prepare(`
-      SELECT r.domain, count(*) AS bounces
-        FROM events e JOIN recipients r ON r.id = e.recipient_id
-       WHERE e.event = 'permanent_fail' AND e.at >= @since AND coalesce(e.reason, '') <> 'suppressed'
-       GROUP BY r.domain ORDER BY bounces DESC, r.domain LIMIT @limit`);
+      SELECT domain, sum(bounces) AS bounces FROM (
+        SELECT r.domain, count(*) AS bounces
+          FROM events e JOIN recipients r ON r.id = e.recipient_id
+         WHERE e.event = 'permanent_fail' AND e.at >= @since AND coalesce(e.reason, '') <> 'suppressed'
+         GROUP BY r.domain
+        UNION ALL
+        SELECT domain, count(*) AS bounces
+          FROM other_node_events
+         WHERE event = 'permanent_fail' AND at >= @since AND coalesce(reason, '') <> 'suppressed' AND domain IS NOT NULL
+         GROUP BY domain)
+       GROUP BY domain ORDER BY bounces DESC, domain LIMIT @limit`);
   }
 
   /** Counts of events at or after `since`. */

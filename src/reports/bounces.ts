@@ -7,7 +7,7 @@ import { MAX_TAG_LENGTH, tagKey, tagProblem } from '../store/message-tags.js';
  * the sending IP, the recipient domain, the category or the tag; one row per group and bounce
  * text, with the number of bounces. Grouped by tag, a bounce of a message with two tags counts in
  * both tags' rows (one without tags under "(none)"), so the rows' sum can exceed the bounces.
- * Read from the `v_bounces` view (migration 4, message_id added in 12): one row per
+ * Read from the `v_bounces` view (migration 4, message_id added in 12, other nodes' bounces in 17): one row per
  * `permanent_fail` or `temporary_fail` event, suppressed drops left out; its reason tells a block
  * (hard, about the sender or the message, not suppressed) from a bounce. A recipient tried three
  * times before it expired counts three bounces (two deferrals and the expiry), as the seeds count.
@@ -175,7 +175,8 @@ const GROUP_COLUMNS: Record<GroupBy, string> = {
   ip: 'local_ip',
   'recipient-domain': 'recipient_domain',
   category: 'category',
-  tag: 't.tag',
+  // A message of this node has its tags in message_tags; another node's bounce carries them (other_tags).
+  tag: 'coalesce(t.tag, ot.value)',
 };
 
 interface RawRow {
@@ -202,9 +203,12 @@ export function bouncesSql(groupBy: GroupBy, withCampaign: boolean, withType: bo
            count(*) AS amount,
            min(at) AS first_at,
            max(at) AS last_at
-      FROM v_bounces b${groupBy === 'tag' ? '\n      LEFT JOIN message_tags t ON t.message_id = b.message_id' : ''}
+      FROM v_bounces b${groupBy === 'tag' ? '\n      LEFT JOIN message_tags t ON t.message_id = b.message_id\n      LEFT JOIN json_each(b.other_tags) ot' : ''}
      WHERE at >= @since AND at < @until${withCampaign ? '\n       AND campaign_id = @campaign' : ''}${withType ? '\n       AND bounce_type = @type' : ''}${
-       withTag ? '\n       AND b.message_id IN (SELECT message_id FROM message_tags WHERE tag = @tag)' : ''
+       withTag
+         ? '\n       AND (b.message_id IN (SELECT message_id FROM message_tags WHERE tag = @tag)' +
+           '\n            OR (b.other_tags IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(b.other_tags) WHERE value = @tag)))'
+         : ''
      }
      GROUP BY 1, 2, 3, 4, 5
      ORDER BY amount DESC, grp, bounce_text, category, reason`;

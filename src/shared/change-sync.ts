@@ -11,6 +11,7 @@ import { SuppressionLists } from '../suppressions/lists.js';
 import { CHANGES_CHANNEL, claimNodeName, LOCKS, migrateShared } from './postgres-schema.js';
 import { redactUrl } from '../redact-url.js';
 import { ForwardedReports, refreshKnownNodes, type ForwardedReportReceiver } from './forwarded-reports.js';
+import { EventSync } from './event-sync.js';
 
 /** What travels through the shared log: list changes and DKIM key sets. */
 type SharedChange = ListChange | DkimKeysChange;
@@ -21,6 +22,8 @@ export interface SharedStoreStatus {
   reachable: boolean;
   /** List changes made here and not yet in the shared log. */
   waiting: number;
+  /** Events made here and not yet in the shared store. */
+  eventsWaiting: number;
   /** Since when it has been unreachable, or null. */
   downSince: string | null;
 }
@@ -33,6 +36,8 @@ export interface ChangeSyncSettings {
   catchUpMs: number;
   /** This node's tag in its return-path tokens (src/bounces/verp.ts nodeTagOf). */
   nodeTag: string;
+  /** store.retention.historyDays: this node's events leave the shared store after it (0: never). */
+  historyDays: number;
 }
 
 /** How often the local outbox is looked at: a suppression made here reaches the others within about this. */
@@ -84,10 +89,11 @@ export class ChangeSync {
   /** This store's random id, so another store cannot sync under this node's name. */
   private readonly storeId: string;
   private readonly forwarded: ForwardedReports;
+  private readonly events: EventSync;
   /** Where reports forwarded to this node go (the inbound stage); null: they wait in the shared store. */
   private receiver: ForwardedReportReceiver | null = null;
   /** Changes shipped from here and applied here since the start; reports forwarded from and to here. */
-  readonly stats = { shipped: 0, applied: 0, forwardedOut: 0, forwardedIn: 0 };
+  readonly stats = { shipped: 0, applied: 0, forwardedOut: 0, forwardedIn: 0, eventsShipped: 0, eventsCopied: 0 };
 
   constructor(
     private readonly db: Database,
@@ -98,6 +104,7 @@ export class ChangeSync {
     this.keys = new DkimKeyStore(db);
     this.storeId = storedSecret(db, 'shared.storeId', null);
     this.forwarded = new ForwardedReports(db, settings.nodeName);
+    this.events = new EventSync(db, settings.nodeName, settings.historyDays);
     this.firstWaiting = db.prepare('SELECT id FROM shared_outbox ORDER BY id LIMIT 1').pluck();
     this.outboxSize = db.prepare('SELECT count(*) FROM shared_outbox').pluck();
     this.waiting = db.prepare('SELECT id, uid, at, change FROM shared_outbox ORDER BY id LIMIT ?');
@@ -120,13 +127,18 @@ export class ChangeSync {
 
   /** For /metrics: whether the last round reached the shared store, and the changes waiting here. */
   status(): SharedStoreStatus {
-    return { reachable: this.downSince === null && this.client !== null, waiting: this.outboxSize.get() as number, downSince: this.downSince };
+    return {
+      reachable: this.downSince === null && this.client !== null,
+      waiting: this.outboxSize.get() as number,
+      eventsWaiting: this.events.waitingCount(),
+      downSince: this.downSince,
+    };
   }
 
   /** Starts the timers and a first round; a shared store that is down now is retried, not fatal. */
   start(): void {
     const ship = setInterval(() => {
-      if (this.firstWaiting.get() !== undefined || this.forwarded.waitingCount() > 0) this.round();
+      if (this.firstWaiting.get() !== undefined || this.forwarded.waitingCount() > 0 || this.events.waitingCount() > 0) this.round();
     }, SHIP_INTERVAL_MS);
     const catchUp = setInterval(() => this.round(), this.settings.catchUpMs);
     ship.unref();
@@ -169,6 +181,13 @@ export class ChangeSync {
         await this.pull(client);
         this.stats.forwardedOut += await this.forwarded.ship(client, CHANGES_CHANNEL);
         if (this.receiver) this.stats.forwardedIn += await this.forwarded.pull(client, this.receiver);
+        // Events after the list changes: a large backlog of events never holds a suppression back.
+        const shipped = await this.events.ship(client);
+        const copied = await this.events.pull(client);
+        await this.events.purge(client);
+        this.stats.eventsShipped += shipped.shipped;
+        this.stats.eventsCopied += copied.copied;
+        if (shipped.more || copied.more) this.again = true;
       } while (this.again && !this.stopped);
       if (this.downSince) {
         this.log.info({ since: this.downSince, shared: redactUrl(this.settings.url) }, 'the shared store is reachable again; queued list changes shipped');

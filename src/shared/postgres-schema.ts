@@ -43,6 +43,20 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX rebound_forwarded_reports_to_node ON rebound_forwarded_reports (to_node, id);
   `,
+  `
+  -- Every node's events, each with what the reads need of its message and recipient
+  -- (src/shared/event-sync.ts EventCopy), so the bounces report and the panel read the same on
+  -- every node. Appended in one order (version) under an advisory lock, as rebound_changes; each
+  -- node copies the others' into other_node_events and deletes its own after the history horizon.
+  CREATE TABLE rebound_events (
+    version bigserial PRIMARY KEY,
+    uid     text NOT NULL UNIQUE,          -- node/local id/time: an event shipped twice is kept once
+    node    text NOT NULL,
+    at      text NOT NULL,                 -- ISO 8601 UTC, as the stores keep it
+    event   jsonb NOT NULL
+  );
+  CREATE INDEX rebound_events_by_node_at ON rebound_events (node, at);
+  `,
 ];
 
 /** Keys of the advisory locks the nodes take (pg_advisory_xact_lock). */
@@ -55,6 +69,8 @@ export const LOCKS = {
    * smaller one.
    */
   appendChanges: 7_264_002,
+  /** The same for rebound_events. */
+  appendEvents: 7_264_003,
 } as const;
 
 /** A node name unseen this long may be taken by another store (a node rebuilt with a new disk). */

@@ -449,6 +449,61 @@ export const MIGRATIONS: readonly string[] = [
     raw         BLOB NOT NULL
   );
   `,
+  `
+  -- The other nodes' events (store.shared.url): a read cache of rebound_events, filled by
+  -- src/shared/event-sync.ts, so the bounces report and the panel's overview count every node's
+  -- mail. Each row carries what the reads need of its message and recipient, which stay in the
+  -- other node's store. This node's own events stay in events only.
+  CREATE TABLE other_node_events (
+    version           INTEGER PRIMARY KEY,   -- rebound_events.version
+    node              TEXT NOT NULL,         -- store.shared.nodeName of the node it happened on
+    at                TEXT NOT NULL,
+    event             TEXT NOT NULL,
+    source            TEXT,
+    reason            TEXT,
+    severity          TEXT,
+    bounce_type       TEXT,
+    category          TEXT,
+    code              INTEGER,
+    enhanced_code     TEXT,
+    detail            TEXT,
+    local_ip          TEXT,
+    mx_host           TEXT,
+    actor             TEXT,
+    address           TEXT,
+    domain            TEXT,
+    queue_id          TEXT NOT NULL,
+    mail_from         TEXT NOT NULL,
+    from_domain       TEXT,
+    campaign_id       TEXT,
+    subject           TEXT,
+    message_id_header TEXT,
+    tags              TEXT NOT NULL          -- JSON array of the message's tags
+  );
+  CREATE INDEX other_node_events_by_at ON other_node_events (at);
+  CREATE INDEX other_node_events_failures_by_at ON other_node_events (at) WHERE event IN ('permanent_fail', 'temporary_fail');
+  CREATE INDEX other_node_events_by_address ON other_node_events (address);
+
+  -- Every node's bounces: other_node_events joins the view (their message_id is NULL, their tags
+  -- in other_tags; node is NULL for this node's own). Appended columns: older positions hold.
+  DROP VIEW v_bounces;
+  CREATE VIEW v_bounces AS
+  SELECT e.at, e.source, e.severity, e.bounce_type, e.category, e.code, e.enhanced_code, e.detail AS text,
+         e.local_ip, e.mx_host, r.address, r.domain AS recipient_domain, m.queue_id, m.from_domain,
+         m.campaign_id, m.subject, e.reason, m.id AS message_id, NULL AS node, NULL AS other_tags
+    FROM events e
+    JOIN recipients r ON r.id = e.recipient_id
+    JOIN messages m ON m.id = e.message_id
+   WHERE e.event IN ('permanent_fail', 'temporary_fail') AND coalesce(e.reason, '') <> 'suppressed'
+     AND coalesce(e.source, '') <> 'operator'
+  UNION ALL
+  SELECT o.at, o.source, o.severity, o.bounce_type, o.category, o.code, o.enhanced_code, o.detail,
+         o.local_ip, o.mx_host, o.address, o.domain, o.queue_id, o.from_domain,
+         o.campaign_id, o.subject, o.reason, NULL, o.node, o.tags
+    FROM other_node_events o
+   WHERE o.event IN ('permanent_fail', 'temporary_fail') AND coalesce(o.reason, '') <> 'suppressed'
+     AND coalesce(o.source, '') <> 'operator' AND o.address IS NOT NULL;
+  `,
 ];
 
 export class SchemaTooNewError extends OperatorError {

@@ -20,9 +20,13 @@ export interface PurgeCounts {
   messagesDeleted: number;
   /** Inbound reports deleted: old, and named by no event that is kept. */
   reportsDeleted: number;
+  /** Other nodes' events (store.shared.url) older than historyDays, deleted from this node's copy. */
+  otherNodeEventsDeleted: number;
 }
 
 const DAY_MS = 86_400_000;
+
+const NOTHING: Readonly<PurgeCounts> = { bodiesDropped: 0, messagesDeleted: 0, reportsDeleted: 0, otherNodeEventsDeleted: 0 };
 
 /** A message is finished when none of its recipients can still be sent: held mail can, once released. */
 const FINISHED = `NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.status IN ('queued', 'sending', 'deferred', 'held'))`;
@@ -63,6 +67,8 @@ export class Retention {
   private readonly countBodies: Statement;
   private readonly countMessages: Statement;
   private readonly countReports: Statement;
+  private readonly deleteOtherNodeEvents: Statement;
+  private readonly countOtherNodeEvents: Statement;
 
   constructor(
     private readonly db: Database,
@@ -91,6 +97,10 @@ export class Retention {
               AND NOT EXISTS (SELECT 1 FROM events e JOIN messages m ON m.id = e.message_id
                                WHERE e.report_id = ir.id AND NOT (m.received_at < @cutoff AND ${FINISHED})))
           OR (ir.received_at < @unmatched AND ${PROCESSED_REPORT} AND NOT EXISTS (SELECT 1 FROM events e WHERE e.report_id = ir.id))`);
+    // The other nodes' events follow the same horizon, by the event's time: their messages are in those nodes' stores.
+    this.deleteOtherNodeEvents = db.prepare(`
+      DELETE FROM other_node_events WHERE version IN (SELECT version FROM other_node_events WHERE at < @cutoff ORDER BY at LIMIT @limit)`);
+    this.countOtherNodeEvents = db.prepare('SELECT count(*) AS n FROM other_node_events WHERE at < @cutoff');
   }
 
   get enabled(): boolean {
@@ -100,10 +110,11 @@ export class Retention {
   /** One bounded step: up to `limit` of each kind, in one transaction. All zero means done. */
   step(now: Date, limit: number): PurgeCounts {
     return writeTransaction(this.db, (): PurgeCounts => {
-      const counts: PurgeCounts = { bodiesDropped: 0, messagesDeleted: 0, reportsDeleted: 0 };
+      const counts: PurgeCounts = { ...NOTHING };
       const at = now.toISOString();
       if (this.settings.historyDays > 0) {
         counts.messagesDeleted = this.deleteMessages.run({ cutoff: cutoff(now, this.settings.historyDays), limit }).changes;
+        counts.otherNodeEventsDeleted = this.deleteOtherNodeEvents.run({ cutoff: cutoff(now, this.settings.historyDays), limit }).changes;
       }
       if (this.settings.historyDays > 0 || this.settings.unmatchedReportDays > 0) {
         counts.reportsDeleted = this.deleteReports.run({ cutoff: cutoffOrNever(now, this.settings.historyDays), unmatched: cutoffOrNever(now, this.settings.unmatchedReportDays), limit }).changes;
@@ -122,9 +133,10 @@ export class Retention {
 
   /** What a purge at `now` would do, without doing it. */
   pending(now: Date): PurgeCounts {
-    const counts: PurgeCounts = { bodiesDropped: 0, messagesDeleted: 0, reportsDeleted: 0 };
+    const counts: PurgeCounts = { ...NOTHING };
     if (this.settings.historyDays > 0) {
       counts.messagesDeleted = (this.countMessages.get({ cutoff: cutoff(now, this.settings.historyDays) }) as { n: number }).n;
+      counts.otherNodeEventsDeleted = (this.countOtherNodeEvents.get({ cutoff: cutoff(now, this.settings.historyDays) }) as { n: number }).n;
     }
     if (this.settings.historyDays > 0 || this.settings.unmatchedReportDays > 0) {
       counts.reportsDeleted = (this.countReports.get({ cutoff: cutoffOrNever(now, this.settings.historyDays), unmatched: cutoffOrNever(now, this.settings.unmatchedReportDays) }) as { n: number }).n;
@@ -142,11 +154,12 @@ export function addCounts(total: PurgeCounts, step: PurgeCounts): PurgeCounts {
     bodiesDropped: total.bodiesDropped + step.bodiesDropped,
     messagesDeleted: total.messagesDeleted + step.messagesDeleted,
     reportsDeleted: total.reportsDeleted + step.reportsDeleted,
+    otherNodeEventsDeleted: total.otherNodeEventsDeleted + step.otherNodeEventsDeleted,
   };
 }
 
 export function isNothing(counts: PurgeCounts): boolean {
-  return counts.bodiesDropped === 0 && counts.messagesDeleted === 0 && counts.reportsDeleted === 0;
+  return counts.bodiesDropped === 0 && counts.messagesDeleted === 0 && counts.reportsDeleted === 0 && counts.otherNodeEventsDeleted === 0;
 }
 
 /** Messages per step: each step is one short transaction, and the event loop runs between steps. */
@@ -154,7 +167,7 @@ export const PURGE_STEP = 500;
 
 /** Runs steps until nothing is left, handing control back to the event loop between them. */
 export async function purgeInSteps(retention: Retention, now: Date, onStep: (total: PurgeCounts) => void = () => undefined): Promise<PurgeCounts> {
-  let total: PurgeCounts = { bodiesDropped: 0, messagesDeleted: 0, reportsDeleted: 0 };
+  let total: PurgeCounts = { ...NOTHING };
   for (;;) {
     const step = retention.step(now, PURGE_STEP);
     if (isNothing(step)) return total;

@@ -1,0 +1,178 @@
+import nodemailer from 'nodemailer';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { openStore, type Database } from '../src/store/database.js';
+import { bouncesReport, parseBouncesQuery } from '../src/reports/bounces.js';
+import { Activity } from '../src/reports/activity.js';
+import { Retention } from '../src/store/retention.js';
+import { EventSync } from '../src/shared/event-sync.js';
+import { migrateShared } from '../src/shared/postgres-schema.js';
+import { startFakeMx, type FakeMx } from './support/fake-mx.js';
+import { freshDatabase, startPostgres, type TestPostgres } from './support/postgres.js';
+import { FAST_DELIVERY, startTestRelay, type TestRelay } from './support/relay.js';
+import { makeTempDir } from './support/temp-dir.js';
+import { waitFor } from './support/wait-for.js';
+
+let postgres: TestPostgres;
+let mx: FakeMx;
+
+beforeAll(async () => {
+  postgres = await startPostgres();
+  // bad…@ is refused for good, slow…@ for now; everyone else is delivered.
+  mx = await startFakeMx({
+    rcpt: (address) =>
+      address.startsWith('bad') ? { code: 550, text: '5.1.1 no such user here' } : address.startsWith('slow') ? { code: 451, text: '4.3.0 try again later' } : null,
+  });
+}, 60_000);
+afterAll(async () => {
+  await mx?.close();
+  await postgres?.stop();
+});
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function node(url: string, name: string): Promise<TestRelay> {
+  const relay = await startTestRelay({
+    store: { shared: { url, nodeName: name, catchUpSeconds: 0.5 } },
+    delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } },
+  });
+  cleanups.push(() => relay.stop());
+  return relay;
+}
+
+async function send(relay: TestRelay, to: string, tag?: string): Promise<void> {
+  await nodemailer.createTransport({ host: '127.0.0.1', port: relay.port, ignoreTLS: true }).sendMail({
+    from: 'app@shop.example',
+    to,
+    subject: 'shared events',
+    text: 'Hello.\r\n',
+    ...(tag ? { headers: { 'X-Mailgun-Tag': tag } } : {}),
+  });
+}
+
+function count(db: Database, sql: string): number {
+  return db.prepare(sql).pluck().get() as number;
+}
+
+const SINCE = new Date(Date.now() - 3_600_000).toISOString();
+
+/** Everything the bounces report and the overview show, as read from one node's store. */
+function reads(db: Database): unknown {
+  const now = new Date(Date.now() + 60_000);
+  const report = (groupBy: string, extra: Record<string, string> = {}) => bouncesReport(db, parseBouncesQuery({ since: SINCE, until: now.toISOString(), groupBy, type: 'all', ...extra }, now));
+  const activity = new Activity(db);
+  return {
+    byDomain: report('recipient-domain'),
+    byTag: report('tag'),
+    oneTag: report('category', { tag: 'spring' }),
+    counts: activity.countsSince(new Date(SINCE)),
+    hourly: activity.bouncesPerHour(now, 2).byCategory,
+    top: activity.topBouncingDomains(new Date(SINCE), 5),
+  };
+}
+
+describe('shared events (store.shared.url): every node reads every node\'s mail', () => {
+  it('gives the same bounces report and overview on both nodes, tags included, each event counted once', async () => {
+    const url = await freshDatabase(postgres, 'events');
+    const a = await node(url, 'node-a');
+    const b = await node(url, 'node-b');
+    await send(a, 'bad1@example.test', 'spring');
+    await send(a, 'ok1@example.test', 'spring');
+    await send(a, 'slow1@example.test');
+    await send(b, 'bad2@example.test', 'autumn');
+    await send(b, 'ok2@example.test');
+    const outcomes = (n: TestRelay): number => count(n.db, `SELECT count(*) FROM events WHERE event IN ('delivered', 'permanent_fail', 'temporary_fail')`);
+    await waitFor('outcomes on A', () => outcomes(a), (n) => n >= 3, 5000);
+    await waitFor('outcomes on B', () => outcomes(b), (n) => n >= 2, 5000);
+    // Each node's events reach the other (and only the other).
+    await waitFor('A\'s events on B', () => count(b.db, `SELECT count(*) FROM other_node_events WHERE node = 'node-a'`), (n) => n === count(a.db, 'SELECT count(*) FROM events'), 5000);
+    await waitFor('B\'s events on A', () => count(a.db, `SELECT count(*) FROM other_node_events WHERE node = 'node-b'`), (n) => n === count(b.db, 'SELECT count(*) FROM events'), 5000);
+    expect(count(a.db, `SELECT count(*) FROM other_node_events WHERE node = 'node-a'`)).toBe(0);
+
+    const onA = reads(a.db);
+    expect(onA).toEqual(reads(b.db));
+    // And they are every node's figures, not one node's.
+    const byDomain = (onA as { byDomain: Array<{ amount: number; reason: string }> }).byDomain;
+    expect(byDomain.filter((row) => row.reason === 'bounced').reduce((sum, row) => sum + row.amount, 0)).toBe(2);
+    expect(byDomain.some((row) => row.reason === 'deferred')).toBe(true);
+    const counts = (onA as { counts: { accepted: number; delivered: number; bounced: number } }).counts;
+    expect(counts).toMatchObject({ accepted: 5, delivered: 2, bounced: 2 });
+    const byTag = (onA as { byTag: Array<{ group: string; amount: number }> }).byTag;
+    expect(byTag.filter((row) => row.group === 'spring').reduce((sum, row) => sum + row.amount, 0)).toBe(1);
+    expect(byTag.filter((row) => row.group === 'autumn').reduce((sum, row) => sum + row.amount, 0)).toBe(1);
+    expect((onA as { oneTag: Array<{ amount: number }> }).oneTag.reduce((sum, row) => sum + row.amount, 0)).toBe(1);
+  }, 30_000);
+
+  it('keeps an event shipped twice (a crash before the cursor was saved) once, and ships again events whose ids restarted', async () => {
+    const url = await freshDatabase(postgres, 'events');
+    const dir = makeTempDir();
+    cleanups.push(() => dir.remove());
+    const a = await node(url, 'node-a');
+    await send(a, 'ok3@example.test');
+    await waitFor('delivered on A', () => count(a.db, `SELECT count(*) FROM events WHERE event = 'delivered'`), (n) => n === 1, 5000);
+    await waitFor('shipped', () => Number(a.db.prepare(`SELECT value FROM settings WHERE key = 'shared.events.shipped'`).pluck().get() ?? 0), (n) => n === count(a.db, 'SELECT max(id) FROM events'), 5000);
+    await a.stopRelay();
+
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    cleanups.push(() => client.end());
+    const shared = async (): Promise<number> => Number((await client.query<{ n: string }>('SELECT count(*) AS n FROM rebound_events')).rows[0]?.n);
+    expect(await shared()).toBe(2);
+
+    const db = openStore(a.config.store.path);
+    cleanups.push(() => void db.close());
+    const sync = new EventSync(db, 'node-a', 30);
+    // The cursor lost: everything is shipped again and kept once.
+    db.prepare(`DELETE FROM settings WHERE key = 'shared.events.shipped'`).run();
+    expect(await sync.ship(client)).toEqual({ shipped: 2, more: false });
+    expect(await shared()).toBe(2);
+    // The events table emptied (retention) and its ids started again from 1: the new ones are not
+    // mistaken for ones already shipped.
+    const message = db.prepare('SELECT id FROM messages LIMIT 1').pluck().get() as number;
+    db.prepare('DELETE FROM events').run();
+    db.prepare(`INSERT INTO events (at, event, message_id, recipient_id) VALUES (?, 'accepted', ?, NULL)`).run(new Date().toISOString(), message);
+    expect(sync.waitingCount()).toBe(1);
+    expect(await sync.ship(client)).toEqual({ shipped: 1, more: false });
+    expect(await shared()).toBe(3);
+    expect(sync.waitingCount()).toBe(0);
+  }, 30_000);
+
+  it('purges a node\'s own events from PostgreSQL and the other nodes\' copies after historyDays, and nothing sooner', async () => {
+    const url = await freshDatabase(postgres, 'events');
+    const dirs = [makeTempDir(), makeTempDir()];
+    for (const dir of dirs) cleanups.push(() => dir.remove());
+    const [storeA, storeB] = dirs.map((dir) => openStore(`${dir.dir}/rebound.sqlite`)) as [Database, Database];
+    cleanups.push(() => void storeA.close(), () => void storeB.close());
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    cleanups.push(() => client.end());
+    await migrateShared(client);
+
+    // Two events on A: one 40 days old, one now.
+    const old = new Date(Date.now() - 40 * 86_400_000).toISOString();
+    storeA.prepare(`INSERT INTO messages (queue_id, received_at, mail_from, client_ip, protocol, size, received_header, raw) VALUES ('Q1', ?, 'app@shop.example', '127.0.0.1', 'ESMTP', 1, '', X'')`).run(old);
+    const insert = storeA.prepare(`INSERT INTO events (at, event, message_id, recipient_id, detail) VALUES (?, 'permanent_fail', 1, NULL, 'x')`);
+    insert.run(old);
+    insert.run(new Date().toISOString());
+    const a = new EventSync(storeA, 'node-a', 30);
+    const b = new EventSync(storeB, 'node-b', 30);
+    expect((await a.ship(client)).shipped).toBe(2);
+    expect((await b.pull(client)).copied).toBe(2);
+    expect(count(storeB, 'SELECT count(*) FROM other_node_events')).toBe(2);
+
+    expect(await b.purge(client)).toBe(0);
+    expect(await a.purge(client)).toBe(1);
+    // At most once an hour.
+    expect(await a.purge(client)).toBe(0);
+    expect(Number((await client.query<{ n: string }>('SELECT count(*) AS n FROM rebound_events')).rows[0]?.n)).toBe(1);
+
+    const retention = new Retention(storeB, { bodyDays: 0, historyDays: 30, unmatchedReportDays: 0 });
+    expect(retention.pending(new Date()).otherNodeEventsDeleted).toBe(1);
+    expect(retention.step(new Date(), 100).otherNodeEventsDeleted).toBe(1);
+    expect(count(storeB, 'SELECT count(*) FROM other_node_events')).toBe(1);
+    expect(new Retention(storeB, { bodyDays: 0, historyDays: 0, unmatchedReportDays: 0 }).step(new Date(), 100).otherNodeEventsDeleted).toBe(0);
+  }, 30_000);
+});
