@@ -12,6 +12,7 @@ import { freshDatabase, startPostgres, type TestPostgres } from './support/postg
 import { FAST_DELIVERY, startTestRelay, type TestRelay } from './support/relay.js';
 import { makeTempDir } from './support/temp-dir.js';
 import { waitFor } from './support/wait-for.js';
+import { ADMIN_TOKEN, PANEL_TOKENS, panelBrowser, screenshot, signIn } from './support/panel-browser.js';
 
 let postgres: TestPostgres;
 let mx: FakeMx;
@@ -34,23 +35,28 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function node(url: string, name: string): Promise<TestRelay> {
+const browser = panelBrowser();
+
+async function node(url: string, name: string, withAdmin = false): Promise<TestRelay> {
   const relay = await startTestRelay({
     store: { shared: { url, nodeName: name, catchUpSeconds: 0.5 } },
+    ...(withAdmin ? { admin: { enabled: true, port: 0, tokens: PANEL_TOKENS } } : {}),
     delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } },
   });
   cleanups.push(() => relay.stop());
   return relay;
 }
 
-async function send(relay: TestRelay, to: string, tag?: string): Promise<void> {
-  await nodemailer.createTransport({ host: '127.0.0.1', port: relay.port, ignoreTLS: true }).sendMail({
+async function send(relay: TestRelay, to: string, tag?: string): Promise<string> {
+  const info = await nodemailer.createTransport({ host: '127.0.0.1', port: relay.port, ignoreTLS: true }).sendMail({
     from: 'app@shop.example',
     to,
     subject: 'shared events',
     text: 'Hello.\r\n',
     ...(tag ? { headers: { 'X-Mailgun-Tag': tag } } : {}),
   });
+  // "250 2.0.0 Ok: queued as <queue id>"
+  return info.response.split(' ').pop() as string;
 }
 
 function count(db: Database, sql: string): number {
@@ -174,5 +180,40 @@ describe('shared events (store.shared.url): every node reads every node\'s mail'
     expect(retention.step(new Date(), 100).otherNodeEventsDeleted).toBe(1);
     expect(count(storeB, 'SELECT count(*) FROM other_node_events')).toBe(1);
     expect(new Retention(storeB, { bodyDays: 0, historyDays: 0, unmatchedReportDays: 0 }).step(new Date(), 100).otherNodeEventsDeleted).toBe(0);
+  }, 30_000);
+
+  it('answers "what happened to mail for x@y" on every node: /v1/events and the history page show the other nodes\' events', async () => {
+    const url = await freshDatabase(postgres, 'events');
+    const a = await node(url, 'node-a');
+    const b = await node(url, 'node-b', true);
+    const queueId = await send(a, 'bad7@example.test');
+    await waitFor('the bounce on B\'s copy', () => count(b.db, `SELECT count(*) FROM other_node_events WHERE event = 'permanent_fail'`), (n) => n === 1, 5000);
+    const base = `http://127.0.0.1:${b.relay.admin?.port}`;
+    const api = async (path: string): Promise<{ status: number; body: any }> => {
+      const response = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+      return { status: response.status, body: await response.json() };
+    };
+    const byAddress = await api('/v1/events?recipient=bad7@example.test');
+    expect(byAddress.status).toBe(200);
+    expect(byAddress.body).toMatchObject({ items: [], total: 0, otherNodes: { total: 2 } });
+    expect(byAddress.body.otherNodes.items.map((e: { node: string; event: string; queueId: string }) => [e.node, e.event, e.queueId])).toEqual([
+      ['node-a', 'accepted', queueId],
+      ['node-a', 'permanent_fail', queueId],
+    ]);
+    expect(byAddress.body.otherNodes.items[1]).toMatchObject({ reason: 'bounced', category: 'bad-mailbox', code: 550, enhancedCode: '5.1.1' });
+    expect((await api(`/v1/events?message=${queueId}&limit=1&page=2`)).body).toMatchObject({ items: [], otherNodes: { total: 2, items: [{ event: 'permanent_fail' }] } });
+    // Nowhere at all: still a 404 that says so.
+    expect(await api('/v1/events?recipient=nobody@example.test')).toEqual({ status: 404, body: { error: 'no mail to nobody@example.test in the store' } });
+
+    const page = await browser.page();
+    await signIn(page, base, ADMIN_TOKEN);
+    await page.goto(`${base}/history?q=bad7%40example.test&kind=auto`);
+    expect(await page.getByRole('status').innerText()).toBe('Nothing went through this node; what the other nodes recorded is below.');
+    const rows = await page.locator('table[data-table="other-nodes"] tbody tr').allInnerTexts();
+    expect(rows).toHaveLength(2);
+    expect(rows[1]).toContain('node-a');
+    expect(rows[1]).toContain('permanent_fail (bounced)');
+    expect(rows[1]).toContain('5.1.1');
+    await screenshot(page, 'history-other-nodes');
   }, 30_000);
 });

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { Database } from '../store/database.js';
-import { MessageHistory, type EventFilter, type EventRow } from '../store/history.js';
+import { MessageHistory, type EventFilter, type EventRow, type OtherNodeEventFilter, type OtherNodeEventRow } from '../store/history.js';
 import { queueSummary } from '../store/queue.js';
+import { isStoreShared } from '../store/shared-outbox.js';
 import { flushDeferred, QUEUE_ACTION_FUNCTIONS, QUEUE_ACTIONS, QueueSelectorError, UnknownQueueIdError, type QueueSelectorInput } from '../store/queue-actions.js';
 import { addressOrThrow } from '../suppressions/lists.js';
 import { badRequest, notFound } from './api-errors.js';
@@ -94,18 +95,26 @@ export function queueRoutes(app: FastifyInstance, db: Database): void {
     }
     const page = pageOf(query);
     const filter: EventFilter = {};
+    const otherFilter: OtherNodeEventFilter = {};
+    // What this store lacks may have happened on another node (store.shared.url): 404 only when neither has it.
+    let missing: string | null = null;
     if (recipientParam !== undefined) {
       const recipient = addressOrThrow(recipientParam);
-      if (!history.hasMailTo(recipient)) throw notFound(`no mail to ${recipient} in the store`);
+      if (!history.hasMailTo(recipient)) missing = `no mail to ${recipient} in the store`;
       filter.recipient = recipient;
+      otherFilter.recipient = recipient;
     }
     if (queueId !== undefined) {
       const id = history.messageRowId(queueId);
-      if (id === undefined) throw notFound(`no message with queue id "${queueId}"`);
-      filter.messageId = id;
+      if (id === undefined) missing ??= `no message with queue id "${queueId}"`;
+      else filter.messageId = id;
+      otherFilter.queueId = queueId;
     }
-    const { total, items } = history.events(filter, page.limit, page.offset);
-    const body: PageOf<EventRow> = { items, page: page.page, limit: page.limit, total };
+    const otherNodes = isStoreShared(db) ? history.otherNodeEvents(otherFilter, page.limit, page.offset) : null;
+    if (missing !== null && (otherNodes === null || otherNodes.total === 0)) throw notFound(missing);
+    const { total, items } = missing === null ? history.events(filter, page.limit, page.offset) : { total: 0, items: [] };
+    const body: PageOf<EventRow> & { otherNodes?: { total: number; items: OtherNodeEventRow[] } } = { items, page: page.page, limit: page.limit, total };
+    if (otherNodes !== null) body.otherNodes = otherNodes;
     return body;
   });
 }

@@ -65,6 +65,38 @@ export interface EventRow {
   actor: string | null;
 }
 
+/**
+ * An event of another node (store.shared.url, other_node_events): its message and recipient are
+ * in that node's store, so it comes with what the history shows of them, and no ids of this store.
+ */
+export interface OtherNodeEventRow {
+  /** store.shared.nodeName of the node it happened on. */
+  node: string;
+  at: string;
+  event: string;
+  reason: string | null;
+  source: string | null;
+  severity: string | null;
+  bounceType: string | null;
+  category: string | null;
+  code: number | null;
+  enhancedCode: string | null;
+  detail: string | null;
+  address: string | null;
+  queueId: string;
+  mailFrom: string;
+  subject: string | null;
+  localIp: string | null;
+  mxHost: string | null;
+  actor: string | null;
+}
+
+/** The other nodes' events a search can ask for: by recipient address, by queue id, or both. */
+export interface OtherNodeEventFilter {
+  recipient?: string;
+  queueId?: string;
+}
+
 /** One webhook POST owed for an event to one endpoint, and how it went (webhook_deliveries). */
 export interface WebhookDeliveryRecord {
   eventId: number;
@@ -138,6 +170,7 @@ export class MessageHistory {
   private readonly outboxOfRecipient: Statement;
   private readonly anyRecipient: Statement;
   private readonly eventPages: Record<'recipient' | 'message' | 'both', { count: Statement; page: Statement }>;
+  private readonly otherNodePages: Record<'recipient' | 'message' | 'both', { count: Statement; page: Statement }>;
 
   constructor(db: Database) {
     this.messageByQueueId = db.prepare(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE queue_id = ?`);
@@ -182,6 +215,33 @@ export class MessageHistory {
       message: eventStatements(filters.message),
       both: eventStatements(`${filters.recipient} AND ${filters.message}`),
     };
+    // Other nodes' events by address (other_node_events_by_address) or queue id (read whole: a
+    // queue id names one node's message, asked for when this store has none by that id).
+    const otherStatements = (where: string) => ({
+      count: db.prepare(`SELECT count(*) FROM other_node_events WHERE ${where}`).pluck(),
+      page: db.prepare(`
+        SELECT node, at, event, reason, source, severity, bounce_type AS bounceType, category, code, enhanced_code AS enhancedCode,
+               detail, address, queue_id AS queueId, mail_from AS mailFrom, subject, local_ip AS localIp, mx_host AS mxHost, actor
+          FROM other_node_events WHERE ${where}
+         ORDER BY at, version LIMIT @limit OFFSET @offset`),
+    });
+    this.otherNodePages = {
+      recipient: otherStatements('address = @recipient'),
+      message: otherStatements('queue_id = @queueId'),
+      both: otherStatements('address = @recipient AND queue_id = @queueId'),
+    };
+  }
+
+  /** Other nodes' events (store.shared.url) by recipient address, queue id or both, oldest first, one page of them. */
+  otherNodeEvents(filter: OtherNodeEventFilter, limit: number, offset: number): { total: number; items: OtherNodeEventRow[] } {
+    const shape = filter.recipient === undefined ? 'message' : filter.queueId === undefined ? 'recipient' : 'both';
+    const statements = this.otherNodePages[shape];
+    const params: Record<string, string> = {};
+    if (filter.recipient !== undefined) params.recipient = filter.recipient;
+    if (filter.queueId !== undefined) params.queueId = filter.queueId;
+    const total = statements.count.get(params) as number;
+    const items = statements.page.all({ ...params, limit, offset }) as OtherNodeEventRow[];
+    return { total, items };
   }
 
   /** The message with this queue id, with its row id; undefined when there is none. */

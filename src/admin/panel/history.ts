@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { DEFAULT_SEARCH_LIMITS, HistorySearch, planSearch, QUEUE_ID_FORMAT, SEARCH_KINDS, SearchTermError, type SearchField, type SearchKind, type SearchOutcome, type SearchPlan } from '../../store/history-search.js';
 import { MessageHistory, type MessageStory } from '../../store/history.js';
 import { redactUrl } from '../../redact-url.js';
+import { isStoreShared } from '../../store/shared-outbox.js';
 import type { PanelDeps } from './index.js';
 
 /**
@@ -10,6 +11,8 @@ import type { PanelDeps } from './index.js';
  */
 const RECIPIENTS_OF_ONE_MESSAGE = 200;
 const RECIPIENTS_PER_MESSAGE = 20;
+/** Other nodes' events shown under the results (store.shared.url); the API pages through the rest. */
+const OTHER_NODE_EVENTS = 200;
 
 /** The kinds an operator can choose, in the form's words. */
 const KIND_LABELS: Record<SearchKind, string> = {
@@ -95,6 +98,14 @@ export function historyPage(panel: FastifyInstance, deps: PanelDeps): void {
     }
     const outcome = search.find(plan, before);
     const onlyAddress = outcome.searched.find((part) => part.field === 'recipient')?.value ?? null;
+    // Mail to this address, or this queue id, may have gone through another node sharing the store
+    // (asked as planned: an address with no mail here is searched here as a sender instead).
+    const otherAddress = plan.parts.find((part) => part.field === 'recipient')?.value;
+    const otherQueueId = plan.parts.find((part) => part.field === 'queue-id')?.value;
+    const otherNodes =
+      isStoreShared(deps.db) && before === undefined && (otherAddress !== undefined || otherQueueId !== undefined)
+        ? history.otherNodeEvents(otherAddress !== undefined ? { recipient: otherAddress } : { queueId: otherQueueId as string }, OTHER_NODE_EVENTS, 0)
+        : null;
     const found: FoundMessage[] = [];
     const maxRecipients = outcome.matches.length === 1 ? RECIPIENTS_OF_ONE_MESSAGE : RECIPIENTS_PER_MESSAGE;
     for (const match of outcome.matches) {
@@ -121,7 +132,8 @@ export function historyPage(panel: FastifyInstance, deps: PanelDeps): void {
         scanned: scannedNote(outcome, before === undefined),
         pageSize: DEFAULT_SEARCH_LIMITS.pageSize,
         full: outcome.matches.length === DEFAULT_SEARCH_LIMITS.pageSize && outcome.older !== null,
-        nothingHint: found.length === 0 ? nothingHint(plan, outcome) : null,
+        nothingHint: found.length === 0 ? (otherNodes !== null && otherNodes.total > 0 ? 'Nothing went through this node; what the other nodes recorded is below.' : nothingHint(plan, outcome)) : null,
+        otherNodes,
       },
     });
   });
