@@ -81,10 +81,10 @@ function reads(db: Database): unknown {
 }
 
 describe('shared events (store.shared.url): every node reads every node\'s mail', () => {
-  it('gives the same bounces report and overview on both nodes, tags included, each event counted once', async () => {
+  it('gives the same bounces report, overview and suppressions on both nodes, tags included, each event counted once', async () => {
     const url = await freshDatabase(postgres, 'events');
-    const a = await node(url, 'node-a');
-    const b = await node(url, 'node-b');
+    const a = await node(url, 'node-a', true);
+    const b = await node(url, 'node-b', true);
     await send(a, 'bad1@example.test', 'spring');
     await send(a, 'ok1@example.test', 'spring');
     await send(a, 'slow1@example.test');
@@ -110,6 +110,18 @@ describe('shared events (store.shared.url): every node reads every node\'s mail'
     expect(byTag.filter((row) => row.group === 'spring').reduce((sum, row) => sum + row.amount, 0)).toBe(1);
     expect(byTag.filter((row) => row.group === 'autumn').reduce((sum, row) => sum + row.amount, 0)).toBe(1);
     expect((onA as { oneTag: Array<{ amount: number }> }).oneTag.reduce((sum, row) => sum + row.amount, 0)).toBe(1);
+
+    // The same through the admin API of each node.
+    const api = async (relay: TestRelay, path: string): Promise<unknown> => {
+      const response = await fetch(`http://127.0.0.1:${relay.relay.admin?.port}${path}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+      expect(response.status).toBe(200);
+      return response.json();
+    };
+    const report = `/v1/reports/bounces?since=${encodeURIComponent(SINCE)}&until=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}&type=all&group_by=category`;
+    expect(await api(a, report)).toEqual(await api(b, report));
+    const suppressions = (await api(a, '/v1/suppressions')) as { items: Array<{ address: string }> };
+    expect(suppressions.items.map((item) => item.address).sort()).toEqual(['bad1@example.test', 'bad2@example.test']);
+    expect(await api(b, '/v1/suppressions')).toEqual(suppressions);
   }, 30_000);
 
   it('keeps an event shipped twice (a crash before the cursor was saved) once, and ships again events whose ids restarted', async () => {
