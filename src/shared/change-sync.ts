@@ -8,7 +8,7 @@ import type { DkimKeysChange } from '../dkim/key-change.js';
 import type { ListChange } from '../suppressions/list-change.js';
 import { SHARED_SETTING } from '../store/shared-outbox.js';
 import { SuppressionLists } from '../suppressions/lists.js';
-import { CHANGES_CHANNEL, claimNodeName, LOCKS, migrateShared } from './postgres-schema.js';
+import { appendInOrder, CHANGES_CHANNEL, claimNodeName, LOCKS, migrateShared } from './postgres-schema.js';
 import { redactUrl } from '../redact-url.js';
 import { ForwardedReports, refreshKnownNodes, type ForwardedReportReceiver } from './forwarded-reports.js';
 import { EventSync } from './event-sync.js';
@@ -244,9 +244,7 @@ export class ChangeSync {
     for (;;) {
       const rows = this.waiting.all(BATCH) as Array<{ id: number; uid: string; at: string; change: string }>;
       if (rows.length === 0) return;
-      await client.query('BEGIN');
-      try {
-        await client.query('SELECT pg_advisory_xact_lock($1)', [LOCKS.appendChanges]);
+      await appendInOrder(client, LOCKS.appendChanges, async () => {
         await client.query(
           `INSERT INTO rebound_changes (uid, node, at, change)
            SELECT uid, $2, at, change FROM unnest($1::text[], $3::timestamptz[], $4::jsonb[]) AS t(uid, at, change)
@@ -254,11 +252,7 @@ export class ChangeSync {
           [rows.map((r) => r.uid), this.settings.nodeName, rows.map((r) => r.at), rows.map((r) => r.change)],
         );
         await client.query(`NOTIFY ${CHANGES_CHANNEL}`);
-        await client.query('COMMIT');
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw error;
-      }
+      });
       // Shipped: a crash before this line ships them again, and the shared log keeps each uid once.
       const last = rows[rows.length - 1] as { id: number };
       writeTransaction(this.db, () => this.shipped.run(last.id))();

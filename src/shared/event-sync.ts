@@ -2,37 +2,21 @@ import type { Database, Statement } from 'better-sqlite3';
 import type pg from 'pg';
 import { readSetting, writeSetting } from '../store/settings.js';
 import { writeTransaction } from '../store/write-lock.js';
-import { CHANGES_CHANNEL, LOCKS } from './postgres-schema.js';
+import type { OtherNodeEventRow } from '../store/history.js';
+import { appendInOrder, CHANGES_CHANNEL, LOCKS } from './postgres-schema.js';
 
 /**
  * An event as another node reads it: the event row with what the bounces report, the overview
  * and the history need of its message and recipient, which stay in the store of the node where it
  * happened (a node's spool is its own).
  */
-export interface EventCopy {
-  at: string;
-  event: string;
-  source: string | null;
-  reason: string | null;
-  severity: string | null;
-  bounceType: string | null;
-  category: string | null;
-  code: number | null;
-  enhancedCode: string | null;
-  detail: string | null;
-  localIp: string | null;
-  mxHost: string | null;
-  actor: string | null;
-  address: string | null;
+export type EventCopy = Omit<OtherNodeEventRow, 'node'> & {
   domain: string | null;
-  queueId: string;
-  mailFrom: string;
   fromDomain: string | null;
   campaignId: string | null;
-  subject: string | null;
   messageIdHeader: string | null;
   tags: string[];
-}
+};
 
 /** How far this node's events went to the shared store: the last events.id shipped. */
 const SHIPPED_SETTING = 'shared.events.shipped';
@@ -44,31 +28,8 @@ const BATCHES_PER_ROUND = 10;
 /** How often this node deletes its own events past the history horizon from the shared store. */
 const PURGE_INTERVAL_MS = 3_600_000;
 
-interface LocalEvent {
-  id: number;
-  at: string;
-  event: string;
-  source: string | null;
-  reason: string | null;
-  severity: string | null;
-  bounceType: string | null;
-  category: string | null;
-  code: number | null;
-  enhancedCode: string | null;
-  detail: string | null;
-  localIp: string | null;
-  mxHost: string | null;
-  actor: string | null;
-  address: string | null;
-  domain: string | null;
-  queueId: string;
-  mailFrom: string;
-  fromDomain: string | null;
-  campaignId: string | null;
-  subject: string | null;
-  messageIdHeader: string | null;
-  tags: string;
-}
+/** An event as read here to be shipped: its id (the cursor) and its message's tags as JSON text. */
+type LocalEvent = Omit<EventCopy, 'tags'> & { id: number; tags: string };
 
 /**
  * Shares events between the nodes (issue 14): each node appends its own events to
@@ -142,9 +103,7 @@ export class EventSync {
       if (rows.length === 0) return { shipped, more: false };
       const uids = rows.map((row) => `${this.nodeName}/${row.id}/${row.at}`);
       const copies = rows.map(({ id: _id, tags, ...row }) => JSON.stringify({ ...row, tags: JSON.parse(tags) as string[] } satisfies EventCopy));
-      await client.query('BEGIN');
-      try {
-        await client.query('SELECT pg_advisory_xact_lock($1)', [LOCKS.appendEvents]);
+      await appendInOrder(client, LOCKS.appendEvents, async () => {
         await client.query(
           `INSERT INTO rebound_events (uid, node, at, event)
            SELECT uid, $2, at, event FROM unnest($1::text[], $3::text[], $4::jsonb[]) AS t(uid, at, event)
@@ -153,11 +112,7 @@ export class EventSync {
         );
         // Wakes the other nodes, as a list change does: their reports and overviews catch up at once.
         await client.query(`NOTIFY ${CHANGES_CHANNEL}`);
-        await client.query('COMMIT');
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw error;
-      }
+      });
       // A crash before this line ships them again; the uid keeps each once.
       const last = rows[rows.length - 1] as LocalEvent;
       writeTransaction(this.db, () => writeSetting(this.db, SHIPPED_SETTING, String(last.id)))();

@@ -73,6 +73,23 @@ export const LOCKS = {
   appendEvents: 7_264_003,
 } as const;
 
+/**
+ * Runs `append` in one transaction holding the advisory lock `lock`, so the rows it appends to a
+ * log (rebound_changes, rebound_events) commit in the order of their versions, and a node that
+ * read up to version N can never miss a row that commits later with a smaller one.
+ */
+export async function appendInOrder(client: ClientBase, lock: number, append: () => Promise<void>): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query('SELECT pg_advisory_xact_lock($1)', [lock]);
+    await append();
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}
+
 /** A node name unseen this long may be taken by another store (a node rebuilt with a new disk). */
 export const NODE_NAME_RELEASE_MINUTES = 10;
 

@@ -69,27 +69,12 @@ export interface EventRow {
  * An event of another node (store.shared.url, other_node_events): its message and recipient are
  * in that node's store, so it comes with what the history shows of them, and no ids of this store.
  */
-export interface OtherNodeEventRow {
+export type OtherNodeEventRow = Omit<EventRow, 'id' | 'reportId'> & {
   /** store.shared.nodeName of the node it happened on. */
   node: string;
-  at: string;
-  event: string;
-  reason: string | null;
-  source: string | null;
-  severity: string | null;
-  bounceType: string | null;
-  category: string | null;
-  code: number | null;
-  enhancedCode: string | null;
-  detail: string | null;
-  address: string | null;
-  queueId: string;
   mailFrom: string;
   subject: string | null;
-  localIp: string | null;
-  mxHost: string | null;
-  actor: string | null;
-}
+};
 
 /** The other nodes' events a search can ask for: by recipient address, by queue id, or both. */
 export interface OtherNodeEventFilter {
