@@ -88,7 +88,7 @@ describe('reports on any node (one return-path domain, store.shared.url)', () =>
     expect(b.db.prepare('SELECT count(*) FROM forward_outbox').pluck().get()).toBe(0);
   }, 30_000);
 
-  it('refuses an unknown tag and a forged token for its own tag at RCPT; a forged token for a known node reaches that node and is stored there, not applied', async () => {
+  it('defers an unknown tag and refuses a forged token for its own tag at RCPT; a forged token for a known node reaches that node and is stored there, not applied', async () => {
     const url = await freshDatabase(postgres, 'bounces');
     const a = await node(url, 'node-a');
     const b = await node(url, 'node-b');
@@ -97,7 +97,7 @@ describe('reports on any node (one return-path domain, store.shared.url)', () =>
     const dialog = await SmtpDialog.start(inboundPort(b));
     await dialog.command('MAIL FROM:<>', 250);
     const unknown = returnPathFor({ ...b.relay.verp, secret: 'whatever', nodeTag: nodeTagOf('node-x') }, recipientId);
-    expect((await dialog.command(`RCPT TO:<${unknown}>`)).code).toBe(550);
+    expect((await dialog.command(`RCPT TO:<${unknown}>`)).code).toBe(451);
     const forgedOwn = returnPathFor({ ...b.relay.verp, secret: 'not-b-secret' }, 1);
     expect((await dialog.command(`RCPT TO:<${forgedOwn}>`)).code).toBe(550);
     await dialog.quit();
@@ -109,6 +109,44 @@ describe('reports on any node (one return-path domain, store.shared.url)', () =>
     expect(outcome?.outcome).toMatch(/not applied|no valid/i);
     expect(statusOf(a, 'kept@example.test')).toBe('delivered');
   }, 30_000);
+
+  it('defers a report for a node tag it does not know yet (451 4.7.1, naming why) and takes it once that node has joined; a tag of the wrong shape or an expired token stays refused', async () => {
+    const url = await freshDatabase(postgres, 'bounces');
+    const b = await node(url, 'node-b');
+    await knows(b, 'node-b');
+    const tagC = nodeTagOf('node-c');
+    const forC = returnPathFor({ ...b.relay.verp, secret: 'node-c-secret', nodeTag: tagC }, 7);
+    const dialog = await SmtpDialog.start(inboundPort(b));
+    await dialog.command('MAIL FROM:<>', 250);
+    const deferred = await dialog.command(`RCPT TO:<${forC}>`);
+    expect(deferred.code).toBe(451);
+    expect(deferred.text).toBe(`451 4.7.1 <${forC}>: unknown node tag ${tagC}, try again later`);
+    // Not the shape of a tag (a 1 is not base32, five characters are too few): refused for good.
+    for (const badTag of ['abc1ef', 'abcde']) {
+      expect((await dialog.command(`RCPT TO:<${forC.replace(`-${tagC}-`, `-${badTag}-`)}>`)).code).toBe(550);
+    }
+    // Past returnPath.maxAgeDays by its day: no node would take it.
+    const expired = returnPathFor({ ...b.relay.verp, secret: 'node-c-secret', nodeTag: tagC }, 7, new Date(Date.now() - (b.config.returnPath.maxAgeDays + 2) * 86_400_000));
+    expect((await dialog.command(`RCPT TO:<${expired}>`)).code).toBe(550);
+    await dialog.quit();
+    // Node C joins; at B's next round its tag is known and the retried report is taken for C.
+    await node(url, 'node-c');
+    await knows(b, 'node-c');
+    const retried = await SmtpDialog.start(inboundPort(b));
+    await retried.command('MAIL FROM:<>', 250);
+    await retried.command(`RCPT TO:<${forC}>`, 250);
+    await retried.quit();
+  }, 30_000);
+
+  it('refuses a tagged token at RCPT on a node without a shared store (no round will ever teach it the tag)', async () => {
+    const alone = await startTestRelay({ returnPath: { domain: 'bounces.relay.test' }, inbound: { enabled: true } });
+    cleanups.push(() => alone.stop());
+    const tagged = returnPathFor({ ...alone.relay.verp, secret: 'some-node-secret', nodeTag: nodeTagOf('node-c') }, 7);
+    const dialog = await SmtpDialog.start(inboundPort(alone));
+    await dialog.command('MAIL FROM:<>', 250);
+    expect((await dialog.command(`RCPT TO:<${tagged}>`)).code).toBe(550);
+    await dialog.quit();
+  });
 
   it('applies on its own node an untagged (v1) token from before the shared store, and its own tagged token', async () => {
     const url = await freshDatabase(postgres, 'bounces');
