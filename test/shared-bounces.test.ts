@@ -32,11 +32,11 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function node(url: string, name: string): Promise<TestRelay> {
+async function node(url: string, name: string, { inbound = true } = {}): Promise<TestRelay> {
   const relay = await startTestRelay({
     store: { shared: { url, nodeName: name, catchUpSeconds: 0.5 } },
     returnPath: { domain: 'bounces.relay.test' },
-    inbound: { enabled: true },
+    inbound: { enabled: inbound },
     delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } },
   });
   cleanups.push(() => relay.stop());
@@ -86,6 +86,19 @@ describe('reports on any node (one return-path domain, store.shared.url)', () =>
     expect(b.db.prepare('SELECT count(*) FROM events WHERE report_id IS NOT NULL').pluck().get()).toBe(0);
     expect(a.db.prepare('SELECT client_ip AS clientIp, rcpt_to AS rcptTo, mail_from AS mailFrom FROM inbound_reports').all()).toEqual([{ clientIp: 'node node-b', rcptTo: returnPath, mailFrom: '' }]);
     expect(b.db.prepare('SELECT count(*) FROM forward_outbox').pluck().get()).toBe(0);
+  }, 30_000);
+
+  it('applies a report forwarded to a node whose own MX is off (inbound.enabled false)', async () => {
+    const url = await freshDatabase(postgres, 'bounces');
+    const a = await node(url, 'node-a', { inbound: false });
+    const b = await node(url, 'node-b');
+    expect(a.relay.inbound).toBeNull();
+    const { returnPath, recipientId } = await delivered(a, 'gone@example.test');
+    await knows(b, 'node-a');
+    expect(await sendReport(b, returnPath, dsn('gone@example.test'))).toMatch(/^250/);
+    await waitFor("A's recipient bounced", () => statusOf(a, 'gone@example.test'), (status) => status === 'bounced', 5000);
+    expect(a.db.prepare('SELECT client_ip AS clientIp, recipient_id AS recipientId FROM inbound_reports').all()).toEqual([{ clientIp: 'node node-b', recipientId }]);
+    expect(suppressed(a, 'gone@example.test')).toBe(true);
   }, 30_000);
 
   it('defers an unknown tag and refuses a forged token for its own tag at RCPT; a forged token for a known node reaches that node and is stored there, not applied', async () => {

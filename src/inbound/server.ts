@@ -12,7 +12,7 @@ import { setGreetingPause } from '../smtp-greeting.js';
 import { limitSessions } from '../smtp-session-limits.js';
 import { ByteBudget } from '../byte-budget.js';
 import { ClientBudget } from './client-budget.js';
-import type { ForwardedReportReceiver, KnownNodes } from '../shared/forwarded-reports.js';
+import type { KnownNodes } from '../shared/forwarded-reports.js';
 
 /** RFC 5321 4.5.1 and RFC 2142: the role mailboxes a mail domain answers for. */
 const ROLE_MAILBOXES = new Set(['postmaster', 'abuse']);
@@ -22,8 +22,6 @@ export interface InboundServer {
   listen(): Promise<AddressInfo>;
   /** Report bytes held in memory now, across all connections (inbound.maxBytesInFlight bounds them). */
   bytesInFlight(): number;
-  /** Stores a report another node's MX took for this node's token, as if this listener had taken it. */
-  receiveForwarded: ForwardedReportReceiver;
   close(): Promise<void>;
 }
 
@@ -216,22 +214,6 @@ export function createInboundServer(
 
   return {
     bytesInFlight: () => inMemory.inUse,
-    receiveForwarded: async (report, markTaken) => {
-      // Its token is checked with this node's secret now; an invalid one is stored, not applied.
-      const recipientId = report.rcptTo.map(recipientFor).find((id): id is number => typeof id === 'number') ?? null;
-      const reportId = await reports.store({
-        receivedAt: report.receivedAt,
-        clientIp: `node ${report.fromNode}`,
-        clientHelo: null,
-        mailFrom: report.mailFrom,
-        rcptTo: report.rcptTo,
-        recipientId,
-        raw: report.raw,
-        alsoCommit: markTaken,
-      });
-      log.info({ reportId, fromNode: report.fromNode, rcptTo: report.rcptTo, recipientId, bytes: report.raw.length }, 'report forwarded by another node stored');
-      onStored(reportId);
-    },
     listen: async () => {
       const address = await listenSmtp(server, settings.port, settings.host);
       log.info({ host: address.address, port: address.port, domain: verp.domain }, 'inbound listening');
