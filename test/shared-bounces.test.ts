@@ -2,7 +2,9 @@ import nodemailer from 'nodemailer';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { nodeTagOf, returnPathFor } from '../src/bounces/verp.js';
+import { ForwardedReports } from '../src/shared/forwarded-reports.js';
 import { claimNodeName, migrateShared } from '../src/shared/postgres-schema.js';
+import { writeTransaction } from '../src/store/write-lock.js';
 import { startFakeMx, type FakeMx } from './support/fake-mx.js';
 import { postfixDsn } from './support/postfix-dsn.js';
 import { freshDatabase, startPostgres, type TestPostgres } from './support/postgres.js';
@@ -10,6 +12,7 @@ import { FAST_DELIVERY, startTestRelay, type TestRelay } from './support/relay.j
 import { SmtpDialog } from './support/smtp-dialog.js';
 import { waitFor } from './support/wait-for.js';
 import { inboundPort, sendReport } from './support/inbound-report.js';
+import { tempStore } from './support/temp-store.js';
 
 /**
  * One return-path domain, its MX on every node (issue 14): a report that reaches node B for
@@ -28,13 +31,16 @@ afterAll(async () => {
 });
 
 const cleanups: Array<() => Promise<void> | void> = [];
+/** Temp stores' closers (tempStore pushes plain functions). */
+const storeCleanups: Array<() => void> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  for (const cleanup of storeCleanups.splice(0).reverse()) cleanup();
 });
 
-async function node(url: string, name: string, { inbound = true } = {}): Promise<TestRelay> {
+async function node(url: string, name: string, { inbound = true, historyDays = 90 } = {}): Promise<TestRelay> {
   const relay = await startTestRelay({
-    store: { shared: { url, nodeName: name, catchUpSeconds: 0.5 } },
+    store: { shared: { url, nodeName: name, catchUpSeconds: 0.5 }, retention: { historyDays } },
     returnPath: { domain: 'bounces.relay.test' },
     inbound: { enabled: inbound },
     delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } },
@@ -173,6 +179,67 @@ describe('reports on any node (one return-path domain, store.shared.url)', () =>
     await waitFor('own tag applied', () => statusOf(a, 'own@example.test'), (status) => status === 'bounced', 5000);
     expect(a.db.prepare('SELECT count(*) FROM forward_outbox').pluck().get()).toBe(0);
   }, 30_000);
+
+  it('purges from the shared store, on the node they were for, forwarded reports it has taken that are older than store.retention.historyDays, at most once an hour', async () => {
+    const url = await freshDatabase(postgres, 'bounces');
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    cleanups.push(() => client.end());
+    await migrateShared(client);
+    const daysAgo = (days: number): Date => new Date(Date.now() - days * 86_400_000);
+    const forwarded = async (uid: string, toNode: string, receivedAt: Date): Promise<void> => {
+      await client.query(
+        `INSERT INTO rebound_forwarded_reports (uid, to_node, from_node, received_at, mail_from, rcpt_to, raw) VALUES ($1, $2, 'node-b', $3, '', '["x@bounces.relay.test"]', $4)`,
+        [uid, toNode, receivedAt, Buffer.from(dsn('x@example.test'))],
+      );
+    };
+    const left = async (): Promise<string[]> => (await client.query<{ uid: string }>('SELECT uid FROM rebound_forwarded_reports ORDER BY id')).rows.map((row) => row.uid);
+    await forwarded('old-for-a', 'node-a', daysAgo(3));
+    await forwarded('new-for-a', 'node-a', daysAgo(0));
+    await forwarded('old-for-c', 'node-c', daysAgo(3));
+    // historyDays 1: node A keeps reports a day, so the shared copies of the ones it took go after a day.
+    const a = await node(url, 'node-a', { historyDays: 1 });
+    await waitFor('both reports taken by A', () => a.db.prepare('SELECT count(*) FROM inbound_reports').pluck().get(), (n) => n === 2, 5000);
+    for (let tries = 0; tries < 50 && (await left()).includes('old-for-a'); tries++) await new Promise((resolve) => setTimeout(resolve, 100));
+    // A's recent one stays, and another node's (not A's to purge) too.
+    expect(await left()).toEqual(['new-for-a', 'old-for-c']);
+    // Within the hour the purge does not run again: an old report taken now stays for the next one.
+    await forwarded('old-again-for-a', 'node-a', daysAgo(3));
+    await waitFor('the third report taken by A', () => a.db.prepare('SELECT count(*) FROM inbound_reports').pluck().get(), (n) => n === 3, 5000);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(await left()).toEqual(['new-for-a', 'old-for-c', 'old-again-for-a']);
+  }, 30_000);
+
+  it('purges only reports the node has taken (at or before its cursor), received before the cutoff, addressed to it', async () => {
+    const client = new pg.Client({ connectionString: await freshDatabase(postgres, 'bounces') });
+    await client.connect();
+    cleanups.push(() => client.end());
+    await migrateShared(client);
+    const db = tempStore(storeCleanups);
+    const reports = new ForwardedReports(db, 'node-a');
+    const daysAgo = (days: number): Date => new Date(Date.now() - days * 86_400_000);
+    const forwarded = async (uid: string, toNode: string, receivedAt: Date): Promise<void> => {
+      await client.query(
+        `INSERT INTO rebound_forwarded_reports (uid, to_node, from_node, received_at, mail_from, rcpt_to, raw) VALUES ($1, $2, 'node-b', $3, '', '[]', '\\x00')`,
+        [uid, toNode, receivedAt],
+      );
+    };
+    const left = async (): Promise<string[]> => (await client.query<{ uid: string }>('SELECT uid FROM rebound_forwarded_reports ORDER BY id')).rows.map((row) => row.uid);
+    // Nothing taken yet: nothing to purge, however old.
+    await forwarded('old-taken', 'node-a', daysAgo(5));
+    expect(await reports.purgeTaken(client, daysAgo(1))).toBe(0);
+    await forwarded('new-taken', 'node-a', daysAgo(0));
+    const taken: string[] = [];
+    await reports.pull(client, async (report, markTaken) => {
+      taken.push(report.receivedAt.toISOString());
+      writeTransaction(db, markTaken)();
+    });
+    expect(taken).toHaveLength(2);
+    await forwarded('old-not-taken', 'node-a', daysAgo(5));
+    await forwarded('old-for-b', 'node-b', daysAgo(5));
+    expect(await reports.purgeTaken(client, daysAgo(1))).toBe(1);
+    expect(await left()).toEqual(['new-taken', 'old-not-taken', 'old-for-b']);
+  });
 
   it('refuses a second node name on the same tag, naming both and the fix', async () => {
     const client = new pg.Client({ connectionString: await freshDatabase(postgres, 'bounces') });
