@@ -38,9 +38,12 @@ afterEach(async () => {
   for (const cleanup of storeCleanups.splice(0).reverse()) cleanup();
 });
 
-async function node(url: string, name: string, { inbound = true, historyDays = 90 } = {}): Promise<TestRelay> {
+const TOKEN = 'shared-bounces-test-token-0123456789';
+
+async function node(url: string, name: string, { inbound = true, historyDays = 90, admin = false } = {}): Promise<TestRelay> {
   const relay = await startTestRelay({
     store: { shared: { url, nodeName: name, catchUpSeconds: 0.5 }, retention: { historyDays } },
+    ...(admin ? { admin: { enabled: true, port: 0, tokens: [{ name: 'ops', token: TOKEN }] } } : {}),
     returnPath: { domain: 'bounces.relay.test' },
     inbound: { enabled: inbound },
     delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } },
@@ -71,6 +74,12 @@ function suppressed(relay: TestRelay, address: string): boolean {
 /** Waits until `relay` has read `other`'s tag from the shared store. */
 async function knows(relay: TestRelay, other: string): Promise<void> {
   await waitFor(`${other}'s tag`, () => relay.db.prepare(`SELECT value FROM settings WHERE key = 'shared.nodeTags'`).pluck().get() as string | undefined, (tags) => tags !== undefined && tags.includes(nodeTagOf(other)));
+}
+
+/** rebound_shared_forward_outbox_reports in the node's /metrics. */
+async function forwardOutboxGauge(relay: TestRelay): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${relay.relay.admin?.port}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+  return Number(/^rebound_shared_forward_outbox_reports (\d+)$/m.exec(text)?.[1] ?? NaN);
 }
 
 const dsn = (address: string): string => postfixDsn(address, '5.1.1', `550 5.1.1 <${address}>: Recipient address rejected: User unknown`);
@@ -106,6 +115,27 @@ describe('reports on any node (one return-path domain, store.shared.url)', () =>
     expect(a.db.prepare('SELECT client_ip AS clientIp, recipient_id AS recipientId FROM inbound_reports').all()).toEqual([{ clientIp: 'node node-b', recipientId }]);
     expect(suppressed(a, 'gone@example.test')).toBe(true);
   }, 30_000);
+
+  it('keeps a report for another node in forward_outbox while PostgreSQL is down, counts it in /metrics (rebound_shared_forward_outbox_reports), and forwards it when PostgreSQL is back', async () => {
+    const url = await freshDatabase(postgres, 'bounces');
+    const a = await node(url, 'node-a');
+    const b = await node(url, 'node-b', { admin: true });
+    const { returnPath } = await delivered(a, 'later@example.test');
+    await knows(b, 'node-a');
+    expect(await forwardOutboxGauge(b)).toBe(0);
+    await postgres.stopServer();
+    try {
+      expect(await sendReport(b, returnPath, dsn('later@example.test'))).toMatch(/^250/);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      expect(b.db.prepare('SELECT count(*) FROM forward_outbox').pluck().get()).toBe(1);
+      expect(await forwardOutboxGauge(b)).toBe(1);
+      expect(statusOf(a, 'later@example.test')).toBe('delivered');
+    } finally {
+      await postgres.startServer();
+    }
+    await waitFor("A's recipient bounced", () => statusOf(a, 'later@example.test'), (status) => status === 'bounced', 10_000);
+    expect(await forwardOutboxGauge(b)).toBe(0);
+  }, 40_000);
 
   it('defers an unknown tag and refuses a forged token for its own tag at RCPT; a forged token for a known node reaches that node and is stored there, not applied', async () => {
     const url = await freshDatabase(postgres, 'bounces');

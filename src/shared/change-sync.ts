@@ -24,6 +24,8 @@ export interface SharedStoreStatus {
   waiting: number;
   /** Events made here and not yet in the shared store. */
   eventsWaiting: number;
+  /** Reports this node's MX took for other nodes' tokens, not yet shipped to the shared store (forward_outbox). */
+  forwardWaiting: number;
   /** Since when it has been unreachable, or null. */
   downSince: string | null;
 }
@@ -133,12 +135,13 @@ export class ChangeSync {
     this.receiver = receiver;
   }
 
-  /** For /metrics: whether the last round reached the shared store, and the changes waiting here. */
+  /** For /metrics: whether the last round reached the shared store, and the changes and forwarded reports waiting here. */
   status(): SharedStoreStatus {
     return {
       reachable: this.downSince === null && this.client !== null,
       waiting: this.outboxSize.get() as number,
       eventsWaiting: this.events.waitingCount(),
+      forwardWaiting: this.forwarded.waitingCount(),
       downSince: this.downSince,
     };
   }
