@@ -8,7 +8,7 @@ import { loadShapingRules } from './delivery/shaping-rules.js';
 import { readKeyFiles } from './dkim/key-files.js';
 import { startDeliveryThread, type ThreadedDeliveryStage } from './delivery/stage-on-thread.js';
 import { OperatorError } from './errors.js';
-import { startInbound, type InboundStage } from './inbound/index.js';
+import { startInbound, startReportIntake, type InboundStage, type ReportIntake } from './inbound/index.js';
 import { reportParser } from './inbound/parser.js';
 import type { Logger } from './logger.js';
 import { openStore, type Database } from './store/database.js';
@@ -77,6 +77,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
   const unsubscribe: UnsubscribeSettings = unsubscribeSettings(config, verp.domain, verp.secret);
   const changeSync = shared.url === null ? null : new ChangeSync(db, { url: shared.url, nodeName: sharedNodeName(config), catchUpMs: shared.catchUpSeconds * 1000, nodeTag: nodeTagOf(sharedNodeName(config)), historyDays: config.store.retention.historyDays }, logger.child({ stage: 'shared' }));
   let inbound: InboundStage | null = null;
+  /** With inbound.enabled false on a shared store: the inbound stage's report handling, without its listener. */
+  let forwardedOnly: ReportIntake | null = null;
   let admin: AdminServer | null = null;
   let threaded: ThreadedDeliveryStage | null = null;
   let address: AddressInfo;
@@ -87,6 +89,10 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
       );
       // Reports the other nodes' MX took for this node's tokens come in as if taken here.
       changeSync?.receiveForwardedReports(inbound.receiveForwarded);
+    } else if (changeSync) {
+      // No MX here, but the other nodes' MX take reports for this node's tokens: store and apply them.
+      forwardedOnly = startReportIntake(config, db, verp, reportParser(config.submission.campaignHeader), logger);
+      changeSync.receiveForwardedReports(forwardedOnly.receiveForwarded);
     }
     // On its own thread the stage has its own resolver; its health reaches the admin server from there.
     threaded = threadedDelivery ? await startDeliveryThread({ config, verp, unsubscribe, writeLock, storeHealth, logger }) : null;
@@ -131,9 +137,11 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
         await submission.close();
         spool.close();
         await delivery?.stop(config.submission.shutdownTimeoutSeconds * 1000);
-        await inboundStage?.stop();
-        await webhooks.stop();
+        // Before the inbound stage: no round may hand a forwarded report to a closed report store.
         await changeSync?.stop();
+        await inboundStage?.stop();
+        await forwardedOnly?.stop();
+        await webhooks.stop();
         await retention.stop();
         await walSync?.close();
         storeHealth.stop();
@@ -147,6 +155,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
     await admin?.stop();
     await threaded?.stop(0);
     await inbound?.stop();
+    await forwardedOnly?.stop();
     storeHealth.stop();
     db.close();
     throw error;

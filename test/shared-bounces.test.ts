@@ -2,7 +2,9 @@ import nodemailer from 'nodemailer';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { nodeTagOf, returnPathFor } from '../src/bounces/verp.js';
+import { ForwardedReports } from '../src/shared/forwarded-reports.js';
 import { claimNodeName, migrateShared } from '../src/shared/postgres-schema.js';
+import { writeTransaction } from '../src/store/write-lock.js';
 import { startFakeMx, type FakeMx } from './support/fake-mx.js';
 import { postfixDsn } from './support/postfix-dsn.js';
 import { freshDatabase, startPostgres, type TestPostgres } from './support/postgres.js';
@@ -10,6 +12,7 @@ import { FAST_DELIVERY, startTestRelay, type TestRelay } from './support/relay.j
 import { SmtpDialog } from './support/smtp-dialog.js';
 import { waitFor } from './support/wait-for.js';
 import { inboundPort, sendReport } from './support/inbound-report.js';
+import { tempStore } from './support/temp-store.js';
 
 /**
  * One return-path domain, its MX on every node (issue 14): a report that reaches node B for
@@ -28,15 +31,21 @@ afterAll(async () => {
 });
 
 const cleanups: Array<() => Promise<void> | void> = [];
+/** Temp stores' closers (tempStore pushes plain functions). */
+const storeCleanups: Array<() => void> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  for (const cleanup of storeCleanups.splice(0).reverse()) cleanup();
 });
 
-async function node(url: string, name: string): Promise<TestRelay> {
+const TOKEN = 'shared-bounces-test-token-0123456789';
+
+async function node(url: string, name: string, { inbound = true, historyDays = 90, admin = false } = {}): Promise<TestRelay> {
   const relay = await startTestRelay({
-    store: { shared: { url, nodeName: name, catchUpSeconds: 0.5 } },
+    store: { shared: { url, nodeName: name, catchUpSeconds: 0.5 }, retention: { historyDays } },
+    ...(admin ? { admin: { enabled: true, port: 0, tokens: [{ name: 'ops', token: TOKEN }] } } : {}),
     returnPath: { domain: 'bounces.relay.test' },
-    inbound: { enabled: true },
+    inbound: { enabled: inbound },
     delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } },
   });
   cleanups.push(() => relay.stop());
@@ -67,6 +76,12 @@ async function knows(relay: TestRelay, other: string): Promise<void> {
   await waitFor(`${other}'s tag`, () => relay.db.prepare(`SELECT value FROM settings WHERE key = 'shared.nodeTags'`).pluck().get() as string | undefined, (tags) => tags !== undefined && tags.includes(nodeTagOf(other)));
 }
 
+/** rebound_shared_forward_outbox_reports in the node's /metrics. */
+async function forwardOutboxGauge(relay: TestRelay): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${relay.relay.admin?.port}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+  return Number(/^rebound_shared_forward_outbox_reports (\d+)$/m.exec(text)?.[1] ?? NaN);
+}
+
 const dsn = (address: string): string => postfixDsn(address, '5.1.1', `550 5.1.1 <${address}>: Recipient address rejected: User unknown`);
 
 describe('reports on any node (one return-path domain, store.shared.url)', () => {
@@ -88,7 +103,41 @@ describe('reports on any node (one return-path domain, store.shared.url)', () =>
     expect(b.db.prepare('SELECT count(*) FROM forward_outbox').pluck().get()).toBe(0);
   }, 30_000);
 
-  it('refuses an unknown tag and a forged token for its own tag at RCPT; a forged token for a known node reaches that node and is stored there, not applied', async () => {
+  it('applies a report forwarded to a node whose own MX is off (inbound.enabled false)', async () => {
+    const url = await freshDatabase(postgres, 'bounces');
+    const a = await node(url, 'node-a', { inbound: false });
+    const b = await node(url, 'node-b');
+    expect(a.relay.inbound).toBeNull();
+    const { returnPath, recipientId } = await delivered(a, 'gone@example.test');
+    await knows(b, 'node-a');
+    expect(await sendReport(b, returnPath, dsn('gone@example.test'))).toMatch(/^250/);
+    await waitFor("A's recipient bounced", () => statusOf(a, 'gone@example.test'), (status) => status === 'bounced', 5000);
+    expect(a.db.prepare('SELECT client_ip AS clientIp, recipient_id AS recipientId FROM inbound_reports').all()).toEqual([{ clientIp: 'node node-b', recipientId }]);
+    expect(suppressed(a, 'gone@example.test')).toBe(true);
+  }, 30_000);
+
+  it('keeps a report for another node in forward_outbox while PostgreSQL is down, counts it in /metrics (rebound_shared_forward_outbox_reports), and forwards it when PostgreSQL is back', async () => {
+    const url = await freshDatabase(postgres, 'bounces');
+    const a = await node(url, 'node-a');
+    const b = await node(url, 'node-b', { admin: true });
+    const { returnPath } = await delivered(a, 'later@example.test');
+    await knows(b, 'node-a');
+    expect(await forwardOutboxGauge(b)).toBe(0);
+    await postgres.stopServer();
+    try {
+      expect(await sendReport(b, returnPath, dsn('later@example.test'))).toMatch(/^250/);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      expect(b.db.prepare('SELECT count(*) FROM forward_outbox').pluck().get()).toBe(1);
+      expect(await forwardOutboxGauge(b)).toBe(1);
+      expect(statusOf(a, 'later@example.test')).toBe('delivered');
+    } finally {
+      await postgres.startServer();
+    }
+    await waitFor("A's recipient bounced", () => statusOf(a, 'later@example.test'), (status) => status === 'bounced', 10_000);
+    expect(await forwardOutboxGauge(b)).toBe(0);
+  }, 40_000);
+
+  it('defers an unknown tag and refuses a forged token for its own tag at RCPT; a forged token for a known node reaches that node and is stored there, not applied', async () => {
     const url = await freshDatabase(postgres, 'bounces');
     const a = await node(url, 'node-a');
     const b = await node(url, 'node-b');
@@ -97,7 +146,7 @@ describe('reports on any node (one return-path domain, store.shared.url)', () =>
     const dialog = await SmtpDialog.start(inboundPort(b));
     await dialog.command('MAIL FROM:<>', 250);
     const unknown = returnPathFor({ ...b.relay.verp, secret: 'whatever', nodeTag: nodeTagOf('node-x') }, recipientId);
-    expect((await dialog.command(`RCPT TO:<${unknown}>`)).code).toBe(550);
+    expect((await dialog.command(`RCPT TO:<${unknown}>`)).code).toBe(451);
     const forgedOwn = returnPathFor({ ...b.relay.verp, secret: 'not-b-secret' }, 1);
     expect((await dialog.command(`RCPT TO:<${forgedOwn}>`)).code).toBe(550);
     await dialog.quit();
@@ -109,6 +158,44 @@ describe('reports on any node (one return-path domain, store.shared.url)', () =>
     expect(outcome?.outcome).toMatch(/not applied|no valid/i);
     expect(statusOf(a, 'kept@example.test')).toBe('delivered');
   }, 30_000);
+
+  it('defers a report for a node tag it does not know yet (451 4.7.1, naming why) and takes it once that node has joined; a tag of the wrong shape or an expired token stays refused', async () => {
+    const url = await freshDatabase(postgres, 'bounces');
+    const b = await node(url, 'node-b');
+    await knows(b, 'node-b');
+    const tagC = nodeTagOf('node-c');
+    const forC = returnPathFor({ ...b.relay.verp, secret: 'node-c-secret', nodeTag: tagC }, 7);
+    const dialog = await SmtpDialog.start(inboundPort(b));
+    await dialog.command('MAIL FROM:<>', 250);
+    const deferred = await dialog.command(`RCPT TO:<${forC}>`);
+    expect(deferred.code).toBe(451);
+    expect(deferred.text).toBe(`451 4.7.1 <${forC}>: unknown node tag ${tagC}, try again later`);
+    // Not the shape of a tag (a 1 is not base32, five characters are too few): refused for good.
+    for (const badTag of ['abc1ef', 'abcde']) {
+      expect((await dialog.command(`RCPT TO:<${forC.replace(`-${tagC}-`, `-${badTag}-`)}>`)).code).toBe(550);
+    }
+    // Past returnPath.maxAgeDays by its day: no node would take it.
+    const expired = returnPathFor({ ...b.relay.verp, secret: 'node-c-secret', nodeTag: tagC }, 7, new Date(Date.now() - (b.config.returnPath.maxAgeDays + 2) * 86_400_000));
+    expect((await dialog.command(`RCPT TO:<${expired}>`)).code).toBe(550);
+    await dialog.quit();
+    // Node C joins; at B's next round its tag is known and the retried report is taken for C.
+    await node(url, 'node-c');
+    await knows(b, 'node-c');
+    const retried = await SmtpDialog.start(inboundPort(b));
+    await retried.command('MAIL FROM:<>', 250);
+    await retried.command(`RCPT TO:<${forC}>`, 250);
+    await retried.quit();
+  }, 30_000);
+
+  it('refuses a tagged token at RCPT on a node without a shared store (no round will ever teach it the tag)', async () => {
+    const alone = await startTestRelay({ returnPath: { domain: 'bounces.relay.test' }, inbound: { enabled: true } });
+    cleanups.push(() => alone.stop());
+    const tagged = returnPathFor({ ...alone.relay.verp, secret: 'some-node-secret', nodeTag: nodeTagOf('node-c') }, 7);
+    const dialog = await SmtpDialog.start(inboundPort(alone));
+    await dialog.command('MAIL FROM:<>', 250);
+    expect((await dialog.command(`RCPT TO:<${tagged}>`)).code).toBe(550);
+    await dialog.quit();
+  });
 
   it('applies on its own node an untagged (v1) token from before the shared store, and its own tagged token', async () => {
     const url = await freshDatabase(postgres, 'bounces');
@@ -122,6 +209,67 @@ describe('reports on any node (one return-path domain, store.shared.url)', () =>
     await waitFor('own tag applied', () => statusOf(a, 'own@example.test'), (status) => status === 'bounced', 5000);
     expect(a.db.prepare('SELECT count(*) FROM forward_outbox').pluck().get()).toBe(0);
   }, 30_000);
+
+  it('purges from the shared store, on the node they were for, forwarded reports it has taken that are older than store.retention.historyDays, at most once an hour', async () => {
+    const url = await freshDatabase(postgres, 'bounces');
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    cleanups.push(() => client.end());
+    await migrateShared(client);
+    const daysAgo = (days: number): Date => new Date(Date.now() - days * 86_400_000);
+    const forwarded = async (uid: string, toNode: string, receivedAt: Date): Promise<void> => {
+      await client.query(
+        `INSERT INTO rebound_forwarded_reports (uid, to_node, from_node, received_at, mail_from, rcpt_to, raw) VALUES ($1, $2, 'node-b', $3, '', '["x@bounces.relay.test"]', $4)`,
+        [uid, toNode, receivedAt, Buffer.from(dsn('x@example.test'))],
+      );
+    };
+    const left = async (): Promise<string[]> => (await client.query<{ uid: string }>('SELECT uid FROM rebound_forwarded_reports ORDER BY id')).rows.map((row) => row.uid);
+    await forwarded('old-for-a', 'node-a', daysAgo(3));
+    await forwarded('new-for-a', 'node-a', daysAgo(0));
+    await forwarded('old-for-c', 'node-c', daysAgo(3));
+    // historyDays 1: node A keeps reports a day, so the shared copies of the ones it took go after a day.
+    const a = await node(url, 'node-a', { historyDays: 1 });
+    await waitFor('both reports taken by A', () => a.db.prepare('SELECT count(*) FROM inbound_reports').pluck().get(), (n) => n === 2, 5000);
+    for (let tries = 0; tries < 50 && (await left()).includes('old-for-a'); tries++) await new Promise((resolve) => setTimeout(resolve, 100));
+    // A's recent one stays, and another node's (not A's to purge) too.
+    expect(await left()).toEqual(['new-for-a', 'old-for-c']);
+    // Within the hour the purge does not run again: an old report taken now stays for the next one.
+    await forwarded('old-again-for-a', 'node-a', daysAgo(3));
+    await waitFor('the third report taken by A', () => a.db.prepare('SELECT count(*) FROM inbound_reports').pluck().get(), (n) => n === 3, 5000);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(await left()).toEqual(['new-for-a', 'old-for-c', 'old-again-for-a']);
+  }, 30_000);
+
+  it('purges only reports the node has taken (at or before its cursor), received before the cutoff, addressed to it', async () => {
+    const client = new pg.Client({ connectionString: await freshDatabase(postgres, 'bounces') });
+    await client.connect();
+    cleanups.push(() => client.end());
+    await migrateShared(client);
+    const db = tempStore(storeCleanups);
+    const reports = new ForwardedReports(db, 'node-a');
+    const daysAgo = (days: number): Date => new Date(Date.now() - days * 86_400_000);
+    const forwarded = async (uid: string, toNode: string, receivedAt: Date): Promise<void> => {
+      await client.query(
+        `INSERT INTO rebound_forwarded_reports (uid, to_node, from_node, received_at, mail_from, rcpt_to, raw) VALUES ($1, $2, 'node-b', $3, '', '[]', '\\x00')`,
+        [uid, toNode, receivedAt],
+      );
+    };
+    const left = async (): Promise<string[]> => (await client.query<{ uid: string }>('SELECT uid FROM rebound_forwarded_reports ORDER BY id')).rows.map((row) => row.uid);
+    // Nothing taken yet: nothing to purge, however old.
+    await forwarded('old-taken', 'node-a', daysAgo(5));
+    expect(await reports.purgeTaken(client, daysAgo(1))).toBe(0);
+    await forwarded('new-taken', 'node-a', daysAgo(0));
+    const taken: string[] = [];
+    await reports.pull(client, async (report, markTaken) => {
+      taken.push(report.receivedAt.toISOString());
+      writeTransaction(db, markTaken)();
+    });
+    expect(taken).toHaveLength(2);
+    await forwarded('old-not-taken', 'node-a', daysAgo(5));
+    await forwarded('old-for-b', 'node-b', daysAgo(5));
+    expect(await reports.purgeTaken(client, daysAgo(1))).toBe(1);
+    expect(await left()).toEqual(['new-taken', 'old-not-taken', 'old-for-b']);
+  });
 
   it('refuses a second node name on the same tag, naming both and the fix', async () => {
     const client = new pg.Client({ connectionString: await freshDatabase(postgres, 'bounces') });

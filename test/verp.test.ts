@@ -56,14 +56,19 @@ describe('node-tagged return path (store.shared.url)', () => {
 
   it("names another node's tag without checking it, and refuses a token moved to another tag or with the tag dropped", () => {
     const address = returnPathFor(nodeA, 42, now);
-    expect(readReturnPath(nodeB, address, now)).toEqual({ valid: false, reason: 'other-node', nodeTag: tagA });
+    expect(readReturnPath(nodeB, address, now)).toEqual({ valid: false, reason: 'other-node', nodeTag: tagA, expired: false });
     // Same secret, tag swapped: the MAC covers the tag.
     const moved = address.replace(`-${tagA}-`, `-${tagB}-`);
     expect(readReturnPath({ ...nodeA, nodeTag: tagB }, moved, now)).toEqual({ valid: false, reason: 'forged' });
     // Tag removed (turned into a v1 token): v1 and v2 MACs differ.
     expect(readReturnPath(nodeA, address.replace(`-${tagA}-`, '-'), now)).toEqual({ valid: false, reason: 'forged' });
     // A v2 token read by a node without a tag (not shared) is not its own.
-    expect(readReturnPath(settings, address, now)).toEqual({ valid: false, reason: 'other-node', nodeTag: tagA });
+    expect(readReturnPath(settings, address, now)).toEqual({ valid: false, reason: 'other-node', nodeTag: tagA, expired: false });
+  });
+
+  it("says when another node's token is past maxAgeDays by its (unsigned) day", () => {
+    const old = returnPathFor(nodeA, 42, new Date(now.getTime() - (nodeA.maxAgeDays + 1) * 86_400_000));
+    expect(readReturnPath(nodeB, old, now)).toEqual({ valid: false, reason: 'other-node', nodeTag: tagA, expired: true });
   });
 
   it('keeps validating untagged (v1) tokens from before the node joined the shared store', () => {

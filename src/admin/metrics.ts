@@ -23,7 +23,7 @@ export interface MetricsHooks {
   /** The delivery resolver's health; without it (delivery off), no DNS gauge and /healthz does not ask. */
   dnsResolver?: () => DnsResolverStatus;
   /** The shared store (store.shared.url); without it (not shared), no shared-store gauges. */
-  sharedStore?: () => { reachable: boolean; waiting: number; eventsWaiting: number };
+  sharedStore?: () => { reachable: boolean; waiting: number; eventsWaiting: number; forwardWaiting: number };
 }
 
 /** Seconds from acceptance to delivery: from a local hop in milliseconds to a retry a day later. */
@@ -189,6 +189,14 @@ export class StoreMetrics {
         registers,
         collect() {
           this.set(sharedStore().eventsWaiting);
+        },
+      });
+      new Gauge({
+        name: 'rebound_shared_forward_outbox_reports',
+        help: "Reports this node's MX took for another node's return-path token and not yet shipped to the shared store (forward_outbox)",
+        registers,
+        collect() {
+          this.set(sharedStore().forwardWaiting);
         },
       });
     }

@@ -83,9 +83,10 @@ export type TokenCheck = { valid: true; recipientId: number; issuedAt: Date } | 
 
 /**
  * `other-node`: a well-formed token tagged for another node than `ownTag`; this node cannot check
- * its MAC (another secret) and its id is a row in that node's store.
+ * its MAC (another secret) and its id is a row in that node's store. `expired`: its day (unsigned
+ * here, so only a hint) is older than maxAgeDays; that node would refuse it.
  */
-type TaggedTokenCheck = TokenCheck | { valid: false; reason: 'other-node'; nodeTag: string };
+type TaggedTokenCheck = TokenCheck | { valid: false; reason: 'other-node'; nodeTag: string; expired: boolean };
 
 /** An untagged token (unsubscribe links are never tagged: they come back to the web, not the MX). */
 export function readSignedToken(secret: string, purpose: TokenPurpose, token: string, maxAgeDays: number, now: Date = new Date()): TokenCheck {
@@ -97,14 +98,15 @@ function readTaggedToken(secret: string, purpose: TokenPurpose, token: string, m
   const match = /^([0-9a-z]{1,11})-([0-9a-z]{1,6})-(?:([a-z2-7]{6})-)?([a-z2-7]+)$/.exec(token.toLowerCase());
   if (!match) return { valid: false, reason: 'malformed' };
   const [, id36, day36, tag, given] = match as unknown as [string, string, string, string | undefined, string];
-  if (tag !== undefined && tag !== ownTag) return { valid: false, reason: 'other-node', nodeTag: tag };
   const recipientId = parseInt(id36, 36);
   const day = parseInt(day36, 36);
+  const ageDays = Math.floor(now.getTime() / DAY_MS) - day;
+  const expired = ageDays > maxAgeDays || ageDays < -1;
+  if (tag !== undefined && tag !== ownTag) return { valid: false, reason: 'other-node', nodeTag: tag, expired };
   const expected = Buffer.from(mac(secret, purpose, recipientId, day, tag ?? null));
   const actual = Buffer.from(given);
   if (actual.length !== expected.length || !timingSafeEqual(actual, expected)) return { valid: false, reason: 'forged' };
-  const ageDays = Math.floor(now.getTime() / DAY_MS) - day;
-  if (ageDays > maxAgeDays || ageDays < -1) return { valid: false, reason: 'expired' };
+  if (expired) return { valid: false, reason: 'expired' };
   return { valid: true, recipientId, issuedAt: new Date(day * DAY_MS) };
 }
 

@@ -4,11 +4,12 @@ import type { VerpSettings } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../logger.js';
 import { Unsubscriber, type UnsubscribeSettings } from '../unsubscribe/index.js';
-import { ReportApplier } from './apply-report.js';
-import { ReportProcessor, type ReportParser } from './process-reports.js';
-import { ReportStore } from './report-store.js';
+import type { ReportParser } from './process-reports.js';
+import { startReportIntake } from './report-intake.js';
 import { createInboundServer } from './server.js';
 import type { ForwardedReportReceiver, KnownNodes } from '../shared/forwarded-reports.js';
+
+export { startReportIntake, type ReportIntake } from './report-intake.js';
 
 export interface InboundStage {
   address: AddressInfo;
@@ -18,8 +19,8 @@ export interface InboundStage {
 }
 
 /**
- * Starts the return-path MX. Reports are parsed one at a time after they are stored; reports a
- * crash left unapplied (stored, or parsed in an older version) are picked up at start.
+ * Starts the return-path MX: its listener, and the report intake that parses and applies what
+ * it stores, one report at a time (src/inbound/report-intake.ts).
  */
 export async function startInbound(
   config: Config,
@@ -31,24 +32,21 @@ export async function startInbound(
   knownNodes: KnownNodes | null = null,
 ): Promise<InboundStage> {
   const log = logger.child({ stage: 'inbound' });
-  const reports = new ReportStore(db);
-  const processor = new ReportProcessor(db, reports, new ReportApplier(db, config, verp), parse, log);
-  let chain: Promise<unknown> = Promise.resolve();
-  const enqueue = (reportId: number): void => {
-    chain = chain
-      .then(() => processor.process(reportId))
-      .catch((error: Error) => log.error({ err: error, reportId }, 'report processing failed; run `rebound reparse` after fixing the cause'));
-  };
-  const server = createInboundServer(config, verp, reports, enqueue, { settings: unsubscribe, unsubscriber: new Unsubscriber(db, unsubscribe) }, logger, knownNodes);
-  const address = await server.listen();
-  for (const reportId of reports.unappliedIds()) enqueue(reportId);
+  const intake = startReportIntake(config, db, verp, parse, logger);
+  const server = createInboundServer(config, verp, intake.reports, intake.process, { settings: unsubscribe, unsubscriber: new Unsubscriber(db, unsubscribe) }, logger, knownNodes);
+  let address: AddressInfo;
+  try {
+    address = await server.listen();
+  } catch (error) {
+    await intake.stop();
+    throw error;
+  }
   return {
     address,
-    receiveForwarded: server.receiveForwarded,
+    receiveForwarded: intake.receiveForwarded,
     stop: async () => {
       await server.close();
-      await chain;
-      reports.close();
+      await intake.stop();
       log.info('inbound stopped');
     },
   };

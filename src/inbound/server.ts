@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
-import { readReturnPath, type VerpSettings } from '../bounces/verp.js';
+import { readReturnPath, type VerpCheck, type VerpSettings } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../logger.js';
 import { recipientOfUnsubscribeAddress, type Unsubscriber, type UnsubscribeSettings } from '../unsubscribe/index.js';
@@ -12,7 +12,7 @@ import { setGreetingPause } from '../smtp-greeting.js';
 import { limitSessions } from '../smtp-session-limits.js';
 import { ByteBudget } from '../byte-budget.js';
 import { ClientBudget } from './client-budget.js';
-import type { ForwardedReportReceiver, KnownNodes } from '../shared/forwarded-reports.js';
+import type { KnownNodes } from '../shared/forwarded-reports.js';
 
 /** RFC 5321 4.5.1 and RFC 2142: the role mailboxes a mail domain answers for. */
 const ROLE_MAILBOXES = new Set(['postmaster', 'abuse']);
@@ -22,8 +22,6 @@ export interface InboundServer {
   listen(): Promise<AddressInfo>;
   /** Report bytes held in memory now, across all connections (inbound.maxBytesInFlight bounds them). */
   bytesInFlight(): number;
-  /** Stores a report another node's MX took for this node's token, as if this listener had taken it. */
-  receiveForwarded: ForwardedReportReceiver;
   close(): Promise<void>;
 }
 
@@ -71,6 +69,17 @@ export function createInboundServer(
     return knownNodes.nameOf(check.nodeTag) ?? null;
   }
 
+  /**
+   * The tag of a well-formed, unexpired token for a node this node has not read from the shared
+   * store yet (a node that joined since the last round, store.shared.catchUpSeconds), else null.
+   * Such a report is deferred, not refused: the reporting MTA retries, by when the tag is known.
+   * Without a shared store no round will ever teach a tag, so it stays refused.
+   */
+  function notKnownYet(check: VerpCheck): string | null {
+    if (knownNodes === null || check.valid || check.reason !== 'other-node' || check.expired) return null;
+    return knownNodes.nameOf(check.nodeTag) === undefined ? check.nodeTag : null;
+  }
+
   const server = new SMTPServer({
     name: config.hostname,
     banner: 'Rebound',
@@ -94,13 +103,15 @@ export function createInboundServer(
 
     onRcptTo(to, session, callback) {
       if (recipientOfUnsubscribeAddress(unsubscribe.settings, to.address) !== null) return callback();
-      const recipient = recipientFor(to.address);
-      if (recipient === undefined && otherNodeOf(to.address) === null) {
-        const reason = readReturnPath(verp, to.address);
-        log.info({ client: session.remoteAddress, rcpt: to.address, reason: reason.valid ? 'unknown' : reason.reason }, 'report refused at RCPT TO');
-        return callback(smtpReply(550, `<${to.address}>: no such mailbox here`));
+      if (recipientFor(to.address) !== undefined || otherNodeOf(to.address) !== null) return callback();
+      const check = readReturnPath(verp, to.address);
+      const tag = notKnownYet(check);
+      if (tag !== null) {
+        log.info({ client: session.remoteAddress, rcpt: to.address, nodeTag: tag }, 'report for a node tag not known yet deferred at RCPT TO');
+        return callback(smtpReply(451, `<${to.address}>: unknown node tag ${tag}, try again later`, '4.7.1'));
       }
-      callback();
+      log.info({ client: session.remoteAddress, rcpt: to.address, reason: check.valid ? 'unknown' : check.reason }, 'report refused at RCPT TO');
+      callback(smtpReply(550, `<${to.address}>: no such mailbox here`));
     },
 
     onData(stream: Readable & { sizeExceeded?: boolean }, session: SMTPServerSession, callback) {
@@ -203,22 +214,6 @@ export function createInboundServer(
 
   return {
     bytesInFlight: () => inMemory.inUse,
-    receiveForwarded: async (report, markTaken) => {
-      // Its token is checked with this node's secret now; an invalid one is stored, not applied.
-      const recipientId = report.rcptTo.map(recipientFor).find((id): id is number => typeof id === 'number') ?? null;
-      const reportId = await reports.store({
-        receivedAt: report.receivedAt,
-        clientIp: `node ${report.fromNode}`,
-        clientHelo: null,
-        mailFrom: report.mailFrom,
-        rcptTo: report.rcptTo,
-        recipientId,
-        raw: report.raw,
-        alsoCommit: markTaken,
-      });
-      log.info({ reportId, fromNode: report.fromNode, rcptTo: report.rcptTo, recipientId, bytes: report.raw.length }, 'report forwarded by another node stored');
-      onStored(reportId);
-    },
     listen: async () => {
       const address = await listenSmtp(server, settings.port, settings.host);
       log.info({ host: address.address, port: address.port, domain: verp.domain }, 'inbound listening');

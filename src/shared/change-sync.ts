@@ -24,6 +24,8 @@ export interface SharedStoreStatus {
   waiting: number;
   /** Events made here and not yet in the shared store. */
   eventsWaiting: number;
+  /** Reports this node's MX took for other nodes' tokens, not yet shipped to the shared store (forward_outbox). */
+  forwardWaiting: number;
   /** Since when it has been unreachable, or null. */
   downSince: string | null;
 }
@@ -36,7 +38,10 @@ export interface ChangeSyncSettings {
   catchUpMs: number;
   /** This node's tag in its return-path tokens (src/bounces/verp.ts nodeTagOf). */
   nodeTag: string;
-  /** store.retention.historyDays: this node's events leave the shared store after it (0: never). */
+  /**
+   * store.retention.historyDays: this node's events leave the shared store after it, and so do the
+   * reports forwarded to this node once it has taken them (its own store keeps them that long); 0: never.
+   */
   historyDays: number;
 }
 
@@ -45,6 +50,9 @@ const SHIP_INTERVAL_MS = 250;
 /** Rows shipped or applied per round trip. */
 const BATCH = 500;
 const CURSOR_SETTING = 'shared.changes.version';
+/** Taken forwarded reports are purged from the shared store at most this often. */
+const FORWARDED_PURGE_EVERY_MS = 3_600_000;
+const DAY_MS = 86_400_000;
 
 /**
  * Marks the store as shared (or not) before any stage starts, so every SuppressionLists made
@@ -92,8 +100,10 @@ export class ChangeSync {
   private readonly events: EventSync;
   /** Where reports forwarded to this node go (the inbound stage); null: they wait in the shared store. */
   private receiver: ForwardedReportReceiver | null = null;
-  /** Changes shipped from here and applied here since the start; reports forwarded from and to here. */
-  readonly stats = { shipped: 0, applied: 0, forwardedOut: 0, forwardedIn: 0, eventsShipped: 0, eventsCopied: 0 };
+  /** When taken forwarded reports were last purged (Date.now()), or null: not since the start. */
+  private forwardedPurgedAt: number | null = null;
+  /** Changes shipped from here and applied here since the start; reports forwarded from and to here, and purged; events. */
+  readonly stats = { shipped: 0, applied: 0, forwardedOut: 0, forwardedIn: 0, forwardedPurged: 0, eventsShipped: 0, eventsCopied: 0 };
 
   constructor(
     private readonly db: Database,
@@ -125,12 +135,13 @@ export class ChangeSync {
     this.receiver = receiver;
   }
 
-  /** For /metrics: whether the last round reached the shared store, and the changes waiting here. */
+  /** For /metrics: whether the last round reached the shared store, and the changes and forwarded reports waiting here. */
   status(): SharedStoreStatus {
     return {
       reachable: this.downSince === null && this.client !== null,
       waiting: this.outboxSize.get() as number,
       eventsWaiting: this.events.waitingCount(),
+      forwardWaiting: this.forwarded.waitingCount(),
       downSince: this.downSince,
     };
   }
@@ -180,7 +191,10 @@ export class ChangeSync {
         await this.ship(client);
         await this.pull(client);
         this.stats.forwardedOut += await this.forwarded.ship(client, CHANGES_CHANNEL);
-        if (this.receiver) this.stats.forwardedIn += await this.forwarded.pull(client, this.receiver);
+        if (this.receiver) {
+          this.stats.forwardedIn += await this.forwarded.pull(client, this.receiver);
+          await this.purgeForwarded(client);
+        }
         // Events after the list changes: a large backlog of events never holds a suppression back.
         const shipped = await this.events.ship(client);
         const copied = await this.events.pull(client);
@@ -259,6 +273,21 @@ export class ChangeSync {
       this.stats.shipped += rows.length;
       if (rows.length < BATCH) return;
     }
+  }
+
+  /**
+   * Deletes, at most once an hour, the reports forwarded to this node that it has taken and that
+   * are older than historyDays: its own store has them. A failed purge is tried again
+   * at the next round.
+   */
+  private async purgeForwarded(client: pg.Client): Promise<void> {
+    const days = this.settings.historyDays;
+    const now = Date.now();
+    if (days === 0 || (this.forwardedPurgedAt !== null && now - this.forwardedPurgedAt < FORWARDED_PURGE_EVERY_MS)) return;
+    const purged = await this.forwarded.purgeTaken(client, new Date(now - days * DAY_MS));
+    this.forwardedPurgedAt = now;
+    this.stats.forwardedPurged += purged;
+    if (purged > 0) this.log.info({ purged, days }, 'reports forwarded to this node, taken and older than store.retention.historyDays purged from the shared store');
   }
 
   /** Applies the shared log past this node's cursor, in order, a batch per local transaction. */

@@ -19,6 +19,8 @@ const NODE_TAGS_SETTING = 'shared.nodeTags';
 const FORWARDED_CURSOR_SETTING = 'shared.forwarded.id';
 /** Reports per round trip: each may be up to inbound.maxMessageSize. */
 const BATCH = 20;
+/** Rows deleted per statement when purging, so one purge never holds a long lock on the table. */
+const PURGE_BATCH = 1000;
 
 /** A report another node's MX took for this node's token. */
 export interface ForwardedReport {
@@ -116,6 +118,27 @@ export class ForwardedReports {
       }
       if (count > 0 && rows.length < BATCH) await client.query(`NOTIFY ${notify}`);
       if (rows.length < BATCH) return count;
+    }
+  }
+
+  /**
+   * Deletes from the shared store the reports forwarded to this node that it has taken (at or
+   * before its cursor) and that were received before `cutoff`; returns how many. Only the node a
+   * report is for knows when it has taken it, so each node purges its own.
+   */
+  async purgeTaken(client: pg.ClientBase, cutoff: Date): Promise<number> {
+    const cursor = readSetting(this.db, FORWARDED_CURSOR_SETTING);
+    if (cursor === undefined) return 0;
+    let count = 0;
+    // Each pass deletes a full batch or ends the loop.
+    for (;;) {
+      const { rowCount } = await client.query(
+        `DELETE FROM rebound_forwarded_reports WHERE id IN (
+           SELECT id FROM rebound_forwarded_reports WHERE to_node = $1 AND id <= $2::bigint AND received_at < $3 ORDER BY id LIMIT $4)`,
+        [this.nodeName, cursor, cutoff, PURGE_BATCH],
+      );
+      count += rowCount ?? 0;
+      if ((rowCount ?? 0) < PURGE_BATCH) return count;
     }
   }
 
