@@ -8,7 +8,7 @@ import type { DkimKeysChange } from '../dkim/key-change.js';
 import type { ListChange } from '../suppressions/list-change.js';
 import { SHARED_SETTING } from '../store/shared-outbox.js';
 import { SuppressionLists } from '../suppressions/lists.js';
-import { appendInOrder, CHANGES_CHANNEL, claimNodeName, LOCKS, migrateShared } from './postgres-schema.js';
+import { appendInOrder, CHANGES_CHANNEL, claimNodeName, LOCKS, migrateShared, notifyOthers } from './postgres-schema.js';
 import { redactUrl } from '../redact-url.js';
 import { ForwardedReports, refreshKnownNodes, type ForwardedReportReceiver } from './forwarded-reports.js';
 import { EventSync } from './event-sync.js';
@@ -149,7 +149,7 @@ export class ChangeSync {
   /** Starts the timers and a first round; a shared store that is down now is retried, not fatal. */
   start(): void {
     const ship = setInterval(() => {
-      if (this.firstWaiting.get() !== undefined || this.forwarded.waitingCount() > 0 || this.events.waitingCount() > 0) this.round();
+      if (this.firstWaiting.get() !== undefined || this.forwarded.waitingCount() > 0 || this.events.shipDue()) this.round();
     }, SHIP_INTERVAL_MS);
     const catchUp = setInterval(() => this.round(), this.settings.catchUpMs);
     ship.unref();
@@ -190,13 +190,13 @@ export class ChangeSync {
         await refreshKnownNodes(client, this.db);
         await this.ship(client);
         await this.pull(client);
-        this.stats.forwardedOut += await this.forwarded.ship(client, CHANGES_CHANNEL);
+        this.stats.forwardedOut += await this.forwarded.ship(client);
         if (this.receiver) {
           this.stats.forwardedIn += await this.forwarded.pull(client, this.receiver);
           await this.purgeForwarded(client);
         }
         // Events after the list changes: a large backlog of events never holds a suppression back.
-        const shipped = await this.events.ship(client);
+        const shipped = this.events.shipDue() ? await this.events.ship(client) : { shipped: 0, more: false };
         const copied = await this.events.pull(client);
         await this.events.purge(client);
         this.stats.eventsShipped += shipped.shipped;
@@ -229,7 +229,9 @@ export class ChangeSync {
         this.log.warn({ err: error.message }, 'the connection to the shared store broke');
         if (this.client === client) this.dropClient();
       });
-      client.on('notification', () => this.round());
+      client.on('notification', (message) => {
+        if (message.payload !== this.settings.nodeName) this.round();
+      });
       try {
         await client.connect();
         await migrateShared(client);
@@ -265,7 +267,7 @@ export class ChangeSync {
            ON CONFLICT (uid) DO NOTHING`,
           [rows.map((r) => r.uid), this.settings.nodeName, rows.map((r) => r.at), rows.map((r) => r.change)],
         );
-        await client.query(`NOTIFY ${CHANGES_CHANNEL}`);
+        await notifyOthers(client, this.settings.nodeName);
       });
       // Shipped: a crash before this line ships them again, and the shared log keeps each uid once.
       const last = rows[rows.length - 1] as { id: number };

@@ -3,6 +3,7 @@ import type { Database, Statement } from 'better-sqlite3';
 import type pg from 'pg';
 import { readSetting, writeSetting } from '../store/settings.js';
 import { writeTransaction } from '../store/write-lock.js';
+import { notifyOthers } from './postgres-schema.js';
 
 /**
  * Reports that reach one node's MX for another node's return-path token (issue 14): one
@@ -101,8 +102,8 @@ export class ForwardedReports {
     return this.outboxSize.get() as number;
   }
 
-  /** Ships the outbox, one report per statement; returns how many. `notify` wakes the other nodes. */
-  async ship(client: pg.ClientBase, notify: string): Promise<number> {
+  /** Ships the outbox, one report per statement; returns how many, and wakes the other nodes. */
+  async ship(client: pg.ClientBase): Promise<number> {
     let count = 0;
     for (;;) {
       const rows = this.waiting.all(BATCH) as OutboxRow[];
@@ -116,7 +117,7 @@ export class ForwardedReports {
         writeTransaction(this.db, () => this.shipped.run(row.id))();
         count++;
       }
-      if (count > 0 && rows.length < BATCH) await client.query(`NOTIFY ${notify}`);
+      if (count > 0 && rows.length < BATCH) await notifyOthers(client, this.nodeName);
       if (rows.length < BATCH) return count;
     }
   }

@@ -120,8 +120,17 @@ export async function claimNodeName(client: ClientBase, name: string, storeId: s
   }
 }
 
-/** The channel NOTIFY announces new list changes on. */
+/** The channel NOTIFY announces new list changes, events and forwarded reports on. */
 export const CHANGES_CHANNEL = 'rebound_changes';
+
+/**
+ * Wakes the other nodes (at commit, when in a transaction). The payload is this node's name, so
+ * the node that sent it ignores its own notification: under load it would otherwise run round
+ * after round for the few events that came in meanwhile.
+ */
+export async function notifyOthers(client: ClientBase, nodeName: string): Promise<void> {
+  await client.query('SELECT pg_notify($1, $2)', [CHANGES_CHANNEL, nodeName]);
+}
 
 /** Brings the shared store's schema up to date; returns the versions it went from and to. */
 export async function migrateShared(client: ClientBase): Promise<{ from: number; to: number }> {
