@@ -22,6 +22,7 @@ import { WalSync } from './store/wal-sync.js';
 import { useWriteLock, WriteLock } from './store/write-lock.js';
 import { createSubmissionServer } from './submission/server.js';
 import { Unsubscriber, unsubscribeSettings, type UnsubscribeSettings } from './unsubscribe/index.js';
+import { ForwardedUnsubscribes, type UnsubscribeHandling } from './unsubscribe/forwarded.js';
 import { startWebhooks, type WebhookStage } from './webhooks/index.js';
 
 export interface RunningRelay {
@@ -74,8 +75,16 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
   const joined = markStoreShared(db, shared.url !== null);
   if (joined > 0) logger.info({ entries: joined }, 'this store joins the shared store: its lists and allowlist are queued to be shared');
   const verp = verpSettings(config, db);
-  const unsubscribe: UnsubscribeSettings = unsubscribeSettings(config, verp.domain, verp.secret);
+  const unsubscribe: UnsubscribeSettings = unsubscribeSettings(config, verp.domain, verp.secret, verp.nodeTag ?? null);
   const changeSync = shared.url === null ? null : new ChangeSync(db, { url: shared.url, nodeName: sharedNodeName(config), catchUpMs: shared.catchUpSeconds * 1000, nodeTag: nodeTagOf(sharedNodeName(config)), historyDays: config.store.retention.historyDays }, logger.child({ stage: 'shared' }));
+  // Requests for other nodes' unsubscribe links are passed on to them through the shared store.
+  const knownNodes = changeSync ? new KnownNodes(db) : null;
+  const unsubscriber = new Unsubscriber(db, unsubscribe);
+  const unsubscribeHandling: UnsubscribeHandling = {
+    settings: unsubscribe,
+    unsubscriber,
+    forwarded: knownNodes ? new ForwardedUnsubscribes(db, unsubscribe, unsubscriber, knownNodes, sharedNodeName(config), logger.child({ stage: 'unsubscribe' })) : null,
+  };
   let inbound: InboundStage | null = null;
   /** With inbound.enabled false on a shared store: the inbound stage's report handling, without its listener. */
   let forwardedOnly: ReportIntake | null = null;
@@ -85,13 +94,13 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
   try {
     if (config.inbound.enabled) {
       inbound = await listening('inbound', config.inbound.host, config.inbound.port, () =>
-        startInbound(config, db, verp, unsubscribe, reportParser(config.submission.campaignHeader), logger, changeSync ? new KnownNodes(db) : null),
+        startInbound(config, db, verp, unsubscribeHandling, reportParser(config.submission.campaignHeader), logger, knownNodes),
       );
       // Reports the other nodes' MX took for this node's tokens come in as if taken here.
       changeSync?.receiveForwardedReports(inbound.receiveForwarded);
     } else if (changeSync) {
       // No MX here, but the other nodes' MX take reports for this node's tokens: store and apply them.
-      forwardedOnly = startReportIntake(config, db, verp, reportParser(config.submission.campaignHeader), logger);
+      forwardedOnly = startReportIntake(config, db, verp, reportParser(config.submission.campaignHeader), logger, unsubscribeHandling.forwarded);
       changeSync.receiveForwardedReports(forwardedOnly.receiveForwarded);
     }
     // On its own thread the stage has its own resolver; its health reaches the admin server from there.
@@ -101,7 +110,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
       const stage = threaded;
       const dnsHooks = stage ? { dnsResolver: () => stage.dnsStatus() } : dns ? { dnsResolver: () => dns.health.status() } : {};
       const hooks = changeSync ? { ...dnsHooks, sharedStore: () => changeSync.status() } : dnsHooks;
-      admin = await listening('admin', config.admin.host, config.admin.port, () => startAdmin(withGeneratedToken(config, db, logger.child({ stage: 'admin' })), db, logger, hooks, new Unsubscriber(db, unsubscribe)));
+      admin = await listening('admin', config.admin.host, config.admin.port, () => startAdmin(withGeneratedToken(config, db, logger.child({ stage: 'admin' })), db, logger, hooks, unsubscribeHandling));
     }
     const spool: MessageSpool | null = threaded?.spool ?? mainSpool;
     if (!spool) throw new Error('no spool: delivery runs on its own thread but did not start');

@@ -134,7 +134,7 @@ describe('inbound listener: report content held in memory', () => {
     const reports = new ReportStore(store);
     const verp = verpSettings(config, store);
     const unsubscribe = unsubscribeSettings(config, verp.domain, verp.secret);
-    const server = createInboundServer(config, verp, reports, () => undefined, { settings: unsubscribe, unsubscriber: new Unsubscriber(store, unsubscribe) }, createLogger('silent'));
+    const server = createInboundServer(config, verp, reports, () => undefined, { settings: unsubscribe, unsubscriber: new Unsubscriber(store, unsubscribe), forwarded: null }, createLogger('silent'));
     const { port } = await server.listen();
     const db = new BetterSqlite3(config.store.path, { readonly: true });
     stops.push(async () => {

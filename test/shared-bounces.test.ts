@@ -40,8 +40,10 @@ afterEach(async () => {
 
 const TOKEN = 'shared-bounces-test-token-0123456789';
 
-async function node(url: string, name: string, { inbound = true, historyDays = 90, admin = false } = {}): Promise<TestRelay> {
+async function node(url: string, name: string, { inbound = true, historyDays = 90, admin = false, unsubscribe = false } = {}): Promise<TestRelay> {
   const relay = await startTestRelay({
+    // One one-click URL for every node, as behind a load balancer.
+    ...(unsubscribe ? { unsubscribe: { enabled: true, url: 'https://mail.shop.example/unsubscribe' } } : {}),
     store: { shared: { url, nodeName: name, catchUpSeconds: 0.5 }, retention: { historyDays } },
     ...(admin ? { admin: { enabled: true, port: 0, tokens: [{ name: 'ops', token: TOKEN }] } } : {}),
     returnPath: { domain: 'bounces.relay.test' },
@@ -280,4 +282,62 @@ describe('reports on any node (one return-path domain, store.shared.url)', () =>
     await expect(claimNodeName(client, 'second', 'store-2', 'abcdef')).rejects.toThrow(/"second" and "first" have the same return-path tag \(abcdef\): rename one \(store.shared.nodeName\)/);
     await expect(claimNodeName(client, 'first', 'store-1', 'abcdef')).resolves.toBeUndefined();
   });
+
+  it('passes an unsubscribe for A\'s link on to A when B takes it, by mail to B\'s MX or as a one-click POST to B; a forged link is not applied', async () => {
+    const url = await freshDatabase(postgres, 'bounces');
+    const a = await node(url, 'node-a', { unsubscribe: true });
+    const b = await node(url, 'node-b', { admin: true, unsubscribe: true });
+    await knows(b, 'node-a');
+    const links = async (to: string): Promise<{ mailto: string; oneClick: string }> => {
+      await delivered(a, to);
+      const raw = mx.received.filter((m) => m.to[0] === to).at(-1)?.raw.toString('latin1') ?? '';
+      const match = /^List-Unsubscribe: <mailto:([^?>]+)\?subject=unsubscribe>, <https:\/\/mail\.shop\.example\/unsubscribe\/([0-9a-z-]+)>/m.exec(raw);
+      if (!match) throw new Error(`no List-Unsubscribe in the mail to ${to}`);
+      return { mailto: match[1] as string, oneClick: match[2] as string };
+    };
+    const unsubscribed = (relay: TestRelay, address: string): string | undefined =>
+      relay.db.prepare(`SELECT e.reason FROM events e JOIN recipients r ON r.id = e.recipient_id WHERE e.event = 'unsubscribed' AND r.address = ?`).pluck().get(address) as string | undefined;
+    const onList = (relay: TestRelay, address: string): boolean => relay.db.prepare(`SELECT 1 FROM suppressions WHERE address = ? AND type = 'unsubscribes'`).get(address) !== undefined;
+
+    // By mail: B's MX takes it (250), A unsubscribes its recipient, the list reaches B.
+    const byMail = await links('reader1@example.test');
+    expect(byMail.mailto).toContain(`-${nodeTagOf('node-a')}-`);
+    const reply = await nodemailer
+      .createTransport({ host: '127.0.0.1', port: inboundPort(b), ignoreTLS: true })
+      .sendMail({ from: 'reader1@example.test', to: byMail.mailto, subject: 'unsubscribe', text: 'unsubscribe' });
+    expect(reply.response).toMatch(/^250 .*unsubscribed/);
+    await waitFor('unsubscribed on A', () => unsubscribed(a, 'reader1@example.test'), (reason) => reason === 'mailto', 5000);
+    await waitFor('on B\'s list', () => onList(b, 'reader1@example.test'), (found) => found, 5000);
+
+    // One-click, POSTed to B: the page says done, A applies it as one-click.
+    const oneClick = await links('reader2@example.test');
+    const base = `http://127.0.0.1:${b.relay.admin?.port}/unsubscribe/`;
+    const page = await fetch(`${base}${oneClick.oneClick}`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<form method="post"');
+    const post = (token: string): Promise<Response> =>
+      fetch(`${base}${token}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'List-Unsubscribe=One-Click' });
+    const posted = await post(oneClick.oneClick);
+    expect(posted.status).toBe(200);
+    expect(await posted.text()).toContain('You will not get these emails any more.');
+    await waitFor('one-click on A', () => unsubscribed(a, 'reader2@example.test'), (reason) => reason === 'one-click', 5000);
+
+    // A forged link with A's tag: B cannot tell and passes it on; A checks it and applies nothing.
+    const forged = `${oneClick.oneClick.slice(0, -4)}aaaa`;
+    expect((await post(forged)).status).toBe(200);
+    const taken = (): number => a.db.prepare(`SELECT value FROM settings WHERE key = 'shared.forwarded.id'`).pluck().get() as number;
+    const before = Number(taken());
+    await waitFor('A took the forged one', () => Number(taken()), (id) => id > before, 5000);
+    expect(a.db.prepare(`SELECT count(*) FROM events WHERE event = 'unsubscribed'`).pluck().get()).toBe(2);
+    // A link of a node nobody knows: the sender is told to retry, by mail and by POST.
+    const unknown = oneClick.oneClick.replace(nodeTagOf('node-a'), 'zzzzzz');
+    const later = await post(unknown);
+    expect(later.status).toBe(503);
+    expect(later.headers.get('retry-after')).toBe('60');
+    const dialog = await SmtpDialog.start(inboundPort(b));
+    await dialog.command('MAIL FROM:<reader3@example.test>', 250);
+    const deferred = await dialog.command(`RCPT TO:<${byMail.mailto.replace(nodeTagOf('node-a'), 'zzzzzz')}>`);
+    expect(deferred.text).toMatch(/^451 4\.7\.1 .*unknown node tag zzzzzz, try again later/);
+    await dialog.quit();
+  }, 30_000);
 });

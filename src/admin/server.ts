@@ -13,7 +13,7 @@ import { queueRoutes } from './queue-routes.js';
 import { reportRoutes } from './report-routes.js';
 import { addSecurityHeaders } from './security-headers.js';
 import { suppressionRoutes } from './suppression-routes.js';
-import type { Unsubscriber } from '../unsubscribe/index.js';
+import type { UnsubscribeHandling } from '../unsubscribe/forwarded.js';
 import { unsubscribeRoutes } from './unsubscribe-routes.js';
 
 export interface AdminServer {
@@ -45,7 +45,7 @@ export async function startAdmin(
   db: Database,
   logger: Logger,
   hooks: MetricsHooks = {},
-  unsubscriber: Unsubscriber | null = null,
+  unsubscribe: UnsubscribeHandling | null = null,
 ): Promise<AdminServer> {
   const log = logger.child({ stage: 'admin' });
   const auth = new BearerAuth(config.admin.tokens);
@@ -114,7 +114,7 @@ export async function startAdmin(
   await panelRoutes(app, { config, db, auth, log, hooks });
   queueRoutes(app, db);
   // Public: the List-Unsubscribe URL's target, behind the operator's https proxy.
-  if (unsubscriber) unsubscribeRoutes(app, unsubscriber);
+  if (unsubscribe) unsubscribeRoutes(app, unsubscribe);
 
   try {
     await app.listen({ host: config.admin.host, port: config.admin.port });

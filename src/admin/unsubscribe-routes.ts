@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
-import type { Unsubscriber } from '../unsubscribe/index.js';
+import type { TaggedTokenCheck } from '../bounces/verp.js';
+import type { UnsubscribeHandling } from '../unsubscribe/forwarded.js';
 import { isOneClickBody, ONE_CLICK_FIELD, ONE_CLICK_VALUE } from '../unsubscribe/one-click-body.js';
 import { html, htmlPage } from './html.js';
 
@@ -25,7 +26,15 @@ function tokenRefusal(reply: FastifyReply, reason: 'malformed' | 'forged' | 'exp
  * one-click) only shows a button whose form POSTs that same body, so link scanners that follow
  * every URL unsubscribe nobody. The token is checked before anything is shown.
  */
-export function unsubscribeRoutes(app: FastifyInstance, unsubscriber: Unsubscriber): void {
+export function unsubscribeRoutes(app: FastifyInstance, { unsubscriber, forwarded }: UnsubscribeHandling): void {
+  /**
+   * Another node's link (store.shared.url, one unsubscribe.url for all nodes): this node cannot
+   * check it, the node that sent the mail does once the request is passed on. Its node tag, or
+   * null when the link is this node's or no link at all.
+   */
+  const otherNodeTag = (check: TaggedTokenCheck): string | null =>
+    !check.valid && check.reason === 'other-node' && !check.expired && forwarded !== null ? check.nodeTag : null;
+
   // Its own scope: form bodies are read here only, and its errors are pages, not API JSON.
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
@@ -40,7 +49,7 @@ export function unsubscribeRoutes(app: FastifyInstance, unsubscriber: Unsubscrib
 
     scope.get<{ Params: { token: string } }>('/unsubscribe/:token', async (request, reply) => {
       const check = unsubscriber.check(request.params.token);
-      if (!check.valid) return tokenRefusal(reply, check.reason);
+      if (!check.valid && otherNodeTag(check) === null) return tokenRefusal(reply, check.reason === 'other-node' ? 'forged' : check.reason);
       // The form posts back to this page's own URL, built from the checked token alone.
       const action = `./${encodeURIComponent(request.params.token)}`;
       return reply.type('text/html; charset=utf-8').send(
@@ -53,9 +62,18 @@ export function unsubscribeRoutes(app: FastifyInstance, unsubscriber: Unsubscrib
 
     scope.post<{ Params: { token: string }; Body: string | undefined }>('/unsubscribe/:token', async (request, reply) => {
       const check = unsubscriber.check(request.params.token);
-      if (!check.valid) return tokenRefusal(reply, check.reason);
+      const nodeTag = otherNodeTag(check);
+      if (!check.valid && nodeTag === null) return tokenRefusal(reply, check.reason === 'other-node' ? 'forged' : check.reason);
       if (!isOneClickBody(request.headers['content-type'], request.body)) {
         return refusal(reply, 400, `Nothing was changed: an unsubscribe request carries "${ONE_CLICK_FIELD}=${ONE_CLICK_VALUE}" in its body (RFC 8058).`);
+      }
+      if (!check.valid) {
+        if (forwarded?.forward(request.params.token.toLowerCase(), nodeTag as string, 'one-click') === null) {
+          // A node that joined since this one last read the shared store: known within store.shared.catchUpSeconds.
+          void reply.header('retry-after', '60');
+          return refusal(reply, 503, 'This unsubscribe link cannot be taken here yet; please try again in a minute.');
+        }
+        return reply.type('text/html; charset=utf-8').send(htmlPage('Unsubscribed', html`<h1>Unsubscribed</h1><p>You will not get these emails any more.</p>`));
       }
       const result = unsubscriber.byRecipient(check.recipientId, 'one-click');
       if (!result.done) return refusal(reply, 404, `Sorry: ${result.reason}.`);

@@ -86,15 +86,16 @@ export type TokenCheck = { valid: true; recipientId: number; issuedAt: Date } | 
  * its MAC (another secret) and its id is a row in that node's store. `expired`: its day (unsigned
  * here, so only a hint) is older than maxAgeDays; that node would refuse it.
  */
-type TaggedTokenCheck = TokenCheck | { valid: false; reason: 'other-node'; nodeTag: string; expired: boolean };
+export type TaggedTokenCheck = TokenCheck | { valid: false; reason: 'other-node'; nodeTag: string; expired: boolean };
 
-/** An untagged token (unsubscribe links are never tagged: they come back to the web, not the MX). */
+/** A token made without a node tag: another node's tagged token is then just not ours ('forged'). */
 export function readSignedToken(secret: string, purpose: TokenPurpose, token: string, maxAgeDays: number, now: Date = new Date()): TokenCheck {
   const check = readTaggedToken(secret, purpose, token, maxAgeDays, now, null);
   return check.valid || check.reason !== 'other-node' ? check : { valid: false, reason: 'forged' };
 }
 
-function readTaggedToken(secret: string, purpose: TokenPurpose, token: string, maxAgeDays: number, now: Date, ownTag: string | null): TaggedTokenCheck {
+/** A token of this node (tagged `ownTag`, or untagged), or another node's by its tag. */
+export function readTaggedToken(secret: string, purpose: TokenPurpose, token: string, maxAgeDays: number, now: Date, ownTag: string | null): TaggedTokenCheck {
   const match = /^([0-9a-z]{1,11})-([0-9a-z]{1,6})-(?:([a-z2-7]{6})-)?([a-z2-7]+)$/.exec(token.toLowerCase());
   if (!match) return { valid: false, reason: 'malformed' };
   const [, id36, day36, tag, given] = match as unknown as [string, string, string, string | undefined, string];

@@ -3,7 +3,7 @@ import type { Database } from 'better-sqlite3';
 import type { VerpSettings } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../logger.js';
-import { Unsubscriber, type UnsubscribeSettings } from '../unsubscribe/index.js';
+import type { UnsubscribeHandling } from '../unsubscribe/forwarded.js';
 import type { ReportParser } from './process-reports.js';
 import { startReportIntake } from './report-intake.js';
 import { createInboundServer } from './server.js';
@@ -26,14 +26,14 @@ export async function startInbound(
   config: Config,
   db: Database,
   verp: VerpSettings,
-  unsubscribe: UnsubscribeSettings,
+  unsubscribe: UnsubscribeHandling,
   parse: ReportParser,
   logger: Logger,
   knownNodes: KnownNodes | null = null,
 ): Promise<InboundStage> {
   const log = logger.child({ stage: 'inbound' });
-  const intake = startReportIntake(config, db, verp, parse, logger);
-  const server = createInboundServer(config, verp, intake.reports, intake.process, { settings: unsubscribe, unsubscriber: new Unsubscriber(db, unsubscribe) }, logger, knownNodes);
+  const intake = startReportIntake(config, db, verp, parse, logger, unsubscribe.forwarded);
+  const server = createInboundServer(config, verp, intake.reports, intake.process, unsubscribe, logger, knownNodes);
   let address: AddressInfo;
   try {
     address = await server.listen();

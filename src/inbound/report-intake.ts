@@ -6,6 +6,7 @@ import type { ForwardedReportReceiver } from '../shared/forwarded-reports.js';
 import { ReportApplier } from './apply-report.js';
 import { ReportProcessor, type ReportParser } from './process-reports.js';
 import { ReportStore } from './report-store.js';
+import type { ForwardedUnsubscribes } from '../unsubscribe/forwarded.js';
 
 /** The inbound stage without its listener: stored reports parsed and applied, in order. */
 export interface ReportIntake {
@@ -24,7 +25,15 @@ export interface ReportIntake {
  * inbound.enabled false still runs this, since other nodes' MX take reports for its tokens.
  * Reports a crash left unapplied (stored, or parsed in an older version) are picked up now.
  */
-export function startReportIntake(config: Config, db: Database, verp: VerpSettings, parse: ReportParser, logger: Logger): ReportIntake {
+export function startReportIntake(
+  config: Config,
+  db: Database,
+  verp: VerpSettings,
+  parse: ReportParser,
+  logger: Logger,
+  /** Takes the unsubscribe requests other nodes pass on for this node's links; null when not shared. */
+  forwardedUnsubscribes: ForwardedUnsubscribes | null = null,
+): ReportIntake {
   const log = logger.child({ stage: 'inbound' });
   const reports = new ReportStore(db);
   const processor = new ReportProcessor(db, reports, new ReportApplier(db, config, verp), parse, log);
@@ -39,6 +48,8 @@ export function startReportIntake(config: Config, db: Database, verp: VerpSettin
     reports,
     process,
     receiveForwarded: async (report, markTaken) => {
+      // An unsubscribe request for this node's link is no report: applied now, not stored.
+      if (forwardedUnsubscribes?.take(report, markTaken)) return;
       // Its token is checked with this node's secret now; an invalid one is stored, not applied.
       const recipientId = report.rcptTo.map((address) => readReturnPath(verp, address)).find((check) => check.valid)?.recipientId ?? null;
       const reportId = await reports.store({

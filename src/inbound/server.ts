@@ -5,7 +5,8 @@ import { SMTPServer, type SMTPServerSession } from 'smtp-server';
 import { readReturnPath, type VerpCheck, type VerpSettings } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../logger.js';
-import { recipientOfUnsubscribeAddress, type Unsubscriber, type UnsubscribeSettings } from '../unsubscribe/index.js';
+import { readUnsubscribeToken, unsubscribeTokenOf } from '../unsubscribe/index.js';
+import type { UnsubscribeHandling } from '../unsubscribe/forwarded.js';
 import type { ReportStore } from './report-store.js';
 import { listenSmtp, smtpReply } from '../smtp-listener.js';
 import { setGreetingPause } from '../smtp-greeting.js';
@@ -35,7 +36,7 @@ export function createInboundServer(
   verp: VerpSettings,
   reports: ReportStore,
   onStored: (reportId: number) => void,
-  unsubscribe: { settings: UnsubscribeSettings; unsubscriber: Unsubscriber },
+  unsubscribe: UnsubscribeHandling,
   logger: Logger,
   /** The other nodes sharing the return-path domain (store.shared.url), null when not shared. */
   knownNodes: KnownNodes | null = null,
@@ -80,6 +81,23 @@ export function createInboundServer(
     return knownNodes.nameOf(check.nodeTag) === undefined ? check.nodeTag : null;
   }
 
+  /**
+   * What a List-Unsubscribe mailto: address names: this node's recipient, another known node's
+   * link (passed on to it), a link of a node not known here yet (the sender retries), or nothing.
+   */
+  function unsubscribeTarget(address: string): { recipientId: number } | { token: string; nodeTag: string } | { unknownTag: string } | null {
+    const token = unsubscribeTokenOf(unsubscribe.settings, address);
+    if (token === null) return null;
+    const check = readUnsubscribeToken(unsubscribe.settings, token);
+    if (check.valid) return { recipientId: check.recipientId };
+    if (check.reason !== 'other-node' || check.expired || unsubscribe.forwarded === null) return null;
+    return unsubscribe.forwarded.nodeOf(check.nodeTag) === null ? { unknownTag: check.nodeTag } : { token, nodeTag: check.nodeTag };
+  }
+  const takesUnsubscribe = (address: string): boolean => {
+    const target = unsubscribeTarget(address);
+    return target !== null && !('unknownTag' in target);
+  };
+
   const server = new SMTPServer({
     name: config.hostname,
     banner: 'Rebound',
@@ -102,7 +120,12 @@ export function createInboundServer(
     },
 
     onRcptTo(to, session, callback) {
-      if (recipientOfUnsubscribeAddress(unsubscribe.settings, to.address) !== null) return callback();
+      const unsubscribing = unsubscribeTarget(to.address);
+      if (unsubscribing !== null && 'unknownTag' in unsubscribing) {
+        log.info({ client: session.remoteAddress, rcpt: to.address, nodeTag: unsubscribing.unknownTag }, 'unsubscribe for a node tag not known yet deferred at RCPT TO');
+        return callback(smtpReply(451, `<${to.address}>: unknown node tag ${unsubscribing.unknownTag}, try again later`, '4.7.1'));
+      }
+      if (unsubscribing !== null) return callback();
       if (recipientFor(to.address) !== undefined || otherNodeOf(to.address) !== null) return callback();
       const check = readReturnPath(verp, to.address);
       const tag = notKnownYet(check);
@@ -119,7 +142,7 @@ export function createInboundServer(
       // Anyone may write to postmaster@; a real report without our token is small (a DSN quoting
       // headers), so only a token earns the full inbound.maxMessageSize.
       const tokened = rcptTo.some(
-        (address) => typeof recipientFor(address) === 'number' || otherNodeOf(address) !== null || recipientOfUnsubscribeAddress(unsubscribe.settings, address) !== null,
+        (address) => typeof recipientFor(address) === 'number' || otherNodeOf(address) !== null || takesUnsubscribe(address),
       );
       const limit = tokened ? settings.maxMessageSize : Math.min(settings.maxMessageSize, settings.maxReportSizeWithoutToken);
       let chunks: Buffer[] = [];
@@ -159,13 +182,20 @@ export function createInboundServer(
           log.info({ client: session.remoteAddress, rcptTo, bytes: length }, 'report without a token over inbound.maxReportSizeWithoutToken refused');
           return finish(smtpReply(552, `A report without a valid return-path token may be at most ${limit} bytes`, '5.3.4'));
         }
-        // A mail to a List-Unsubscribe mailto: address is the request itself (RFC 2369): done now.
-        const unsubscribing = rcptTo.map((address) => recipientOfUnsubscribeAddress(unsubscribe.settings, address)).filter((id): id is number => id !== null);
-        if (unsubscribing.length === rcptTo.length) {
+        // A mail to a List-Unsubscribe mailto: address is the request itself (RFC 2369): done now,
+        // or passed on to the node whose link it is.
+        const unsubscribing = rcptTo.map(unsubscribeTarget);
+        if (unsubscribing.every((target) => target !== null && !('unknownTag' in target))) {
           try {
-            for (const id of unsubscribing) {
-              const result = unsubscribe.unsubscriber.byRecipient(id, 'mailto');
-              log.info({ client: session.remoteAddress, recipientId: id, result }, 'unsubscribe by mail');
+            for (const target of unsubscribing) {
+              if (target === null || 'unknownTag' in target) continue;
+              if ('recipientId' in target) {
+                const result = unsubscribe.unsubscriber.byRecipient(target.recipientId, 'mailto');
+                log.info({ client: session.remoteAddress, recipientId: target.recipientId, result }, 'unsubscribe by mail');
+              } else {
+                const raw = Buffer.concat(chunks, length);
+                unsubscribe.forwarded?.forward(target.token, target.nodeTag, 'mailto', { raw, mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '' });
+              }
             }
             return finish(null, 'Ok: unsubscribed');
           } catch (error) {

@@ -1,5 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3';
-import { readSignedToken, signedToken, type TokenCheck } from '../bounces/verp.js';
+import { readTaggedToken, signedToken, type TaggedTokenCheck } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
 import { SuppressionLists } from '../suppressions/lists.js';
 import { writeTransaction } from '../store/write-lock.js';
@@ -14,10 +14,15 @@ export interface UnsubscribeSettings {
   domain: string;
   secret: string;
   maxAgeDays: number;
+  /**
+   * This node's tag when the store is shared (as VerpSettings.nodeTag): its links then say whose
+   * recipient they name, so another node that takes the request passes it on (src/unsubscribe/forward.ts).
+   */
+  nodeTag?: string | null;
 }
 
-export function unsubscribeSettings(config: Config, domain: string, secret: string): UnsubscribeSettings {
-  return { enabled: config.unsubscribe.enabled, url: config.unsubscribe.url, prefix: config.unsubscribe.prefix, domain, secret, maxAgeDays: config.returnPath.maxAgeDays };
+export function unsubscribeSettings(config: Config, domain: string, secret: string, nodeTag: string | null = null): UnsubscribeSettings {
+  return { enabled: config.unsubscribe.enabled, url: config.unsubscribe.url, prefix: config.unsubscribe.prefix, domain, secret, maxAgeDays: config.returnPath.maxAgeDays, nodeTag };
 }
 
 /**
@@ -26,7 +31,7 @@ export function unsubscribeSettings(config: Config, domain: string, secret: stri
  * the recipient row. Added in front of the message at delivery, one recipient per transaction.
  */
 export function listUnsubscribeHeaders(settings: UnsubscribeSettings, recipientId: number): Buffer {
-  const token = signedToken(settings.secret, 'unsubscribe', recipientId);
+  const token = signedToken(settings.secret, 'unsubscribe', recipientId, new Date(), settings.nodeTag ?? null);
   const mailto = `<mailto:${settings.prefix}+${token}@${settings.domain}?subject=unsubscribe>`;
   const https = settings.url ? `, <${settings.url.replace(/\/$/, '')}/${token}>` : '';
   return Buffer.from(`List-Unsubscribe: ${mailto}${https}\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n`, 'latin1');
@@ -39,14 +44,30 @@ export function hasListUnsubscribe(raw: Buffer): boolean {
   return /(^|\n)list-unsubscribe:/i.test(head);
 }
 
-/** The recipient a mailto: unsubscribe address names, or null when it is not one of ours. */
-export function recipientOfUnsubscribeAddress(settings: UnsubscribeSettings, address: string): number | null {
+/** The token of a mailto: unsubscribe address (prefix+token@domain), or null when the address is not of that form. */
+export function unsubscribeTokenOf(settings: UnsubscribeSettings, address: string): string | null {
   const at = address.lastIndexOf('@');
-  if (address.slice(at + 1).toLowerCase() !== settings.domain.toLowerCase()) return null;
+  if (at < 0 || address.slice(at + 1).toLowerCase() !== settings.domain.toLowerCase()) return null;
   const local = address.slice(0, at).toLowerCase();
   const prefix = `${settings.prefix.toLowerCase()}+`;
-  if (!local.startsWith(prefix)) return null;
-  const check = readSignedToken(settings.secret, 'unsubscribe', local.slice(prefix.length), settings.maxAgeDays);
+  return local.startsWith(prefix) ? local.slice(prefix.length) : null;
+}
+
+/** The mailto: unsubscribe address of a token: where a one-click request another node took is sent on as mail. */
+export function unsubscribeAddressOf(settings: UnsubscribeSettings, token: string): string {
+  return `${settings.prefix}+${token}@${settings.domain}`;
+}
+
+/** Reads an unsubscribe token: this node's (checked), another node's (by its tag), or neither. */
+export function readUnsubscribeToken(settings: UnsubscribeSettings, token: string, now: Date = new Date()): TaggedTokenCheck {
+  return readTaggedToken(settings.secret, 'unsubscribe', token, settings.maxAgeDays, now, settings.nodeTag ?? null);
+}
+
+/** The recipient a mailto: unsubscribe address names, or null when it is not one of this node's. */
+export function recipientOfUnsubscribeAddress(settings: UnsubscribeSettings, address: string): number | null {
+  const token = unsubscribeTokenOf(settings, address);
+  if (token === null) return null;
+  const check = readUnsubscribeToken(settings, token);
   return check.valid ? check.recipientId : null;
 }
 
@@ -60,7 +81,7 @@ export class Unsubscriber {
   private readonly recipient: Statement;
   private readonly recipients: RecipientWriter;
   private readonly lists: SuppressionLists;
-  private readonly run: (recipientId: number, via: string) => UnsubscribeResult;
+  private readonly run: (recipientId: number, via: string, alsoCommit?: () => void) => UnsubscribeResult;
 
   constructor(
     db: Database,
@@ -69,7 +90,8 @@ export class Unsubscriber {
     this.lists = new SuppressionLists(db);
     this.recipient = db.prepare(`SELECT r.id, r.message_id AS messageId, r.address, m.queue_id AS queueId FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = ?`);
     this.recipients = RecipientWriter.of(db);
-    this.run = writeTransaction(db, (recipientId: number, via: string): UnsubscribeResult => {
+    this.run = writeTransaction(db, (recipientId: number, via: string, alsoCommit?: () => void): UnsubscribeResult => {
+      alsoCommit?.();
       const row = this.recipient.get(recipientId) as { id: number; messageId: number; address: string; queueId: string } | undefined;
       if (!row) return { done: false, reason: 'the message this link was for is no longer kept' };
       if (this.lists.entriesFor(row.address).some((entry) => entry.type === 'unsubscribes')) return { done: true, address: row.address, already: true };
@@ -80,12 +102,13 @@ export class Unsubscriber {
     });
   }
 
-  /** Whether a one-click URL's token (its last path segment) is one of ours, and still good. */
-  check(token: string): TokenCheck {
-    return readSignedToken(this.settings.secret, 'unsubscribe', token, this.settings.maxAgeDays);
+  /** Whether a one-click URL's token (its last path segment) is one of ours, and still good, or another node's. */
+  check(token: string): TaggedTokenCheck {
+    return readUnsubscribeToken(this.settings, token);
   }
 
-  byRecipient(recipientId: number, via: string): UnsubscribeResult {
-    return this.run(recipientId, via);
+  /** Unsubscribes the recipient; `alsoCommit` runs in the same transaction (a forwarded request's cursor). */
+  byRecipient(recipientId: number, via: string, alsoCommit?: () => void): UnsubscribeResult {
+    return this.run(recipientId, via, alsoCommit);
   }
 }

@@ -1,0 +1,100 @@
+import type { Database } from 'better-sqlite3';
+import type { Logger } from '../logger.js';
+import { queueForwardedReport, type ForwardedReport, type KnownNodes } from '../shared/forwarded-reports.js';
+import { writeTransaction } from '../store/write-lock.js';
+import { readUnsubscribeToken, unsubscribeAddressOf, unsubscribeTokenOf, type Unsubscriber, type UnsubscribeSettings } from './index.js';
+
+/** What the MX and the one-click endpoint need to take unsubscribe requests, for this node's links and the others'. */
+export interface UnsubscribeHandling {
+  settings: UnsubscribeSettings;
+  unsubscriber: Unsubscriber;
+  /** Passes requests for other nodes' links on; null when the store is not shared. */
+  forwarded: ForwardedUnsubscribes | null;
+}
+
+/** How the request came: the List-Unsubscribe mailto: address, or the one-click URL (RFC 8058). */
+export type UnsubscribeWay = 'mailto' | 'one-click';
+
+/** Says, in a request passed on as mail, that it came as a one-click POST to another node. */
+const VIA_HEADER = 'X-Rebound-Unsubscribe-Via';
+
+/**
+ * Unsubscribe requests for another node's links (store.shared.url). A link's token names a
+ * recipient row in the store of the node that sent the mail, signed with that node's secret, and
+ * carries its tag; the node that takes the request (its MX for the mailto: address, its admin
+ * server for the one-click URL) cannot check it, so it passes the request on as mail to the
+ * mailto: address, through the shared store as forwarded reports go, and the node that sent the
+ * mail checks the token and unsubscribes. The suppression then reaches every node.
+ */
+export class ForwardedUnsubscribes {
+  private readonly queue: (toNode: string, report: { receivedAt: Date; mailFrom: string; rcptTo: string[]; raw: Buffer }) => void;
+  private readonly commit: (work: () => void) => void;
+
+  constructor(
+    db: Database,
+    private readonly settings: UnsubscribeSettings,
+    private readonly unsubscriber: Unsubscriber,
+    private readonly knownNodes: KnownNodes,
+    private readonly nodeName: string,
+    private readonly log: Logger,
+  ) {
+    this.commit = (work) => writeTransaction(db, work)();
+    this.queue = (toNode, report) => this.commit(() => queueForwardedReport(db, toNode, report));
+  }
+
+  /** The node whose tag a well-formed token carries, when that is another node this node knows; else null. */
+  nodeOf(nodeTag: string): string | null {
+    return this.knownNodes.nameOf(nodeTag) ?? null;
+  }
+
+  /**
+   * Passes the request for `token` on to the node named by its tag: the mail as received
+   * (`raw`), or for a one-click POST a short mail saying so. Returns that node's name, or null when
+   * the tag is not known here yet (a node that joined since the last round: ask to retry).
+   */
+  forward(token: string, nodeTag: string, way: UnsubscribeWay, mail: { raw: Buffer; mailFrom: string } | null = null): string | null {
+    const node = this.nodeOf(nodeTag);
+    if (node === null) return null;
+    const raw =
+      mail?.raw ??
+      Buffer.from(
+        `Subject: unsubscribe\r\n${VIA_HEADER}: ${way}\r\n\r\nA one-click unsubscribe request (RFC 8058) taken by node ${this.nodeName} for a link of node ${node}.\r\n`,
+        'utf8',
+      );
+    this.queue(node, { receivedAt: new Date(), mailFrom: mail?.mailFrom ?? '', rcptTo: [unsubscribeAddressOf(this.settings, token)], raw });
+    this.log.info({ node, way }, 'unsubscribe request for another node\'s link passed on to it');
+    return node;
+  }
+
+  /**
+   * Takes a request another node passed on (a forwarded report whose recipients are all mailto:
+   * unsubscribe addresses): unsubscribes what this node's tokens name, in the transaction that
+   * marks it taken; a token that fails the check here is logged and dropped. Returns false when
+   * the report is no unsubscribe request (it is then stored as a report).
+   */
+  take(report: ForwardedReport, markTaken: () => void): boolean {
+    const tokens = report.rcptTo.map((address) => unsubscribeTokenOf(this.settings, address));
+    if (tokens.length === 0 || tokens.some((token) => token === null)) return false;
+    const way: UnsubscribeWay = new RegExp(`^${VIA_HEADER}:[ \\t]*one-click[ \\t]*$`, 'im').test(headerOf(report.raw)) ? 'one-click' : 'mailto';
+    let taken = false;
+    for (const token of tokens as string[]) {
+      const check = readUnsubscribeToken(this.settings, token);
+      if (!check.valid) {
+        this.log.warn({ fromNode: report.fromNode, reason: check.reason }, 'unsubscribe request passed on by another node not applied: its token is not valid here');
+        continue;
+      }
+      const result = this.unsubscriber.byRecipient(check.recipientId, way, taken ? undefined : markTaken);
+      taken = true;
+      this.log.info({ fromNode: report.fromNode, recipientId: check.recipientId, way, result }, 'unsubscribe request passed on by another node');
+    }
+    if (!taken) this.commit(markTaken);
+    return true;
+  }
+}
+
+/** The header section of a mail (at most 64 KB of it). */
+function headerOf(raw: Buffer): string {
+  const head = raw.subarray(0, Math.min(raw.length, 65_536)).toString('latin1');
+  const end = head.search(/\r?\n\r?\n/);
+  return end === -1 ? head : head.slice(0, end);
+}
