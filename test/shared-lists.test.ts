@@ -58,6 +58,12 @@ async function sharedGauges(relay: TestRelay): Promise<{ up: number; waiting: nu
   return { up: gauge('rebound_shared_store_up'), waiting: gauge('rebound_shared_outbox_changes') };
 }
 
+/** rebound_shared_events_waiting in the node's /metrics. */
+async function eventsWaiting(relay: TestRelay): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${relay.relay.admin?.port}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
+  return Number(/^rebound_shared_events_waiting (\d+)$/m.exec(text)?.[1] ?? NaN);
+}
+
 async function send(relay: TestRelay, to: string): Promise<void> {
   await nodemailer.createTransport({ host: '127.0.0.1', port: relay.port, ignoreTLS: true }).sendMail({ from: 'app@shop.example', to, subject: 'shared', text: 'Hello.\r\n' });
 }
@@ -166,7 +172,7 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
     const url = await freshDatabase(postgres, 'shared');
     const hooks = await startWebhookReceiver();
     cleanups.push(() => hooks.close());
-    const a = await node(url, 'node-a', false, hooks.url);
+    const a = await node(url, 'node-a', true, hooks.url);
     const b = await node(url, 'node-b', false, hooks.url);
     await postgres.stopServer();
     const stoppedAt = Date.now();
@@ -180,6 +186,8 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
       expect(listsOf(b)).toHaveLength(0);
       // Webhooks never wait on PostgreSQL: one per outcome, from A, while it is still down.
       await waitFor('60 webhooks', () => hooks.received.length, (n) => n >= 60, 10_000);
+      // Every event waits to be shipped: 60 accepted and 60 outcomes.
+      expect(await eventsWaiting(a)).toBe(120);
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, stoppedAt + 30_000 - Date.now())));
     } finally {
       await postgres.startServer();
@@ -190,6 +198,7 @@ describe('shared suppression lists (store.shared.url, PostgreSQL)', () => {
     // Every event of A reached B's copy, and the bounces report reads the same on both.
     const eventsOfA = a.db.prepare('SELECT count(*) FROM events').pluck().get() as number;
     await waitFor('A\'s events on B', () => b.db.prepare(`SELECT count(*) FROM other_node_events WHERE node = 'node-a'`).pluck().get(), (n) => n === eventsOfA, 10_000);
+    expect(await eventsWaiting(a)).toBe(0);
     const now = new Date(Date.now() + 60_000);
     const report = (relay: TestRelay) => bouncesReport(relay.db, parseBouncesQuery({ since: new Date(stoppedAt - 60_000).toISOString(), until: now.toISOString(), type: 'all' }, now));
     expect(report(a).reduce((sum, row) => sum + row.amount, 0)).toBe(20);
