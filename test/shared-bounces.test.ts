@@ -283,6 +283,20 @@ describe('reports on any node (one return-path domain, store.shared.url)', () =>
     await expect(claimNodeName(client, 'first', 'store-1', 'abcdef')).resolves.toBeUndefined();
   });
 
+  it('passes on a report sent to B\'s postmaster@ that quotes A\'s token in the original\'s Return-Path; A applies it', async () => {
+    const url = await freshDatabase(postgres, 'bounces');
+    const a = await node(url, 'node-a');
+    const b = await node(url, 'node-b');
+    const { returnPath } = await delivered(a, 'quoted@example.test');
+    await knows(b, 'node-a');
+    const quoted = dsn('quoted@example.test').replace('From: app@shop.example\r\n', `Return-Path: <${returnPath}>\r\nFrom: app@shop.example\r\n`);
+    expect(await sendReport(b, 'postmaster@bounces.relay.test', quoted)).toMatch(/^250/);
+    await waitFor('bounced on A', () => statusOf(a, 'quoted@example.test'), (status) => status === 'bounced', 5000);
+    expect(b.db.prepare('SELECT outcome FROM inbound_reports').pluck().get()).toBe("forwarded to node node-a: its quoted Return-Path carries that node's token");
+    expect(a.db.prepare('SELECT rcpt_to FROM inbound_reports').pluck().get()).toBe('postmaster@bounces.relay.test');
+    await waitFor('suppressed on B', () => suppressed(b, 'quoted@example.test'), (found) => found, 5000);
+  });
+
   it('passes an unsubscribe for A\'s link on to A when B takes it, by mail to B\'s MX or as a one-click POST to B; a forged link is not applied', async () => {
     const url = await freshDatabase(postgres, 'bounces');
     const a = await node(url, 'node-a', { unsubscribe: true });

@@ -9,6 +9,8 @@ import { SuppressionLists } from '../suppressions/lists.js';
 import { SuppressionPolicy } from '../suppressions/policy.js';
 import { writeTransaction } from '../store/write-lock.js';
 import { RecipientWriter } from '../store/recipient-writer.js';
+import { isStoreShared } from '../store/shared-outbox.js';
+import { KnownNodes, queueForwardedReport } from '../shared/forwarded-reports.js';
 
 /**
  * One recipient of a parsed report, with the parser's classification (null for recipients that
@@ -49,6 +51,8 @@ export interface ReportEnvelope {
   rcptTo: string;
   /** The recipient row the VERP token in RCPT TO named, when there was one. */
   recipientId: number | null;
+  /** The report as received: passed on whole to the node whose token it quotes (store.shared.url). */
+  raw?: Buffer;
 }
 
 /** The valid VERP token a report carries: the recipient it names and the return path it came in. */
@@ -88,11 +92,15 @@ export class ReportApplier {
   private readonly policy: SuppressionPolicy;
   private readonly applyTransaction: (reportId: number, report: ReportToApply, envelope: ReportEnvelope) => string;
 
+  /** The other nodes by tag when the store is shared (store.shared.url), else null. */
+  private readonly knownNodes: KnownNodes | null;
+
   constructor(
-    db: Database,
+    private readonly db: Database,
     config: Config,
     private readonly verp: VerpSettings,
   ) {
+    this.knownNodes = isStoreShared(db) ? new KnownNodes(db) : null;
     const columns = `r.id, r.message_id AS messageId, r.address, r.status, m.queue_id AS queueId
                        FROM recipients r JOIN messages m ON m.id = r.message_id`;
     this.byId = db.prepare(`SELECT ${columns} WHERE r.id = ?`);
@@ -130,7 +138,7 @@ export class ReportApplier {
   private applyNow(reportId: number, report: ReportToApply, envelope: ReportEnvelope): string {
     if (report.kind === 'autoreply' || report.kind === 'delivered' || report.kind === 'unknown') return `nothing to apply (${report.kind})`;
     const token = this.tokenOf(report, envelope);
-    if (!token) return NO_VALID_TOKEN;
+    if (!token) return this.forwardToQuotedNode(report, envelope) ?? NO_VALID_TOKEN;
     const tokenRow = this.byId.get(token.recipientId) as RecipientRow | undefined;
     if (!tokenRow) return 'not applied: the recipient its token names is no longer stored';
     const transaction = this.transactionOf(tokenRow, token.returnPath);
@@ -150,6 +158,22 @@ export class ReportApplier {
       done.push(`${row.address}: ${this.applyOne(reportId, report.kind, entry, row, at)}`);
     }
     return done.join('; ');
+  }
+
+  /**
+   * A report sent to postmaster@ or abuse@ of a node that quotes another node's token in the
+   * original's Return-Path (one return-path domain, its MX on every node): passed on whole to that
+   * node, in this transaction, as the MX passes on a report for another node's RCPT TO token; that
+   * node checks the token and applies it. Returns the outcome, or null when there is no such node.
+   */
+  private forwardToQuotedNode(report: ReportToApply, envelope: ReportEnvelope): string | null {
+    if (this.knownNodes === null || envelope.recipientId !== null || !report.original.returnPath || !envelope.raw) return null;
+    const check = readReturnPath(this.verp, report.original.returnPath, new Date(envelope.receivedAt));
+    if (check.valid || check.reason !== 'other-node' || check.expired) return null;
+    const node = this.knownNodes.nameOf(check.nodeTag);
+    if (node === undefined) return null;
+    queueForwardedReport(this.db, node, { receivedAt: new Date(envelope.receivedAt), mailFrom: '', rcptTo: envelope.rcptTo.split(', '), raw: envelope.raw });
+    return `forwarded to node ${node}: its quoted Return-Path carries that node's token`;
   }
 
   /**
