@@ -9,7 +9,8 @@ import { EventSync } from '../src/shared/event-sync.js';
 import { migrateShared } from '../src/shared/postgres-schema.js';
 import { startFakeMx, type FakeMx } from './support/fake-mx.js';
 import { freshDatabase, startPostgres, type TestPostgres } from './support/postgres.js';
-import { FAST_DELIVERY, startTestRelay, type TestRelay } from './support/relay.js';
+import { FAST_DELIVERY, startTestRelay, writeTestConfig, type TestRelay } from './support/relay.js';
+import { startChildRelay } from './support/child-relay.js';
 import { makeTempDir } from './support/temp-dir.js';
 import { waitFor } from './support/wait-for.js';
 import { ADMIN_TOKEN, PANEL_TOKENS, panelBrowser, screenshot, signIn } from './support/panel-browser.js';
@@ -228,4 +229,51 @@ describe('shared events (store.shared.url): every node reads every node\'s mail'
     expect(rows[1]).toContain('5.1.1');
     await screenshot(page, 'history-other-nodes');
   }, 30_000);
+
+  it('loses no event and keeps none twice when the relay is killed (kill -9) while it ships them, and ships the rest after a restart', async () => {
+    const url = await freshDatabase(postgres, 'events');
+    const dir = makeTempDir();
+    cleanups.push(() => dir.remove());
+    const configFile = writeTestConfig(dir.dir, {
+      log: { level: 'info' },
+      store: { shared: { url, nodeName: 'crashing', catchUpSeconds: 0.5 } },
+      delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } },
+    });
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    cleanups.push(() => client.end());
+    const shared = async (): Promise<number> => {
+      const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM rebound_events`).catch(() => ({ rows: [{ n: '0' }] }));
+      return Number(rows[0]?.n);
+    };
+
+    const first = await startChildRelay(configFile);
+    cleanups.push(() => void first.process.kill('SIGKILL'));
+    const submit = nodemailer.createTransport({ host: '127.0.0.1', port: first.port, ignoreTLS: true });
+    // Mail keeps coming while the first events are shipped; the relay dies in the middle of it.
+    const sending = (async () => {
+      for (let k = 0; k < 40; k++) {
+        await Promise.all([0, 1, 2, 3, 4].map((j) => submit.sendMail({ from: 'app@shop.example', to: `ok${k * 5 + j}@example.test`, subject: 'crash', text: 'x' }).catch(() => undefined)));
+      }
+    })();
+    await waitFor('the first events shipped', shared, (n) => n > 0, 10_000);
+    first.process.kill('SIGKILL');
+    await first.exited;
+    await sending;
+
+    const second = await startChildRelay(configFile);
+    cleanups.push(() => void second.process.kill('SIGKILL'));
+    const store = openStore(`${dir.dir}/rebound.sqlite`, { readonly: true });
+    cleanups.push(() => void store.close());
+    // Whatever the first relay had accepted is delivered now; every event reaches PostgreSQL once.
+    await waitFor(
+      'every event shipped',
+      async () => ({ local: count(store, 'SELECT count(*) FROM events'), pending: count(store, `SELECT count(*) FROM recipients WHERE status IN ('queued', 'sending', 'deferred')`), shared: await shared() }),
+      (n) => n.pending === 0 && n.shared === n.local,
+      15_000,
+    );
+    const { rows } = await client.query<{ uid: string }>('SELECT uid FROM rebound_events');
+    const local = store.prepare('SELECT id, at FROM events ORDER BY id').all() as Array<{ id: number; at: string }>;
+    expect(rows.map((row) => row.uid).sort()).toEqual(local.map((event) => `crashing/${event.id}/${event.at}`).sort());
+  }, 40_000);
 });
