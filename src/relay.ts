@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { withGeneratedToken } from './admin/generated-token.js';
 import { startAdmin, type AdminServer } from './admin/server.js';
-import { nodeTagOf, type VerpSettings } from './bounces/verp.js';
+import { linkKeyOf, nodeTagOf, type VerpSettings } from './bounces/verp.js';
 import type { Config } from './config/load.js';
 import { deliveryDns, startDelivery, type DeliveryStage } from './delivery/index.js';
 import { loadShapingRules } from './delivery/shaping-rules.js';
@@ -76,7 +76,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
   if (joined > 0) logger.info({ entries: joined }, 'this store joins the shared store: its lists and allowlist are queued to be shared');
   const verp = verpSettings(config, db);
   const unsubscribe: UnsubscribeSettings = unsubscribeSettings(config, verp.domain, verp.secret, verp.nodeTag ?? null);
-  const changeSync = shared.url === null ? null : new ChangeSync(db, { url: shared.url, nodeName: sharedNodeName(config), catchUpMs: shared.catchUpSeconds * 1000, nodeTag: nodeTagOf(sharedNodeName(config)), historyDays: config.store.retention.historyDays }, logger.child({ stage: 'shared' }));
+  const changeSync = shared.url === null ? null : new ChangeSync(db, { url: shared.url, nodeName: sharedNodeName(config), catchUpMs: shared.catchUpSeconds * 1000, nodeTag: nodeTagOf(sharedNodeName(config)), linkKey: linkKeyOf(verp.secret), historyDays: config.store.retention.historyDays }, logger.child({ stage: 'shared' }));
   // Requests for other nodes' unsubscribe links are passed on to them through the shared store.
   const knownNodes = changeSync ? new KnownNodes(db) : null;
   const unsubscriber = new Unsubscriber(db, unsubscribe);

@@ -40,14 +40,14 @@ afterEach(async () => {
 
 const TOKEN = 'shared-bounces-test-token-0123456789';
 
-async function node(url: string, name: string, { inbound = true, historyDays = 90, admin = false, unsubscribe = false } = {}): Promise<TestRelay> {
+async function node(url: string, name: string, { inbound = true, historyDays = 90, admin = false, unsubscribe = false, reportsPerMinute = 0 } = {}): Promise<TestRelay> {
   const relay = await startTestRelay({
     // One one-click URL for every node, as behind a load balancer.
     ...(unsubscribe ? { unsubscribe: { enabled: true, url: 'https://mail.shop.example/unsubscribe' } } : {}),
     store: { shared: { url, nodeName: name, catchUpSeconds: 0.5 }, retention: { historyDays } },
     ...(admin ? { admin: { enabled: true, port: 0, tokens: [{ name: 'ops', token: TOKEN }] } } : {}),
     returnPath: { domain: 'bounces.relay.test' },
-    inbound: { enabled: inbound },
+    inbound: { enabled: inbound, maxReportsPerClientPerMinute: reportsPerMinute },
     delivery: { ...FAST_DELIVERY, routes: { 'example.test': `127.0.0.1:${mx.port}` } },
   });
   cleanups.push(() => relay.stop());
@@ -297,7 +297,7 @@ describe('reports on any node (one return-path domain, store.shared.url)', () =>
     await waitFor('suppressed on B', () => suppressed(b, 'quoted@example.test'), (found) => found, 5000);
   });
 
-  it('passes an unsubscribe for A\'s link on to A when B takes it, by mail to B\'s MX or as a one-click POST to B; a forged link is not applied', async () => {
+  it('passes an unsubscribe for A\'s link on to A when B takes it, by mail to B\'s MX or as a one-click POST to B; B refuses a forged link itself', async () => {
     const url = await freshDatabase(postgres, 'bounces');
     const a = await node(url, 'node-a', { unsubscribe: true });
     const b = await node(url, 'node-b', { admin: true, unsubscribe: true });
@@ -336,12 +336,25 @@ describe('reports on any node (one return-path domain, store.shared.url)', () =>
     expect(await posted.text()).toContain('You will not get these emails any more.');
     await waitFor('one-click on A', () => unsubscribed(a, 'reader2@example.test'), (reason) => reason === 'one-click', 5000);
 
-    // A forged link with A's tag: B cannot tell and passes it on; A checks it and applies nothing.
+    // A forged link with A's tag: B checks it with A's link key (rebound_nodes) and refuses it, by
+    // POST and at RCPT, without passing anything on.
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    cleanups.push(() => client.end());
+    const forwardedCount = async (): Promise<number> => Number((await client.query<{ n: string }>('SELECT count(*) AS n FROM rebound_forwarded_reports')).rows[0]?.n);
+    const forwardedSoFar = await forwardedCount();
+    expect(forwardedSoFar).toBe(2);
     const forged = `${oneClick.oneClick.slice(0, -4)}aaaa`;
-    expect((await post(forged)).status).toBe(200);
-    const taken = (): number => a.db.prepare(`SELECT value FROM settings WHERE key = 'shared.forwarded.id'`).pluck().get() as number;
-    const before = Number(taken());
-    await waitFor('A took the forged one', () => Number(taken()), (id) => id > before, 5000);
+    const refused = await post(forged);
+    expect(refused.status).toBe(404);
+    expect(await refused.text()).toContain('This unsubscribe link is not valid.');
+    const forgedRcpt = await SmtpDialog.start(inboundPort(b));
+    await forgedRcpt.command('MAIL FROM:<reader1@example.test>', 250);
+    expect((await forgedRcpt.command(`RCPT TO:<${byMail.mailto.replace(/[a-z2-7]{4}@/, 'aaaa@')}>`)).code).toBe(550);
+    await forgedRcpt.quit();
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    expect(b.db.prepare('SELECT count(*) FROM forward_outbox').pluck().get()).toBe(0);
+    expect(await forwardedCount()).toBe(forwardedSoFar);
     expect(a.db.prepare(`SELECT count(*) FROM events WHERE event = 'unsubscribed'`).pluck().get()).toBe(2);
     // A link of a node nobody knows: the sender is told to retry, by mail and by POST.
     const unknown = oneClick.oneClick.replace(nodeTagOf('node-a'), 'zzzzzz');
@@ -354,4 +367,27 @@ describe('reports on any node (one return-path domain, store.shared.url)', () =>
     expect(deferred.text).toMatch(/^451 4\.7\.1 .*unknown node tag zzzzzz, try again later/);
     await dialog.quit();
   }, 30_000);
+
+  it('counts unsubscribe mail for another node\'s link against the client\'s report budget, and passes on only its header', async () => {
+    const url = await freshDatabase(postgres, 'bounces');
+    const a = await node(url, 'node-a', { unsubscribe: true });
+    const b = await node(url, 'node-b', { unsubscribe: true, reportsPerMinute: 1 });
+    await knows(b, 'node-a');
+    await delivered(a, 'budget@example.test');
+    const raw = mx.received.filter((m) => m.to[0] === 'budget@example.test').at(-1)?.raw.toString('latin1') ?? '';
+    const mailto = /<mailto:([^?>]+)\?subject=unsubscribe>/.exec(raw)?.[1] ?? '';
+    const send = () =>
+      nodemailer
+        .createTransport({ host: '127.0.0.1', port: inboundPort(b), ignoreTLS: true })
+        .sendMail({ from: 'budget@example.test', to: mailto, subject: 'unsubscribe', text: `please${'x'.repeat(5000)}` });
+    expect((await send()).response).toMatch(/^250 /);
+    await expect(send()).rejects.toThrow(/451 4\.7\.1 .*too many reports from your address/);
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    cleanups.push(() => client.end());
+    const rows = await waitFor('the request in the shared store', async () => (await client.query<{ raw: Buffer }>('SELECT raw FROM rebound_forwarded_reports')).rows, (found) => found.length === 1, 5000);
+    const passedOn = rows[0]?.raw.toString('latin1') ?? '';
+    expect(passedOn).toContain('Subject: unsubscribe');
+    expect(passedOn).not.toContain('please');
+  });
 });

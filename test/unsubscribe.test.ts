@@ -1,6 +1,7 @@
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
-import { signedToken } from '../src/bounces/verp.js';
+import { linkKeyOf, signedToken } from '../src/bounces/verp.js';
+import { listUnsubscribeHeaders, readUnsubscribeToken, type UnsubscribeSettings } from '../src/unsubscribe/index.js';
 import { startFakeMx } from './support/fake-mx.js';
 import { startTestRelay, type TestRelay } from './support/relay.js';
 import { waitFor } from './support/wait-for.js';
@@ -217,5 +218,30 @@ describe('the one-click POST body (RFC 8058)', () => {
     expect(await response.text()).toContain('List-Unsubscribe=One-Click');
     expect(suppressionCount(relay)).toBe(0);
     expect(unsubscribedEvents(relay)).toBe(0);
+  });
+});
+
+describe('unsubscribe links of several nodes (store.shared.url)', () => {
+  const settingsOf = (secret: string, nodeTag: string): UnsubscribeSettings => ({ enabled: true, url: null, prefix: 'unsubscribe', domain: 'bounces.relay.test', secret, maxAgeDays: 30, nodeTag });
+  const tokenOf = (settings: UnsubscribeSettings, recipientId: number): string => {
+    const header = listUnsubscribeHeaders(settings, recipientId).toString('latin1');
+    return /unsubscribe\+([0-9a-z-]+)@/.exec(header)?.[1] ?? '';
+  };
+  const a = settingsOf('secret-of-node-a-0123456789', 'aaaaaa');
+  const b = settingsOf('secret-of-node-b-0123456789', 'bbbbbb');
+
+  it('checks its own tagged links, and another node\'s with that node\'s link key: genuine, forged, or unchecked without the key', () => {
+    const token = tokenOf(a, 42);
+    expect(token).toMatch(/^[0-9a-z]+-[0-9a-z]+-aaaaaa-[a-z2-7]+$/);
+    expect(readUnsubscribeToken(a, token)).toMatchObject({ valid: true, recipientId: 42 });
+    const keys = (tag: string): string | undefined => (tag === 'aaaaaa' ? linkKeyOf(a.secret) : undefined);
+    expect(readUnsubscribeToken(b, token, keys)).toEqual({ valid: false, reason: 'other-node', nodeTag: 'aaaaaa', expired: false });
+    const forged = `${token.slice(0, -4)}aaaa`;
+    expect(readUnsubscribeToken(b, forged, keys)).toEqual({ valid: false, reason: 'forged' });
+    // Without A's key (a node of an older version), B can only pass it on unchecked.
+    expect(readUnsubscribeToken(b, forged)).toMatchObject({ valid: false, reason: 'other-node', nodeTag: 'aaaaaa' });
+    // The link key signs nothing else: a return path made with it is not A's.
+    expect(linkKeyOf(a.secret)).not.toBe(a.secret);
+    expect(readUnsubscribeToken(a, signedToken(a.secret, 'unsubscribe', 42, new Date(), 'aaaaaa'))).toEqual({ valid: false, reason: 'forged' });
   });
 });

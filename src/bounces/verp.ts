@@ -61,6 +61,21 @@ function base32(bytes: Buffer): string {
   return out;
 }
 
+/**
+ * The key a node signs its tagged unsubscribe links with (store.shared.url), derived from its
+ * return-path secret. It is published to the other nodes (rebound_nodes.link_key) so that any
+ * node can check any node's links before passing a request on; being derived one way, it tells
+ * nothing of the secret that signs return paths.
+ */
+export function linkKeyOf(secret: string): string {
+  return createHmac('sha256', secret).update('rebound-unsubscribe-link-key:v1').digest('hex');
+}
+
+/** The node tag a token carries, or null for an untagged (v1) or malformed one. */
+export function tagOfToken(token: string): string | null {
+  return /^[0-9a-z]{1,11}-[0-9a-z]{1,6}-([a-z2-7]{6})-[a-z2-7]+$/.exec(token.toLowerCase())?.[1] ?? null;
+}
+
 /** What a token is for: a token made for one purpose never passes as the other. */
 export type TokenPurpose = 'verp' | 'unsubscribe';
 

@@ -88,7 +88,7 @@ export function createInboundServer(
   function unsubscribeTarget(address: string): { recipientId: number } | { token: string; nodeTag: string } | { unknownTag: string } | null {
     const token = unsubscribeTokenOf(unsubscribe.settings, address);
     if (token === null) return null;
-    const check = readUnsubscribeToken(unsubscribe.settings, token);
+    const check = unsubscribe.forwarded?.check(token) ?? readUnsubscribeToken(unsubscribe.settings, token);
     if (check.valid) return { recipientId: check.recipientId };
     if (check.reason !== 'other-node' || check.expired || unsubscribe.forwarded === null) return null;
     return unsubscribe.forwarded.nodeOf(check.nodeTag) === null ? { unknownTag: check.nodeTag } : { token, nodeTag: check.nodeTag };
@@ -193,8 +193,11 @@ export function createInboundServer(
                 const result = unsubscribe.unsubscriber.byRecipient(target.recipientId, 'mailto');
                 log.info({ client: session.remoteAddress, recipientId: target.recipientId, result }, 'unsubscribe by mail');
               } else {
+                // Stored in the shared store, unchecked: counted like a report.
+                const overClientBudget = budget.take(session.remoteAddress, length);
+                if (overClientBudget !== null) return finish(smtpReply(451, overClientBudget, '4.7.1'));
                 const raw = Buffer.concat(chunks, length);
-                unsubscribe.forwarded?.forward(target.token, target.nodeTag, 'mailto', { raw, mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '' });
+                unsubscribe.forwarded?.forward(target.token, target.nodeTag, 'mailto', session.remoteAddress, { raw, mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '' });
               }
             }
             return finish(null, 'Ok: unsubscribed');

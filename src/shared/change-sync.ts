@@ -38,6 +38,8 @@ export interface ChangeSyncSettings {
   catchUpMs: number;
   /** This node's tag in its return-path tokens (src/bounces/verp.ts nodeTagOf). */
   nodeTag: string;
+  /** The key this node signs its unsubscribe links with (src/bounces/verp.ts linkKeyOf), published to the others. */
+  linkKey: string | null;
   /**
    * store.retention.historyDays: this node's events leave the shared store after it, and so do the
    * reports forwarded to this node once it has taken them (its own store keeps them that long); 0: never.
@@ -186,7 +188,7 @@ export class ChangeSync {
         this.again = false;
         const client = await this.connected();
         // Each round renews the claim on the name (and finds out if another store took it).
-        await claimNodeName(client, this.settings.nodeName, this.storeId, this.settings.nodeTag);
+        await claimNodeName(client, this.settings.nodeName, this.storeId, this.settings.nodeTag, this.settings.linkKey);
         await refreshKnownNodes(client, this.db);
         await this.ship(client);
         await this.pull(client);

@@ -16,6 +16,8 @@ import { notifyOthers } from './postgres-schema.js';
 
 /** The settings key holding the known nodes' tags, JSON {tag: name}, refreshed every round. */
 const NODE_TAGS_SETTING = 'shared.nodeTags';
+/** The known nodes' unsubscribe link keys, JSON {tag: key}, refreshed with the tags. */
+const LINK_KEYS_SETTING = 'shared.nodeLinkKeys';
 /** How far this node has taken the reports forwarded to it (rebound_forwarded_reports.id). */
 const FORWARDED_CURSOR_SETTING = 'shared.forwarded.id';
 /** Reports per round trip: each may be up to inbound.maxMessageSize. */
@@ -44,18 +46,35 @@ export class KnownNodes {
 
   /** The node whose tokens carry `tag`, or undefined when no node has it. */
   nameOf(tag: string): string | undefined {
-    const stored = readSetting(this.db, NODE_TAGS_SETTING);
+    return this.lookUp(NODE_TAGS_SETTING, tag);
+  }
+
+  /** The key the node with `tag` signs its unsubscribe links with, or undefined when not known. */
+  linkKeyOf(tag: string): string | undefined {
+    return this.lookUp(LINK_KEYS_SETTING, tag);
+  }
+
+  private lookUp(setting: string, tag: string): string | undefined {
+    const stored = readSetting(this.db, setting);
     if (stored === undefined) return undefined;
-    const tags = JSON.parse(stored) as Record<string, string>;
-    return Object.hasOwn(tags, tag) ? tags[tag] : undefined;
+    const byTag = JSON.parse(stored) as Record<string, string>;
+    return Object.hasOwn(byTag, tag) ? byTag[tag] : undefined;
   }
 }
 
 /** Reads every node's tag from the shared store into this store's settings. */
 export async function refreshKnownNodes(client: pg.ClientBase, db: Database): Promise<void> {
-  const { rows } = await client.query<{ name: string; tag: string }>('SELECT name, tag FROM rebound_nodes WHERE tag IS NOT NULL ORDER BY name');
+  const { rows } = await client.query<{ name: string; tag: string; linkKey: string | null }>(
+    'SELECT name, tag, link_key AS "linkKey" FROM rebound_nodes WHERE tag IS NOT NULL ORDER BY name',
+  );
   const tags = JSON.stringify(Object.fromEntries(rows.map((row) => [row.tag, row.name])));
-  if (readSetting(db, NODE_TAGS_SETTING) !== tags) writeTransaction(db, () => writeSetting(db, NODE_TAGS_SETTING, tags))();
+  const keys = JSON.stringify(Object.fromEntries(rows.filter((row) => row.linkKey !== null).map((row) => [row.tag, row.linkKey])));
+  if (readSetting(db, NODE_TAGS_SETTING) !== tags || readSetting(db, LINK_KEYS_SETTING) !== keys) {
+    writeTransaction(db, () => {
+      writeSetting(db, NODE_TAGS_SETTING, tags);
+      writeSetting(db, LINK_KEYS_SETTING, keys);
+    })();
+  }
 }
 
 const outboxes = new WeakMap<Database, Statement>();

@@ -57,6 +57,11 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX rebound_events_by_node_at ON rebound_events (node, at);
   `,
+  `
+  -- The key each node signs its tagged unsubscribe links with (src/bounces/verp.ts linkKeyOf), so
+  -- a node that takes a request for another node's link checks it before passing it on.
+  ALTER TABLE rebound_nodes ADD COLUMN link_key text;
+  `,
 ];
 
 /** Keys of the advisory locks the nodes take (pg_advisory_xact_lock). */
@@ -97,7 +102,7 @@ export const NODE_NAME_RELEASE_MINUTES = 10;
  * Claims `name` for this store, or refreshes the claim; throws, naming the fix, while another
  * store has used that name within NODE_NAME_RELEASE_MINUTES.
  */
-export async function claimNodeName(client: ClientBase, name: string, storeId: string, tag: string | null = null): Promise<void> {
+export async function claimNodeName(client: ClientBase, name: string, storeId: string, tag: string | null = null, linkKey: string | null = null): Promise<void> {
   if (tag !== null) {
     // 30 bits of hash: two names on one tag are unlikely, but would send one node's reports to the other.
     const twin = await client.query<{ name: string }>('SELECT name FROM rebound_nodes WHERE tag = $1 AND name <> $2', [tag, name]);
@@ -107,11 +112,12 @@ export async function claimNodeName(client: ClientBase, name: string, storeId: s
     }
   }
   const claimed = await client.query(
-    `INSERT INTO rebound_nodes (name, store_id, seen_at, tag) VALUES ($1, $2, now(), $4)
-     ON CONFLICT (name) DO UPDATE SET store_id = excluded.store_id, seen_at = now(), tag = coalesce(excluded.tag, rebound_nodes.tag)
+    `INSERT INTO rebound_nodes (name, store_id, seen_at, tag, link_key) VALUES ($1, $2, now(), $4, $5)
+     ON CONFLICT (name) DO UPDATE SET store_id = excluded.store_id, seen_at = now(), tag = coalesce(excluded.tag, rebound_nodes.tag),
+       link_key = coalesce(excluded.link_key, rebound_nodes.link_key)
       WHERE rebound_nodes.store_id = excluded.store_id OR rebound_nodes.seen_at < now() - make_interval(mins => $3)
      RETURNING name`,
-    [name, storeId, NODE_NAME_RELEASE_MINUTES, tag],
+    [name, storeId, NODE_NAME_RELEASE_MINUTES, tag, linkKey],
   );
   if (claimed.rowCount === 0) {
     throw new Error(

@@ -2,6 +2,7 @@ import type { Database } from 'better-sqlite3';
 import type { Logger } from '../logger.js';
 import { queueForwardedReport, type ForwardedReport, type KnownNodes } from '../shared/forwarded-reports.js';
 import { writeTransaction } from '../store/write-lock.js';
+import type { TaggedTokenCheck } from '../bounces/verp.js';
 import { readUnsubscribeToken, unsubscribeAddressOf, unsubscribeTokenOf, type Unsubscriber, type UnsubscribeSettings } from './index.js';
 
 /** What the MX and the one-click endpoint need to take unsubscribe requests, for this node's links and the others'. */
@@ -17,6 +18,9 @@ export type UnsubscribeWay = 'mailto' | 'one-click';
 
 /** Says, in a request passed on as mail, that it came as a one-click POST to another node. */
 const VIA_HEADER = 'X-Rebound-Unsubscribe-Via';
+
+/** What became of a request for another node's link. */
+export type ForwardOutcome = { forwarded: string } | { refused: 'unknown-node' };
 
 /**
  * Unsubscribe requests for another node's links (store.shared.url). A link's token names a
@@ -42,28 +46,38 @@ export class ForwardedUnsubscribes {
     this.queue = (toNode, report) => this.commit(() => queueForwardedReport(db, toNode, report));
   }
 
+  /**
+   * Reads a link's token as this node can: its own, or another node's checked with that node's
+   * link key (a forged one is then refused here, never passed on).
+   */
+  check(token: string): TaggedTokenCheck {
+    return readUnsubscribeToken(this.settings, token, (tag) => this.knownNodes.linkKeyOf(tag));
+  }
+
   /** The node whose tag a well-formed token carries, when that is another node this node knows; else null. */
   nodeOf(nodeTag: string): string | null {
     return this.knownNodes.nameOf(nodeTag) ?? null;
   }
 
   /**
-   * Passes the request for `token` on to the node named by its tag: the mail as received
-   * (`raw`), or for a one-click POST a short mail saying so. Returns that node's name, or null when
-   * the tag is not known here yet (a node that joined since the last round: ask to retry).
+   * Passes the request for `token` on to the node named by its tag: the header section of the
+   * mail as received (the body changes nothing), or for a one-click POST a short mail saying so.
+   * Refused when the tag is not known here yet (a node that joined since the last round: ask to
+   * retry). The caller has counted the request against its client (the MX's report budget, the
+   * one-click endpoint's own): each becomes a row in the shared store, checked or not.
    */
-  forward(token: string, nodeTag: string, way: UnsubscribeWay, mail: { raw: Buffer; mailFrom: string } | null = null): string | null {
+  forward(token: string, nodeTag: string, way: UnsubscribeWay, clientIp: string, mail: { raw: Buffer; mailFrom: string } | null = null): ForwardOutcome {
     const node = this.nodeOf(nodeTag);
-    if (node === null) return null;
+    if (node === null) return { refused: 'unknown-node' };
     const raw =
-      mail?.raw ??
+      (mail && Buffer.from(`${headerOf(mail.raw)}\r\n\r\n`, 'latin1')) ??
       Buffer.from(
         `Subject: unsubscribe\r\n${VIA_HEADER}: ${way}\r\n\r\nA one-click unsubscribe request (RFC 8058) taken by node ${this.nodeName} for a link of node ${node}.\r\n`,
         'utf8',
       );
     this.queue(node, { receivedAt: new Date(), mailFrom: mail?.mailFrom ?? '', rcptTo: [unsubscribeAddressOf(this.settings, token)], raw });
-    this.log.info({ node, way }, 'unsubscribe request for another node\'s link passed on to it');
-    return node;
+    this.log.info({ node, way, client: clientIp }, 'unsubscribe request for another node\'s link passed on to it');
+    return { forwarded: node };
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3';
-import { readTaggedToken, signedToken, type TaggedTokenCheck } from '../bounces/verp.js';
+import { linkKeyOf, readTaggedToken, signedToken, tagOfToken, type TaggedTokenCheck } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
 import { SuppressionLists } from '../suppressions/lists.js';
 import { writeTransaction } from '../store/write-lock.js';
@@ -31,7 +31,9 @@ export function unsubscribeSettings(config: Config, domain: string, secret: stri
  * the recipient row. Added in front of the message at delivery, one recipient per transaction.
  */
 export function listUnsubscribeHeaders(settings: UnsubscribeSettings, recipientId: number): Buffer {
-  const token = signedToken(settings.secret, 'unsubscribe', recipientId, new Date(), settings.nodeTag ?? null);
+  // A tagged link is signed with the node's link key, which the other nodes know: any node can check it.
+  const tag = settings.nodeTag ?? null;
+  const token = signedToken(tag === null ? settings.secret : linkKeyOf(settings.secret), 'unsubscribe', recipientId, new Date(), tag);
   const mailto = `<mailto:${settings.prefix}+${token}@${settings.domain}?subject=unsubscribe>`;
   const https = settings.url ? `, <${settings.url.replace(/\/$/, '')}/${token}>` : '';
   return Buffer.from(`List-Unsubscribe: ${mailto}${https}\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n`, 'latin1');
@@ -58,9 +60,23 @@ export function unsubscribeAddressOf(settings: UnsubscribeSettings, token: strin
   return `${settings.prefix}+${token}@${settings.domain}`;
 }
 
-/** Reads an unsubscribe token: this node's (checked), another node's (by its tag), or neither. */
-export function readUnsubscribeToken(settings: UnsubscribeSettings, token: string, now: Date = new Date()): TaggedTokenCheck {
-  return readTaggedToken(settings.secret, 'unsubscribe', token, settings.maxAgeDays, now, settings.nodeTag ?? null);
+/** The other nodes' link keys by tag (src/shared/forwarded-reports.ts KnownNodes), when the store is shared. */
+export type LinkKeys = (nodeTag: string) => string | undefined;
+
+/**
+ * Reads an unsubscribe token: this node's, checked; another node's, checked with that node's
+ * link key when this node knows it (`other-node` then means a genuine link of that node, and a
+ * bad MAC is `forged`), else `other-node` unchecked; or neither.
+ */
+export function readUnsubscribeToken(settings: UnsubscribeSettings, token: string, linkKeys: LinkKeys | null = null, now: Date = new Date()): TaggedTokenCheck {
+  const ownTag = settings.nodeTag ?? null;
+  const tag = tagOfToken(token);
+  if (tag === null) return readTaggedToken(settings.secret, 'unsubscribe', token, settings.maxAgeDays, now, ownTag);
+  if (tag === ownTag) return readTaggedToken(linkKeyOf(settings.secret), 'unsubscribe', token, settings.maxAgeDays, now, ownTag);
+  const key = linkKeys?.(tag);
+  if (key === undefined) return readTaggedToken(settings.secret, 'unsubscribe', token, settings.maxAgeDays, now, ownTag);
+  const check = readTaggedToken(key, 'unsubscribe', token, settings.maxAgeDays, now, tag);
+  return check.valid ? { valid: false, reason: 'other-node', nodeTag: tag, expired: false } : check;
 }
 
 /** The recipient a mailto: unsubscribe address names, or null when it is not one of this node's. */
