@@ -108,10 +108,28 @@ describe('store.retention', () => {
     expect(retention.pending(NOW)).toEqual({ messagesDeleted: 0, reportsDeleted: 0, otherNodeEventsDeleted: 0, bodiesDropped: 0 });
   });
 
+  it('keeps the message holding the newest event, however old, so event ids are never handed out again', async () => {
+    const { db } = await fixture();
+    const newest = (): number => db.prepare('SELECT max(id) FROM events').pluck().get() as number;
+    // Every message finished and past historyDays: all but the one holding the newest event go.
+    db.exec(`UPDATE recipients SET status = 'delivered'; UPDATE messages SET received_at = '2000-01-01T00:00:00.000Z'`);
+    const before = newest();
+    const holder = db.prepare('SELECT message_id FROM events WHERE id = ?').pluck().get(before);
+    await purgeInSteps(new Retention(db, SETTINGS), NOW);
+    expect(db.prepare('SELECT id FROM messages').pluck().all()).toEqual([holder]);
+    expect(newest()).toBe(before);
+    const spool = new Spool(db);
+    await spool.enqueue(spoolMessage('after@example.net', { receivedAt: NOW, subject: 'after' }));
+    spool.close();
+    expect(newest()).toBeGreaterThan(before);
+  });
+
   it('does not empty the bodies of messages the history purge deletes anyway, however small the steps', async () => {
     const { db } = await fixture();
     const spool = new Spool(db);
     await Promise.all(['old-2', 'old-3'].map((name) => spool.enqueue(spoolMessage(`${name}@example.net`, { receivedAt: daysAgo(95), subject: name }))));
+    // Today's mail holds the newest event (the purge keeps whichever message does).
+    await spool.enqueue(spoolMessage('today@example.net', { receivedAt: NOW, subject: 'today' }));
     spool.close();
     db.exec(`UPDATE recipients SET status = 'delivered' WHERE address LIKE 'old-_@example.net'`);
     const retention = new Retention(db, SETTINGS);

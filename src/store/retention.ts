@@ -76,7 +76,10 @@ export class Retention {
   ) {
     // @floor: the history cutoff. Messages older than it are deleted whole, not emptied first.
     const bodies = `FROM messages m WHERE m.body_dropped_at IS NULL AND m.received_at < @cutoff AND m.received_at >= @floor AND ${FINISHED}`;
-    const messages = `FROM messages m WHERE m.received_at < @cutoff AND ${FINISHED}`;
+    // The message holding the newest event stays, so events.max(id) never falls: SQLite would hand
+    // out freed ids again, and the shared store's cursor on events.id (src/shared/event-sync.ts)
+    // would skip events that reused them.
+    const messages = `FROM messages m WHERE m.received_at < @cutoff AND ${FINISHED} AND m.id IS NOT (SELECT message_id FROM events WHERE id = (SELECT max(id) FROM events))`;
     this.dropBodies = db.prepare(`
       UPDATE messages SET raw = X'', body_dropped_at = @now
        WHERE id IN (SELECT m.id ${bodies} ORDER BY m.received_at LIMIT @limit)`);
