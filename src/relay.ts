@@ -79,7 +79,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Runnin
   const changeSync = shared.url === null ? null : new ChangeSync(db, { url: shared.url, nodeName: sharedNodeName(config), catchUpMs: shared.catchUpSeconds * 1000, nodeTag: nodeTagOf(sharedNodeName(config)), linkKey: linkKeyOf(verp.secret), historyDays: config.store.retention.historyDays }, logger.child({ stage: 'shared' }));
   // Requests for other nodes' unsubscribe links are passed on to them through the shared store.
   const knownNodes = changeSync ? new KnownNodes(db) : null;
-  const unsubscriber = new Unsubscriber(db, unsubscribe);
+  const unsubscriber = new Unsubscriber(db, unsubscribe, knownNodes ? (tag) => knownNodes.linkKeyOf(tag) : null);
   const unsubscribeHandling: UnsubscribeHandling = {
     settings: unsubscribe,
     unsubscriber,

@@ -146,7 +146,7 @@ describe('shared events (store.shared.url): every node reads every node\'s mail'
 
     const db = openStore(a.config.store.path);
     cleanups.push(() => void db.close());
-    const sync = new EventSync(db, 'node-a', 30);
+    const sync = new EventSync(db, 'node-a');
     // The cursor lost: everything is shipped again and kept once.
     db.prepare(`DELETE FROM settings WHERE key = 'shared.events.shipped'`).run();
     expect(await sync.ship(client)).toEqual({ shipped: 2, more: false });
@@ -179,16 +179,17 @@ describe('shared events (store.shared.url): every node reads every node\'s mail'
     const insert = storeA.prepare(`INSERT INTO events (at, event, message_id, recipient_id, detail) VALUES (?, 'permanent_fail', 1, NULL, 'x')`);
     insert.run(old);
     insert.run(new Date().toISOString());
-    const a = new EventSync(storeA, 'node-a', 30);
-    const b = new EventSync(storeB, 'node-b', 30);
+    const a = new EventSync(storeA, 'node-a');
+    const b = new EventSync(storeB, 'node-b');
+    const cutoff = new Date(Date.now() - 30 * 86_400_000);
     expect((await a.ship(client)).shipped).toBe(2);
     expect((await b.pull(client)).copied).toBe(2);
     expect(count(storeB, 'SELECT count(*) FROM other_node_events')).toBe(2);
 
-    expect(await b.purge(client)).toBe(0);
-    expect(await a.purge(client)).toBe(1);
-    // At most once an hour.
-    expect(await a.purge(client)).toBe(0);
+    // Each node deletes only its own.
+    expect(await b.purge(client, cutoff)).toBe(0);
+    expect(await a.purge(client, cutoff)).toBe(1);
+    expect(await a.purge(client, cutoff)).toBe(0);
     expect(Number((await client.query<{ n: string }>('SELECT count(*) AS n FROM rebound_events')).rows[0]?.n)).toBe(1);
 
     const retention = new Retention(storeB, { bodyDays: 0, historyDays: 30, unmatchedReportDays: 0 });

@@ -27,8 +27,6 @@ function tokenRefusal(reply: FastifyReply, reason: 'malformed' | 'forged' | 'exp
  * every URL unsubscribe nobody. The token is checked before anything is shown.
  */
 export function unsubscribeRoutes(app: FastifyInstance, { unsubscriber, forwarded }: UnsubscribeHandling): void {
-  // Another node's link is checked with its link key when this node knows it.
-  const checkToken = (token: string): TaggedTokenCheck => forwarded?.check(token) ?? unsubscriber.check(token);
   /**
    * Another node's link (store.shared.url, one unsubscribe.url for all nodes): this node cannot
    * check it, the node that sent the mail does once the request is passed on. Its node tag, or
@@ -50,7 +48,7 @@ export function unsubscribeRoutes(app: FastifyInstance, { unsubscriber, forwarde
     });
 
     scope.get<{ Params: { token: string } }>('/unsubscribe/:token', async (request, reply) => {
-      const check = checkToken(request.params.token);
+      const check = unsubscriber.check(request.params.token);
       if (!check.valid && otherNodeTag(check) === null) return tokenRefusal(reply, check.reason === 'other-node' ? 'forged' : check.reason);
       // The form posts back to this page's own URL, built from the checked token alone.
       const action = `./${encodeURIComponent(request.params.token)}`;
@@ -63,7 +61,7 @@ export function unsubscribeRoutes(app: FastifyInstance, { unsubscriber, forwarde
     });
 
     scope.post<{ Params: { token: string }; Body: string | undefined }>('/unsubscribe/:token', async (request, reply) => {
-      const check = checkToken(request.params.token);
+      const check = unsubscriber.check(request.params.token);
       const nodeTag = otherNodeTag(check);
       if (!check.valid && nodeTag === null) return tokenRefusal(reply, check.reason === 'other-node' ? 'forged' : check.reason);
       if (!isOneClickBody(request.headers['content-type'], request.body)) {

@@ -61,6 +61,8 @@ function base32(bytes: Buffer): string {
   return out;
 }
 
+const linkKeys = new Map<string, string>();
+
 /**
  * The key a node signs its tagged unsubscribe links with (store.shared.url), derived from its
  * return-path secret. It is published to the other nodes (rebound_nodes.link_key) so that any
@@ -68,7 +70,13 @@ function base32(bytes: Buffer): string {
  * nothing of the secret that signs return paths.
  */
 export function linkKeyOf(secret: string): string {
-  return createHmac('sha256', secret).update('rebound-unsubscribe-link-key:v1').digest('hex');
+  // Asked for every recipient's links: derived once per secret (a node has one).
+  let key = linkKeys.get(secret);
+  if (key === undefined) {
+    key = createHmac('sha256', secret).update('rebound-unsubscribe-link-key:v1').digest('hex');
+    linkKeys.set(secret, key);
+  }
+  return key;
 }
 
 /** The node tag a token carries, or null for an untagged (v1) or malformed one. */

@@ -5,7 +5,7 @@ import { SMTPServer, type SMTPServerSession } from 'smtp-server';
 import { readReturnPath, type VerpCheck, type VerpSettings } from '../bounces/verp.js';
 import type { Config } from '../config/load.js';
 import type { Logger } from '../logger.js';
-import { readUnsubscribeToken, unsubscribeTokenOf } from '../unsubscribe/index.js';
+import { unsubscribeTokenOf } from '../unsubscribe/index.js';
 import type { UnsubscribeHandling } from '../unsubscribe/forwarded.js';
 import type { ReportStore } from './report-store.js';
 import { listenSmtp, smtpReply } from '../smtp-listener.js';
@@ -88,7 +88,7 @@ export function createInboundServer(
   function unsubscribeTarget(address: string): { recipientId: number } | { token: string; nodeTag: string } | { unknownTag: string } | null {
     const token = unsubscribeTokenOf(unsubscribe.settings, address);
     if (token === null) return null;
-    const check = unsubscribe.forwarded?.check(token) ?? readUnsubscribeToken(unsubscribe.settings, token);
+    const check = unsubscribe.unsubscriber.check(token);
     if (check.valid) return { recipientId: check.recipientId };
     if (check.reason !== 'other-node' || check.expired || unsubscribe.forwarded === null) return null;
     return unsubscribe.forwarded.nodeOf(check.nodeTag) === null ? { unknownTag: check.nodeTag } : { token, nodeTag: check.nodeTag };

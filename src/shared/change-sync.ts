@@ -52,8 +52,8 @@ const SHIP_INTERVAL_MS = 250;
 /** Rows shipped or applied per round trip. */
 const BATCH = 500;
 const CURSOR_SETTING = 'shared.changes.version';
-/** Taken forwarded reports are purged from the shared store at most this often. */
-const FORWARDED_PURGE_EVERY_MS = 3_600_000;
+/** This node's rows past the history horizon are purged from the shared store at most this often. */
+const PURGE_EVERY_MS = 3_600_000;
 const DAY_MS = 86_400_000;
 
 /**
@@ -102,10 +102,10 @@ export class ChangeSync {
   private readonly events: EventSync;
   /** Where reports forwarded to this node go (the inbound stage); null: they wait in the shared store. */
   private receiver: ForwardedReportReceiver | null = null;
-  /** When taken forwarded reports were last purged (Date.now()), or null: not since the start. */
-  private forwardedPurgedAt: number | null = null;
+  /** When this node's old rows were last purged from the shared store (Date.now()), or null: not since the start. */
+  private purgedAt: number | null = null;
   /** Changes shipped from here and applied here since the start; reports forwarded from and to here, and purged; events. */
-  readonly stats = { shipped: 0, applied: 0, forwardedOut: 0, forwardedIn: 0, forwardedPurged: 0, eventsShipped: 0, eventsCopied: 0 };
+  readonly stats = { shipped: 0, applied: 0, forwardedOut: 0, forwardedIn: 0, forwardedPurged: 0, eventsShipped: 0, eventsCopied: 0, eventsPurged: 0 };
 
   constructor(
     private readonly db: Database,
@@ -116,7 +116,7 @@ export class ChangeSync {
     this.keys = new DkimKeyStore(db);
     this.storeId = storedSecret(db, 'shared.storeId', null);
     this.forwarded = new ForwardedReports(db, settings.nodeName);
-    this.events = new EventSync(db, settings.nodeName, settings.historyDays);
+    this.events = new EventSync(db, settings.nodeName);
     this.firstWaiting = db.prepare('SELECT id FROM shared_outbox ORDER BY id LIMIT 1').pluck();
     this.outboxSize = db.prepare('SELECT count(*) FROM shared_outbox').pluck();
     this.waiting = db.prepare('SELECT id, uid, at, change FROM shared_outbox ORDER BY id LIMIT ?');
@@ -193,14 +193,11 @@ export class ChangeSync {
         await this.ship(client);
         await this.pull(client);
         this.stats.forwardedOut += await this.forwarded.ship(client);
-        if (this.receiver) {
-          this.stats.forwardedIn += await this.forwarded.pull(client, this.receiver);
-          await this.purgeForwarded(client);
-        }
+        if (this.receiver) this.stats.forwardedIn += await this.forwarded.pull(client, this.receiver);
         // Events after the list changes: a large backlog of events never holds a suppression back.
         const shipped = this.events.shipDue() ? await this.events.ship(client) : { shipped: 0, more: false };
         const copied = await this.events.pull(client);
-        await this.events.purge(client);
+        await this.purgeOld(client);
         this.stats.eventsShipped += shipped.shipped;
         this.stats.eventsCopied += copied.copied;
         if (shipped.more || copied.more) this.again = true;
@@ -280,18 +277,21 @@ export class ChangeSync {
   }
 
   /**
-   * Deletes, at most once an hour, the reports forwarded to this node that it has taken and that
-   * are older than historyDays: its own store has them. A failed purge is tried again
-   * at the next round.
+   * Deletes from the shared store, at most once an hour, what is this node's and older than
+   * historyDays: its own events, and the reports forwarded to it that it has taken (its own
+   * store has both). A failed purge is tried again at the next round.
    */
-  private async purgeForwarded(client: pg.Client): Promise<void> {
+  private async purgeOld(client: pg.Client): Promise<void> {
     const days = this.settings.historyDays;
     const now = Date.now();
-    if (days === 0 || (this.forwardedPurgedAt !== null && now - this.forwardedPurgedAt < FORWARDED_PURGE_EVERY_MS)) return;
-    const purged = await this.forwarded.purgeTaken(client, new Date(now - days * DAY_MS));
-    this.forwardedPurgedAt = now;
-    this.stats.forwardedPurged += purged;
-    if (purged > 0) this.log.info({ purged, days }, 'reports forwarded to this node, taken and older than store.retention.historyDays purged from the shared store');
+    if (days === 0 || (this.purgedAt !== null && now - this.purgedAt < PURGE_EVERY_MS)) return;
+    const cutoff = new Date(now - days * DAY_MS);
+    const reports = await this.forwarded.purgeTaken(client, cutoff);
+    const events = await this.events.purge(client, cutoff);
+    this.purgedAt = now;
+    this.stats.forwardedPurged += reports;
+    this.stats.eventsPurged += events;
+    if (reports + events > 0) this.log.info({ reports, events, days }, 'this node\'s reports and events older than store.retention.historyDays purged from the shared store');
   }
 
   /** Applies the shared log past this node's cursor, in order, a batch per local transaction. */

@@ -31,8 +31,6 @@ const BATCHES_PER_ROUND = 10;
  * PostgreSQL per transaction. Other nodes' figures lag by about this much.
  */
 const SHIP_INTERVAL_MS = 1_000;
-/** How often this node deletes its own events past the history horizon from the shared store. */
-const PURGE_INTERVAL_MS = 3_600_000;
 
 /**
  * Shares events between the nodes (issue 14): each node appends its own events to
@@ -47,14 +45,11 @@ export class EventSync {
   private readonly lastId: Statement;
   private readonly insertCopies: Statement;
   private readonly applyBatch: (copies: string, lastVersion: string) => number;
-  private lastPurge = 0;
   private lastShip = 0;
 
   constructor(
     private readonly db: Database,
     private readonly nodeName: string,
-    /** Days a finished message's history is kept here (store.retention.historyDays); 0: for ever. */
-    private readonly historyDays: number,
   ) {
     // One batch as one JSON array, built by SQLite: no per-event work in JavaScript on the relay's main thread.
     this.next = db.prepare(`
@@ -159,14 +154,11 @@ export class EventSync {
   }
 
   /**
-   * Deletes this node's own events past the history horizon from the shared store, at most once
-   * an hour; the other nodes' copies go with their own retention (store/retention.ts).
+   * Deletes this node's own events from before `cutoff` (the history horizon) from the shared
+   * store; the other nodes' copies go with their own retention (store/retention.ts).
    */
-  async purge(client: pg.ClientBase, now = new Date()): Promise<number> {
-    if (this.historyDays <= 0 || now.getTime() - this.lastPurge < PURGE_INTERVAL_MS) return 0;
-    this.lastPurge = now.getTime();
-    const cutoff = new Date(now.getTime() - this.historyDays * 86_400_000).toISOString();
-    const result = await client.query('DELETE FROM rebound_events WHERE node = $1 AND at < $2', [this.nodeName, cutoff]);
+  async purge(client: pg.ClientBase, cutoff: Date): Promise<number> {
+    const result = await client.query('DELETE FROM rebound_events WHERE node = $1 AND at < $2', [this.nodeName, cutoff.toISOString()]);
     return result.rowCount ?? 0;
   }
 }

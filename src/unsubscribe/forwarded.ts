@@ -2,8 +2,8 @@ import type { Database } from 'better-sqlite3';
 import type { Logger } from '../logger.js';
 import { queueForwardedReport, type ForwardedReport, type KnownNodes } from '../shared/forwarded-reports.js';
 import { writeTransaction } from '../store/write-lock.js';
-import type { TaggedTokenCheck } from '../bounces/verp.js';
-import { readUnsubscribeToken, unsubscribeAddressOf, unsubscribeTokenOf, type Unsubscriber, type UnsubscribeSettings } from './index.js';
+import { firstFieldValues } from '../header-fields.js';
+import { unsubscribeAddressOf, unsubscribeTokenOf, type Unsubscriber, type UnsubscribeSettings } from './index.js';
 
 /** What the MX and the one-click endpoint need to take unsubscribe requests, for this node's links and the others'. */
 export interface UnsubscribeHandling {
@@ -24,11 +24,11 @@ export type ForwardOutcome = { forwarded: string } | { refused: 'unknown-node' }
 
 /**
  * Unsubscribe requests for another node's links (store.shared.url). A link's token names a
- * recipient row in the store of the node that sent the mail, signed with that node's secret, and
- * carries its tag; the node that takes the request (its MX for the mailto: address, its admin
- * server for the one-click URL) cannot check it, so it passes the request on as mail to the
- * mailto: address, through the shared store as forwarded reports go, and the node that sent the
- * mail checks the token and unsubscribes. The suppression then reaches every node.
+ * recipient row in the store of the node that sent the mail and carries its tag. The node that
+ * takes the request (its MX for the mailto: address, its admin server for the one-click URL)
+ * checks it with that node's link key (Unsubscriber.check), then passes it on as mail to the
+ * mailto: address, through the shared store as forwarded reports go; the node that sent the mail
+ * checks the token again and unsubscribes. The suppression then reaches every node.
  */
 export class ForwardedUnsubscribes {
   private readonly queue: (toNode: string, report: { receivedAt: Date; mailFrom: string; rcptTo: string[]; raw: Buffer }) => void;
@@ -44,14 +44,6 @@ export class ForwardedUnsubscribes {
   ) {
     this.commit = (work) => writeTransaction(db, work)();
     this.queue = (toNode, report) => this.commit(() => queueForwardedReport(db, toNode, report));
-  }
-
-  /**
-   * Reads a link's token as this node can: its own, or another node's checked with that node's
-   * link key (a forged one is then refused here, never passed on).
-   */
-  check(token: string): TaggedTokenCheck {
-    return readUnsubscribeToken(this.settings, token, (tag) => this.knownNodes.linkKeyOf(tag));
   }
 
   /** The node whose tag a well-formed token carries, when that is another node this node knows; else null. */
@@ -89,10 +81,11 @@ export class ForwardedUnsubscribes {
   take(report: ForwardedReport, markTaken: () => void): boolean {
     const tokens = report.rcptTo.map((address) => unsubscribeTokenOf(this.settings, address));
     if (tokens.length === 0 || tokens.some((token) => token === null)) return false;
-    const way: UnsubscribeWay = new RegExp(`^${VIA_HEADER}:[ \\t]*one-click[ \\t]*$`, 'im').test(headerOf(report.raw)) ? 'one-click' : 'mailto';
+    const via = firstFieldValues(headerOf(report.raw), new Set([VIA_HEADER.toLowerCase()])).get(VIA_HEADER.toLowerCase());
+    const way: UnsubscribeWay = via?.toLowerCase() === 'one-click' ? 'one-click' : 'mailto';
     let taken = false;
     for (const token of tokens as string[]) {
-      const check = readUnsubscribeToken(this.settings, token);
+      const check = this.unsubscriber.check(token);
       if (!check.valid) {
         this.log.warn({ fromNode: report.fromNode, reason: check.reason }, 'unsubscribe request passed on by another node not applied: its token is not valid here');
         continue;

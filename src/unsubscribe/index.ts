@@ -79,14 +79,6 @@ export function readUnsubscribeToken(settings: UnsubscribeSettings, token: strin
   return check.valid ? { valid: false, reason: 'other-node', nodeTag: tag, expired: false } : check;
 }
 
-/** The recipient a mailto: unsubscribe address names, or null when it is not one of this node's. */
-export function recipientOfUnsubscribeAddress(settings: UnsubscribeSettings, address: string): number | null {
-  const token = unsubscribeTokenOf(settings, address);
-  if (token === null) return null;
-  const check = readUnsubscribeToken(settings, token);
-  return check.valid ? check.recipientId : null;
-}
-
 export type UnsubscribeResult = { done: true; address: string; already: boolean } | { done: false; reason: string };
 
 /**
@@ -102,6 +94,8 @@ export class Unsubscriber {
   constructor(
     db: Database,
     private readonly settings: UnsubscribeSettings,
+    /** The other nodes' link keys (store.shared.url), so their links are checked here too; null when not shared. */
+    private readonly linkKeys: LinkKeys | null = null,
   ) {
     this.lists = new SuppressionLists(db);
     this.recipient = db.prepare(`SELECT r.id, r.message_id AS messageId, r.address, m.queue_id AS queueId FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = ?`);
@@ -118,9 +112,9 @@ export class Unsubscriber {
     });
   }
 
-  /** Whether a one-click URL's token (its last path segment) is one of ours, and still good, or another node's. */
+  /** Whether a link's token (the one-click URL's last segment, the mailto: local part's) is this node's and good, another node's, or neither. */
   check(token: string): TaggedTokenCheck {
-    return readUnsubscribeToken(this.settings, token);
+    return readUnsubscribeToken(this.settings, token, this.linkKeys);
   }
 
   /** Unsubscribes the recipient; `alsoCommit` runs in the same transaction (a forwarded request's cursor). */
